@@ -1,0 +1,426 @@
+//! Client and instance configuration, with the defaults of SPEC.md.
+//!
+//! Both read naturally from TOML or JSON; durations are human strings such as
+//! `"250ms"`, `"5s"`, `"1m"`. [`ClientConfig::validate`] and
+//! [`InstanceConfig::validate`] return every problem at once.
+
+use std::time::Duration;
+
+use crate::endpoint::Endpoint;
+use crate::workload::{InstanceId, Role};
+
+/// RFC 8305's floor for a connection attempt delay.
+pub const MIN_ATTEMPT_DELAY: Duration = Duration::from_millis(10);
+/// The attempt delay RFC 8305 recommends, used when staggering is switched on.
+pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+/// Default handshake and session timeouts: the documents say "a timeout period" only.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default cap on a ranked list's length (AX allows up to 99 instances per environment).
+pub const DEFAULT_MAX_LIST_LEN: usize = 1024;
+
+/// Full-jitter exponential backoff between rounds (AWS architecture blog):
+/// after failed round `r` (from 0), wait `rand(0, min(cap, base * 2^r))`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct RetryPolicy {
+    /// The first backoff's upper bound.
+    #[cfg_attr(feature = "serde", serde(with = "duration"))]
+    pub base: Duration,
+    /// No backoff exceeds this.
+    #[cfg_attr(feature = "serde", serde(with = "duration"))]
+    pub cap: Duration,
+    /// Rounds in all, the first included; then the client fails.
+    pub max_rounds: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(30), max_rounds: 3 }
+    }
+}
+
+/// What a client needs to find and keep a session (phases 1 and 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct ClientConfig {
+    /// The ordered seed list (AX `aos2` entries), walked in this order.
+    pub seeds: Vec<Endpoint>,
+    /// The cluster the client expects; an instance of another cluster refuses.
+    pub cluster: Option<String>,
+    /// How long a handshake may go unanswered before the next seed is tried.
+    #[cfg_attr(feature = "serde", serde(with = "duration"))]
+    pub handshake_timeout: Duration,
+    /// How long a session request may go unanswered before the next entry.
+    #[cfg_attr(feature = "serde", serde(with = "duration"))]
+    pub connect_timeout: Duration,
+    /// Opt-in RFC 8305 staggering: start the next handshake after this delay
+    /// while earlier ones are still pending. `None`: one at a time (the seed).
+    #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
+    pub attempt_delay: Option<Duration>,
+    /// Opt-in seeded shuffle of the seed list before each walk.
+    pub shuffle_seeds: bool,
+    /// `false` is AX's `-loadbalance=0`: the instance that answers the
+    /// handshake is the session target.
+    pub load_balance: bool,
+    /// Backoff and round limit.
+    pub retry: RetryPolicy,
+    /// Ranked lists longer than this are cut.
+    pub max_list_len: usize,
+    /// Give up (with the attempt log) once this long has passed since the start.
+    #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
+    pub overall_deadline: Option<Duration>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            seeds: Vec::new(),
+            cluster: None,
+            handshake_timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_TIMEOUT,
+            attempt_delay: None,
+            shuffle_seeds: false,
+            load_balance: true,
+            retry: RetryPolicy::default(),
+            max_list_len: DEFAULT_MAX_LIST_LEN,
+            overall_deadline: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The defaults with this seed list.
+    pub fn with_seeds(seeds: Vec<Endpoint>) -> Self {
+        ClientConfig { seeds, ..ClientConfig::default() }
+    }
+
+    /// Every problem with this configuration, or `Ok` when there is none.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.seeds.is_empty() {
+            problems.push(ConfigProblem::EmptySeedList);
+        }
+        for (i, seed) in self.seeds.iter().enumerate() {
+            if let Some(first) = self.seeds[..i].iter().position(|s| s == seed) {
+                problems.push(ConfigProblem::DuplicateSeed { endpoint: seed.clone(), first, again: i });
+            }
+        }
+        zero_check(&mut problems, "handshake_timeout", self.handshake_timeout);
+        zero_check(&mut problems, "connect_timeout", self.connect_timeout);
+        zero_check(&mut problems, "retry.cap", self.retry.cap);
+        if let Some(delay) = self.attempt_delay {
+            if delay < MIN_ATTEMPT_DELAY {
+                problems.push(ConfigProblem::AttemptDelayTooShort(delay));
+            }
+        }
+        if self.retry.max_rounds == 0 {
+            problems.push(ConfigProblem::Zero("retry.max_rounds"));
+        }
+        if self.max_list_len == 0 {
+            problems.push(ConfigProblem::Zero("max_list_len"));
+        }
+        if let Some(deadline) = self.overall_deadline {
+            zero_check(&mut problems, "overall_deadline", deadline);
+        }
+        ConfigError::from_problems(problems)
+    }
+}
+
+/// Bounds on an instance's memory: beyond them it refuses with `Busy`
+/// rather than grow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct InstanceLimits {
+    /// Handshakes waiting for a query round.
+    pub max_pending_handshakes: usize,
+    /// Registry members kept from a snapshot (the rest are ignored).
+    pub max_members: usize,
+    /// Provisional sessions counted by herd control.
+    pub max_reservations: usize,
+    /// Sessions this instance tracks (a hard ceiling over `max_sessions`).
+    pub max_tracked_sessions: usize,
+}
+
+impl Default for InstanceLimits {
+    fn default() -> Self {
+        InstanceLimits {
+            max_pending_handshakes: 65_536,
+            max_members: 4_096,
+            max_reservations: 65_536,
+            max_tracked_sessions: 1 << 20,
+        }
+    }
+}
+
+/// What an instance (an AOS) needs to rank, admit and heartbeat (phase 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct InstanceConfig {
+    /// This instance's id in the registry.
+    pub id: InstanceId,
+    /// Where clients and peers reach it.
+    pub endpoint: Endpoint,
+    /// The cluster name; `None` for a `Standalone` instance.
+    pub cluster: Option<String>,
+    /// Serving, load balancer only, or standalone.
+    pub role: Role,
+    /// "Max concurrent sessions": required, at least 1.
+    pub max_sessions: u32,
+    /// Admitting new sessions (`false`: draining, "Reject new clients").
+    pub accepting: bool,
+    /// How long a peer may take to report its workload.
+    #[cfg_attr(feature = "serde", serde(with = "duration"))]
+    pub peer_timeout: Duration,
+    /// How long the registry may take to answer a snapshot query.
+    #[cfg_attr(feature = "serde", serde(with = "duration"))]
+    pub registry_timeout: Duration,
+    /// A registry snapshot is reused while younger than this.
+    #[cfg_attr(feature = "serde", serde(with = "duration"))]
+    pub snapshot_ttl: Duration,
+    /// How long herd control counts a provisional session.
+    #[cfg_attr(feature = "serde", serde(with = "duration"))]
+    pub reservation_ttl: Duration,
+    /// A member whose heartbeat is older than this is not active.
+    #[cfg_attr(feature = "serde", serde(with = "duration"))]
+    pub member_ttl: Duration,
+    /// How often the instance publishes its heartbeat.
+    #[cfg_attr(feature = "serde", serde(with = "duration"))]
+    pub heartbeat_interval: Duration,
+    /// Rank by predicted load (on) or by reported load only (the seed's plain
+    /// behaviour).
+    pub herd_control: bool,
+    /// Longest ranked list sent.
+    pub max_list_len: usize,
+    /// Memory bounds.
+    pub limits: InstanceLimits,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        InstanceConfig {
+            id: InstanceId(0),
+            endpoint: Endpoint::new("localhost", crate::endpoint::DEFAULT_PORT)
+                .unwrap_or_else(|_| unreachable!("a constant, valid endpoint")),
+            cluster: None,
+            role: Role::Serving,
+            max_sessions: 0,
+            accepting: true,
+            peer_timeout: Duration::from_millis(500),
+            registry_timeout: Duration::from_secs(1),
+            snapshot_ttl: Duration::from_secs(1),
+            reservation_ttl: DEFAULT_TIMEOUT,
+            member_ttl: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            herd_control: true,
+            max_list_len: DEFAULT_MAX_LIST_LEN,
+            limits: InstanceLimits::default(),
+        }
+    }
+}
+
+impl InstanceConfig {
+    /// The defaults for instance `id` at `endpoint` admitting `max_sessions`.
+    pub fn new(id: InstanceId, endpoint: Endpoint, max_sessions: u32) -> Self {
+        InstanceConfig { id, endpoint, max_sessions, ..InstanceConfig::default() }
+    }
+
+    /// Every problem with this configuration, or `Ok` when there is none.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.max_sessions == 0 {
+            problems.push(ConfigProblem::Zero("max_sessions"));
+        }
+        for (name, d) in [
+            ("peer_timeout", self.peer_timeout),
+            ("registry_timeout", self.registry_timeout),
+            ("reservation_ttl", self.reservation_ttl),
+            ("member_ttl", self.member_ttl),
+            ("heartbeat_interval", self.heartbeat_interval),
+        ] {
+            zero_check(&mut problems, name, d);
+        }
+        if self.max_list_len == 0 {
+            problems.push(ConfigProblem::Zero("max_list_len"));
+        }
+        for (name, n) in [
+            ("limits.max_pending_handshakes", self.limits.max_pending_handshakes),
+            ("limits.max_members", self.limits.max_members),
+            ("limits.max_tracked_sessions", self.limits.max_tracked_sessions),
+        ] {
+            if n == 0 {
+                problems.push(ConfigProblem::Zero(name));
+            }
+        }
+        match (self.role, &self.cluster) {
+            (Role::Standalone, Some(_)) => problems.push(ConfigProblem::StandaloneInCluster),
+            (Role::Serving | Role::LoadBalancerOnly, None) => problems.push(ConfigProblem::MissingCluster),
+            _ => {}
+        }
+        if self.heartbeat_interval >= self.member_ttl && !self.member_ttl.is_zero() {
+            problems.push(ConfigProblem::HeartbeatSlowerThanTtl);
+        }
+        ConfigError::from_problems(problems)
+    }
+}
+
+fn zero_check(problems: &mut Vec<ConfigProblem>, name: &'static str, d: Duration) {
+    if d.is_zero() {
+        problems.push(ConfigProblem::Zero(name));
+    }
+}
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigProblem {
+    /// A client with no seed cannot reach anything.
+    #[error("the seed list is empty")]
+    EmptySeedList,
+    /// The same endpoint twice in the seed list.
+    #[error("seed {again} ({endpoint}) repeats seed {first}")]
+    DuplicateSeed {
+        /// The repeated endpoint.
+        endpoint: Endpoint,
+        /// Its first position.
+        first: usize,
+        /// The repeat's position.
+        again: usize,
+    },
+    /// A setting that must be positive is zero.
+    #[error("`{0}` must not be zero")]
+    Zero(&'static str),
+    /// RFC 8305 forbids attempt delays below 10 ms.
+    #[error("attempt_delay {0:?} is below the 10ms minimum of RFC 8305")]
+    AttemptDelayTooShort(Duration),
+    /// A clustered role needs a cluster name.
+    #[error("a serving or load-balancer-only instance needs a cluster name")]
+    MissingCluster,
+    /// A standalone instance belongs to no cluster.
+    #[error("a standalone instance must not name a cluster")]
+    StandaloneInCluster,
+    /// Heartbeats must come more often than members expire.
+    #[error("heartbeat_interval must be shorter than member_ttl")]
+    HeartbeatSlowerThanTtl,
+}
+
+/// A configuration that failed [`ClientConfig::validate`] or
+/// [`InstanceConfig::validate`], with every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {}", list(.problems))]
+pub struct ConfigError {
+    /// Every problem, in the order the settings are declared.
+    pub problems: Vec<ConfigProblem>,
+}
+
+fn list(problems: &[ConfigProblem]) -> String {
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+impl ConfigError {
+    fn from_problems(problems: Vec<ConfigProblem>) -> Result<(), ConfigError> {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+/// Human durations: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, `"100us"`;
+/// written back in the largest unit that keeps the value exact.
+pub mod duration {
+    use std::time::Duration;
+
+    /// Parses a human duration.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (number, unit) = (&t[..split], t[split..].trim());
+        let nanos_per: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" | "min" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(format!("`{text}`: expected a number and a unit (ns, us, ms, s, m, h)")),
+        };
+        let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && frac.is_empty() || frac.contains('.') || frac.len() > 9 {
+            return Err(format!("`{text}`: not a number"));
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| format!("`{text}`: not a number"))?
+        };
+        let frac_nanos: u128 = if frac.is_empty() {
+            0
+        } else {
+            let digits: u128 = frac.parse().map_err(|_| format!("`{text}`: not a number"))?;
+            digits * nanos_per / 10u128.pow(frac.len() as u32)
+        };
+        let nanos = whole
+            .checked_mul(nanos_per)
+            .and_then(|n| n.checked_add(frac_nanos))
+            .ok_or_else(|| format!("`{text}`: too large"))?;
+        let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| format!("`{text}`: too large"))?;
+        Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+    }
+
+    /// Formats a duration in the largest exact unit.
+    pub fn format(d: Duration) -> String {
+        let nanos = d.as_nanos();
+        for (unit, per) in [
+            ("h", 3_600_000_000_000u128),
+            ("m", 60_000_000_000),
+            ("s", 1_000_000_000),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+        ] {
+            if nanos != 0 && nanos % per == 0 {
+                return format!("{}{unit}", nanos / per);
+            }
+        }
+        format!("{nanos}ns")
+    }
+
+    /// serde: serialize as a human string.
+    #[cfg(feature = "serde")]
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
+    /// serde: deserialize from a human string.
+    #[cfg(feature = "serde")]
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// serde for `Option<Duration>` as an optional human string.
+#[cfg(feature = "serde")]
+mod opt_duration {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&super::duration::format(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = <Option<String> as serde::Deserialize>::deserialize(d)?;
+        text.map(|t| super::duration::parse(&t).map_err(serde::de::Error::custom)).transpose()
+    }
+}

@@ -1,0 +1,299 @@
+//! Instance endpoints in every form the AX client configuration uses.
+//!
+//! | form                  | example                 |
+//! | --------------------- | ----------------------- |
+//! | `host`                | `aos1`                  |
+//! | `host:port`           | `aos1.contoso.com:2713` |
+//! | `instance@host`       | `AOS01@aos1`            |
+//! | `instance@host:port`  | `AOS01@aos1:2713`       |
+//! | IPv6, bracketed       | `[::1]:2712`, `[fe80::1]` |
+//!
+//! A missing port means [`DEFAULT_PORT`] (2712, the AX default TCP/IP port).
+//! [`Endpoint`]'s `Display` always writes the port, so `parse(display(e)) == e`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The AX default TCP/IP port of an AOS instance.
+pub const DEFAULT_PORT: u16 = 2712;
+
+/// Longest host name accepted (the DNS limit).
+pub const MAX_HOST_LEN: usize = 253;
+/// Longest instance name accepted.
+pub const MAX_INSTANCE_LEN: usize = 64;
+
+/// Where an instance listens: an optional instance name, a host and a port.
+///
+/// Hosts are compared as written (ASCII case-insensitively is the caller's
+/// choice): `aos1:2712` and `AOS1:2712` are different endpoints here, since the
+/// crate never resolves names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "String", into = "String"))]
+pub struct Endpoint {
+    instance: Option<String>,
+    host: String,
+    port: u16,
+}
+
+/// Why a text is not an endpoint. Every variant names the offending text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// Nothing (or only white space) was given.
+    #[error("empty endpoint")]
+    Empty,
+    /// The host part is missing, as in `:2712` or `AOS01@`.
+    #[error("endpoint `{0}` has an empty host")]
+    EmptyHost(String),
+    /// The instance part before `@` is empty, as in `@aos1`.
+    #[error("endpoint `{0}` has an empty instance name before `@`")]
+    EmptyInstance(String),
+    /// The port is not a number from 1 to 65535.
+    #[error("endpoint `{text}` has an invalid port `{port}` (expected 1-65535)")]
+    BadPort {
+        /// The whole endpoint text.
+        text: String,
+        /// The port text.
+        port: String,
+    },
+    /// A character that no part of an endpoint may hold.
+    #[error("endpoint `{text}` has a stray character {ch:?}")]
+    StrayCharacter {
+        /// The whole endpoint text.
+        text: String,
+        /// The first offending character.
+        ch: char,
+    },
+    /// `[` without `]`, `]` without `[`, or text between `]` and `:`.
+    #[error("endpoint `{0}` has unbalanced or misplaced brackets")]
+    Brackets(String),
+    /// A bare IPv6 address: it needs brackets to tell host from port.
+    #[error("endpoint `{0}` looks like an IPv6 address without brackets; write `[addr]:port`")]
+    UnbracketedIpv6(String),
+    /// The host or instance name is longer than the limits allow.
+    #[error("endpoint `{0}` is too long")]
+    TooLong(String),
+}
+
+impl Endpoint {
+    /// An endpoint from a host and a port, checked like a parsed one.
+    pub fn new(host: &str, port: u16) -> Result<Self, EndpointError> {
+        Self::with_instance(None, host, port)
+    }
+
+    /// An endpoint with an instance name, checked like a parsed one.
+    pub fn with_instance(instance: Option<&str>, host: &str, port: u16) -> Result<Self, EndpointError> {
+        let text = || match instance {
+            Some(i) => format!("{i}@{host}:{port}"),
+            None => format!("{host}:{port}"),
+        };
+        if port == 0 {
+            return Err(EndpointError::BadPort { text: text(), port: "0".into() });
+        }
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        check_host(host, host.contains(':'), &text)?;
+        if let Some(name) = instance {
+            check_instance(name, &text)?;
+        }
+        Ok(Endpoint { instance: instance.map(str::to_owned), host: host.to_owned(), port })
+    }
+
+    /// The AOS instance name, if the configuration gave one (`AOS01@host`).
+    pub fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+
+    /// The host: a name, an IPv4 address or an IPv6 address (without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host:port` as a socket address string (IPv6 bracketed), ready for
+    /// `ToSocketAddrs`; the instance name is not part of it.
+    pub fn socket_addr_string(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')
+}
+
+fn check_instance(name: &str, text: &dyn Fn() -> String) -> Result<(), EndpointError> {
+    if name.is_empty() {
+        return Err(EndpointError::EmptyInstance(text()));
+    }
+    if name.len() > MAX_INSTANCE_LEN {
+        return Err(EndpointError::TooLong(text()));
+    }
+    match name.chars().find(|&c| !is_name_char(c)) {
+        Some(ch) => Err(EndpointError::StrayCharacter { text: text(), ch }),
+        None => Ok(()),
+    }
+}
+
+fn check_host(host: &str, ipv6: bool, text: &dyn Fn() -> String) -> Result<(), EndpointError> {
+    if host.is_empty() {
+        return Err(EndpointError::EmptyHost(text()));
+    }
+    if host.len() > MAX_HOST_LEN {
+        return Err(EndpointError::TooLong(text()));
+    }
+    let allowed = |c: char| {
+        if ipv6 {
+            c.is_ascii_hexdigit() || c == ':' || c == '.'
+        } else {
+            is_name_char(c)
+        }
+    };
+    match host.chars().find(|&c| !allowed(c)) {
+        Some(ch) => Err(EndpointError::StrayCharacter { text: text(), ch }),
+        None => Ok(()),
+    }
+}
+
+fn parse_port(port: &str, text: &dyn Fn() -> String) -> Result<u16, EndpointError> {
+    let bad = || EndpointError::BadPort { text: text(), port: port.to_owned() };
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match port.parse::<u32>() {
+        Ok(p @ 1..=65535) => Ok(p as u16),
+        _ => Err(bad()),
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = EndpointError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(EndpointError::Empty);
+        }
+        let text = || s.to_owned();
+        let (instance, rest) = match s.split_once('@') {
+            Some((name, rest)) => {
+                check_instance(name, &text)?;
+                (Some(name), rest)
+            }
+            None => (None, s),
+        };
+        let (host, port, ipv6) = if let Some(after) = rest.strip_prefix('[') {
+            let (host, tail) = after.split_once(']').ok_or_else(|| EndpointError::Brackets(text()))?;
+            let port = match tail {
+                "" => None,
+                t => Some(t.strip_prefix(':').ok_or_else(|| EndpointError::Brackets(text()))?),
+            };
+            (host, port, true)
+        } else if rest.contains(']') {
+            return Err(EndpointError::Brackets(text()));
+        } else {
+            match rest.matches(':').count() {
+                0 => (rest, None, false),
+                1 => {
+                    let (h, p) = rest.split_once(':').unwrap_or((rest, ""));
+                    (h, Some(p), false)
+                }
+                _ => return Err(EndpointError::UnbracketedIpv6(text())),
+            }
+        };
+        let port = match port {
+            Some(p) => parse_port(p, &text)?,
+            None => DEFAULT_PORT,
+        };
+        check_host(host, ipv6, &text)?;
+        if ipv6 && !host.contains(':') {
+            // Brackets are for IPv6 addresses only; `[aos1]` is a typo.
+            return Err(EndpointError::Brackets(text()));
+        }
+        Ok(Endpoint { instance: instance.map(str::to_owned), host: host.to_owned(), port })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = &self.instance {
+            write!(f, "{name}@")?;
+        }
+        f.write_str(&self.socket_addr_string())
+    }
+}
+
+impl TryFrom<String> for Endpoint {
+    type Error = EndpointError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Endpoint> for String {
+    fn from(e: Endpoint) -> String {
+        e.to_string()
+    }
+}
+
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for Endpoint {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        // Only valid endpoints exist as values; build one from a small alphabet.
+        const HOSTS: [&str; 6] = ["aos1", "aos2", "aos3", "10.0.0.7", "::1", "db.example"];
+        const NAMES: [&str; 3] = ["AOS01", "AOS02", "a-b_c.d"];
+        let host = *u.choose(&HOSTS)?;
+        let instance = if u.arbitrary()? { Some(*u.choose(&NAMES)?) } else { None };
+        let port = u.int_in_range(1..=u16::MAX)?;
+        Endpoint::with_instance(instance, host, port).map_err(|_| arbitrary::Error::IncorrectFormat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ax_form_parses() {
+        let e: Endpoint = "aos1".parse().unwrap();
+        assert_eq!((e.instance(), e.host(), e.port()), (None, "aos1", 2712));
+        let e: Endpoint = "AOS01@aos1:2713".parse().unwrap();
+        assert_eq!((e.instance(), e.host(), e.port()), (Some("AOS01"), "aos1", 2713));
+        let e: Endpoint = "AOS01@aos1".parse().unwrap();
+        assert_eq!(e.port(), 2712);
+        let e: Endpoint = "[::1]:2712".parse().unwrap();
+        assert_eq!((e.host(), e.to_string().as_str()), ("::1", "[::1]:2712"));
+        let e: Endpoint = "[fe80::1]".parse().unwrap();
+        assert_eq!(e.port(), DEFAULT_PORT);
+    }
+
+    #[test]
+    fn bad_forms_name_the_text() {
+        for bad in [
+            "",
+            ":2712",
+            "@aos1",
+            "aos1:0",
+            "aos1:65536",
+            "aos1:x",
+            "[::1",
+            "::1]:1",
+            "a b",
+            "::1",
+            "[aos1]:1",
+            "[::1]x",
+        ] {
+            let err = bad.parse::<Endpoint>().unwrap_err();
+            if !bad.is_empty() {
+                assert!(err.to_string().contains(bad.trim()), "{bad:?}: {err}");
+            }
+        }
+    }
+}

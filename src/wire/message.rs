@@ -1,0 +1,159 @@
+//! The six protocol messages of SPEC.md, as plain values.
+
+use crate::endpoint::Endpoint;
+use crate::workload::{InstanceId, Role, Workload};
+
+/// Any protocol message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Message {
+    /// Client -> instance: phase 1.
+    HandshakeRequest(HandshakeRequest),
+    /// Instance -> client: the ranked list, or a refusal.
+    HandshakeReply(HandshakeReply),
+    /// Client -> instance: phase 3.
+    SessionRequest(SessionRequest),
+    /// Instance -> client: accepted, or rejected with a reason.
+    SessionReply(SessionReply),
+    /// Instance -> peer: what is your workload?
+    WorkloadQuery(WorkloadQuery),
+    /// Peer -> instance: my live figures.
+    WorkloadReport(WorkloadReport),
+}
+
+/// A client's handshake: "which instance should I use?"
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct HandshakeRequest {
+    /// Echoed in the reply.
+    pub request_id: u64,
+    /// Chooses the rotation among tied instances, so ties share arrivals.
+    pub salt: u64,
+    /// `false`: AX `-loadbalance=0`, no ranking wanted.
+    pub load_balance: bool,
+    /// The cluster the client expects, if it names one.
+    pub cluster: Option<String>,
+}
+
+/// The answer to a [`HandshakeRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct HandshakeReply {
+    /// The request's id.
+    pub request_id: u64,
+    /// A ranked list or a refusal.
+    pub outcome: HandshakeOutcome,
+}
+
+/// What a handshake produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum HandshakeOutcome {
+    /// Active instances, least loaded first (possibly empty: nobody can take a session).
+    Ranked(RankedList),
+    /// The instance will not rank for this client.
+    Refused(RefuseReason),
+}
+
+/// A ranked list of instances, least loaded first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct RankedList {
+    /// Ranked from an old registry snapshot because the registry did not answer.
+    pub stale: bool,
+    /// The entries, best first; no endpoint or id appears twice.
+    pub entries: Vec<RankedEntry>,
+}
+
+/// One instance in a ranked list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct RankedEntry {
+    /// The instance's registry id.
+    pub id: InstanceId,
+    /// Where to send the session request.
+    pub endpoint: Endpoint,
+    /// Its figures when ranked (predicted, with herd control).
+    pub workload: Workload,
+}
+
+/// Why an instance refused a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum RefuseReason {
+    /// Too many handshakes waiting; try another instance.
+    Busy,
+    /// The client asked for a cluster this instance is not part of.
+    WrongCluster,
+}
+
+/// A client's request for a session on this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct SessionRequest {
+    /// Echoed in the reply.
+    pub request_id: u64,
+}
+
+/// The answer to a [`SessionRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct SessionReply {
+    /// The request's id.
+    pub request_id: u64,
+    /// Accepted or rejected.
+    pub outcome: SessionOutcome,
+}
+
+/// Admission's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum SessionOutcome {
+    /// The session is open; it lasts until it ends or is lost.
+    Accepted {
+        /// The instance's name for the session.
+        session_id: u64,
+    },
+    /// No session; the client tries the next entry.
+    Rejected(RejectReason),
+}
+
+/// Why admission said no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum RejectReason {
+    /// `connected >= max_sessions`.
+    Full,
+    /// Not accepting new sessions ("Reject new clients").
+    Draining,
+    /// A load-balancer-only instance never admits a session.
+    NotServing,
+    /// The instance cannot track more sessions (a memory bound).
+    Busy,
+}
+
+/// An instance asks a peer for its live workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct WorkloadQuery {
+    /// Echoed in the report.
+    pub query_id: u64,
+}
+
+/// A peer's live figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct WorkloadReport {
+    /// The query's id.
+    pub query_id: u64,
+    /// Who reports.
+    pub id: InstanceId,
+    /// Its role.
+    pub role: Role,
+    /// Whether it admits new sessions.
+    pub accepting: bool,
+    /// Its figures; `connected <= max_sessions` on the wire.
+    pub workload: Workload,
+}
