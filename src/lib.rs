@@ -20,6 +20,8 @@
 pub mod config;
 pub mod endpoint;
 pub mod error;
+#[cfg(any(fuzzing, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod registry;
 pub mod rng;
 pub(crate) mod timer;
