@@ -387,6 +387,37 @@ async fn sqlite_file_is_in_wal_mode_for_sharing_between_processes() {
     assert_eq!(mode, "wal");
 }
 
+/// Set in the child process of the test below: the URL of the parent's file.
+const CHILD_URL_VAR: &str = "AOS_TEST_REGISTRY_CHILD_URL";
+
+/// Two real processes on one file (SQLite locks are per process, so two
+/// connections in one process are not the whole story): the test binary runs
+/// this same test again as a child, which reads the parent's row and adds its
+/// own.
+#[tokio::test]
+async fn sqlite_file_is_shared_between_processes() {
+    if let Ok(url) = std::env::var(CHILD_URL_VAR) {
+        let registry = Registry::connect(&url).await.expect("child connects");
+        assert_eq!(ids(&read_members(&registry, Some("c")).await), [1], "child sees the parent's row");
+        registry.publish(&heartbeat(2, Some("c"), 2, 10)).await.expect("child publishes");
+        return;
+    }
+    let db = SqliteDb::new("shared_between_processes");
+    let registry = connect(&db).await;
+    registry.publish(&heartbeat(1, Some("c"), 1, 10)).await.expect("parent publishes");
+    let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "sqlite_file_is_shared_between_processes", "--test-threads=1"])
+        .env(CHILD_URL_VAR, db.url())
+        .output()
+        .expect("run the child");
+    let child_out = String::from_utf8_lossy(&child.stdout);
+    assert!(child.status.success(), "child failed: {child_out}{}", String::from_utf8_lossy(&child.stderr));
+    assert!(child_out.contains("1 passed"), "the child ran the test: {child_out}");
+    let members = read_members(&registry, Some("c")).await;
+    assert_eq!(ids(&members), [1, 2]);
+    assert_eq!(members[1].workload, Workload::new(2, 10));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_concurrent_publishers_on_one_file_all_land() {
     let db = SqliteDb::new("concurrent_publishers");
