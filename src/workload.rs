@@ -121,10 +121,103 @@ pub fn rank(candidates: &[Candidate], salt: u64) -> Vec<usize> {
 /// list. O(n log n); allocates nothing beyond `out`.
 pub fn rank_into(candidates: &[Candidate], salt: u64, out: &mut Vec<usize>) {
     out.clear();
+    match Packing::for_len(candidates.len()) {
+        Some(packing) => rank_packed(candidates, salt, out, packing),
+        None => rank_by_comparison(candidates, salt, out),
+    }
+}
+
+/// The exact order of two eligible members (`a`, `b` index `candidates`):
+/// workload by cross-multiplication, then more free sessions, then input order.
+fn cmp_exact(candidates: &[Candidate], a: usize, b: usize) -> Ordering {
+    candidates[a].workload.cmp_rank(candidates[b].workload).then(a.cmp(&b))
+}
+
+/// The plain path: sort indices with the exact comparator. Used where a packed
+/// key does not fit (32-bit targets, more than 2^32 candidates).
+fn rank_by_comparison(candidates: &[Candidate], salt: u64, out: &mut Vec<usize>) {
     out.extend(candidates.iter().enumerate().filter(|(_, c)| c.is_eligible()).map(|(i, _)| i));
-    let load = |i: usize| candidates[i].workload;
-    out.sort_unstable_by(|&a, &b| load(a).cmp_rank(load(b)).then(a.cmp(&b)));
-    rotate_ties(out, salt, |a, b| load(a) == load(b));
+    out.sort_unstable_by(|&a, &b| cmp_exact(candidates, a, b));
+    rotate_ties(out, salt, |a, b| candidates[a].workload == candidates[b].workload);
+}
+
+/// How an eligible member packs into one 64-bit word of `out`, so the bulk of
+/// the work is a primitive integer sort (several times faster than sorting
+/// indices through a comparator that chases each index into `candidates`):
+///
+/// ```text
+/// [ load: 32 bits ][ fewer free sessions: 32 - index_bits ][ index: index_bits ]
+/// ```
+///
+/// `load = floor(connected * 2^32 / max_sessions)`. An eligible member has
+/// `connected < max_sessions`, so `load < 2^32`, and the floor is monotone:
+/// a smaller `load` is a strictly smaller exact ratio. Equal `load`s do not
+/// prove equal ratios (two fractions with denominators above 2^16 may share a
+/// floor), and the free-session field saturates, so every run of equal `load`
+/// is then re-sorted with the exact comparator ([`cmp_exact`], integer
+/// cross-multiplication). The packed sort only ever decides between members
+/// whose exact ratios differ in the direction it sorts them; every tie, and
+/// every near-tie, is decided by cross-multiplication.
+#[derive(Debug, Clone, Copy)]
+struct Packing {
+    index_bits: u32,
+    free_bits: u32,
+}
+
+impl Packing {
+    const LOAD_SHIFT: u32 = 32;
+
+    /// The packing for `len` candidates, if an index fits in 32 bits beside
+    /// the load and `out`'s words are 64 bits wide.
+    fn for_len(len: usize) -> Option<Packing> {
+        let index_bits = usize::BITS - len.saturating_sub(1).leading_zeros();
+        (usize::BITS == 64 && index_bits <= 32)
+            .then_some(Packing { index_bits, free_bits: Self::LOAD_SHIFT - index_bits })
+    }
+
+    fn index_mask(self) -> u64 {
+        (1u64 << self.index_bits) - 1
+    }
+
+    /// The word for eligible member `index` with workload `w`.
+    fn pack(self, index: usize, w: Workload) -> u64 {
+        let load = (u64::from(w.connected) << Self::LOAD_SHIFT) / u64::from(w.max_sessions);
+        let free_max = (1u64 << self.free_bits) - 1;
+        let fewer_free = free_max - u64::from(w.free()).min(free_max);
+        (load << Self::LOAD_SHIFT) | (fewer_free << self.index_bits) | index as u64
+    }
+}
+
+fn rank_packed(candidates: &[Candidate], salt: u64, out: &mut Vec<usize>, packing: Packing) {
+    // `as` conversions between u64 and usize are lossless: `for_len` admits
+    // 64-bit targets only.
+    out.extend(
+        candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_eligible())
+            .map(|(i, c)| packing.pack(i, c.workload) as usize),
+    );
+    out.sort_unstable();
+    let mask = packing.index_mask() as usize;
+    let load_of = |word: usize| word >> Packing::LOAD_SHIFT;
+    let mut start = 0;
+    while start < out.len() {
+        let load = load_of(out[start]);
+        let end = start + out[start..].iter().position(|&w| load_of(w) != load).unwrap_or(out.len() - start);
+        let run = &mut out[start..end];
+        for word in run.iter_mut() {
+            *word &= mask;
+        }
+        if run.len() > 1 {
+            // Already in packed order, which is the exact order unless two
+            // different ratios share a `load` or free sessions saturated; the
+            // sort confirms a sorted run in one linear pass.
+            run.sort_unstable_by(|&a, &b| cmp_exact(candidates, a, b));
+            rotate_ties(run, salt, |a, b| candidates[a].workload == candidates[b].workload);
+        }
+        start = end;
+    }
 }
 
 /// Rotates each run of equal neighbours (by `same`) left by `salt % run_len`.
