@@ -30,12 +30,15 @@ fn every_good_form_parses_to_its_parts() {
     }
 }
 
+/// Whether an error is of the expected kind.
+type ErrorKindCheck = fn(&EndpointError) -> bool;
+
 #[test]
 fn every_bad_form_is_an_error_that_names_the_text() {
     use EndpointError as E;
     let long_host = "h".repeat(MAX_HOST_LEN + 1);
     let long_instance = format!("{}@aos1", "i".repeat(MAX_INSTANCE_LEN + 1));
-    let table: Vec<(&str, fn(&EndpointError) -> bool)> = vec![
+    let table: Vec<(&str, ErrorKindCheck)> = vec![
         (":2712", |e| matches!(e, E::EmptyHost(_))),
         ("AOS01@", |e| matches!(e, E::EmptyHost(_))),
         ("AOS01@:1", |e| matches!(e, E::EmptyHost(_))),

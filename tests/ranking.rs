@@ -108,7 +108,7 @@ fn tie_heavy(len: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn output_is_sorted_by_exact_ratio_then_free(cands in candidates(200), salt in any::<u64>()) {
@@ -195,6 +195,20 @@ proptest! {
 
     #[test]
     fn agrees_with_the_u128_reference(cands in candidates(300), salt in any::<u64>()) {
+        prop_assert_eq!(rank(&cands, salt), reference(&cands, salt));
+    }
+
+    #[test]
+    fn agrees_with_the_reference_on_ax_capacities(
+        cands in prop::collection::vec(
+            (1u32..=65_535).prop_flat_map(|m| (0..=m, Just(m), prop::bool::weighted(0.9))),
+            0..=300,
+        ),
+        salt in any::<u64>(),
+    ) {
+        // Capacities up to AX's 65535 only (the exact packed path of `rank`).
+        let cands: Vec<Candidate> =
+            cands.into_iter().map(|(c, m, accepting)| Candidate { accepting, ..serving(c, m) }).collect();
         prop_assert_eq!(rank(&cands, salt), reference(&cands, salt));
     }
 
