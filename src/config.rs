@@ -111,6 +111,8 @@ impl ClientConfig {
         }
         zero_check(&mut problems, "handshake_timeout", self.handshake_timeout);
         zero_check(&mut problems, "connect_timeout", self.connect_timeout);
+        // A zero base makes every backoff zero: clients would retry in lock-step.
+        zero_check(&mut problems, "retry.base", self.retry.base);
         zero_check(&mut problems, "retry.cap", self.retry.cap);
         if let Some(delay) = self.attempt_delay {
             if delay < MIN_ATTEMPT_DELAY {
@@ -366,7 +368,12 @@ pub mod duration {
             0
         } else {
             let digits: u128 = frac.parse().map_err(|_| format!("`{text}`: not a number"))?;
-            digits * nanos_per / 10u128.pow(frac.len() as u32)
+            let scaled = digits * nanos_per;
+            let scale = 10u128.pow(frac.len() as u32);
+            if scaled % scale != 0 {
+                return Err(format!("`{text}`: finer than a nanosecond"));
+            }
+            scaled / scale
         };
         let nanos = whole
             .checked_mul(nanos_per)
@@ -389,6 +396,9 @@ pub mod duration {
             if nanos != 0 && nanos % per == 0 {
                 return format!("{}{unit}", nanos / per);
             }
+        }
+        if nanos == 0 {
+            return "0s".to_owned();
         }
         format!("{nanos}ns")
     }

@@ -9,9 +9,13 @@
 //! | IPv6, bracketed       | `[::1]:2712`, `[fe80::1]` |
 //!
 //! A missing port means [`DEFAULT_PORT`] (2712, the AX default TCP/IP port).
+//! White space around the whole text is ignored (configuration files carry
+//! it); inside, names hold ASCII letters, digits, `-`, `.` and `_` only, and a
+//! bracketed host must be an IPv6 address. Names are never resolved.
 //! [`Endpoint`]'s `Display` always writes the port, so `parse(display(e)) == e`.
 
 use std::fmt;
+use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 /// The AX default TCP/IP port of an AOS instance.
@@ -71,6 +75,9 @@ pub enum EndpointError {
     /// A bare IPv6 address: it needs brackets to tell host from port.
     #[error("endpoint `{0}` looks like an IPv6 address without brackets; write `[addr]:port`")]
     UnbracketedIpv6(String),
+    /// A bracketed host that is not an IPv6 address, as in `[1:2:3]`.
+    #[error("endpoint `{0}` has an invalid IPv6 address")]
+    BadIpv6(String),
     /// The host or instance name is longer than the limits allow.
     #[error("endpoint `{0}` is too long")]
     TooLong(String),
@@ -91,11 +98,13 @@ impl Endpoint {
         if port == 0 {
             return Err(EndpointError::BadPort { text: text(), port: "0".into() });
         }
-        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-        check_host(host, host.contains(':'), &text)?;
         if let Some(name) = instance {
             check_instance(name, &text)?;
         }
+        // A bracketed host and a bare IPv6 address are both accepted here: the
+        // brackets are syntax, not part of the address.
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        check_host(host, host.contains(':'), &text)?;
         Ok(Endpoint { instance: instance.map(str::to_owned), host: host.to_owned(), port })
     }
 
@@ -142,6 +151,9 @@ fn check_instance(name: &str, text: &dyn Fn() -> String) -> Result<(), EndpointE
     }
 }
 
+/// Checks a host. `ipv6` says it was written in brackets (or, through
+/// [`Endpoint::with_instance`], contains a colon): then it must be a real IPv6
+/// address, so that what `Display` brackets always parses back.
 fn check_host(host: &str, ipv6: bool, text: &dyn Fn() -> String) -> Result<(), EndpointError> {
     if host.is_empty() {
         return Err(EndpointError::EmptyHost(text()));
@@ -149,17 +161,15 @@ fn check_host(host: &str, ipv6: bool, text: &dyn Fn() -> String) -> Result<(), E
     if host.len() > MAX_HOST_LEN {
         return Err(EndpointError::TooLong(text()));
     }
-    let allowed = |c: char| {
-        if ipv6 {
-            c.is_ascii_hexdigit() || c == ':' || c == '.'
-        } else {
-            is_name_char(c)
-        }
-    };
-    match host.chars().find(|&c| !allowed(c)) {
-        Some(ch) => Err(EndpointError::StrayCharacter { text: text(), ch }),
-        None => Ok(()),
+    let allowed =
+        |c: char| if ipv6 { c.is_ascii_hexdigit() || c == ':' || c == '.' } else { is_name_char(c) };
+    if let Some(ch) = host.chars().find(|&c| !allowed(c)) {
+        return Err(EndpointError::StrayCharacter { text: text(), ch });
     }
+    if ipv6 && host.parse::<Ipv6Addr>().is_err() {
+        return Err(EndpointError::BadIpv6(text()));
+    }
+    Ok(())
 }
 
 fn parse_port(port: &str, text: &dyn Fn() -> String) -> Result<u16, EndpointError> {
@@ -189,6 +199,9 @@ impl FromStr for Endpoint {
             }
             None => (None, s),
         };
+        if rest.matches('[').count() > 1 || rest.matches(']').count() > 1 {
+            return Err(EndpointError::Brackets(text()));
+        }
         let (host, port, ipv6) = if let Some(after) = rest.strip_prefix('[') {
             let (host, tail) = after.split_once(']').ok_or_else(|| EndpointError::Brackets(text()))?;
             let port = match tail {
@@ -196,7 +209,7 @@ impl FromStr for Endpoint {
                 t => Some(t.strip_prefix(':').ok_or_else(|| EndpointError::Brackets(text()))?),
             };
             (host, port, true)
-        } else if rest.contains(']') {
+        } else if rest.contains(['[', ']']) {
             return Err(EndpointError::Brackets(text()));
         } else {
             match rest.matches(':').count() {
@@ -212,11 +225,11 @@ impl FromStr for Endpoint {
             Some(p) => parse_port(p, &text)?,
             None => DEFAULT_PORT,
         };
-        check_host(host, ipv6, &text)?;
-        if ipv6 && !host.contains(':') {
+        if ipv6 && !host.is_empty() && !host.contains(':') {
             // Brackets are for IPv6 addresses only; `[aos1]` is a typo.
             return Err(EndpointError::Brackets(text()));
         }
+        check_host(host, ipv6, &text)?;
         Ok(Endpoint { instance: instance.map(str::to_owned), host: host.to_owned(), port })
     }
 }

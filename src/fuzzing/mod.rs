@@ -2,3 +2,11 @@
 //! ordinary builds type-check it and `cargo test` replays the committed corpus
 //! through it on stable. Each body takes raw bytes and panics only when an
 //! invariant is broken (that is the bug a fuzzer reports).
+//!
+//! Each body lives in its own module and is re-exported under the same name
+//! (modules and functions live in different namespaces), so a target calls
+//! `aos_cluster::fuzzing::NAME(data)`.
+
+/// Endpoint text parsing.
+pub mod endpoint;
+pub use self::endpoint::endpoint;

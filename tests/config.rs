@@ -1,0 +1,409 @@
+//! Configuration: SPEC.md defaults, TOML and JSON with human durations, and
+//! `validate()` reporting every problem at once.
+
+#![cfg(feature = "serde")]
+
+use std::time::Duration;
+
+use aos_cluster::config::{
+    duration, ClientConfig, ConfigProblem, InstanceConfig, DEFAULT_ATTEMPT_DELAY, MIN_ATTEMPT_DELAY,
+};
+use aos_cluster::endpoint::{Endpoint, DEFAULT_PORT};
+use aos_cluster::workload::{InstanceId, Role};
+use proptest::prelude::*;
+
+fn ep(text: &str) -> Endpoint {
+    text.parse().unwrap()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn defaults_are_the_spec_table() {
+    let c = ClientConfig::default();
+    assert_eq!(DEFAULT_PORT, 2712);
+    assert_eq!(c.handshake_timeout, secs(5));
+    assert_eq!(c.connect_timeout, secs(5));
+    assert_eq!(c.attempt_delay, None);
+    assert_eq!(DEFAULT_ATTEMPT_DELAY, ms(250));
+    assert_eq!(MIN_ATTEMPT_DELAY, ms(10));
+    assert!(!c.shuffle_seeds);
+    assert!(c.load_balance);
+    assert_eq!((c.retry.base, c.retry.cap, c.retry.max_rounds), (secs(1), secs(30), 3));
+    assert_eq!(c.max_list_len, 1024);
+
+    let i = InstanceConfig::default();
+    assert_eq!(i.peer_timeout, ms(500));
+    assert_eq!(i.snapshot_ttl, secs(1));
+    assert_eq!(i.reservation_ttl, c.connect_timeout);
+    assert_eq!(i.member_ttl, secs(30));
+    assert!(i.herd_control);
+    assert_eq!(i.max_list_len, 1024);
+    // max_sessions is required: the default is the configuration error.
+    assert_eq!(i.max_sessions, 0);
+    assert_eq!(i.validate().unwrap_err().problems.first(), Some(&ConfigProblem::Zero("max_sessions")));
+}
+
+const FULL_CLIENT_TOML: &str = r#"
+seeds = ["AOS01@aos1:2712", "aos2", "[::1]:2713"]
+cluster = "production"
+handshake_timeout = "2s"
+connect_timeout = "1500ms"
+attempt_delay = "250ms"
+shuffle_seeds = true
+load_balance = false
+max_list_len = 99
+overall_deadline = "1m"
+
+[retry]
+base = "100ms"
+cap = "10s"
+max_rounds = 5
+"#;
+
+fn full_client() -> ClientConfig {
+    ClientConfig {
+        seeds: vec![ep("AOS01@aos1"), ep("aos2:2712"), ep("[::1]:2713")],
+        cluster: Some("production".into()),
+        handshake_timeout: secs(2),
+        connect_timeout: ms(1500),
+        attempt_delay: Some(ms(250)),
+        shuffle_seeds: true,
+        load_balance: false,
+        retry: aos_cluster::RetryPolicy { base: ms(100), cap: secs(10), max_rounds: 5 },
+        max_list_len: 99,
+        overall_deadline: Some(secs(60)),
+    }
+}
+
+#[test]
+fn a_full_client_config_reads_from_toml_and_json() {
+    let from_toml: ClientConfig = toml::from_str(FULL_CLIENT_TOML).unwrap();
+    assert_eq!(from_toml, full_client());
+    assert_eq!(from_toml.validate(), Ok(()));
+
+    let json = r#"{
+        "seeds": ["AOS01@aos1:2712", "aos2", "[::1]:2713"], "cluster": "production",
+        "handshake_timeout": "2s", "connect_timeout": "1.5s", "attempt_delay": "250ms",
+        "shuffle_seeds": true, "load_balance": false, "max_list_len": 99, "overall_deadline": "60s",
+        "retry": {"base": "0.1s", "cap": "10s", "max_rounds": 5}
+    }"#;
+    assert_eq!(serde_json::from_str::<ClientConfig>(json).unwrap(), full_client());
+}
+
+#[test]
+fn a_minimal_client_config_takes_every_default() {
+    let c: ClientConfig = toml::from_str(r#"seeds = ["aos1"]"#).unwrap();
+    assert_eq!(c, ClientConfig::with_seeds(vec![ep("aos1:2712")]));
+    let c: ClientConfig = serde_json::from_str(r#"{"seeds": ["aos1"]}"#).unwrap();
+    assert_eq!(c, ClientConfig::with_seeds(vec![ep("aos1:2712")]));
+    assert_eq!(c.validate(), Ok(()));
+}
+
+#[test]
+fn configs_round_trip_through_toml_and_json() {
+    let full = full_client();
+    let text = toml::to_string(&full).unwrap();
+    assert!(text.contains(r#"connect_timeout = "1500ms""#), "{text}");
+    assert!(text.contains(r#"overall_deadline = "1m""#), "{text}");
+    assert_eq!(toml::from_str::<ClientConfig>(&text).unwrap(), full);
+    assert_eq!(serde_json::from_str::<ClientConfig>(&serde_json::to_string(&full).unwrap()).unwrap(), full);
+    // `None` durations are left out of TOML and read back as `None`.
+    let minimal = ClientConfig::with_seeds(vec![ep("aos1")]);
+    let text = toml::to_string(&minimal).unwrap();
+    assert!(!text.contains("attempt_delay"), "{text}");
+    assert_eq!(toml::from_str::<ClientConfig>(&text).unwrap(), minimal);
+
+    let instance = instance_from_toml();
+    let text = toml::to_string(&instance).unwrap();
+    assert_eq!(toml::from_str::<InstanceConfig>(&text).unwrap(), instance);
+    assert_eq!(
+        serde_json::from_str::<InstanceConfig>(&serde_json::to_string(&instance).unwrap()).unwrap(),
+        instance
+    );
+}
+
+fn instance_from_toml() -> InstanceConfig {
+    toml::from_str(
+        r#"
+        id = 7
+        endpoint = "AOS07@aos7.contoso.com"
+        cluster = "production"
+        role = "serving"
+        max_sessions = 200
+        accepting = false
+        peer_timeout = "250ms"
+        registry_timeout = "2s"
+        snapshot_ttl = "500ms"
+        reservation_ttl = "3s"
+        member_ttl = "45s"
+        heartbeat_interval = "10s"
+        herd_control = false
+        max_list_len = 99
+
+        [limits]
+        max_pending_handshakes = 100
+        max_members = 99
+        max_reservations = 1000
+        max_tracked_sessions = 400
+        "#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_full_instance_config_reads_from_toml_and_json() {
+    let i = instance_from_toml();
+    assert_eq!((i.id, i.endpoint.to_string()), (InstanceId(7), "AOS07@aos7.contoso.com:2712".to_owned()));
+    assert_eq!(
+        (i.cluster.as_deref(), i.role, i.max_sessions, i.accepting),
+        (Some("production"), Role::Serving, 200, false)
+    );
+    assert_eq!(
+        (
+            i.peer_timeout,
+            i.registry_timeout,
+            i.snapshot_ttl,
+            i.reservation_ttl,
+            i.member_ttl,
+            i.heartbeat_interval
+        ),
+        (ms(250), secs(2), ms(500), secs(3), secs(45), secs(10))
+    );
+    assert!(!i.herd_control);
+    assert_eq!(i.max_list_len, 99);
+    assert_eq!(
+        (
+            i.limits.max_pending_handshakes,
+            i.limits.max_members,
+            i.limits.max_reservations,
+            i.limits.max_tracked_sessions
+        ),
+        (100, 99, 1000, 400)
+    );
+    assert_eq!(i.validate(), Ok(()));
+
+    let json = r#"{"id": 7, "endpoint": "AOS07@aos7.contoso.com:2712", "cluster": "production",
+        "role": "serving", "max_sessions": 200, "accepting": false, "peer_timeout": "250ms",
+        "registry_timeout": "2s", "snapshot_ttl": "0.5s", "reservation_ttl": "3s", "member_ttl": "45s",
+        "heartbeat_interval": "10s", "herd_control": false, "max_list_len": 99,
+        "limits": {"max_pending_handshakes": 100, "max_members": 99, "max_reservations": 1000,
+                   "max_tracked_sessions": 400}}"#;
+    assert_eq!(serde_json::from_str::<InstanceConfig>(json).unwrap(), i);
+}
+
+#[test]
+fn a_minimal_instance_config_takes_every_default() {
+    let text = r#"
+        id = 1
+        endpoint = "aos1"
+        cluster = "production"
+        max_sessions = 100
+    "#;
+    let i: InstanceConfig = toml::from_str(text).unwrap();
+    let expected = InstanceConfig {
+        cluster: Some("production".into()),
+        ..InstanceConfig::new(InstanceId(1), ep("aos1"), 100)
+    };
+    assert_eq!(i, expected);
+    assert_eq!(i.validate(), Ok(()));
+    let json = r#"{"id": 1, "endpoint": "aos1", "cluster": "production", "max_sessions": 100}"#;
+    assert_eq!(serde_json::from_str::<InstanceConfig>(json).unwrap(), expected);
+}
+
+#[test]
+fn bad_values_are_deserialization_errors_that_name_them() {
+    for (text, needle) in [
+        (r#"seeds = ["aos1:0"]"#, "aos1:0"),
+        (r#"handshake_timeout = "5""#, "`5`"),
+        (r#"handshake_timeout = "5 parsecs""#, "5 parsecs"),
+        (r#"handshake_timeout = "-1s""#, "-1s"),
+        (r#"connect_timeout = "1.5ns""#, "1.5ns"),
+        (r#"handshake_timout = "5s""#, "handshake_timout"),
+    ] {
+        let err = toml::from_str::<ClientConfig>(text).unwrap_err().to_string();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+}
+
+fn valid_client() -> ClientConfig {
+    ClientConfig::with_seeds(vec![ep("aos1"), ep("aos2")])
+}
+
+fn client_problems(edit: impl FnOnce(&mut ClientConfig)) -> Vec<ConfigProblem> {
+    let mut c = valid_client();
+    edit(&mut c);
+    c.validate().map(|()| Vec::new()).unwrap_or_else(|e| e.problems)
+}
+
+#[test]
+fn each_client_problem_is_reported() {
+    assert_eq!(client_problems(|_| {}), vec![]);
+    assert_eq!(client_problems(|c| c.seeds.clear()), vec![ConfigProblem::EmptySeedList]);
+    assert_eq!(
+        client_problems(|c| c.seeds.push(ep("aos1:2712"))),
+        vec![ConfigProblem::DuplicateSeed { endpoint: ep("aos1"), first: 0, again: 2 }]
+    );
+    assert_eq!(
+        client_problems(|c| c.handshake_timeout = Duration::ZERO),
+        vec![ConfigProblem::Zero("handshake_timeout")]
+    );
+    assert_eq!(
+        client_problems(|c| c.connect_timeout = Duration::ZERO),
+        vec![ConfigProblem::Zero("connect_timeout")]
+    );
+    assert_eq!(client_problems(|c| c.retry.base = Duration::ZERO), vec![ConfigProblem::Zero("retry.base")]);
+    assert_eq!(client_problems(|c| c.retry.cap = Duration::ZERO), vec![ConfigProblem::Zero("retry.cap")]);
+    assert_eq!(client_problems(|c| c.retry.max_rounds = 0), vec![ConfigProblem::Zero("retry.max_rounds")]);
+    assert_eq!(client_problems(|c| c.max_list_len = 0), vec![ConfigProblem::Zero("max_list_len")]);
+    assert_eq!(
+        client_problems(|c| c.overall_deadline = Some(Duration::ZERO)),
+        vec![ConfigProblem::Zero("overall_deadline")]
+    );
+    assert_eq!(
+        client_problems(|c| c.attempt_delay = Some(ms(9))),
+        vec![ConfigProblem::AttemptDelayTooShort(ms(9))]
+    );
+    // The RFC 8305 floor itself is allowed.
+    assert_eq!(client_problems(|c| c.attempt_delay = Some(MIN_ATTEMPT_DELAY)), vec![]);
+}
+
+#[test]
+fn several_client_problems_are_reported_together_in_declaration_order() {
+    let problems = client_problems(|c| {
+        c.seeds = vec![ep("aos1"), ep("aos2"), ep("aos1"), ep("aos2")];
+        c.handshake_timeout = Duration::ZERO;
+        c.attempt_delay = Some(Duration::from_micros(500));
+        c.max_list_len = 0;
+    });
+    assert_eq!(
+        problems,
+        vec![
+            ConfigProblem::DuplicateSeed { endpoint: ep("aos1"), first: 0, again: 2 },
+            ConfigProblem::DuplicateSeed { endpoint: ep("aos2"), first: 1, again: 3 },
+            ConfigProblem::Zero("handshake_timeout"),
+            ConfigProblem::AttemptDelayTooShort(Duration::from_micros(500)),
+            ConfigProblem::Zero("max_list_len"),
+        ]
+    );
+    let message = valid_client_with(|c| c.seeds.clear(), |c| c.max_list_len = 0);
+    assert!(message.contains("seed list is empty") && message.contains("max_list_len"), "{message}");
+}
+
+fn valid_client_with(a: impl FnOnce(&mut ClientConfig), b: impl FnOnce(&mut ClientConfig)) -> String {
+    let mut c = valid_client();
+    a(&mut c);
+    b(&mut c);
+    c.validate().unwrap_err().to_string()
+}
+
+fn valid_instance() -> InstanceConfig {
+    InstanceConfig {
+        cluster: Some("production".into()),
+        ..InstanceConfig::new(InstanceId(1), ep("aos1"), 100)
+    }
+}
+
+fn instance_problems(edit: impl FnOnce(&mut InstanceConfig)) -> Vec<ConfigProblem> {
+    let mut i = valid_instance();
+    edit(&mut i);
+    i.validate().map(|()| Vec::new()).unwrap_or_else(|e| e.problems)
+}
+
+#[test]
+fn each_instance_problem_is_reported() {
+    use ConfigProblem::*;
+    assert_eq!(instance_problems(|_| {}), vec![]);
+    assert_eq!(instance_problems(|i| i.max_sessions = 0), vec![Zero("max_sessions")]);
+    assert_eq!(instance_problems(|i| i.peer_timeout = Duration::ZERO), vec![Zero("peer_timeout")]);
+    assert_eq!(instance_problems(|i| i.registry_timeout = Duration::ZERO), vec![Zero("registry_timeout")]);
+    assert_eq!(instance_problems(|i| i.reservation_ttl = Duration::ZERO), vec![Zero("reservation_ttl")]);
+    assert_eq!(instance_problems(|i| i.max_list_len = 0), vec![Zero("max_list_len")]);
+    assert_eq!(instance_problems(|i| i.limits.max_members = 0), vec![Zero("limits.max_members")]);
+    assert_eq!(instance_problems(|i| i.cluster = None), vec![MissingCluster]);
+    assert_eq!(instance_problems(|i| i.role = Role::Standalone), vec![StandaloneInCluster]);
+    assert_eq!(
+        instance_problems(|i| {
+            i.role = Role::Standalone;
+            i.cluster = None;
+        }),
+        vec![]
+    );
+    assert_eq!(instance_problems(|i| i.heartbeat_interval = secs(30)), vec![HeartbeatSlowerThanTtl]);
+    // A zero snapshot_ttl is allowed: never reuse a snapshot.
+    assert_eq!(instance_problems(|i| i.snapshot_ttl = Duration::ZERO), vec![]);
+}
+
+#[test]
+fn several_instance_problems_are_reported_together() {
+    use ConfigProblem::*;
+    let problems = instance_problems(|i| {
+        i.max_sessions = 0;
+        i.peer_timeout = Duration::ZERO;
+        i.member_ttl = Duration::ZERO;
+        i.max_list_len = 0;
+        i.cluster = None;
+    });
+    assert_eq!(
+        problems,
+        vec![
+            Zero("max_sessions"),
+            Zero("peer_timeout"),
+            Zero("member_ttl"),
+            Zero("max_list_len"),
+            MissingCluster
+        ]
+    );
+}
+
+#[test]
+fn human_durations_parse_and_format() {
+    for (text, d) in [
+        ("250ms", ms(250)),
+        ("5s", secs(5)),
+        ("1.5s", ms(1500)),
+        ("0.25s", ms(250)),
+        (".5s", ms(500)),
+        ("2m", secs(120)),
+        ("1min", secs(60)),
+        ("1h", secs(3600)),
+        ("100us", Duration::from_micros(100)),
+        ("100µs", Duration::from_micros(100)),
+        ("7ns", Duration::from_nanos(7)),
+        (" 5 s ", secs(5)),
+        ("0s", Duration::ZERO),
+    ] {
+        assert_eq!(duration::parse(text), Ok(d), "{text:?}");
+    }
+    for bad in
+        ["", "5", "s", ".s", "1.2.3s", "-1s", "5 parsecs", "1.5ns", "1.0000000001s", "99999999999999999999h"]
+    {
+        let err = duration::parse(bad).unwrap_err();
+        assert!(err.contains(bad), "{bad:?}: {err}");
+    }
+    assert_eq!(duration::format(ms(1500)), "1500ms");
+    assert_eq!(duration::format(secs(120)), "2m");
+    assert_eq!(duration::format(Duration::ZERO), "0s");
+    assert_eq!(duration::format(Duration::new(1, 1)), "1000000001ns");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn every_duration_formats_to_text_that_parses_back(secs in any::<u64>(), nanos in 0u32..1_000_000_000) {
+        let d = Duration::new(secs, nanos);
+        prop_assert_eq!(duration::parse(&duration::format(d)), Ok(d));
+    }
+
+    #[test]
+    fn duration_parsing_never_panics(text in "[0-9.a-zµ ]{0,30}") {
+        let _ = duration::parse(&text);
+    }
+}
