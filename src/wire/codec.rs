@@ -824,7 +824,9 @@ impl Decoder {
             self.fatal = Some(err.clone());
             return Err(err);
         }
-        let frame_len = HEADER_LEN + len as usize;
+        // Saturating: on a 32-bit target a limit near u32::MAX could overflow;
+        // such a frame could never be buffered anyway.
+        let frame_len = HEADER_LEN.saturating_add(len as usize);
         let Some(payload) = pending.get(HEADER_LEN..frame_len) else {
             return Ok(None);
         };
