@@ -10,3 +10,7 @@
 /// Endpoint text parsing.
 pub mod endpoint;
 pub use self::endpoint::endpoint;
+
+/// Frame decoding from arbitrary splits.
+pub mod decode;
+pub use self::decode::decode;
