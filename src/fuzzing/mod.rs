@@ -14,3 +14,5 @@ pub use self::endpoint::endpoint;
 /// Frame decoding from arbitrary splits.
 pub mod decode;
 pub use self::decode::decode;
+
+pub mod instance_ops;
