@@ -24,6 +24,8 @@ pub mod error;
 pub mod fuzzing;
 pub mod registry;
 pub mod rng;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub(crate) mod timer;
 pub mod wire;
 pub mod workload;
