@@ -60,12 +60,14 @@ pub mod registry;
 pub mod report;
 pub mod scenario;
 pub mod strategy;
+mod world;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use metrics::{ClientOutcome, ClientRecord, RunMetrics, Stat, Summary};
 pub use scenario::{Fault, FaultKind, InstanceGroup, RunLimits, Scenario, Seed, BUILTIN};
 pub use strategy::Strategy;
+pub use world::{Outcome, Record, Series, Simulation};
 
 /// Why a run could not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,4 +93,22 @@ pub enum SimError {
     /// The simulator's own bookkeeping broke (a simulator bug).
     #[error("driver: {0}")]
     Driver(String),
+}
+
+/// Runs `scenario` with `strategy` for each seed in `seeds`, calling
+/// `progress` after each run, and returns every run's metrics in seed order.
+pub fn run_seeds(
+    scenario: &Scenario,
+    strategy: Strategy,
+    seeds: std::ops::Range<u64>,
+    epoch: Instant,
+    mut progress: impl FnMut(&RunMetrics),
+) -> Result<Vec<RunMetrics>, SimError> {
+    let mut runs = Vec::with_capacity(seeds.end.saturating_sub(seeds.start) as usize);
+    for seed in seeds {
+        let outcome = Simulation::new(scenario, strategy, seed, epoch)?.run()?;
+        progress(&outcome.metrics);
+        runs.push(outcome.metrics);
+    }
+    Ok(runs)
 }
