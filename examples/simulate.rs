@@ -202,6 +202,9 @@ fn main() -> ExitCode {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+/// A chart label and how to read its value from a summary.
+type Metric = (&'static str, fn(&Summary) -> f64);
+
 /// Sessions per instance over time, one line per instance.
 fn sessions_chart(file: &Path, scenario: &Scenario, strategy: Strategy, series: &Series) -> DrawResult {
     let root = SVGBackend::new(file, (960, 540)).into_drawing_area();
@@ -236,7 +239,7 @@ fn sessions_chart(file: &Path, scenario: &Scenario, strategy: Strategy, series: 
 /// One group of bars per metric (p99 over seeds), one bar per strategy,
 /// each metric scaled to its largest value so they share an axis.
 fn strategies_chart(file: &Path, name: &str, rows: &[Summary]) -> DrawResult {
-    let metrics: [(&str, fn(&Summary) -> f64); 5] = [
+    let metrics: [Metric; 5] = [
         ("busiest/mean", |s| s.busiest_over_mean.p99),
         ("spread pts", |s| s.spread_points.p99),
         ("full rej/sess", |s| s.full_rejections_per_session.p99),

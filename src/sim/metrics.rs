@@ -96,7 +96,8 @@ pub struct RunMetrics {
     /// Time to session, worst, in milliseconds.
     pub time_to_session_max_ms: f64,
     /// Highest ratio, over every window and survivor, of its measured
-    /// admissions to its fair share (`ceil(window total x its capacity share)`).
+    /// admissions to its fair share (window total x its capacity share), over
+    /// the windows where that share is at least one session.
     pub arrival_peak_ratio: f64,
     /// When the arrivals ended (the last measured effort settled), since the epoch.
     pub end_of_arrivals_ms: f64,
@@ -198,8 +199,9 @@ impl RunMetrics {
 
 /// The highest measured admissions of one survivor in one window relative to
 /// its fair share of that window's measured admissions. Windows are aligned on
-/// the first measured admission. The fair share is rounded up, so a perfectly
-/// even spread of a few arrivals scores 1, not more.
+/// the first measured admission (fixed 100 ms buckets by default). A window
+/// whose fair share is below one session for a survivor is skipped for it:
+/// there no spread can be fair, a single arrival is already "too many".
 fn arrival_peak_ratio(admissions: &[Admission], loads: &[InstanceLoad], window: Duration) -> f64 {
     let capacity: u64 = loads.iter().filter(|l| l.survivor).map(|l| u64::from(l.max_sessions)).sum();
     let Some(first) = admissions.iter().find(|a| a.measured).map(|a| a.at) else {
@@ -214,9 +216,10 @@ fn arrival_peak_ratio(admissions: &[Admission], loads: &[InstanceLoad], window: 
     let mut flush = |counts: &mut Vec<u64>| {
         let total: u64 = counts.iter().sum();
         for (load, &n) in loads.iter().zip(counts.iter()) {
-            if load.survivor && n > 0 {
-                let fair = (total * u64::from(load.max_sessions)).div_ceil(capacity).max(1);
-                peak = peak.max(n as f64 / fair as f64);
+            let fair = (total * u64::from(load.max_sessions)) as f64 / capacity as f64;
+            // Below one session nobody can get a fair share: any arrival is "too many".
+            if load.survivor && fair >= 1.0 {
+                peak = peak.max(n as f64 / fair);
             }
         }
         counts.iter_mut().for_each(|c| *c = 0);

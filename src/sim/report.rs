@@ -92,7 +92,8 @@ mod tests {
             utilisation: vec![],
             steps: 5,
         };
-        let rows = [Summary::of("s", "default", &[run.clone()]), Summary::of("s", "ax-plain", &[run])];
+        let rows =
+            [Summary::of("s", "default", std::slice::from_ref(&run)), Summary::of("s", "ax-plain", &[run])];
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);

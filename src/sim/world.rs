@@ -723,10 +723,10 @@ impl Simulation {
                     self.strategy.reorder(&mut list.entries, &mut c.rng);
                 }
             }
-            client::Event::SessionReply { reply, .. } => {
-                if reply.outcome == SessionOutcome::Rejected(RejectReason::Full) {
-                    self.records[c.record].full_rejections += 1;
-                }
+            client::Event::SessionReply { reply, .. }
+                if reply.outcome == SessionOutcome::Rejected(RejectReason::Full) =>
+            {
+                self.records[c.record].full_rejections += 1;
             }
             _ => {}
         }
