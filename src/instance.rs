@@ -27,8 +27,9 @@
 //! With `herd_control` on (the default), each reply counts a provisional
 //! session (a reservation) on the list's first entry for `reservation_ttl`, so
 //! the next handshake ranks by predicted load. A valid report from a peer
-//! replaces the predictions made before it; for the instance itself, each
-//! admitted session consumes one reservation. A member predicted full is left
+//! covers as many of its predictions, oldest first, as its `connected` rose
+//! since its last report; the rest are still in flight and stay predicted.
+//! For the instance itself, each admitted session consumes one reservation. A member predicted full is left
 //! out. With it off, a reply is exactly [`rank`](crate::workload::rank) of the
 //! reported figures.
 
