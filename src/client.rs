@@ -219,14 +219,12 @@ impl fmt::Display for AttemptRecord {
             Phase::Handshake => "seed",
             Phase::Session => "rank",
         };
+        let ended = self.ended.map_or(String::from("..."), |e| format!("{e:?}"));
         write!(
             f,
-            "round {} {} {} {index} {} {} at +{:?}: {}",
-            self.round, self.attempt, self.phase, self.index, self.endpoint, self.started, self.outcome
+            "+{:?}..{ended} round {} {} {} {index} {} {}: {}",
+            self.started, self.round, self.attempt, self.phase, self.index, self.endpoint, self.outcome
         )?;
-        if let Some(ended) = self.ended {
-            write!(f, " at +{ended:?}")?;
-        }
         Ok(())
     }
 }
