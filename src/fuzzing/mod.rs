@@ -3,4 +3,8 @@
 //! through it on stable. Each body takes raw bytes and panics only when an
 //! invariant is broken (that is the bug a fuzzer reports).
 
+mod client_ops;
+mod decode;
 pub mod instance_ops;
+pub use client_ops::client_ops;
+pub use decode::decode;
