@@ -27,8 +27,9 @@
 //! With `herd_control` on (the default), each reply counts a provisional
 //! session (a reservation) on the list's first entry for `reservation_ttl`, so
 //! the next handshake ranks by predicted load. A valid report from a peer
-//! replaces the predictions made before it; for the instance itself, each
-//! admitted session consumes one reservation. A member predicted full is left
+//! covers as many of its predictions, oldest first, as its `connected` rose
+//! since its last report; the rest are still in flight and stay predicted.
+//! For the instance itself, each admitted session consumes one reservation. A member predicted full is left
 //! out. With it off, a reply is exactly [`rank`](crate::workload::rank) of the
 //! reported figures.
 
@@ -324,6 +325,9 @@ pub struct Instance {
     /// Expiry times of each member's reservations, oldest first.
     reservations: BTreeMap<InstanceId, VecDeque<Instant>>,
     reservation_count: usize,
+    /// Each peer's `connected` in its last valid report, to tell how many
+    /// predictions a new report covers.
+    last_reported: BTreeMap<InstanceId, u32>,
     timers: TimerTable<3>,
     actions: VecDeque<Action>,
     now: Instant,
@@ -357,6 +361,7 @@ impl Instance {
             pending: Vec::new(),
             reservations: BTreeMap::new(),
             reservation_count: 0,
+            last_reported: BTreeMap::new(),
             timers: TimerTable::default(),
             actions: VecDeque::new(),
             now,
@@ -769,9 +774,26 @@ impl Instance {
                 workload: report.workload,
             });
             self.stats.peer_reports += 1;
-            // Live figures replace every prediction made before them.
-            if let Some(queue) = self.reservations.remove(&report.id) {
-                self.reservation_count -= queue.len();
+            // Live figures cover the predictions that came true since the
+            // last report (its rise in `connected`), oldest first; the rest
+            // are sessions still in flight from client to peer and stay
+            // predicted until they land or expire.
+            let previous = if self.last_reported.len() < self.config.limits.max_members
+                || self.last_reported.contains_key(&report.id)
+            {
+                self.last_reported.insert(report.id, report.workload.connected)
+            } else {
+                None
+            };
+            let covered =
+                previous.map_or(usize::MAX, |p| report.workload.connected.saturating_sub(p) as usize);
+            if let Some(queue) = self.reservations.get_mut(&report.id) {
+                let n = covered.min(queue.len());
+                queue.drain(..n);
+                self.reservation_count -= n;
+                if queue.is_empty() {
+                    self.reservations.remove(&report.id);
+                }
             }
         }
         self.resolve_one(now);

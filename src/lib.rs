@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod endpoint;
 pub mod error;
@@ -25,10 +26,13 @@ pub mod fuzzing;
 pub mod instance;
 pub mod registry;
 pub mod rng;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub(crate) mod timer;
 pub mod wire;
 pub mod workload;
 
+pub use client::{Action, AttemptId, ConnectError, Connector, Event, State};
 pub use config::{ClientConfig, ConfigError, InstanceConfig, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, DEFAULT_PORT};
 pub use error::UsageError;

@@ -254,19 +254,21 @@ fn herd_control_spreads_a_burst_and_reports_replace_predictions() {
     h.accepted(1, 1);
     assert_eq!(h.inst.reservations(), 2);
     // The next round (snapshot still fresh: no registry query): #3's report
-    // replaces its prediction, #2 does not answer.
+    // shows no new session, so it covers none of its prediction (that client
+    // is still on its way); #2 does not answer.
     h.event(Event::HandshakeRequest { conn: ConnectionId(103), request: handshake(3, 0) });
     let q2b = h.expect_peer_query(2);
     let q3b = h.expect_peer_query(3);
     h.event(Event::WorkloadReport { report: report(q3b, 3, 0, 10) });
     h.event(Event::PeerUnreachable { query_id: q2b, peer: InstanceId(2), reason: String::new() });
     let list = h.expect_ranked(103, 3);
-    // Self: 1 live + 1 reserved = 2/10; #3: 0/10 live, prediction replaced.
+    // Self: 1 live + 1 reserved = 2/10; #3: 0/10 live + 1 still predicted.
     assert_eq!(ids(&list), vec![3, 1]);
+    assert_eq!(list.entries[0].workload, Workload::new(1, 10), "uncovered prediction kept");
     assert_eq!(list.entries[1].workload, Workload::new(2, 10));
     assert_eq!(h.inst.stats().registry_queries, 1);
-    // Reservations expire after reservation_ttl.
-    assert_eq!(h.inst.reservations(), 2);
+    // Self 1 + #3 2 (the kept one and this reply's). They expire after reservation_ttl.
+    assert_eq!(h.inst.reservations(), 3);
     h.now += h.inst.config().reservation_ttl;
     h.event(Event::HandshakeRequest { conn: ConnectionId(104), request: handshake(4, 0) });
     let q = h.expect_registry_query();

@@ -15,4 +15,10 @@ pub use self::endpoint::endpoint;
 pub mod decode;
 pub use self::decode::decode;
 
+/// The Connector under arbitrary events and time advances.
+pub mod client_ops;
+pub use self::client_ops::client_ops;
+
+/// The Instance under arbitrary events and time advances.
 pub mod instance_ops;
+pub use self::instance_ops::instance_ops;

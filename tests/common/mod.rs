@@ -18,4 +18,5 @@ pub fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     files.into_iter().map(|p| (p.clone(), std::fs::read(&p).expect("corpus file"))).collect()
 }
 
+pub mod client;
 pub mod instance;

@@ -1,0 +1,292 @@
+//! Runs a simulated cluster scenario with every strategy and compares them.
+//!
+//! ```text
+//! cargo run --release --features sim --example simulate -- SCENARIO [--seeds N] [--strategy S|all] [--json]
+//! ```
+//!
+//! `SCENARIO` is a built-in name (`login-storm`, `heterogeneous`, `rejections`,
+//! `dead-seeds`, `crash`, `join`, `drain`, or `all`) or a path to a scenario
+//! file in TOML or JSON (see `aos_cluster::sim::Scenario`). It prints a table
+//! (p50 / p99 over seeds) or, with `--json`, the summaries as JSON, and writes
+//! SVG charts to `target/sim/`: sessions per instance over time (seed 0, one
+//! chart per strategy) and a bar chart comparing the strategies.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use aos_cluster::sim::{report, Record, Scenario, Series, Simulation, Strategy, Summary, BUILTIN};
+use plotters::prelude::*;
+
+struct Args {
+    scenario: String,
+    seeds: u64,
+    strategies: Vec<Strategy>,
+    json: bool,
+}
+
+fn usage() -> String {
+    format!(
+        "usage: simulate SCENARIO [--seeds N] [--strategy S|all] [--json]\n  SCENARIO: {} | all | FILE.toml | FILE.json",
+        BUILTIN.join(" | ")
+    )
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mut parsed =
+        Args { scenario: String::new(), seeds: 20, strategies: Strategy::ALL.to_vec(), json: false };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seeds" => {
+                let n = args.next().ok_or("--seeds needs a number")?;
+                parsed.seeds = n.parse().map_err(|_| format!("--seeds: `{n}` is not a number"))?;
+                if parsed.seeds == 0 {
+                    return Err("--seeds must be at least 1".into());
+                }
+            }
+            "--strategy" => {
+                let s = args.next().ok_or("--strategy needs a name")?;
+                parsed.strategies = if s == "all" { Strategy::ALL.to_vec() } else { vec![s.parse()?] };
+            }
+            "--json" => parsed.json = true,
+            "-h" | "--help" => return Err(usage()),
+            other if other.starts_with("--") => return Err(format!("unknown option `{other}`\n{}", usage())),
+            other if parsed.scenario.is_empty() => parsed.scenario = other.to_owned(),
+            other => return Err(format!("unexpected argument `{other}`\n{}", usage())),
+        }
+    }
+    if parsed.scenario.is_empty() {
+        return Err(usage());
+    }
+    Ok(parsed)
+}
+
+fn load(name: &str) -> Result<Vec<Scenario>, String> {
+    if name == "all" {
+        return Ok(BUILTIN.iter().flat_map(|b| Scenario::builtin(b).unwrap_or_default()).collect());
+    }
+    if let Some(found) = Scenario::builtin(name) {
+        return Ok(found);
+    }
+    let path = Path::new(name);
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{name}: not a built-in scenario, and {e}"))?;
+    let scenario: Scenario = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?,
+        _ => toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?,
+    };
+    scenario.validate().map_err(|e| format!("{name}: {e}"))?;
+    Ok(vec![scenario])
+}
+
+/// A one-line progress bar on stderr, redrawn in place.
+struct Progress {
+    total: u64,
+    done: u64,
+    started: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn tick(&mut self, label: &str) {
+        self.done += 1;
+        #[allow(clippy::disallowed_methods)] // wall time for the progress display only
+        let elapsed = Instant::now().duration_since(self.started);
+        if elapsed.as_millis() < 300 && self.done < self.total {
+            return;
+        }
+        self.shown = true;
+        let width = 30;
+        let filled = (self.done * width / self.total.max(1)) as usize;
+        eprint!(
+            "\r[{}{}] {}/{} runs {:>6.1}s  {label:<40}",
+            "#".repeat(filled),
+            " ".repeat(width as usize - filled),
+            self.done,
+            self.total,
+            elapsed.as_secs_f64()
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn finish(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let scenarios = match load(&args.scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    #[allow(clippy::disallowed_methods)] // the simulation's epoch: every reported time is relative to it
+    let epoch = Instant::now();
+    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sim");
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        eprintln!("{}: {e}", out_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let total = scenarios.len() as u64 * args.strategies.len() as u64 * args.seeds;
+    let mut progress = Progress { total, done: 0, started: epoch, shown: false };
+    let mut summaries = Vec::new();
+    let mut charts = Vec::new();
+    for scenario in &scenarios {
+        let mut rows = Vec::new();
+        for &strategy in &args.strategies {
+            let mut runs = Vec::new();
+            for seed in 0..args.seeds {
+                let record = Record { trace: false, series: seed == 0 };
+                let outcome = match Simulation::new(scenario, strategy, seed, epoch)
+                    .and_then(|s| s.record(record).run())
+                {
+                    Ok(o) => o,
+                    Err(e) => {
+                        progress.finish();
+                        eprintln!("{} / {strategy} / seed {seed}: {e}", scenario.name);
+                        return ExitCode::FAILURE;
+                    }
+                };
+                if seed == 0 {
+                    let file = out_dir.join(format!("{}-{}-sessions.svg", scenario.name, strategy));
+                    match sessions_chart(&file, scenario, strategy, &outcome.series) {
+                        Ok(()) => charts.push(file),
+                        Err(e) => eprintln!("{}: {e}", file.display()),
+                    }
+                }
+                runs.push(outcome.metrics);
+                progress.tick(&format!("{} {strategy}", scenario.name));
+            }
+            rows.push(Summary::of(&scenario.name, strategy.name(), &runs));
+        }
+        if rows.len() > 1 {
+            let file = out_dir.join(format!("{}-strategies.svg", scenario.name));
+            match strategies_chart(&file, &scenario.name, &rows) {
+                Ok(()) => charts.push(file),
+                Err(e) => eprintln!("{}: {e}", file.display()),
+            }
+        }
+        summaries.extend(rows);
+    }
+    progress.finish();
+    if args.json {
+        match serde_json::to_string_pretty(&summaries) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("json: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", report::table(&summaries));
+        println!("p50 / p99 over {} seed(s) per row; charts:", args.seeds);
+        for chart in &charts {
+            println!("  {}", chart.display());
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A chart label and how to read its value from a summary.
+type Metric = (&'static str, fn(&Summary) -> f64);
+
+/// Sessions per instance over time, one line per instance.
+fn sessions_chart(file: &Path, scenario: &Scenario, strategy: Strategy, series: &Series) -> DrawResult {
+    let root = SVGBackend::new(file, (960, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let end = series.times.last().map_or(1.0, |t| t.as_secs_f64()).max(0.001);
+    let top = series.sessions.iter().flatten().copied().max().unwrap_or(1).max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{}: sessions per instance ({strategy}, seed 0)", scenario.name), ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..end, 0u32..top + top / 10 + 1)?;
+    chart.configure_mesh().x_desc("time (s)").y_desc("sessions").draw()?;
+    let many = series.sessions.len() > 20;
+    for (i, line) in series.sessions.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points = series.times.iter().zip(line).map(|(t, &n)| (t.as_secs_f64(), n));
+        let drawn = chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
+        if !many {
+            drawn
+                .label(format!("aos{i}"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        }
+    }
+    if !many {
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// One group of bars per metric (p99 over seeds), one bar per strategy,
+/// each metric scaled to its largest value so they share an axis.
+fn strategies_chart(file: &Path, name: &str, rows: &[Summary]) -> DrawResult {
+    let metrics: [Metric; 5] = [
+        ("busiest/mean", |s| s.busiest_over_mean.p99),
+        ("spread pts", |s| s.spread_points.p99),
+        ("full rej/sess", |s| s.full_rejections_per_session.p99),
+        ("tts p99", |s| s.time_to_session_p99_ms.p99),
+        ("peak/fair", |s| s.arrival_peak_ratio.p99),
+    ];
+    let root = SVGBackend::new(file, (960, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let groups = metrics.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{name}: strategies compared (p99 over seeds, scaled to the largest)"),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..groups, 0.0..1.15)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(metrics.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < metrics.len() {
+                metrics[i].0.to_owned()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("relative to the worst strategy")
+        .draw()?;
+    let width = 0.8 / rows.len() as f64;
+    for (k, row) in rows.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let bars = metrics.iter().enumerate().map(|(g, (_, get))| {
+            let largest = rows.iter().map(get).fold(0.0, f64::max);
+            let value = if largest > 0.0 { get(row) / largest } else { 0.0 };
+            let x0 = g as f64 + 0.1 + k as f64 * width;
+            Rectangle::new([(x0, 0.0), (x0 + width * 0.9, value)], color.filled())
+        });
+        chart
+            .draw_series(bars)?
+            .label(row.strategy.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}

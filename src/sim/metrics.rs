@@ -1,0 +1,376 @@
+//! Metrics of one run, and their p50/p99 over many seeds.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// What one client did, as the simulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientRecord {
+    /// The client's index.
+    pub client: u32,
+    /// Whether it counts in the metrics.
+    pub measured: bool,
+    /// When its current connection effort began (arrival, or return after a crash).
+    pub arrived: Duration,
+    /// How it ended.
+    pub outcome: ClientOutcome,
+    /// `Full` rejections it received in this effort.
+    pub full_rejections: u32,
+    /// Handshakes and session requests it sent in this effort.
+    pub attempts: u32,
+}
+
+/// How a client's connection effort ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum ClientOutcome {
+    /// Connected to this instance index at this time.
+    Connected {
+        /// The instance index.
+        instance: u32,
+        /// When.
+        at: Duration,
+    },
+    /// Gave up; the `Connector`'s error with its full attempt log.
+    Failed {
+        /// When.
+        at: Duration,
+        /// `ConnectError`'s display: the reason and every attempt.
+        attempt_log: String,
+    },
+    /// Neither: still connecting when the run stopped (a lost client).
+    Pending,
+}
+
+/// A session admitted by an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// When the instance admitted it.
+    pub at: Duration,
+    /// The instance index.
+    pub instance: u32,
+    /// Whether the client counts in the metrics.
+    pub measured: bool,
+}
+
+/// An instance's load at the end of the arrivals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct InstanceLoad {
+    /// Sessions connected.
+    pub connected: u32,
+    /// Its "Max concurrent sessions".
+    pub max_sessions: u32,
+    /// Running, serving and accepting: it should take new sessions.
+    pub survivor: bool,
+}
+
+/// The figures of one run (one scenario, strategy and seed).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunMetrics {
+    /// The seed.
+    pub seed: u64,
+    /// Measured connection efforts.
+    pub clients: u32,
+    /// Of those, connected.
+    pub sessions: u32,
+    /// Of those, failed (with their attempt log).
+    pub failed: u32,
+    /// Of those, neither connected nor failed when the run stopped (must be 0).
+    pub lost: u32,
+    /// Busiest survivor's utilisation over the survivors' mean, at the end of the arrivals.
+    pub busiest_over_mean: f64,
+    /// Highest minus lowest survivor utilisation, in percentage points.
+    pub spread_points: f64,
+    /// Instances whose sessions ever exceeded their `max_sessions` (must be 0).
+    pub over_capacity: u32,
+    /// Sessions admitted by an instance that was draining (must be 0).
+    pub admitted_while_draining: u32,
+    /// `Full` rejections per measured session.
+    pub full_rejections_per_session: f64,
+    /// Handshakes plus session requests per measured session (2 is ideal).
+    pub attempts_per_session: f64,
+    /// Time to session, median, in milliseconds.
+    pub time_to_session_p50_ms: f64,
+    /// Time to session, 99th percentile, in milliseconds.
+    pub time_to_session_p99_ms: f64,
+    /// Time to session, worst, in milliseconds.
+    pub time_to_session_max_ms: f64,
+    /// Highest ratio, over every window and survivor, of its measured
+    /// admissions to its fair share (window total x its capacity share), over
+    /// the windows where that share is at least one session.
+    pub arrival_peak_ratio: f64,
+    /// When the arrivals ended (the last measured effort settled), since the epoch.
+    pub end_of_arrivals_ms: f64,
+    /// Utilisation of every instance at the end of the arrivals, in index order.
+    pub utilisation: Vec<f64>,
+    /// Events processed.
+    pub steps: u64,
+}
+
+/// Everything [`RunMetrics::compute`] needs.
+pub struct RunData<'a> {
+    /// The seed.
+    pub seed: u64,
+    /// Every connection effort (the measured ones count).
+    pub clients: &'a [ClientRecord],
+    /// Every admission, in time order.
+    pub admissions: &'a [Admission],
+    /// Loads at the end of the arrivals.
+    pub loads: &'a [InstanceLoad],
+    /// When that was.
+    pub end_of_arrivals: Duration,
+    /// The fair-share window.
+    pub window: Duration,
+    /// Instances ever over capacity.
+    pub over_capacity: u32,
+    /// Admissions while draining.
+    pub admitted_while_draining: u32,
+    /// Events processed.
+    pub steps: u64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Nearest-rank percentile of sorted values (`p` in `0..=1`); 0 for none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+impl RunMetrics {
+    /// The metrics of one run.
+    pub fn compute(data: &RunData<'_>) -> RunMetrics {
+        let measured: Vec<&ClientRecord> = data.clients.iter().filter(|c| c.measured).collect();
+        let mut times = Vec::new();
+        let (mut failed, mut lost, mut full, mut attempts) = (0, 0, 0u64, 0u64);
+        for c in &measured {
+            full += u64::from(c.full_rejections);
+            attempts += u64::from(c.attempts);
+            match &c.outcome {
+                ClientOutcome::Connected { at, .. } => times.push(ms(at.saturating_sub(c.arrived))),
+                ClientOutcome::Failed { .. } => failed += 1,
+                ClientOutcome::Pending => lost += 1,
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let sessions = times.len() as u32;
+        let per_session = |n: u64| if sessions == 0 { 0.0 } else { n as f64 / f64::from(sessions) };
+
+        let utilisation: Vec<f64> =
+            data.loads.iter().map(|l| f64::from(l.connected) / f64::from(l.max_sessions.max(1))).collect();
+        let survivors: Vec<f64> =
+            data.loads.iter().zip(&utilisation).filter(|(l, _)| l.survivor).map(|(_, &u)| u).collect();
+        let (busiest_over_mean, spread_points) = if survivors.is_empty() {
+            (0.0, 0.0)
+        } else {
+            let max = survivors.iter().copied().fold(f64::MIN, f64::max);
+            let min = survivors.iter().copied().fold(f64::MAX, f64::min);
+            let mean = survivors.iter().sum::<f64>() / survivors.len() as f64;
+            (if mean > 0.0 { max / mean } else { 1.0 }, (max - min) * 100.0)
+        };
+
+        RunMetrics {
+            seed: data.seed,
+            clients: measured.len() as u32,
+            sessions,
+            failed,
+            lost,
+            busiest_over_mean,
+            spread_points,
+            over_capacity: data.over_capacity,
+            admitted_while_draining: data.admitted_while_draining,
+            full_rejections_per_session: per_session(full),
+            attempts_per_session: per_session(attempts),
+            time_to_session_p50_ms: percentile(&times, 0.50),
+            time_to_session_p99_ms: percentile(&times, 0.99),
+            time_to_session_max_ms: times.last().copied().unwrap_or(0.0),
+            arrival_peak_ratio: arrival_peak_ratio(data.admissions, data.loads, data.window),
+            end_of_arrivals_ms: ms(data.end_of_arrivals),
+            utilisation,
+            steps: data.steps,
+        }
+    }
+}
+
+/// The highest measured admissions of one survivor in one window relative to
+/// its fair share of that window's measured admissions. Windows are aligned on
+/// the first measured admission (fixed 100 ms buckets by default). A window
+/// whose fair share is below one session for a survivor is skipped for it:
+/// there no spread can be fair, a single arrival is already "too many".
+fn arrival_peak_ratio(admissions: &[Admission], loads: &[InstanceLoad], window: Duration) -> f64 {
+    let capacity: u64 = loads.iter().filter(|l| l.survivor).map(|l| u64::from(l.max_sessions)).sum();
+    let Some(first) = admissions.iter().find(|a| a.measured).map(|a| a.at) else {
+        return 0.0;
+    };
+    if capacity == 0 {
+        return 0.0;
+    }
+    let mut peak = 0.0f64;
+    let mut counts = vec![0u64; loads.len()];
+    let mut current = 0u128;
+    let mut flush = |counts: &mut Vec<u64>| {
+        let total: u64 = counts.iter().sum();
+        for (load, &n) in loads.iter().zip(counts.iter()) {
+            let fair = (total * u64::from(load.max_sessions)) as f64 / capacity as f64;
+            // Below one session nobody can get a fair share: any arrival is "too many".
+            if load.survivor && fair >= 1.0 {
+                peak = peak.max(n as f64 / fair);
+            }
+        }
+        counts.iter_mut().for_each(|c| *c = 0);
+    };
+    for a in admissions.iter().filter(|a| a.measured) {
+        let w = (a.at - first).as_nanos() / window.as_nanos().max(1);
+        if w != current {
+            flush(&mut counts);
+            current = w;
+        }
+        if let Some(c) = counts.get_mut(a.instance as usize) {
+            *c += 1;
+        }
+    }
+    flush(&mut counts);
+    peak
+}
+
+/// A metric's median and 99th percentile over seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Stat {
+    /// Median over seeds.
+    pub p50: f64,
+    /// 99th percentile over seeds (nearest rank: the worst of fewer than 100).
+    pub p99: f64,
+}
+
+impl Stat {
+    /// p50 and p99 of `values`.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Stat {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        v.sort_by(f64::total_cmp);
+        Stat { p50: percentile(&v, 0.5), p99: percentile(&v, 0.99) }
+    }
+}
+
+/// One scenario and strategy over many seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The strategy's name.
+    pub strategy: String,
+    /// Seeds run.
+    pub seeds: u32,
+    /// Busiest/mean utilisation at the end of the arrivals.
+    pub busiest_over_mean: Stat,
+    /// Utilisation spread in points.
+    pub spread_points: Stat,
+    /// Full rejections per session.
+    pub full_rejections_per_session: Stat,
+    /// Attempts per session.
+    pub attempts_per_session: Stat,
+    /// Per-run median time to session (ms).
+    pub time_to_session_p50_ms: Stat,
+    /// Per-run p99 time to session (ms).
+    pub time_to_session_p99_ms: Stat,
+    /// Per-run worst time to session (ms).
+    pub time_to_session_max_ms: Stat,
+    /// Peak arrivals per window relative to fair share.
+    pub arrival_peak_ratio: Stat,
+    /// Clients lost over all seeds (must be 0).
+    pub lost: u64,
+    /// Clients failed over all seeds.
+    pub failed: u64,
+    /// Instances over capacity over all seeds (must be 0).
+    pub over_capacity: u64,
+    /// Sessions admitted while draining over all seeds (must be 0).
+    pub admitted_while_draining: u64,
+    /// Events processed over all seeds.
+    pub steps: u64,
+    /// Measured sessions over all seeds.
+    pub sessions: u64,
+}
+
+impl Summary {
+    /// Aggregates the runs of one scenario and strategy.
+    pub fn of(scenario: &str, strategy: &str, runs: &[RunMetrics]) -> Summary {
+        let stat = |f: fn(&RunMetrics) -> f64| Stat::of(runs.iter().map(f));
+        let total = |f: fn(&RunMetrics) -> u32| runs.iter().map(|r| u64::from(f(r))).sum();
+        Summary {
+            scenario: scenario.to_owned(),
+            strategy: strategy.to_owned(),
+            seeds: runs.len() as u32,
+            busiest_over_mean: stat(|r| r.busiest_over_mean),
+            spread_points: stat(|r| r.spread_points),
+            full_rejections_per_session: stat(|r| r.full_rejections_per_session),
+            attempts_per_session: stat(|r| r.attempts_per_session),
+            time_to_session_p50_ms: stat(|r| r.time_to_session_p50_ms),
+            time_to_session_p99_ms: stat(|r| r.time_to_session_p99_ms),
+            time_to_session_max_ms: stat(|r| r.time_to_session_max_ms),
+            arrival_peak_ratio: stat(|r| r.arrival_peak_ratio),
+            lost: total(|r| r.lost),
+            failed: total(|r| r.failed),
+            over_capacity: total(|r| r.over_capacity),
+            admitted_while_draining: total(|r| r.admitted_while_draining),
+            steps: runs.iter().map(|r| r.steps).sum(),
+            sessions: total(|r| r.sessions),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!((percentile(&v, 0.5), percentile(&v, 0.99), percentile(&v, 1.0)), (50.0, 99.0, 100.0));
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert_eq!(Stat::of([3.0, 1.0, 2.0]), Stat { p50: 2.0, p99: 3.0 });
+    }
+
+    #[test]
+    fn peak_ratio_is_one_for_an_even_spread_and_grows_with_a_herd() {
+        let loads = vec![InstanceLoad { connected: 0, max_sessions: 10, survivor: true }; 4];
+        let ms = Duration::from_millis;
+        let even: Vec<Admission> =
+            (0..8).map(|i| Admission { at: ms(i * 10), instance: (i % 4) as u32, measured: true }).collect();
+        assert_eq!(arrival_peak_ratio(&even, &loads, ms(100)), 1.0);
+        let herd: Vec<Admission> =
+            (0..8).map(|i| Admission { at: ms(i), instance: 0, measured: true }).collect();
+        assert_eq!(arrival_peak_ratio(&herd, &loads, ms(100)), 4.0);
+        // Unmeasured admissions do not count.
+        let mut mixed = even.clone();
+        mixed.extend((0..8).map(|i| Admission { at: ms(i), instance: 1, measured: false }));
+        mixed.sort_by_key(|a| a.at);
+        assert_eq!(arrival_peak_ratio(&mixed, &loads, ms(100)), 1.0);
+    }
+
+    #[test]
+    fn utilisation_figures_ignore_non_survivors() {
+        let loads = [
+            InstanceLoad { connected: 50, max_sessions: 100, survivor: true },
+            InstanceLoad { connected: 100, max_sessions: 200, survivor: true },
+            InstanceLoad { connected: 90, max_sessions: 100, survivor: true },
+            InstanceLoad { connected: 0, max_sessions: 100, survivor: false },
+        ];
+        let m = RunMetrics::compute(&RunData {
+            seed: 1,
+            clients: &[],
+            admissions: &[],
+            loads: &loads,
+            end_of_arrivals: Duration::ZERO,
+            window: Duration::from_millis(100),
+            over_capacity: 0,
+            admitted_while_draining: 0,
+            steps: 0,
+        });
+        assert!((m.spread_points - 40.0).abs() < 1e-9);
+        assert!((m.busiest_over_mean - 0.9 / (1.9 / 3.0)).abs() < 1e-9);
+    }
+}
