@@ -3,17 +3,98 @@
 //! Sans-IO state machines for a cluster of application servers with no
 //! dedicated load balancer (Microsoft Dynamics AX 2012 "AOS clusters").
 //!
-//! 1. **Ordered handshake** ([`client`]): a client walks its configured seed
-//!    list in order and handshakes with the first instance that answers.
-//! 2. **Ranking** ([`instance`]): that instance asks the registry (the
-//!    database) and every active peer for its workload and replies with all
-//!    active instances sorted by `connected / max_sessions`, least loaded first
-//!    ([`workload::rank`]).
-//! 3. **Sorted-list connection** ([`client`]): the client tries that list in
-//!    order until one instance admits it, and keeps it for the whole session.
+//! 1. **Ordered handshake** ([`client::Connector`]): a client walks its
+//!    configured seed list in order and handshakes with the first instance
+//!    that answers; a silent, refusing or garbled seed moves it to the next.
+//! 2. **Ranking** ([`instance::Instance`]): that instance asks the registry
+//!    (the database) and every active peer for its workload and replies with
+//!    all active instances sorted by `connected / max_sessions`, least loaded
+//!    first, compared exactly ([`workload::rank`]).
+//! 3. **Sorted-list connection** ([`client::Connector`]): the client tries
+//!    that list in order until one instance admits it, and keeps it for the
+//!    whole session.
 //!
-//! The machines never touch a socket, a clock or a thread. A driver feeds
-//! them events with the current time and carries out the actions they emit.
+//! Bytes travel through [`wire`] (a framed, incremental codec); the registry
+//! rows are [`registry::MemberRecord`] and [`registry::Heartbeat`].
+//!
+//! ## The drive loop
+//!
+//! Both machines share one contract. The machines never touch a socket, a
+//! clock or a thread: the driver owns all three.
+//!
+//! - `handle_event(event, now)`: one input (a reply, a failure, a request).
+//! - `handle_timeout(now)`: time reached [`poll_timeout`](client::Connector::poll_timeout);
+//!   extra calls are harmless.
+//! - `poll_action()`: after **every** input, drain it to `None` and carry
+//!   each action out (send a message, cancel an attempt, query the registry).
+//! - `poll_timeout()`: the next absolute deadline to sleep until.
+//!
+//! Peer and network faults are events, not errors; [`UsageError`] is for
+//! caller misuse only. Replies for unknown or finished ids are ignored.
+//!
+//! Below, a client and a standalone instance talk through in-memory
+//! "sockets": the driver only moves values between them.
+//!
+//! ```
+//! use std::time::Instant;
+//! use aos_cluster::client::{self, Connector};
+//! use aos_cluster::instance::{self, ConnectionId, Instance};
+//! use aos_cluster::wire::Message;
+//! use aos_cluster::{ClientConfig, Endpoint, InstanceConfig, InstanceId, Role};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let aos1: Endpoint = "AOS01@aos1:2712".parse()?;
+//! let mut server_config = InstanceConfig::new(InstanceId(1), aos1.clone(), 10);
+//! server_config.role = Role::Standalone;
+//!
+//! // The driver owns the clock; the machines only ever see `now`.
+//! let now = Instant::now();
+//! let mut server = Instance::new(server_config, now, 7)?;
+//! let mut connector = Connector::new(ClientConfig::with_seeds(vec![aos1]), now, 42)?;
+//!
+//! let session = loop {
+//!     // Carry out the client's actions: here, "send" means hand to the server.
+//!     let Some(action) = connector.poll_action() else {
+//!         panic!("the client went idle without a session");
+//!     };
+//!     let (attempt, request) = match action {
+//!         client::Action::SendHandshake { attempt, request, .. } => {
+//!             (attempt, instance::Event::HandshakeRequest { conn: ConnectionId(attempt.request_id()), request })
+//!         }
+//!         client::Action::SendSessionRequest { attempt, request, .. } => {
+//!             (attempt, instance::Event::SessionRequest { conn: ConnectionId(attempt.request_id()), request })
+//!         }
+//!         client::Action::Connected { endpoint, session_id, .. } => break (endpoint, session_id),
+//!         other => panic!("unexpected {other:?}"),
+//!     };
+//!     server.handle_event(request, now)?;
+//!     // Carry out the server's actions: replies go back to the client.
+//!     while let Some(action) = server.poll_action() {
+//!         let instance::Action::Reply { message, .. } = action else { continue };
+//!         let event = match message {
+//!             Message::HandshakeReply(reply) => client::Event::HandshakeReply { attempt, reply },
+//!             Message::SessionReply(reply) => client::Event::SessionReply { attempt, reply },
+//!             other => panic!("unexpected {other:?}"),
+//!         };
+//!         connector.handle_event(event, now)?;
+//!     }
+//! };
+//! assert_eq!(session.0.to_string(), "AOS01@aos1:2712");
+//! assert_eq!(server.connected(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Real drivers (blocking std, tokio with a SQLite or PostgreSQL registry)
+//! and a deterministic cluster simulator (feature `sim`) are in the
+//! repository's `examples/` and [`sim`](crate#features).
+//!
+//! ## Features
+//!
+//! - `serde` (default): (de)serialization of configurations and registry rows.
+//! - `arbitrary`: `Arbitrary` for messages, configurations and events.
+//! - `fuzzing`: the fuzz bodies in `aos_cluster::fuzzing`.
+//! - `sim`: the deterministic cluster simulator in `aos_cluster::sim`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
