@@ -1,5 +1,5 @@
 //! Fuzz body `client_ops`: an arbitrary client configuration and an arbitrary
-//! sequence of events and time advances through a [`Connector`], with the
+//! sequence of events and time advances through a [`Connector`](crate::client::Connector), with the
 //! machine's invariants checked after every step and the whole run replayed
 //! once more to check it is deterministic.
 

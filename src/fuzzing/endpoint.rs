@@ -1,4 +1,4 @@
-//! Fuzz body for the `endpoint` target: [`Endpoint`] parsing.
+//! Fuzz body for the `endpoint` target: [`Endpoint`](crate::Endpoint) parsing.
 
 use crate::endpoint::Endpoint;
 

@@ -1,8 +1,8 @@
 //! Fuzz body `instance_ops`: arbitrary events and time advances against one
-//! [`Instance`], with a simulated cluster around it (registry, peers, clients)
+//! [`Instance`](crate::instance::Instance), with a simulated cluster around it (registry, peers, clients)
 //! and a reference model checked after every step.
 //!
-//! The same [`World`] runs the property tests, which build [`Op`] sequences
+//! The same `World` runs the property tests, which build `Op` sequences
 //! with proptest instead of bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -166,7 +166,7 @@ struct RoundView {
     answers: BTreeMap<InstanceId, Candidate>,
 }
 
-/// A simulated cluster around one [`Instance`], checking invariants after
+/// A simulated cluster around one [`Instance`](crate::instance::Instance)(crate::instance::Instance), checking invariants after
 /// every step and panicking on the first violation.
 pub struct World {
     inst: Instance,
