@@ -166,7 +166,7 @@ struct RoundView {
     answers: BTreeMap<InstanceId, Candidate>,
 }
 
-/// A simulated cluster around one [`Instance`](crate::instance::Instance), checking invariants after
+/// A simulated cluster around one [`Instance`], checking invariants after
 /// every step and panicking on the first violation.
 pub struct World {
     inst: Instance,
