@@ -1,0 +1,449 @@
+//! A tokio instance server around the Sans-IO [`Instance`] machine.
+//!
+//! One actor task owns the machine. Everything else talks to it through one
+//! channel: connection tasks forward decoded requests, peer links forward
+//! workload reports, registry tasks forward snapshots, and the handle sends
+//! admin commands. The actor feeds each input to the machine, drains its
+//! actions and sleeps until `poll_timeout`. A session lives as long as its
+//! TCP connection: when the connection closes, the actor reports
+//! `SessionEnded`. The server decides no protocol; it only moves bytes,
+//! events and actions.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aos_cluster::instance::{self, ConnectionId, Instance};
+use aos_cluster::registry::Heartbeat;
+use aos_cluster::wire::{Message, SessionOutcome, WorkloadQuery};
+use aos_cluster::{ConfigError, Endpoint, InstanceConfig, InstanceId, Workload};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant as TokioInstant};
+use tracing::{debug, info, warn};
+
+use super::frames::{write_message, FrameReader, ReadError};
+use super::now;
+use super::registry::Registry;
+
+/// What the handle can ask of a running server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// Close everything and remove this instance from the registry.
+    Graceful,
+    /// Vanish: no goodbye, the registry row stays until it goes stale.
+    Crash,
+}
+
+/// A running server's figures: the machine's, plus what only the driver sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// This instance.
+    pub id: InstanceId,
+    /// Sessions open now, and the configured maximum.
+    pub workload: Workload,
+    /// Admitting new sessions (not draining).
+    pub accepting: bool,
+    /// Sessions admitted since start.
+    pub admitted: u64,
+    /// Handshakes received.
+    pub handshakes: u64,
+    /// Connections closed because of a malformed frame.
+    pub malformed: u64,
+}
+
+enum Input {
+    Event(instance::Event),
+    Opened { conn: ConnectionId, writer: mpsc::UnboundedSender<Message> },
+    Closed { conn: ConnectionId },
+    Stats(oneshot::Sender<Stats>),
+    Malformed,
+}
+
+/// A running instance server.
+pub struct InstanceServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its registry id.
+    pub id: InstanceId,
+    inbox: mpsc::UnboundedSender<Input>,
+    stop: watch::Sender<Stop>,
+    actor: JoinHandle<()>,
+    listener: JoinHandle<()>,
+}
+
+/// Binds `127.0.0.1:0` and points `config.endpoint` at the port it got.
+pub async fn bind_loopback(config: &mut InstanceConfig) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    config.endpoint = Endpoint::new("127.0.0.1", port).expect("a loopback endpoint is valid");
+    Ok(listener)
+}
+
+impl InstanceServer {
+    /// Starts serving `listener` as the instance `config` describes.
+    pub fn start(
+        config: InstanceConfig,
+        listener: TcpListener,
+        registry: Arc<Registry>,
+        rng_seed: u64,
+    ) -> Result<Self, ConfigError> {
+        let addr = listener.local_addr().expect("a bound listener has an address");
+        let id = config.id;
+        let max_sessions = config.max_sessions;
+        let machine = Instance::new(config, now(), rng_seed)?;
+        let (inbox, rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = watch::channel(Stop::Running);
+        let (heartbeats, heartbeat_rx) = watch::channel(None);
+        tokio::spawn(publish_heartbeats(registry.clone(), heartbeat_rx, stop_rx.clone()));
+        let actor = Actor {
+            machine,
+            inbox: inbox.clone(),
+            conns: HashMap::new(),
+            peers: HashMap::new(),
+            registry,
+            heartbeats,
+            stop: stop_rx.clone(),
+            malformed: 0,
+        };
+        let actor = tokio::spawn(actor.run(rx));
+        let listener = tokio::spawn(accept_loop(listener, inbox.clone(), stop_rx));
+        info!(%id, %addr, max_sessions, "instance serving");
+        Ok(InstanceServer { addr, id, inbox, stop, actor, listener })
+    }
+
+    /// Starts or stops admitting new sessions ("Reject new clients").
+    pub fn set_accepting(&self, accepting: bool) {
+        let _ = self.inbox.send(Input::Event(instance::Event::SetAccepting(accepting)));
+    }
+
+    /// The driver's counters.
+    pub async fn stats(&self) -> Option<Stats> {
+        let (tx, rx) = oneshot::channel();
+        self.inbox.send(Input::Stats(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Stops at once as a crashed process would: sockets close, heartbeats
+    /// stop, and the registry row is left to go stale.
+    pub async fn crash(self) {
+        self.finish(Stop::Crash).await;
+    }
+
+    /// Stops, closing every connection, and removes the registry row.
+    pub async fn shutdown(self) {
+        self.finish(Stop::Graceful).await;
+    }
+
+    async fn finish(self, how: Stop) {
+        let _ = self.stop.send(how);
+        let _ = self.listener.await;
+        let _ = self.actor.await;
+        info!(id = %self.id, ?how, "instance stopped");
+    }
+}
+
+async fn accept_loop(listener: TcpListener, inbox: mpsc::UnboundedSender<Input>, mut stop: watch::Receiver<Stop>) {
+    let mut next_conn = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    next_conn += 1;
+                    let conn = ConnectionId(next_conn);
+                    debug!(?conn, %peer, "connection opened");
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve_connection(conn, stream, inbox.clone(), stop.clone()));
+                }
+                // Out of descriptors and the like: keep serving the open connections.
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+}
+
+/// One connection: decoded requests go to the actor, replies come back on
+/// `writer`. A malformed frame ends the connection with nothing more sent.
+async fn serve_connection(
+    conn: ConnectionId,
+    stream: TcpStream,
+    inbox: mpsc::UnboundedSender<Input>,
+    mut stop: watch::Receiver<Stop>,
+) {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = FrameReader::new(reader);
+    let (writer_tx, mut replies) = mpsc::unbounded_channel();
+    if inbox.send(Input::Opened { conn, writer: writer_tx }).is_err() {
+        return;
+    }
+    let mut scratch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            reply = replies.recv() => match reply {
+                Some(message) => {
+                    if let Err(e) = write_message(&mut writer, &message, &mut scratch).await {
+                        debug!(?conn, error = %e, "write failed");
+                        break;
+                    }
+                }
+                None => break,
+            },
+            read = reader.next() => {
+                let event = match read {
+                    Ok(Message::HandshakeRequest(request)) => instance::Event::HandshakeRequest { conn, request },
+                    Ok(Message::SessionRequest(request)) => instance::Event::SessionRequest { conn, request },
+                    Ok(Message::WorkloadQuery(query)) => instance::Event::WorkloadQuery { conn, query },
+                    Ok(other) => {
+                        warn!(?conn, message = ?other, "a reply sent to an instance; closing the connection");
+                        let _ = inbox.send(Input::Malformed);
+                        break;
+                    }
+                    Err(ReadError::Decode(e)) => {
+                        warn!(?conn, error = %e, "malformed frame; closing the connection");
+                        let _ = inbox.send(Input::Malformed);
+                        break;
+                    }
+                    Err(ReadError::Closed) => break,
+                    Err(e) => {
+                        debug!(?conn, error = %e, "connection failed");
+                        break;
+                    }
+                };
+                if inbox.send(Input::Event(event)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = inbox.send(Input::Closed { conn });
+}
+
+struct Connection {
+    writer: mpsc::UnboundedSender<Message>,
+    session: Option<u64>,
+}
+
+struct Actor {
+    machine: Instance,
+    inbox: mpsc::UnboundedSender<Input>,
+    conns: HashMap<ConnectionId, Connection>,
+    peers: HashMap<InstanceId, mpsc::UnboundedSender<WorkloadQuery>>,
+    registry: Arc<Registry>,
+    heartbeats: watch::Sender<Option<Heartbeat>>,
+    stop: watch::Receiver<Stop>,
+    malformed: u64,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+        loop {
+            self.drain_actions();
+            let deadline = self.machine.poll_timeout();
+            tokio::select! {
+                _ = self.stop.changed() => break,
+                input = rx.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => break,
+                },
+                _ = sleep_until(TokioInstant::from_std(deadline.unwrap_or_else(now))), if deadline.is_some() => {
+                    self.machine.handle_timeout(now());
+                }
+            }
+        }
+        if *self.stop.borrow() == Stop::Graceful {
+            if let Err(e) = self.registry.remove(self.machine.id()).await {
+                warn!(id = %self.machine.id(), error = %e, "could not remove the registry row");
+            }
+        }
+    }
+
+    fn feed(&mut self, event: instance::Event) {
+        if let Err(e) = self.machine.handle_event(event, now()) {
+            // A driver bug, not a peer's fault: say so and keep serving.
+            warn!(error = %e, "instance refused an event");
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Event(event) => self.feed(event),
+            Input::Opened { conn, writer } => {
+                self.conns.insert(conn, Connection { writer, session: None });
+            }
+            Input::Closed { conn } => {
+                if let Some(closed) = self.conns.remove(&conn) {
+                    if let Some(session_id) = closed.session {
+                        self.feed(instance::Event::SessionEnded { session_id });
+                    }
+                    self.feed(instance::Event::ConnectionClosed { conn });
+                }
+            }
+            Input::Stats(reply) => {
+                let _ = reply.send(Stats {
+                    id: self.machine.id(),
+                    workload: self.machine.workload(),
+                    accepting: self.machine.accepting(),
+                    admitted: self.machine.stats().sessions_accepted,
+                    handshakes: self.machine.stats().handshakes,
+                    malformed: self.malformed,
+                });
+            }
+            Input::Malformed => self.malformed += 1,
+        }
+    }
+
+    fn drain_actions(&mut self) {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                instance::Action::Reply { conn, message } => self.reply(conn, message),
+                instance::Action::QueryPeer { peer, endpoint, query, .. } => {
+                    let link = self.peers.entry(peer).or_insert_with(|| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        tokio::spawn(peer_link(peer, endpoint, rx, self.inbox.clone(), self.stop.clone()));
+                        tx
+                    });
+                    // A link that died (its peer endpoint changed) is replaced on the next query.
+                    if let Err(mpsc::error::SendError(query)) = link.send(query) {
+                        self.peers.remove(&peer);
+                        let _ = self.inbox.send(Input::Event(instance::Event::PeerUnreachable {
+                            query_id: query.query_id,
+                            peer,
+                            reason: "peer link ended".into(),
+                        }));
+                    }
+                }
+                instance::Action::QueryRegistry { query_id, cluster } => {
+                    let registry = self.registry.clone();
+                    let inbox = self.inbox.clone();
+                    tokio::spawn(async move {
+                        let event = match registry.snapshot(&cluster).await {
+                            Ok(members) => instance::Event::RegistrySnapshot { query_id, members },
+                            Err(e) => {
+                                warn!(error = %e, "registry query failed");
+                                instance::Event::RegistryFailed { query_id, reason: e.to_string() }
+                            }
+                        };
+                        let _ = inbox.send(Input::Event(event));
+                    });
+                }
+                instance::Action::PublishHeartbeat(heartbeat) => {
+                    self.heartbeats.send_replace(Some(heartbeat));
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, conn: ConnectionId, message: Message) {
+        let Some(connection) = self.conns.get_mut(&conn) else {
+            // The connection closed while the machine worked on it.
+            if let Message::SessionReply(reply) = &message {
+                if let SessionOutcome::Accepted { session_id } = reply.outcome {
+                    self.feed(instance::Event::SessionEnded { session_id });
+                }
+            }
+            return;
+        };
+        if let Message::SessionReply(reply) = &message {
+            if let SessionOutcome::Accepted { session_id } = reply.outcome {
+                connection.session = Some(session_id);
+            }
+        }
+        let _ = connection.writer.send(message);
+    }
+}
+
+/// Keeps the registry row fresh with the latest heartbeat, in order: a slow
+/// write is never overtaken by an older one.
+async fn publish_heartbeats(
+    registry: Arc<Registry>,
+    mut latest: watch::Receiver<Option<Heartbeat>>,
+    mut stop: watch::Receiver<Stop>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            changed = latest.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let heartbeat = latest.borrow_and_update().clone();
+                if let Some(heartbeat) = heartbeat {
+                    if let Err(e) = registry.publish(&heartbeat).await {
+                        warn!(id = %heartbeat.id, error = %e, "heartbeat not published");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One reused connection to a peer for workload queries. The machine times
+/// queries out itself; the link only reports transport failures.
+async fn peer_link(
+    peer: InstanceId,
+    endpoint: Endpoint,
+    mut queries: mpsc::UnboundedReceiver<WorkloadQuery>,
+    inbox: mpsc::UnboundedSender<Input>,
+    mut stop: watch::Receiver<Stop>,
+) {
+    let unreachable = |reason: &str, query_id| {
+        let reason = reason.to_owned();
+        let _ = inbox.send(Input::Event(instance::Event::PeerUnreachable { query_id, peer, reason }));
+    };
+    let mut link: Option<(FrameReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> = None;
+    let mut outstanding: Vec<u64> = Vec::new();
+    let mut scratch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            query = queries.recv() => {
+                let Some(query) = query else { return };
+                if link.is_none() {
+                    match TcpStream::connect(endpoint.socket_addr_string()).await {
+                        Ok(stream) => {
+                            let _ = stream.set_nodelay(true);
+                            let (r, w) = stream.into_split();
+                            link = Some((FrameReader::new(r), w));
+                        }
+                        Err(e) => {
+                            debug!(%peer, error = %e, "peer unreachable");
+                            unreachable(&e.to_string(), query.query_id);
+                            continue;
+                        }
+                    }
+                }
+                let (_, writer) = link.as_mut().expect("connected just above");
+                if let Err(e) = write_message(writer, &Message::WorkloadQuery(query), &mut scratch).await {
+                    debug!(%peer, error = %e, "peer link failed");
+                    link = None;
+                    let reason = e.to_string();
+                    outstanding.drain(..).chain([query.query_id]).for_each(|id| unreachable(&reason, id));
+                } else {
+                    outstanding.push(query.query_id);
+                }
+            }
+            read = async { link.as_mut().expect("guarded").0.next().await }, if link.is_some() => match read {
+                Ok(Message::WorkloadReport(report)) => {
+                    outstanding.retain(|&id| id != report.query_id);
+                    let _ = inbox.send(Input::Event(instance::Event::WorkloadReport { report }));
+                }
+                other => {
+                    let reason = match other {
+                        Ok(message) => format!("unexpected message {message:?}"),
+                        Err(e) => e.to_string(),
+                    };
+                    debug!(%peer, %reason, "peer link closed");
+                    link = None;
+                    outstanding.drain(..).for_each(|id| unreachable(&reason, id));
+                }
+            },
+        }
+    }
+}
