@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod endpoint;
 pub mod error;
@@ -28,6 +29,7 @@ pub(crate) mod timer;
 pub mod wire;
 pub mod workload;
 
+pub use client::{Action, AttemptId, ConnectError, Connector, Event, State};
 pub use config::{ClientConfig, ConfigError, InstanceConfig, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, DEFAULT_PORT};
 pub use error::UsageError;

@@ -17,3 +17,5 @@ pub fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     assert!(!files.is_empty(), "corpus {} is empty", dir.display());
     files.into_iter().map(|p| (p.clone(), std::fs::read(&p).expect("corpus file"))).collect()
 }
+
+pub mod client;
