@@ -16,4 +16,12 @@ pub enum UsageError {
         /// The state's name.
         state: &'static str,
     },
+    /// The event carries a value the machine cannot take.
+    #[error("event `{event}`: {reason}")]
+    InvalidArgument {
+        /// The event's name.
+        event: &'static str,
+        /// What is wrong with its value.
+        reason: &'static str,
+    },
 }

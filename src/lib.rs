@@ -23,6 +23,7 @@ pub mod endpoint;
 pub mod error;
 #[cfg(any(fuzzing, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod instance;
 pub mod registry;
 pub mod rng;
 pub(crate) mod timer;
@@ -33,4 +34,5 @@ pub use client::{Action, AttemptId, ConnectError, Connector, Event, State};
 pub use config::{ClientConfig, ConfigError, InstanceConfig, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, DEFAULT_PORT};
 pub use error::UsageError;
+pub use instance::{Action as InstanceAction, ConnectionId, Event as InstanceEvent, Instance, InstanceStats};
 pub use workload::{rank, Candidate, InstanceId, Role, Workload};

@@ -2,3 +2,5 @@
 //! ordinary builds type-check it and `cargo test` replays the committed corpus
 //! through it on stable. Each body takes raw bytes and panics only when an
 //! invariant is broken (that is the bug a fuzzer reports).
+
+pub mod instance_ops;

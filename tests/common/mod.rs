@@ -19,3 +19,4 @@ pub fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 pub mod client;
+pub mod instance;
