@@ -135,7 +135,7 @@ impl LocalCluster {
     /// `member_ttl`, i.e. no instance may count it as active any more.
     pub async fn wait_until_stale(&self, id: InstanceId) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         loop {
-            let members = self.registry.snapshot(CLUSTER).await?;
+            let members = self.registry.snapshot(Some(CLUSTER)).await?.members;
             match members.iter().find(|m| m.id == id) {
                 Some(m) if m.heartbeat_age <= self.timing.member_ttl => {
                     tokio::time::sleep(self.timing.member_ttl - m.heartbeat_age + Duration::from_millis(10)).await
@@ -148,7 +148,7 @@ impl LocalCluster {
     /// Waits until every running instance is in the registry.
     pub async fn wait_registered(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         loop {
-            let members = self.registry.snapshot(CLUSTER).await?;
+            let members = self.registry.snapshot(Some(CLUSTER)).await?.members;
             let running = self.servers.iter().flatten();
             if running.clone().all(|s| members.iter().any(|m| m.id == s.id)) {
                 return Ok(());

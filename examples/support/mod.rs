@@ -1,7 +1,12 @@
-//! Driver code shared by the examples and the TCP integration tests: the
-//! tokio instance server, the tokio client, framed I/O over the wire codec and
-//! the registry backends. Each example uses a subset, hence the `dead_code`
-//! allowance.
+//! Driver code shared by the examples and the integration tests: everything that
+//! touches a runtime, a socket or a database, which the library itself never does:
+//! the tokio instance server, the tokio client, framed I/O over the wire codec,
+//! a local cluster, and the registry backends.
+//!
+//! Examples include it as `#[path = "support/mod.rs"] mod support;`, integration
+//! tests as `#[path = "../examples/support/mod.rs"] mod support;`.
+// Each example or test uses only part of the support code, so the rest would
+// otherwise be reported as dead in that crate.
 #![allow(dead_code)]
 
 pub mod client;

@@ -323,8 +323,13 @@ impl Actor {
                     let registry = self.registry.clone();
                     let inbox = self.inbox.clone();
                     tokio::spawn(async move {
-                        let event = match registry.snapshot(&cluster).await {
-                            Ok(members) => instance::Event::RegistrySnapshot { query_id, members },
+                        let event = match registry.snapshot(Some(&cluster)).await {
+                            Ok(snapshot) => {
+                                for skipped in &snapshot.skipped {
+                                    warn!(%skipped, "registry row ignored");
+                                }
+                                instance::Event::RegistrySnapshot { query_id, members: snapshot.members }
+                            }
                             Err(e) => {
                                 warn!(error = %e, "registry query failed");
                                 instance::Event::RegistryFailed { query_id, reason: e.to_string() }
