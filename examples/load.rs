@@ -51,6 +51,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let config = support::cluster::client_config(seeds);
     println!("{clients} clients, at most {concurrency} connecting at once, against 4 instances {CAPACITIES:?}");
 
+    tokio::select! {
+        result = run_clients(config, clients, concurrency) => result?,
+        _ = tokio::signal::ctrl_c() => println!("interrupted"),
+    }
+    // Closing the child's stdin asks it to shut down gracefully.
+    drop(child.stdin.take());
+    child.wait()?;
+    Ok(())
+}
+
+/// Connects `clients` clients, at most `concurrency` at once, holds every
+/// session until all have an outcome, and prints the figures.
+async fn run_clients(
+    config: aos_cluster::ClientConfig,
+    clients: usize,
+    concurrency: usize,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let limit = Arc::new(Semaphore::new(concurrency));
     let started = support::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -97,10 +114,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let id = id.map_or("unnamed".to_owned(), |id| id.to_string());
         println!("  {id}: {n}/{cap} sessions ({:.3} of capacity)", f64::from(*n) / f64::from(cap));
     }
-    drop(sessions);
-    // Closing the child's stdin asks it to shut down gracefully.
-    drop(child.stdin.take());
-    child.wait()?;
     Ok(())
 }
 

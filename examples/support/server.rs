@@ -97,7 +97,7 @@ impl InstanceServer {
         let (inbox, rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(Stop::Running);
         let (heartbeats, heartbeat_rx) = watch::channel(None);
-        tokio::spawn(publish_heartbeats(registry.clone(), heartbeat_rx, stop_rx.clone()));
+        let heartbeat_task = tokio::spawn(publish_heartbeats(registry.clone(), heartbeat_rx, stop_rx.clone()));
         let actor = Actor {
             machine,
             inbox: inbox.clone(),
@@ -105,6 +105,7 @@ impl InstanceServer {
             peers: HashMap::new(),
             registry,
             heartbeats,
+            heartbeat_task,
             stop: stop_rx.clone(),
             malformed: 0,
         };
@@ -237,6 +238,7 @@ struct Actor {
     peers: HashMap<InstanceId, mpsc::UnboundedSender<WorkloadQuery>>,
     registry: Arc<Registry>,
     heartbeats: watch::Sender<Option<Heartbeat>>,
+    heartbeat_task: JoinHandle<()>,
     stop: watch::Receiver<Stop>,
     malformed: u64,
 }
@@ -257,6 +259,7 @@ impl Actor {
                 }
             }
         }
+        let _ = (&mut self.heartbeat_task).await;
         if *self.stop.borrow() == Stop::Graceful {
             if let Err(e) = self.registry.remove(self.machine.id()).await {
                 warn!(id = %self.machine.id(), error = %e, "could not remove the registry row");
@@ -365,7 +368,8 @@ impl Actor {
 }
 
 /// Keeps the registry row fresh with the latest heartbeat, in order: a slow
-/// write is never overtaken by an older one.
+/// write is never overtaken by an older one. A write in progress is finished
+/// before a stop is seen, so a graceful stop's row removal comes after it.
 async fn publish_heartbeats(
     registry: Arc<Registry>,
     mut latest: watch::Receiver<Option<Heartbeat>>,
@@ -373,17 +377,14 @@ async fn publish_heartbeats(
 ) {
     loop {
         tokio::select! {
+            biased;
             _ = stop.changed() => return,
-            changed = latest.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let heartbeat = latest.borrow_and_update().clone();
-                if let Some(heartbeat) = heartbeat {
-                    if let Err(e) = registry.publish(&heartbeat).await {
-                        warn!(id = %heartbeat.id, error = %e, "heartbeat not published");
-                    }
-                }
+            changed = latest.changed() => if changed.is_err() { return },
+        }
+        let heartbeat = latest.borrow_and_update().clone();
+        if let Some(heartbeat) = heartbeat {
+            if let Err(e) = registry.publish(&heartbeat).await {
+                warn!(id = %heartbeat.id, error = %e, "heartbeat not published");
             }
         }
     }
