@@ -4,3 +4,6 @@
 //! invariant is broken (that is the bug a fuzzer reports).
 
 pub mod instance_ops;
+
+mod decode;
+pub use decode::decode;
