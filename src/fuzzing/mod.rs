@@ -7,3 +7,7 @@ pub mod instance_ops;
 
 mod decode;
 pub use decode::decode;
+
+pub mod client_ops;
+
+pub use client_ops::client_ops;

@@ -1,0 +1,168 @@
+//! Whole connection rounds through a canned driver, scaling over dead seeds
+//! and ranked-list sizes, each beside a baseline that only builds the same
+//! requests and clones the same list (what any hand-written client must do),
+//! so the machine's overhead shows as a ratio. Also the idle cost of
+//! `poll_action` + `poll_timeout` beside a bare empty-queue pop and timer min.
+//!
+//! Allocations per round: the crate forbids `unsafe` in every target, so no
+//! counting global allocator can live here. Instead, with
+//! `CONNECTOR_ALLOC_ROUNDS=N` (and `CONNECTOR_ALLOC_SCENARIO=dead,list_len`)
+//! this binary runs N rounds of one scenario and exits, so a heap profiler
+//! counts them: the difference between `N=1000` and `N=0` under
+//! `valgrind` ("total heap usage"), divided by 1000.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use aos_cluster::client::{Action, Connector, Event};
+use aos_cluster::wire::{
+    HandshakeOutcome, HandshakeReply, HandshakeRequest, RankedEntry, RankedList, RejectReason,
+    SessionOutcome, SessionReply, SessionRequest,
+};
+use aos_cluster::{ClientConfig, Endpoint, InstanceId, Workload};
+use criterion::{BenchmarkId, Criterion};
+
+const STEP_LIMIT: usize = 10_000;
+
+fn ep(host: String) -> Endpoint {
+    Endpoint::new(&host, 2712).expect("bench endpoint")
+}
+
+/// `dead` silent seeds, then one that answers with `list_len` entries; every
+/// entry but the last is full, the last admits.
+struct Scenario {
+    config: ClientConfig,
+    dead: usize,
+    list: Vec<RankedEntry>,
+}
+
+impl Scenario {
+    fn new(dead: usize, list_len: usize) -> Self {
+        let mut config = ClientConfig::with_seeds((0..=dead).map(|i| ep(format!("seed{i}"))).collect());
+        config.cluster = Some("contoso".into());
+        let list = (0..list_len)
+            .map(|i| RankedEntry {
+                id: InstanceId(i as u32),
+                endpoint: ep(format!("aos{i}")),
+                workload: Workload::new(i as u32, 1000),
+            })
+            .collect();
+        Scenario { config, dead, list }
+    }
+
+    /// One whole round: a Connector built and driven to `Connected`, dead
+    /// seeds timing out. Returns the driver steps taken.
+    fn run(&self, base: Instant) -> usize {
+        let mut c = Connector::new(self.config.clone(), base, 42).expect("valid config");
+        let mut now = base;
+        for step in 0..STEP_LIMIT {
+            let mut reply = None;
+            while let Some(action) = c.poll_action() {
+                match action {
+                    Action::SendHandshake { attempt, seed_index, .. } if seed_index == self.dead => {
+                        let list = RankedList { stale: false, entries: self.list.clone() };
+                        let outcome = HandshakeOutcome::Ranked(list);
+                        let message = HandshakeReply { request_id: attempt.request_id(), outcome };
+                        reply = Some(Event::HandshakeReply { attempt, reply: message });
+                    }
+                    Action::SendSessionRequest { attempt, rank, .. } => {
+                        let outcome = if rank + 1 == self.list.len() {
+                            SessionOutcome::Accepted { session_id: 7 }
+                        } else {
+                            SessionOutcome::Rejected(RejectReason::Full)
+                        };
+                        let message = SessionReply { request_id: attempt.request_id(), outcome };
+                        reply = Some(Event::SessionReply { attempt, reply: message });
+                    }
+                    Action::Connected { .. } => return step,
+                    other => {
+                        black_box(other);
+                    }
+                }
+            }
+            match reply {
+                Some(event) => c.handle_event(event, now).expect("fits"),
+                None => {
+                    now = c.poll_timeout().expect("waiting");
+                    c.handle_timeout(now);
+                }
+            }
+        }
+        panic!("no session within {STEP_LIMIT} steps");
+    }
+
+    /// The baseline: the same requests built, the same list cloned and walked.
+    fn baseline(&self) -> usize {
+        let mut work = 0;
+        for (i, seed) in self.config.seeds.iter().enumerate() {
+            let request = HandshakeRequest {
+                request_id: i as u64,
+                salt: i as u64,
+                load_balance: true,
+                cluster: self.config.cluster.clone(),
+            };
+            black_box((seed.clone(), request));
+            work += 1;
+        }
+        let entries = black_box(self.list.clone());
+        for (rank, entry) in entries.iter().enumerate() {
+            black_box((entry.endpoint.clone(), SessionRequest { request_id: rank as u64 }));
+            work += 1;
+        }
+        work
+    }
+}
+
+fn rounds(c: &mut Criterion) {
+    #[allow(clippy::disallowed_methods)]
+    let base = Instant::now();
+    let mut group = c.benchmark_group("round");
+    for (dead, list_len) in [(0, 2), (1, 2), (4, 2), (16, 2), (0, 8), (0, 32), (0, 99)] {
+        let scenario = Scenario::new(dead, list_len);
+        let label = format!("dead{dead}_list{list_len}");
+        group.bench_with_input(BenchmarkId::new("connector", &label), &scenario, |b, s| {
+            b.iter(|| s.run(base))
+        });
+        group.bench_with_input(BenchmarkId::new("baseline", &label), &scenario, |b, s| {
+            b.iter(|| s.baseline())
+        });
+    }
+    group.finish();
+}
+
+fn idle(c: &mut Criterion) {
+    #[allow(clippy::disallowed_methods)]
+    let base = Instant::now();
+    let mut connector = Connector::new(Scenario::new(0, 2).config, base, 1).expect("valid");
+    while connector.poll_action().is_some() {}
+    let mut group = c.benchmark_group("idle");
+    group.bench_function("connector_poll_action_and_timeout", |b| {
+        b.iter(|| (black_box(&mut connector).poll_action().is_none(), black_box(&connector).poll_timeout()))
+    });
+    let mut queue = std::collections::VecDeque::<Action>::with_capacity(8);
+    let timers = [None, Some(base + Duration::from_secs(5)), None, None, None];
+    group.bench_function("baseline_pop_and_min", |b| {
+        b.iter(|| {
+            (black_box(&mut queue).pop_front().is_none(), black_box(&timers).iter().flatten().min().copied())
+        })
+    });
+    group.finish();
+}
+
+fn main() {
+    if let Some(n) = std::env::var_os("CONNECTOR_ALLOC_ROUNDS") {
+        let n: usize = n.to_str().and_then(|s| s.parse().ok()).expect("CONNECTOR_ALLOC_ROUNDS=<number>");
+        let which = std::env::var("CONNECTOR_ALLOC_SCENARIO").unwrap_or_else(|_| "0,2".into());
+        let (dead, list_len) = which.split_once(',').expect("CONNECTOR_ALLOC_SCENARIO=dead,list_len");
+        let scenario = Scenario::new(dead.parse().expect("dead"), list_len.parse().expect("list_len"));
+        #[allow(clippy::disallowed_methods)]
+        let base = Instant::now();
+        let steps: usize = (0..n).map(|_| scenario.run(base)).sum();
+        println!("{n} rounds, {steps} steps");
+        return;
+    }
+    let mut criterion = Criterion::default().configure_from_args();
+    rounds(&mut criterion);
+    idle(&mut criterion);
+    criterion.final_summary();
+}
