@@ -730,7 +730,7 @@ impl Instance {
         };
         let index = usize::try_from(query_id.wrapping_sub(*first_query_id)).ok()?;
         let slot = peers.get_mut(index)?;
-        let member = &self.snapshot.as_ref()?.members[slot.member];
+        let member = self.snapshot.as_ref()?.members.get(slot.member)?;
         (member.id == peer && matches!(slot.state, PeerState::Waiting)).then_some(slot)
     }
 

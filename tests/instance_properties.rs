@@ -77,7 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// Every invariant of the reference model holds after every step, no
     /// sequence panics, and once time runs on every handshake was answered.
