@@ -91,7 +91,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         heartbeat_interval: Duration::from_millis(250),
         ..Timing::FAST
     };
-    let cluster = Arc::new(Mutex::new(LocalCluster::start(&args.capacities, args.registry.as_deref(), timing).await?));
+    let cluster =
+        Arc::new(Mutex::new(LocalCluster::start(&args.capacities, args.registry.as_deref(), timing).await?));
     let (stop_clients, clients_stop) = watch::channel(false);
     let outcome = tokio::select! {
         outcome = run(&args, cluster.clone(), clients_stop) => outcome,
@@ -160,8 +161,9 @@ async fn run(
         let count = new.iter().filter(|&&n| n == Some(id)).count();
         println!("{:<9} {:<9} {:>12} {:>15}", id.to_string(), state, count, connected);
     }
-    let misplaced =
-        new.iter().filter(|&&n| n == Some(InstanceId(crashed as u32 + 1)) || n == Some(InstanceId(drained as u32 + 1)));
+    let misplaced = new
+        .iter()
+        .filter(|&&n| n == Some(InstanceId(crashed as u32 + 1)) || n == Some(InstanceId(drained as u32 + 1)));
     println!("sent to the crashed or draining instance: {}", misplaced.count());
     Ok(())
 }
@@ -228,7 +230,11 @@ async fn progress_until(
         let stats = cluster.lock().await.stats().await;
         let per_instance: Vec<String> = stats
             .iter()
-            .map(|s| s.map_or("down".to_owned(), |s| format!("{}/{}", s.workload.connected, s.workload.max_sessions)))
+            .map(|s| {
+                s.map_or("down".to_owned(), |s| {
+                    format!("{}/{}", s.workload.connected, s.workload.max_sessions)
+                })
+            })
             .enumerate()
             .map(|(i, s)| format!("#{} {s}", i + 1))
             .collect();
@@ -250,7 +256,10 @@ async fn progress_until(
 fn print_table(stats: &[Option<Stats>], capacities: &[u32]) {
     let total: u32 = stats.iter().flatten().map(|s| s.workload.connected).sum();
     let capacity: u32 = capacities.iter().sum();
-    println!("\n{:<9} {:>15} {:>8} {:>15} {:>7}", "instance", "connected/max", "share", "capacity share", "ratio");
+    println!(
+        "\n{:<9} {:>15} {:>8} {:>15} {:>7}",
+        "instance", "connected/max", "share", "capacity share", "ratio"
+    );
     for (i, s) in stats.iter().enumerate() {
         let Some(s) = s else { continue };
         let w = s.workload;

@@ -40,8 +40,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let clients = flag("--clients", 10_000)?;
     let concurrency = flag("--concurrency", 256)?.max(1);
 
-    let mut child =
-        Command::new(std::env::current_exe()?).arg("--serve").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
     if line.is_empty() {
@@ -49,7 +52,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     let seeds: Vec<Endpoint> = line.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
     let config = support::cluster::client_config(seeds);
-    println!("{clients} clients, at most {concurrency} connecting at once, against 4 instances {CAPACITIES:?}");
+    println!(
+        "{clients} clients, at most {concurrency} connecting at once, against 4 instances {CAPACITIES:?}"
+    );
 
     tokio::select! {
         result = run_clients(config, clients, concurrency) => result?,
@@ -119,7 +124,11 @@ async fn run_clients(
 
 /// The child: four instances and a SQLite registry until stdin closes.
 async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let timing = Timing { member_ttl: Duration::from_secs(5), heartbeat_interval: Duration::from_secs(1), ..Timing::FAST };
+    let timing = Timing {
+        member_ttl: Duration::from_secs(5),
+        heartbeat_interval: Duration::from_secs(1),
+        ..Timing::FAST
+    };
     let cluster = LocalCluster::start(&CAPACITIES, None, timing).await?;
     cluster.wait_registered().await?;
     let endpoints: Vec<String> = cluster.endpoints.iter().map(ToString::to_string).collect();

@@ -180,8 +180,7 @@ async fn a_malformed_frame_closes_only_its_connection() {
         let after = connect_all(&config, 3, 3, 10).await;
         assert_eq!(after.len(), 3, "the instance keeps serving");
         // The earlier sessions are still open: closing waits, it does not return.
-        let still_open =
-            tokio::time::timeout(Duration::from_millis(50), before[0].closed()).await.is_err();
+        let still_open = tokio::time::timeout(Duration::from_millis(50), before[0].closed()).await.is_err();
         assert!(still_open, "an unrelated session was closed");
         assert_eq!(cluster.stats().await[0].expect("running").workload.connected, 5);
         drop((before, after));

@@ -133,12 +133,16 @@ impl LocalCluster {
 
     /// Waits (polling the registry) until member `id`'s row is older than
     /// `member_ttl`, i.e. no instance may count it as active any more.
-    pub async fn wait_until_stale(&self, id: InstanceId) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn wait_until_stale(
+        &self,
+        id: InstanceId,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         loop {
             let members = self.registry.snapshot(Some(CLUSTER)).await?.members;
             match members.iter().find(|m| m.id == id) {
                 Some(m) if m.heartbeat_age <= self.timing.member_ttl => {
-                    tokio::time::sleep(self.timing.member_ttl - m.heartbeat_age + Duration::from_millis(10)).await
+                    tokio::time::sleep(self.timing.member_ttl - m.heartbeat_age + Duration::from_millis(10))
+                        .await
                 }
                 _ => return Ok(()),
             }
@@ -185,7 +189,11 @@ pub fn client_config(seeds: Vec<Endpoint>) -> ClientConfig {
         cluster: Some(CLUSTER.to_owned()),
         handshake_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(2),
-        retry: RetryPolicy { base: Duration::from_millis(50), cap: Duration::from_millis(500), max_rounds: 5 },
+        retry: RetryPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(500),
+            max_rounds: 5,
+        },
         ..ClientConfig::with_seeds(seeds)
     }
 }

@@ -97,7 +97,8 @@ impl InstanceServer {
         let (inbox, rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(Stop::Running);
         let (heartbeats, heartbeat_rx) = watch::channel(None);
-        let heartbeat_task = tokio::spawn(publish_heartbeats(registry.clone(), heartbeat_rx, stop_rx.clone()));
+        let heartbeat_task =
+            tokio::spawn(publish_heartbeats(registry.clone(), heartbeat_rx, stop_rx.clone()));
         let actor = Actor {
             machine,
             inbox: inbox.clone(),
@@ -146,7 +147,11 @@ impl InstanceServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, inbox: mpsc::UnboundedSender<Input>, mut stop: watch::Receiver<Stop>) {
+async fn accept_loop(
+    listener: TcpListener,
+    inbox: mpsc::UnboundedSender<Input>,
+    mut stop: watch::Receiver<Stop>,
+) {
     let mut next_conn = 0u64;
     loop {
         tokio::select! {
@@ -403,7 +408,8 @@ async fn peer_link(
         let reason = reason.to_owned();
         let _ = inbox.send(Input::Event(instance::Event::PeerUnreachable { query_id, peer, reason }));
     };
-    let mut link: Option<(FrameReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> = None;
+    let mut link: Option<(FrameReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> =
+        None;
     let mut outstanding: Vec<u64> = Vec::new();
     let mut scratch = Vec::new();
     loop {
