@@ -80,11 +80,11 @@ async fn sessions_end_proportional_to_capacity() {
 async fn a_closed_first_seed_is_skipped_for_the_next() {
     bounded(async {
         let cluster = start(&[10, 10]).await;
-        // A port that was just bound and released: nothing listens there.
-        let closed = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            probe.local_addr().expect("addr").port()
-        };
+        // A port bound but never listened on: connecting is refused, and no
+        // other test can take the port while `reserved` lives.
+        let reserved = tokio::net::TcpSocket::new_v4().expect("socket");
+        reserved.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let closed = reserved.local_addr().expect("addr").port();
         let dead = Endpoint::new("127.0.0.1", closed).expect("valid");
         let mut seeds = vec![dead.clone()];
         seeds.extend(cluster.endpoints.iter().cloned());
@@ -184,6 +184,23 @@ async fn a_malformed_frame_closes_only_its_connection() {
         assert!(still_open, "an unrelated session was closed");
         assert_eq!(cluster.stats().await[0].expect("running").workload.connected, 5);
         drop((before, after));
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_removes_the_row_and_a_crash_leaves_it() {
+    bounded(async {
+        let mut cluster = start(&[10, 10, 10]).await;
+        let ids = |members: Vec<aos_cluster::registry::MemberRecord>| -> Vec<InstanceId> {
+            members.iter().map(|m| m.id).collect()
+        };
+        cluster.crash(1).await;
+        let graceful = cluster.servers[2].take().expect("running");
+        graceful.shutdown().await;
+        let rows = cluster.registry.snapshot(Some(support::cluster::CLUSTER)).await.expect("registry").members;
+        assert_eq!(ids(rows), vec![InstanceId(1), InstanceId(2)]);
         cluster.shutdown().await;
     })
     .await;
