@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example cluster -- [--capacities 50,100,150,200]
-//!     [--clients 300] [--after 100] [--rate 500] [--registry URL]
+//!     [--clients 300] [--after 80] [--rate 500] [--registry URL]
 //! ```
 //! `--registry postgres://user:pass@host/db` uses PostgreSQL instead of SQLite.
 
@@ -22,7 +22,7 @@ use support::server::Stats;
 use tokio::sync::{watch, Mutex};
 use tracing::info;
 
-const USAGE: &str = "usage: cluster [--capacities 50,100,150,200] [--clients 300] [--after 100] \
+const USAGE: &str = "usage: cluster [--capacities 50,100,150,200] [--clients 300] [--after 80] \
                      [--rate 500] [--registry URL]";
 
 struct Args {
@@ -35,7 +35,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args =
-        Args { capacities: vec![50, 100, 150, 200], clients: 300, after: 100, rate: 500.0, registry: None };
+        Args { capacities: vec![50, 100, 150, 200], clients: 300, after: 80, rate: 500.0, registry: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));

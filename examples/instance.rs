@@ -38,7 +38,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let file: File = toml::from_str(&std::fs::read_to_string(&path)?)?;
     file.instance.validate()?;
     let registry = Arc::new(Registry::connect(&file.registry).await?);
-    let listener = tokio::net::TcpListener::bind(&file.listen).await?;
+    let listen_addr =
+        tokio::net::lookup_host(&file.listen).await?.next().ok_or("`listen` names no address")?;
+    let listener = support::server::listen(listen_addr)?;
     let seed = u64::from(file.instance.id.0) ^ u64::from(std::process::id());
     let server = InstanceServer::start(file.instance, listener, registry, seed)?;
     info!(listen = %server.addr, "Ctrl-C stops; SIGUSR1 toggles draining");

@@ -199,7 +199,8 @@ async fn a_graceful_stop_removes_the_row_and_a_crash_leaves_it() {
         cluster.crash(1).await;
         let graceful = cluster.servers[2].take().expect("running");
         graceful.shutdown().await;
-        let rows = cluster.registry.snapshot(Some(support::cluster::CLUSTER)).await.expect("registry").members;
+        let rows =
+            cluster.registry.snapshot(Some(support::cluster::CLUSTER)).await.expect("registry").members;
         assert_eq!(ids(rows), vec![InstanceId(1), InstanceId(2)]);
         cluster.shutdown().await;
     })

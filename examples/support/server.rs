@@ -17,7 +17,7 @@ use aos_cluster::instance::{self, ConnectionId, Instance};
 use aos_cluster::registry::Heartbeat;
 use aos_cluster::wire::{Message, SessionOutcome, WorkloadQuery};
 use aos_cluster::{ConfigError, Endpoint, InstanceConfig, InstanceId, Workload};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant as TokioInstant};
@@ -74,9 +74,19 @@ pub struct InstanceServer {
     listener: JoinHandle<()>,
 }
 
+/// A listener on `addr` with a 1024-connection accept queue. `TcpListener::bind`
+/// uses 128, which a burst of clients overflows; each overflow costs the
+/// client a one-second SYN retransmission.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Binds `127.0.0.1:0` and points `config.endpoint` at the port it got.
 pub async fn bind_loopback(config: &mut InstanceConfig) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let port = listener.local_addr()?.port();
     config.endpoint = Endpoint::new("127.0.0.1", port).expect("a loopback endpoint is valid");
     Ok(listener)
