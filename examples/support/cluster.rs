@@ -95,7 +95,7 @@ impl LocalCluster {
         let mut endpoints = Vec::new();
         for (i, &max_sessions) in capacities.iter().enumerate() {
             let mut config = instance_config(InstanceId(i as u32 + 1), max_sessions, timing);
-            let listener = bind_loopback(&mut config).await?;
+            let listener = bind_loopback(&mut config)?;
             endpoints.push(config.endpoint.clone());
             servers.push(Some(InstanceServer::start(config, listener, registry.clone(), 0xA05 + i as u64)?));
         }

@@ -11,7 +11,9 @@
 
 pub mod client;
 pub mod cluster;
+pub mod connection;
 pub mod frames;
+pub mod outbound;
 pub mod registry;
 pub mod server;
 

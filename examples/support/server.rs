@@ -17,19 +17,20 @@ use aos_cluster::instance::{self, ConnectionId, Instance};
 use aos_cluster::registry::Heartbeat;
 use aos_cluster::wire::{Message, SessionOutcome, WorkloadQuery};
 use aos_cluster::{ConfigError, Endpoint, InstanceConfig, InstanceId, Workload};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant as TokioInstant};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::frames::{write_message, FrameReader, ReadError};
+use super::connection::accept_loop;
 use super::now;
+use super::outbound::{peer_link, publish_heartbeats};
 use super::registry::Registry;
 
 /// What the handle can ask of a running server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
+pub(super) enum Stop {
     Running,
     /// Close everything and remove this instance from the registry.
     Graceful,
@@ -54,7 +55,7 @@ pub struct Stats {
     pub malformed: u64,
 }
 
-enum Input {
+pub(super) enum Input {
     Event(instance::Event),
     Opened { conn: ConnectionId, writer: mpsc::UnboundedSender<Message> },
     Closed { conn: ConnectionId },
@@ -85,7 +86,7 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Binds `127.0.0.1:0` and points `config.endpoint` at the port it got.
-pub async fn bind_loopback(config: &mut InstanceConfig) -> std::io::Result<TcpListener> {
+pub fn bind_loopback(config: &mut InstanceConfig) -> std::io::Result<TcpListener> {
     let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let port = listener.local_addr()?.port();
     config.endpoint = Endpoint::new("127.0.0.1", port).expect("a loopback endpoint is valid");
@@ -107,15 +108,14 @@ impl InstanceServer {
         let (inbox, rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(Stop::Running);
         let (heartbeats, heartbeat_rx) = watch::channel(None);
-        let heartbeat_task =
-            tokio::spawn(publish_heartbeats(registry.clone(), heartbeat_rx, stop_rx.clone()));
+        let heartbeat_task = tokio::spawn(publish_heartbeats(registry.clone(), heartbeat_rx));
         let actor = Actor {
             machine,
             inbox: inbox.clone(),
             conns: HashMap::new(),
             peers: HashMap::new(),
             registry,
-            heartbeats,
+            heartbeats: Some(heartbeats),
             heartbeat_task,
             stop: stop_rx.clone(),
             malformed: 0,
@@ -131,7 +131,7 @@ impl InstanceServer {
         let _ = self.inbox.send(Input::Event(instance::Event::SetAccepting(accepting)));
     }
 
-    /// The driver's counters.
+    /// The machine's figures and the driver's counters; `None` once stopped.
     pub async fn stats(&self) -> Option<Stats> {
         let (tx, rx) = oneshot::channel();
         self.inbox.send(Input::Stats(tx)).ok()?;
@@ -157,90 +157,6 @@ impl InstanceServer {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    inbox: mpsc::UnboundedSender<Input>,
-    mut stop: watch::Receiver<Stop>,
-) {
-    let mut next_conn = 0u64;
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    next_conn += 1;
-                    let conn = ConnectionId(next_conn);
-                    debug!(?conn, %peer, "connection opened");
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(conn, stream, inbox.clone(), stop.clone()));
-                }
-                // Out of descriptors and the like: keep serving the open connections.
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-            },
-        }
-    }
-}
-
-/// One connection: decoded requests go to the actor, replies come back on
-/// `writer`. A malformed frame ends the connection with nothing more sent.
-async fn serve_connection(
-    conn: ConnectionId,
-    stream: TcpStream,
-    inbox: mpsc::UnboundedSender<Input>,
-    mut stop: watch::Receiver<Stop>,
-) {
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = FrameReader::new(reader);
-    let (writer_tx, mut replies) = mpsc::unbounded_channel();
-    if inbox.send(Input::Opened { conn, writer: writer_tx }).is_err() {
-        return;
-    }
-    let mut scratch = Vec::new();
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            reply = replies.recv() => match reply {
-                Some(message) => {
-                    if let Err(e) = write_message(&mut writer, &message, &mut scratch).await {
-                        debug!(?conn, error = %e, "write failed");
-                        break;
-                    }
-                }
-                None => break,
-            },
-            read = reader.next() => {
-                let event = match read {
-                    Ok(Message::HandshakeRequest(request)) => instance::Event::HandshakeRequest { conn, request },
-                    Ok(Message::SessionRequest(request)) => instance::Event::SessionRequest { conn, request },
-                    Ok(Message::WorkloadQuery(query)) => instance::Event::WorkloadQuery { conn, query },
-                    Ok(other) => {
-                        warn!(?conn, message = ?other, "a reply sent to an instance; closing the connection");
-                        let _ = inbox.send(Input::Malformed);
-                        break;
-                    }
-                    Err(ReadError::Decode(e)) => {
-                        warn!(?conn, error = %e, "malformed frame; closing the connection");
-                        let _ = inbox.send(Input::Malformed);
-                        break;
-                    }
-                    Err(ReadError::Closed) => break,
-                    Err(e) => {
-                        debug!(?conn, error = %e, "connection failed");
-                        break;
-                    }
-                };
-                if inbox.send(Input::Event(event)).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = inbox.send(Input::Closed { conn });
-}
-
 struct Connection {
     writer: mpsc::UnboundedSender<Message>,
     session: Option<u64>,
@@ -252,7 +168,7 @@ struct Actor {
     conns: HashMap<ConnectionId, Connection>,
     peers: HashMap<InstanceId, mpsc::UnboundedSender<WorkloadQuery>>,
     registry: Arc<Registry>,
-    heartbeats: watch::Sender<Option<Heartbeat>>,
+    heartbeats: Option<watch::Sender<Option<Heartbeat>>>,
     heartbeat_task: JoinHandle<()>,
     stop: watch::Receiver<Stop>,
     malformed: u64,
@@ -274,6 +190,9 @@ impl Actor {
                 }
             }
         }
+        // Dropping the sender stops the writer after the write in progress,
+        // so a graceful stop's row removal is the last word.
+        self.heartbeats = None;
         let _ = (&mut self.heartbeat_task).await;
         if *self.stop.borrow() == Stop::Graceful {
             if let Err(e) = self.registry.remove(self.machine.id()).await {
@@ -324,7 +243,9 @@ impl Actor {
                 instance::Action::QueryPeer { peer, endpoint, query, .. } => {
                     let link = self.peers.entry(peer).or_insert_with(|| {
                         let (tx, rx) = mpsc::unbounded_channel();
-                        tokio::spawn(peer_link(peer, endpoint, rx, self.inbox.clone(), self.stop.clone()));
+                        let inbox = self.inbox.clone();
+                        let report = move |event| drop(inbox.send(Input::Event(event)));
+                        tokio::spawn(peer_link(peer, endpoint, rx, report));
                         tx
                     });
                     // A link that died (its peer endpoint changed) is replaced on the next query.
@@ -357,7 +278,9 @@ impl Actor {
                     });
                 }
                 instance::Action::PublishHeartbeat(heartbeat) => {
-                    self.heartbeats.send_replace(Some(heartbeat));
+                    if let Some(heartbeats) = &self.heartbeats {
+                        heartbeats.send_replace(Some(heartbeat));
+                    }
                 }
             }
         }
@@ -379,93 +302,5 @@ impl Actor {
             }
         }
         let _ = connection.writer.send(message);
-    }
-}
-
-/// Keeps the registry row fresh with the latest heartbeat, in order: a slow
-/// write is never overtaken by an older one. A write in progress is finished
-/// before a stop is seen, so a graceful stop's row removal comes after it.
-async fn publish_heartbeats(
-    registry: Arc<Registry>,
-    mut latest: watch::Receiver<Option<Heartbeat>>,
-    mut stop: watch::Receiver<Stop>,
-) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            changed = latest.changed() => if changed.is_err() { return },
-        }
-        let heartbeat = latest.borrow_and_update().clone();
-        if let Some(heartbeat) = heartbeat {
-            if let Err(e) = registry.publish(&heartbeat).await {
-                warn!(id = %heartbeat.id, error = %e, "heartbeat not published");
-            }
-        }
-    }
-}
-
-/// One reused connection to a peer for workload queries. The machine times
-/// queries out itself; the link only reports transport failures.
-async fn peer_link(
-    peer: InstanceId,
-    endpoint: Endpoint,
-    mut queries: mpsc::UnboundedReceiver<WorkloadQuery>,
-    inbox: mpsc::UnboundedSender<Input>,
-    mut stop: watch::Receiver<Stop>,
-) {
-    let unreachable = |reason: &str, query_id| {
-        let reason = reason.to_owned();
-        let _ = inbox.send(Input::Event(instance::Event::PeerUnreachable { query_id, peer, reason }));
-    };
-    let mut link: Option<(FrameReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> =
-        None;
-    let mut outstanding: Vec<u64> = Vec::new();
-    let mut scratch = Vec::new();
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            query = queries.recv() => {
-                let Some(query) = query else { return };
-                if link.is_none() {
-                    match TcpStream::connect(endpoint.socket_addr_string()).await {
-                        Ok(stream) => {
-                            let _ = stream.set_nodelay(true);
-                            let (r, w) = stream.into_split();
-                            link = Some((FrameReader::new(r), w));
-                        }
-                        Err(e) => {
-                            debug!(%peer, error = %e, "peer unreachable");
-                            unreachable(&e.to_string(), query.query_id);
-                            continue;
-                        }
-                    }
-                }
-                let (_, writer) = link.as_mut().expect("connected just above");
-                if let Err(e) = write_message(writer, &Message::WorkloadQuery(query), &mut scratch).await {
-                    debug!(%peer, error = %e, "peer link failed");
-                    link = None;
-                    let reason = e.to_string();
-                    outstanding.drain(..).chain([query.query_id]).for_each(|id| unreachable(&reason, id));
-                } else {
-                    outstanding.push(query.query_id);
-                }
-            }
-            read = async { link.as_mut().expect("guarded").0.next().await }, if link.is_some() => match read {
-                Ok(Message::WorkloadReport(report)) => {
-                    outstanding.retain(|&id| id != report.query_id);
-                    let _ = inbox.send(Input::Event(instance::Event::WorkloadReport { report }));
-                }
-                other => {
-                    let reason = match other {
-                        Ok(message) => format!("unexpected message {message:?}"),
-                        Err(e) => e.to_string(),
-                    };
-                    debug!(%peer, %reason, "peer link closed");
-                    link = None;
-                    outstanding.drain(..).for_each(|id| unreachable(&reason, id));
-                }
-            },
-        }
     }
 }
