@@ -219,14 +219,12 @@ impl fmt::Display for AttemptRecord {
             Phase::Handshake => "seed",
             Phase::Session => "rank",
         };
+        let ended = self.ended.map_or(String::from("..."), |e| format!("{e:?}"));
         write!(
             f,
-            "round {} {} {} {index} {} {} at +{:?}: {}",
-            self.round, self.attempt, self.phase, self.index, self.endpoint, self.started, self.outcome
+            "+{:?}..{ended} round {} {} {} {index} {} {}: {}",
+            self.started, self.round, self.attempt, self.phase, self.index, self.endpoint, self.outcome
         )?;
-        if let Some(ended) = self.ended {
-            write!(f, " at +{ended:?}")?;
-        }
         Ok(())
     }
 }
@@ -521,6 +519,8 @@ pub struct Connector {
     session: Option<Session>,
     timers: TimerTable<5>,
     actions: VecDeque<Action>,
+    scratch_order: Vec<usize>,
+    scratch_repeat: Vec<bool>,
     stats: Stats,
 }
 
@@ -551,6 +551,8 @@ impl Connector {
             session: None,
             timers: TimerTable::default(),
             actions: VecDeque::with_capacity(seeds + 4),
+            scratch_order: Vec::new(),
+            scratch_repeat: Vec::new(),
             stats: Stats::default(),
             config,
         };
@@ -866,7 +868,7 @@ impl Connector {
             let stale = list.stale;
             self.targets = list.entries;
             self.targets.truncate(self.config.max_list_len);
-            dedup_entries(&mut self.targets);
+            dedup_entries(&mut self.targets, &mut self.scratch_order, &mut self.scratch_repeat);
             let entries = self.targets.len();
             self.finish_record(attempt, AttemptOutcome::Ranked { entries, stale }, now);
         } else {
@@ -1032,17 +1034,72 @@ impl Connector {
     }
 }
 
-/// Keeps the first of entries that repeat an endpoint or an instance id,
-/// preserving order, in place.
-fn dedup_entries(entries: &mut Vec<RankedEntry>) {
-    let mut kept = 0;
-    for i in 0..entries.len() {
-        let repeat =
-            entries[..kept].iter().any(|e| e.endpoint == entries[i].endpoint || e.id == entries[i].id);
-        if !repeat {
-            entries.swap(kept, i);
-            kept += 1;
+/// Lists up to this long are deduplicated by direct comparison; longer ones
+/// through sorted indices, so a 1024-entry list costs O(n log n), not O(n^2).
+const SMALL_LIST: usize = 16;
+
+/// Drops every entry whose endpoint or instance id appeared earlier in the
+/// list (a repeat of anything earlier, kept or not), preserving order, in
+/// place. `order` and `repeat` are scratch space whose capacity is reused.
+fn dedup_entries(entries: &mut Vec<RankedEntry>, order: &mut Vec<usize>, repeat: &mut Vec<bool>) {
+    repeat.clear();
+    if entries.len() <= SMALL_LIST {
+        repeat.extend((0..entries.len()).map(|i| {
+            entries[..i].iter().any(|e| e.endpoint == entries[i].endpoint || e.id == entries[i].id)
+        }));
+    } else {
+        repeat.resize(entries.len(), false);
+        // Sorting by (key, position) puts each key's first occurrence first in its run.
+        order.clear();
+        order.extend(0..entries.len());
+        order.sort_unstable_by(|&a, &b| entries[a].endpoint.cmp(&entries[b].endpoint).then(a.cmp(&b)));
+        for pair in order.windows(2) {
+            if entries[pair[0]].endpoint == entries[pair[1]].endpoint {
+                repeat[pair[1]] = true;
+            }
+        }
+        order.sort_unstable_by_key(|&i| (entries[i].id, i));
+        for pair in order.windows(2) {
+            if entries[pair[0]].id == entries[pair[1]].id {
+                repeat[pair[1]] = true;
+            }
         }
     }
-    entries.truncate(kept);
+    let mut position = 0;
+    entries.retain(|_| {
+        position += 1;
+        !repeat[position - 1]
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Workload;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Both dedup paths (short and long lists) keep exactly the entries
+        /// whose endpoint and id appear nowhere earlier, in order.
+        #[test]
+        fn dedup_keeps_first_occurrences(keys in proptest::collection::vec((0..12u16, 0..12u32), 0..40)) {
+            let mut entries: Vec<RankedEntry> = keys
+                .iter()
+                .map(|&(port, id)| RankedEntry {
+                    id: InstanceId(id),
+                    endpoint: Endpoint::new("aos", port + 1).expect("valid"),
+                    workload: Workload::new(0, 1),
+                })
+                .collect();
+            let expected: Vec<(u16, u32)> = keys
+                .iter()
+                .enumerate()
+                .filter(|(i, k)| !keys[..*i].iter().any(|e| e.0 == k.0 || e.1 == k.1))
+                .map(|(_, &k)| k)
+                .collect();
+            dedup_entries(&mut entries, &mut Vec::new(), &mut Vec::new());
+            let got: Vec<(u16, u32)> = entries.iter().map(|e| (e.endpoint.port() - 1, e.id.0)).collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
 }

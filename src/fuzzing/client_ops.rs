@@ -62,7 +62,7 @@ fn config(setup: &Setup) -> Option<ClientConfig> {
         attempt_delay: setup.attempt_delay_ms.map(|ms| Duration::from_millis(u64::from(ms % 500) + 10)),
         shuffle_seeds: setup.shuffle_seeds,
         load_balance: setup.load_balance,
-        max_list_len: usize::from(setup.max_list_len % 16) + 1,
+        max_list_len: usize::from(setup.max_list_len % 40) + 1,
         retry: RetryPolicy {
             base: Duration::from_millis(100),
             cap: Duration::from_millis(1000),

@@ -5,9 +5,7 @@
 
 pub mod instance_ops;
 
+mod client_ops;
 mod decode;
-pub use decode::decode;
-
-pub mod client_ops;
-
 pub use client_ops::client_ops;
+pub use decode::decode;
