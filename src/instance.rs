@@ -48,6 +48,9 @@ use crate::wire::{
 };
 use crate::workload::{rank_into, Candidate, InstanceId, Role, Workload};
 
+/// Queue capacity kept after a burst drains; beyond it, memory is returned.
+const KEPT_CAPACITY: usize = 256;
+
 /// The driver's name for one client or peer connection; opaque to the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -540,7 +543,12 @@ impl Instance {
 
     /// The next action to carry out; drain to `None` after every input.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if self.actions.is_empty() && self.actions.capacity() > KEPT_CAPACITY {
+            // A burst's replies should not stay resident once delivered.
+            self.actions.shrink_to(KEPT_CAPACITY);
+        }
+        action
     }
 
     /// The next deadline. While actions are queued it is the last time seen,
@@ -891,9 +899,10 @@ impl Instance {
             let outcome = HandshakeOutcome::Ranked(RankedList { stale, entries });
             self.reply_handshake(handshake.conn, handshake.request_id, outcome);
         }
-        // Keep the buffer's capacity for the next burst.
+        // Reuse the buffer, but let a burst's worth of it go.
         let mut pending = pending;
         pending.clear();
+        pending.shrink_to(KEPT_CAPACITY);
         if self.pending.is_empty() {
             self.pending = pending;
         }

@@ -405,3 +405,34 @@ fn direct_mode_answers_at_once_with_self() {
     h.expect_idle();
     assert_eq!(h.inst.stats().rounds, 0);
 }
+
+#[test]
+fn memory_bounds_refuse_instead_of_growing() {
+    let mut c = config(1, Role::Serving, 10);
+    c.limits.max_members = 1;
+    c.limits.max_reservations = 1;
+    c.limits.max_tracked_sessions = 2;
+    let mut h = Harness::new(c);
+    h.expect_heartbeat();
+    // Only the first member by id is kept from the snapshot.
+    h.event(Event::HandshakeRequest { conn: ConnectionId(1), request: handshake(1, 0) });
+    h.event(Event::HandshakeRequest { conn: ConnectionId(2), request: handshake(2, 0) });
+    let q = h.expect_registry_query();
+    h.event(Event::RegistrySnapshot { query_id: q, members: snapshot() });
+    let q2 = h.expect_peer_query(2);
+    h.expect_idle();
+    assert_eq!(h.inst.cached_members(), 1);
+    assert_eq!(h.inst.stats().members_dropped, 1);
+    h.event(Event::WorkloadReport { report: report(q2, 2, 5, 10) });
+    assert_eq!(ids(&h.expect_ranked(1, 1)), vec![1, 2]);
+    // The second reply sees the first one's reservation but cannot add its own.
+    let second = h.expect_ranked(2, 2);
+    assert_eq!(second.entries[0].workload, Workload::new(1, 10));
+    assert_eq!(h.inst.reservations(), 1);
+    assert_eq!(h.inst.stats().reservations_dropped, 1);
+    // Tracked sessions are capped below max_sessions: Busy.
+    h.accepted(3, 1);
+    h.accepted(4, 2);
+    assert_eq!(h.rejected(5, 3), RejectReason::Busy);
+    assert_eq!(h.inst.connected(), 2);
+}
