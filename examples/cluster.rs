@@ -3,9 +3,10 @@
 //! crashes one instance, drains another, and shows where new clients go.
 //!
 //! ```text
-//! cargo run --release --example cluster -- [--capacities 50,100,150,200]
+//! cargo run --release --example cluster -- [--capacities 50,100,150,200 | --instances N]
 //!     [--clients 300] [--after 80] [--rate 500] [--registry URL]
 //! ```
+//! `--instances N` gives instance `i` (from 1) `50 * i` sessions.
 //! `--registry postgres://user:pass@host/db` uses PostgreSQL instead of SQLite.
 
 #[path = "support/mod.rs"]
@@ -22,7 +23,8 @@ use support::server::Stats;
 use tokio::sync::{watch, Mutex};
 use tracing::info;
 
-const USAGE: &str = "usage: cluster [--capacities 50,100,150,200] [--clients 300] [--after 80] \
+const USAGE: &str =
+    "usage: cluster [--capacities 50,100,150,200 | --instances N] [--clients 300] [--after 80] \
                      [--rate 500] [--registry URL]";
 
 struct Args {
