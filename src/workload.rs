@@ -118,13 +118,40 @@ pub fn rank(candidates: &[Candidate], salt: u64) -> Vec<usize> {
 /// first. Members tied on both have identical workloads; each tied group keeps
 /// input order rotated left by `salt % group_len`, so different salts put each
 /// tied member first in turn and same inputs with the same salt give the same
-/// list. O(n log n); allocates nothing beyond `out`.
+/// list. O(n log n); allocates nothing beyond `out`, whose capacity may grow
+/// to twice the number of eligible members (the sort's scratch space).
 pub fn rank_into(candidates: &[Candidate], salt: u64, out: &mut Vec<usize>) {
     out.clear();
+    if candidates.len() <= SMALL_LEN {
+        return rank_small(candidates, salt, out);
+    }
     match Packing::choose(candidates) {
         Some(packing) => rank_packed(candidates, salt, out, packing),
         None => rank_by_comparison(candidates, salt, out),
     }
+}
+
+/// Up to this many candidates, an insertion sort with the exact comparator
+/// beats packing: it needs no division per member and no pass to choose a
+/// packing, and a handful of cross-multiplications is cheap.
+const SMALL_LEN: usize = 16;
+
+/// The small path: eligible indices, insertion-sorted by workload. Insertion
+/// sort is stable, so members tied on workload stay in input order without
+/// comparing indices, as the tie rotation needs.
+fn rank_small(candidates: &[Candidate], salt: u64, out: &mut Vec<usize>) {
+    out.extend(candidates.iter().enumerate().filter(|(_, c)| c.is_eligible()).map(|(i, _)| i));
+    for sorted in 1..out.len() {
+        let next = out[sorted];
+        let load = candidates[next].workload;
+        let mut hole = sorted;
+        while hole > 0 && candidates[out[hole - 1]].workload.cmp_rank(load) == Ordering::Greater {
+            out[hole] = out[hole - 1];
+            hole -= 1;
+        }
+        out[hole] = next;
+    }
+    rotate_ties(out, salt, |a, b| candidates[a].workload == candidates[b].workload);
 }
 
 /// The exact order of two eligible members (`a`, `b` index `candidates`):
@@ -217,35 +244,107 @@ fn rank_packed(candidates: &[Candidate], salt: u64, out: &mut Vec<usize>, packin
             .filter(|(_, c)| c.is_eligible())
             .map(|(i, c)| packing.pack(i, c.workload) as usize),
     );
-    out.sort_unstable();
+    sort_words(out);
     let mask = (1usize << packing.index_bits) - 1;
     // Exact: a run of equal words-without-index is one tied group. Otherwise
     // a run of equal load, to be settled by cross-multiplication.
     let run_shift = if packing.exact { packing.index_bits } else { packing.free_bits + packing.index_bits };
-    let mut start = 0;
-    while start < out.len() {
-        let key = out[start] >> run_shift;
-        let mut end = start + 1;
-        while end < out.len() && out[end] >> run_shift == key {
-            end += 1;
-        }
-        let run = &mut out[start..end];
+    let settle = |run: &mut [usize]| {
         for word in run.iter_mut() {
             *word &= mask;
         }
-        if run.len() > 1 {
-            if packing.exact {
-                run.rotate_left((salt % run.len() as u64) as usize);
-            } else {
-                // In packed order, which is exact unless two different ratios
-                // share a load or free sessions saturated; a sorted run costs
-                // the sort one linear pass.
-                run.sort_unstable_by(|&a, &b| cmp_exact(candidates, a, b));
-                rotate_ties(run, salt, |a, b| candidates[a].workload == candidates[b].workload);
-            }
+        if packing.exact {
+            run.rotate_left((salt % run.len() as u64) as usize);
+        } else {
+            // In packed order, which is exact unless two different ratios
+            // share a load or free sessions saturated; a sorted run costs
+            // the sort one linear pass.
+            run.sort_unstable_by(|&a, &b| cmp_exact(candidates, a, b));
+            rotate_ties(run, salt, |a, b| candidates[a].workload == candidates[b].workload);
         }
+    };
+    // Runs longer than one are rare outside tie-heavy clusters: find them in
+    // one tight pass, then strip every word to its index in another.
+    let words = out.as_mut_slice();
+    let mut start = 0;
+    let mut key = words.first().map_or(0, |&w| w >> run_shift);
+    for end in 1..words.len() {
+        let next = words[end] >> run_shift;
+        if next != key {
+            if end - start > 1 {
+                settle(&mut words[start..end]);
+            }
+            start = end;
+            key = next;
+        }
+    }
+    if words.len() - start > 1 {
+        settle(&mut words[start..]);
+    }
+    for word in words.iter_mut() {
+        *word &= mask;
+    }
+}
+
+/// From this many words, [`sort_words`] distributes them by their top digit
+/// before sorting: below it `sort_unstable` alone is as fast.
+const RADIX_MIN: usize = 4096;
+
+/// The most digit bits [`sort_words`] distributes by (its table holds
+/// `2^MAX_DIGIT_BITS` entries on the stack).
+const MAX_DIGIT_BITS: u32 = 11;
+
+/// Sorts distinct packed words ascending. Large inputs take one
+/// most-significant-digit radix pass over the span the words actually cover,
+/// then `sort_unstable` per bucket: buckets of a few dozen words sort far
+/// faster than the whole. Words are distinct (each holds its index), so the
+/// unstable sort is deterministic; a skewed distribution only makes some
+/// bucket large, which then sorts as the whole would have.
+///
+/// The scatter needs a second buffer as long as the words: it is the spare
+/// half of `words` itself, grown to twice the length, so the ranking still
+/// allocates nothing beyond its output buffer (which keeps that capacity for
+/// the next call). An in-place distribution (American flag sort) needs no
+/// spare half, but it chases one dependent, cache-missing load per word and
+/// measured slower than this scatter.
+fn sort_words(words: &mut Vec<usize>) {
+    let len = words.len();
+    if len < RADIX_MIN {
+        words.sort_unstable();
+        return;
+    }
+    let (min, max) = words.iter().fold((usize::MAX, 0), |(lo, hi), &w| (lo.min(w), hi.max(w)));
+    // About 32 words a bucket.
+    let digit_bits = (len.ilog2() - 5).min(MAX_DIGIT_BITS);
+    let span_bits = usize::BITS - (max - min).leading_zeros();
+    let shift = span_bits.saturating_sub(digit_bits);
+    let buckets = 1usize << digit_bits;
+    let digit = |w: usize| ((w - min) >> shift) & (buckets - 1);
+    let mut next = [0usize; 1 << MAX_DIGIT_BITS];
+    for &w in words.iter() {
+        next[digit(w)] += 1;
+    }
+    let mut start = 0;
+    for slot in next.iter_mut().take(buckets) {
+        let count = *slot;
+        *slot = start;
+        start += count;
+    }
+    words.resize(2 * len, 0);
+    let (packed, sorted) = words.split_at_mut(len);
+    for &w in packed.iter() {
+        let slot = &mut next[digit(w)];
+        sorted[*slot] = w;
+        *slot += 1;
+    }
+    // Each bucket's next slot is now its end.
+    let mut start = 0;
+    for &end in next.iter().take(buckets) {
+        sorted[start..end].sort_unstable();
         start = end;
     }
+    words.copy_within(len.., 0);
+    words.truncate(len);
 }
 
 /// Rotates each run of equal neighbours (by `same`) left by `salt % run_len`.
@@ -309,6 +408,30 @@ mod tests {
         assert_eq!(rank(&c, 0), vec![3, 0, 1, 2]);
         assert_eq!(rank(&c, 1), vec![3, 1, 2, 0]);
         assert_eq!(rank(&c, 5), vec![3, 2, 0, 1]);
+    }
+
+    /// The radix pass sorts like `sort_unstable`, whether the words spread
+    /// evenly, crowd one bucket, or span fewer bits than a digit.
+    #[test]
+    fn sort_words_sorts() {
+        let mut rng = crate::rng::Rng::new(11);
+        for (len, span) in
+            [(RADIX_MIN, u64::MAX), (RADIX_MIN + 1, 1 << 40), (20_000, 1 << 8), (9_000, 1 << 60)]
+        {
+            let mut words: Vec<usize> =
+                (0..len).map(|i| (rng.below_or_eq(span) as usize) << 14 | i).collect();
+            // A crowded bucket: a tenth of the words share the top bits.
+            for word in words.iter_mut().step_by(10) {
+                *word &= (1 << 20) - 1;
+            }
+            let mut expected = words.clone();
+            expected.sort_unstable();
+            sort_words(&mut words);
+            assert_eq!(words, expected, "len {len} span {span}");
+            // Called again on sorted words, with the spare half already there.
+            sort_words(&mut words);
+            assert_eq!(words, expected, "len {len} span {span}, sorted");
+        }
     }
 
     /// Every path (comparison, exact packing, approximate packing) gives the
