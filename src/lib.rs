@@ -86,15 +86,15 @@
 //! ```
 //!
 //! Real drivers (blocking std, tokio with a SQLite or PostgreSQL registry)
-//! and a deterministic cluster simulator (feature `sim`) are in the
-//! repository's `examples/` and [`sim`](crate#features).
+//! are in the repository's `examples/`; the deterministic cluster simulator
+//! that drives these same machines is the `sim` module (feature `sim`).
 //!
 //! ## Features
 //!
 //! - `serde` (default): (de)serialization of configurations and registry rows.
 //! - `arbitrary`: `Arbitrary` for messages, configurations and events.
 //! - `fuzzing`: the fuzz bodies in `aos_cluster::fuzzing`.
-//! - `sim`: the deterministic cluster simulator in `aos_cluster::sim`.
+//! - `sim` (default; no extra dependency): the deterministic cluster simulator in `aos_cluster::sim`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
