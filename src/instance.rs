@@ -30,8 +30,19 @@
 //! covers as many of its predictions, oldest first, as its `connected` rose
 //! since its last report; the rest are still in flight and stay predicted.
 //! For the instance itself, each admitted session consumes one reservation. A member predicted full is left
-//! out. With it off, a reply is exactly [`rank`](crate::workload::rank) of the
-//! reported figures.
+//! out.
+//!
+//! Among the members tied with the head of a list (equal predicted load and
+//! free sessions), the one that headed a reply least recently goes first; the
+//! request's salt still orders members that never headed one. Once every
+//! tied member has taken one arrival the predicted loads tie again and carry
+//! no trace of who went last, so the salt alone could hand the next arrival
+//! straight back to the member that just took one (a 1-in-k chance at every
+//! level of k members). Least recently headed first turns the levels into a
+//! round robin, the most even spread one balancer can give.
+//!
+//! With herd control off, a reply is exactly [`rank`](crate::workload::rank)
+//! of the reported figures.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::mem::size_of;
@@ -328,6 +339,10 @@ pub struct Instance {
     /// Each peer's `connected` in its last valid report, to tell how many
     /// predictions a new report covers.
     last_reported: BTreeMap<InstanceId, u32>,
+    /// When each member last headed a reply, as a count of replies that
+    /// reserved (see the module docs on ties); a member absent never did.
+    last_headed: BTreeMap<InstanceId, u64>,
+    headed_replies: u64,
     timers: TimerTable<3>,
     actions: VecDeque<Action>,
     now: Instant,
@@ -362,6 +377,8 @@ impl Instance {
             reservations: BTreeMap::new(),
             reservation_count: 0,
             last_reported: BTreeMap::new(),
+            last_headed: BTreeMap::new(),
+            headed_replies: 0,
             timers: TimerTable::default(),
             actions: VecDeque::new(),
             now,
@@ -451,7 +468,8 @@ impl Instance {
         };
         let reservations = self.reservations.len()
             * (size_of::<InstanceId>() + size_of::<VecDeque<Instant>>())
-            + self.reservations.values().map(|q| q.capacity() * size_of::<Instant>()).sum::<usize>();
+            + self.reservations.values().map(|q| q.capacity() * size_of::<Instant>()).sum::<usize>()
+            + self.last_headed.len() * (size_of::<InstanceId>() + size_of::<u64>());
         // A HashSet slot holds the value plus one control byte.
         let sessions = self.sessions.capacity() * (size_of::<u64>() + 1);
         size_of::<Self>()
@@ -889,11 +907,18 @@ impl Instance {
                 let w = &mut candidates[i].workload;
                 w.connected = w.connected.saturating_add(extra);
             }
+            if self.last_headed.len() > self.config.limits.max_members {
+                // Members that left keep no record; `sources` is sorted by id.
+                self.last_headed.retain(|id, _| sources.binary_search_by_key(id, |&(s, _)| s).is_ok());
+            }
         }
 
         let pending = std::mem::take(&mut self.pending);
         for handshake in &pending {
             rank_into(&candidates, handshake.salt, &mut order);
+            if herd {
+                self.least_recently_headed_first(&candidates, &sources, &mut order);
+            }
             let entries: Vec<RankedEntry> = order
                 .iter()
                 .take(self.config.max_list_len)
@@ -908,6 +933,8 @@ impl Instance {
                 .collect();
             if herd {
                 if let Some(&first) = order.first() {
+                    self.headed_replies += 1;
+                    self.last_headed.insert(sources[first].0, self.headed_replies);
                     if self.reserve(sources[first].0, now) {
                         let w = &mut candidates[first].workload;
                         w.connected = w.connected.saturating_add(1);
@@ -931,6 +958,25 @@ impl Instance {
         self.scratch_sources = sources;
         self.scratch_candidates = candidates;
         self.scratch_order = order;
+    }
+
+    /// Moves the member of the head's tie group (equal predicted workload,
+    /// hence equal free sessions) that headed a reply least recently to the
+    /// front; members that never did come first, in the salt's order.
+    fn least_recently_headed_first(
+        &self,
+        candidates: &[Candidate],
+        sources: &[(InstanceId, Source)],
+        order: &mut [usize],
+    ) {
+        let Some(&head) = order.first() else { return };
+        let tied = order.iter().take_while(|&&i| candidates[i].workload == candidates[head].workload).count();
+        let oldest = order[..tied]
+            .iter()
+            .enumerate()
+            .min_by_key(|&(pos, &i)| (self.last_headed.get(&sources[i].0).copied().unwrap_or(0), pos))
+            .map_or(0, |(pos, _)| pos);
+        order[..=oldest].rotate_right(1);
     }
 
     fn on_session_request(&mut self, conn: ConnectionId, request: SessionRequest) {

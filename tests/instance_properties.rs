@@ -183,9 +183,10 @@ proptest! {
     }
 
     /// Herd control on, one round: the replies equal a sequential reference
-    /// model that ranks the predicted figures and adds one session to each
-    /// reply's first entry; with it off, every reply is `rank()` of the
-    /// reported figures.
+    /// model that ranks the predicted figures, puts first the member tied with
+    /// the head that headed a reply least recently (never first, in `rank()`'s
+    /// order), and adds one session to each reply's first entry; with it off,
+    /// every reply is `rank()` of the reported figures.
     #[test]
     fn burst_replies_match_the_reference_model(
         salts in prop::collection::vec(any::<u64>(), 1..40),
@@ -232,13 +233,26 @@ proptest! {
             ids.push(InstanceId(i as u32 + 2));
             model.push(Candidate { role: Role::Serving, accepting: true, fresh: true, workload: Workload::new(connected, max) });
         }
+        // The reply number at which each model member last headed a list.
+        let mut headed_at: Vec<Option<usize>> = vec![None; model.len()];
         for (r, &salt) in salts.iter().enumerate() {
             let Some(Action::Reply { conn, message: Message::HandshakeReply(reply) }) = replies.next() else {
                 panic!("one reply per handshake, in arrival order");
             };
             prop_assert_eq!(conn, ConnectionId(r as u64));
             let HandshakeOutcome::Ranked(list) = reply.outcome else { panic!("ranked") };
-            let order = rank(&model, salt);
+            let mut order = rank(&model, salt);
+            if herd_control && !order.is_empty() {
+                let tied: Vec<usize> =
+                    order.iter().copied().filter(|&i| model[i].workload == model[order[0]].workload).collect();
+                let never = tied.iter().copied().find(|&i| headed_at[i].is_none());
+                let head = never.or_else(|| tied.iter().copied().min_by_key(|&i| headed_at[i]));
+                if let Some(head) = head {
+                    order.retain(|&i| i != head);
+                    order.insert(0, head);
+                    headed_at[head] = Some(r);
+                }
+            }
             let want: Vec<(InstanceId, Workload)> = order.iter().map(|&i| (ids[i], model[i].workload)).collect();
             let got: Vec<(InstanceId, Workload)> = list.entries.iter().map(|e| (e.id, e.workload)).collect();
             prop_assert_eq!(got, want);

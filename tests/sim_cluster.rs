@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use aos_cluster::sim::dist::Dist;
 use aos_cluster::sim::{
     run_seeds, ClientOutcome, Record, RunMetrics, Scenario, Simulation, Stat, Strategy, BUILTIN,
 };
@@ -175,20 +176,44 @@ fn goal_dead_seeds_with_attempt_delay_connect_within_budget() {
 }
 
 /// The issue's goal is "no survivor receives more than 1.25x its fair share of
-/// the returning clients in any 100 ms window". Measured over 50 seeds with
-/// herd control: p50 1.22, p99 1.40 (the tie rotation orders equally loaded
-/// survivors by salt, so one survivor can be picked at the end of one level and
-/// the start of the next within a window). The median run meets the goal and
-/// herd control beats every baseline; the p99 miss is reported, not hidden.
+/// the returning clients in any 100 ms window", at p99 over 50 seeds. **Not
+/// met**: this test is a regression guard at the achieved figures, not the
+/// goal. Measured with herd control (`simulate -- crash --seeds 50`): p50
+/// 1.17, p99 1.27 (ax-plain 3.78, random 3.00, p2c 2.21 at p99); 48 of the 50
+/// seeds meet 1.25x.
+///
+/// What is left is the network, not the ranking: the balancer's replies form
+/// an exact round robin over the seven survivors (see the next test), but
+/// each admission lands one reply plus one request later, 10-30 ms with the
+/// scenario's 5-15 ms one-way client latency, and at ~400 returns/s that
+/// reorders about eight admissions, more than one full rotation. With ~5.7
+/// sessions per survivor per window, one admission pushed across a window
+/// edge is already +18 %: the two failing seeds each have one window of 33
+/// admissions where one survivor got 6 against a share of 4.71 (1.27x).
 #[test]
 fn goal_crash_returning_clients_spread_near_fair_share() {
     let scenario = Scenario::crash();
     let runs_default = runs(&scenario, Strategy::Default);
     let peak = stat(&runs_default, |r| r.arrival_peak_ratio);
     assert!(peak.p50 <= 1.25, "median worst arrivals/fair share in a 100 ms window: {}", peak.p50);
+    // Regression guard at the achieved p99 (1.273), not the issue's 1.25.
+    assert!(peak.p99 <= 1.28, "p99 worst arrivals/fair share in a 100 ms window: {}", peak.p99);
     for baseline in [Strategy::AxPlain, Strategy::Random, Strategy::P2c] {
         let other = stat(&runs(&scenario, baseline), |r| r.arrival_peak_ratio);
         assert!(peak.p99 < other.p99, "default {} vs {baseline} {}", peak.p99, other.p99);
     }
     assert!(runs_default.iter().all(|r| r.sessions >= 150), "the crashed instance held ~200 sessions");
+}
+
+/// The `crash` goal exactly (p99 <= 1.25 over 50 seeds) where the network does
+/// not reorder the returning clients: the same scenario with every client
+/// message taking exactly 10 ms (the mean of the built-in 5-15 ms). Measured:
+/// p50 1.14, p99 1.21; the tie rule of SPEC phase 2.5 alone (salt rotation,
+/// no least-recently-headed order) gives p99 1.40 here.
+#[test]
+fn goal_crash_is_met_when_the_network_keeps_the_order() {
+    let mut scenario = Scenario::crash();
+    scenario.network.client_latency = Dist::Constant { value: Duration::from_millis(10) };
+    let peak = stat(&runs(&scenario, Strategy::Default), |r| r.arrival_peak_ratio);
+    assert!(peak.p99 <= 1.25, "p99 worst arrivals/fair share in a 100 ms window: {}", peak.p99);
 }

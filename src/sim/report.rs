@@ -40,7 +40,8 @@ pub fn table(rows: &[Summary]) -> String {
                 pair(r.time_to_session_p50_ms, 0),
                 pair(r.time_to_session_p99_ms, 0),
                 pair(r.time_to_session_max_ms, 0),
-                pair(r.arrival_peak_ratio, 2),
+                // 0 everywhere: no window had a share large enough to judge.
+                if r.arrival_peak_ratio.p99 == 0.0 { "n/a".into() } else { pair(r.arrival_peak_ratio, 2) },
                 r.lost.to_string(),
                 r.failed.to_string(),
                 r.over_capacity.to_string(),
@@ -92,12 +93,16 @@ mod tests {
             utilisation: vec![],
             steps: 5,
         };
-        let rows =
-            [Summary::of("s", "default", std::slice::from_ref(&run)), Summary::of("s", "ax-plain", &[run])];
+        let unjudged = RunMetrics { arrival_peak_ratio: 0.0, ..run.clone() };
+        let rows = [
+            Summary::of("s", "default", std::slice::from_ref(&run)),
+            Summary::of("s", "ax-plain", &[unjudged]),
+        ];
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines.iter().all(|l| l.len() == lines[0].len()));
-        assert!(lines[2].contains("1.250 / 1.250") && lines[3].contains("ax-plain"));
+        assert!(lines[2].contains("1.250 / 1.250") && lines[2].contains("1.50 / 1.50"));
+        assert!(lines[3].contains("ax-plain") && lines[3].contains("| n/a "));
     }
 }
