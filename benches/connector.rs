@@ -4,13 +4,11 @@
 //! so the machine's overhead shows as a ratio. Also the idle cost of
 //! `poll_action` + `poll_timeout` beside a bare empty-queue pop and timer min.
 //!
-//! Allocations per round: the crate forbids `unsafe` in every target, so no
-//! counting global allocator can live here. Instead, with
-//! `CONNECTOR_ALLOC_ROUNDS=N` (and `CONNECTOR_ALLOC_SCENARIO=dead,list_len`)
-//! this binary runs N rounds of one scenario and exits, so a heap profiler
-//! counts them: the difference between `N=1000` and `N=0` under
-//! `valgrind` ("total heap usage"), divided by 1000.
+//! Allocations per round: `stats_alloc` counts every allocation (its
+//! instrumented system allocator needs no `unsafe` here); before the timings,
+//! each scenario's whole round and its baseline are counted side by side.
 
+use std::alloc::System;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -21,6 +19,10 @@ use aos_cluster::wire::{
 };
 use aos_cluster::{ClientConfig, Endpoint, InstanceId, Workload};
 use criterion::{BenchmarkId, Criterion};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const STEP_LIMIT: usize = 10_000;
 
@@ -113,11 +115,46 @@ impl Scenario {
     }
 }
 
+const SCENARIOS: [(usize, usize); 7] = [(0, 2), (1, 2), (4, 2), (16, 2), (0, 8), (0, 32), (0, 99)];
+
+/// Allocations (count, bytes) of `f`, on average over `n` calls.
+fn allocations_per_call(n: u64, mut f: impl FnMut()) -> (u64, u64) {
+    let region = Region::new(GLOBAL);
+    for _ in 0..n {
+        f();
+    }
+    let stats = region.change();
+    ((stats.allocations + stats.reallocations) as u64 / n, stats.bytes_allocated as u64 / n)
+}
+
+/// Prints allocations per whole round beside the baseline's, and fails when
+/// the machine's own allocations beyond the baseline's are more than a small
+/// constant: they must not grow with dead seeds or list length (a copy per
+/// step or per entry would).
+fn allocations(base: Instant) {
+    const CALLS: u64 = 200;
+    for (dead, list_len) in SCENARIOS {
+        let scenario = Scenario::new(dead, list_len);
+        let (count, bytes) = allocations_per_call(CALLS, || {
+            black_box(scenario.run(base));
+        });
+        let (base_count, base_bytes) = allocations_per_call(CALLS, || {
+            black_box(scenario.baseline());
+        });
+        println!(
+            "allocations/round/dead{dead}_list{list_len}: connector {count} ({bytes} B), \
+             baseline {base_count} ({base_bytes} B)"
+        );
+        let allowed = base_count + 16;
+        assert!(count <= allowed, "dead{dead}_list{list_len}: {count} allocations > {allowed}");
+    }
+}
+
 fn rounds(c: &mut Criterion) {
     #[allow(clippy::disallowed_methods)]
     let base = Instant::now();
     let mut group = c.benchmark_group("round");
-    for (dead, list_len) in [(0, 2), (1, 2), (4, 2), (16, 2), (0, 8), (0, 32), (0, 99)] {
+    for (dead, list_len) in SCENARIOS {
         let scenario = Scenario::new(dead, list_len);
         let label = format!("dead{dead}_list{list_len}");
         group.bench_with_input(BenchmarkId::new("connector", &label), &scenario, |b, s| {
@@ -150,17 +187,9 @@ fn idle(c: &mut Criterion) {
 }
 
 fn main() {
-    if let Some(n) = std::env::var_os("CONNECTOR_ALLOC_ROUNDS") {
-        let n: usize = n.to_str().and_then(|s| s.parse().ok()).expect("CONNECTOR_ALLOC_ROUNDS=<number>");
-        let which = std::env::var("CONNECTOR_ALLOC_SCENARIO").unwrap_or_else(|_| "0,2".into());
-        let (dead, list_len) = which.split_once(',').expect("CONNECTOR_ALLOC_SCENARIO=dead,list_len");
-        let scenario = Scenario::new(dead.parse().expect("dead"), list_len.parse().expect("list_len"));
-        #[allow(clippy::disallowed_methods)]
-        let base = Instant::now();
-        let steps: usize = (0..n).map(|_| scenario.run(base)).sum();
-        println!("{n} rounds, {steps} steps");
-        return;
-    }
+    #[allow(clippy::disallowed_methods)]
+    let base = Instant::now();
+    allocations(base);
     let mut criterion = Criterion::default().configure_from_args();
     rounds(&mut criterion);
     idle(&mut criterion);

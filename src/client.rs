@@ -519,7 +519,7 @@ pub struct Connector {
     session: Option<Session>,
     timers: TimerTable<5>,
     actions: VecDeque<Action>,
-    scratch_order: Vec<usize>,
+    scratch_order: Vec<(u64, usize)>,
     scratch_repeat: Vec<bool>,
     stats: Stats,
 }
@@ -1041,7 +1041,7 @@ const SMALL_LIST: usize = 16;
 /// Drops every entry whose endpoint or instance id appeared earlier in the
 /// list (a repeat of anything earlier, kept or not), preserving order, in
 /// place. `order` and `repeat` are scratch space whose capacity is reused.
-fn dedup_entries(entries: &mut Vec<RankedEntry>, order: &mut Vec<usize>, repeat: &mut Vec<bool>) {
+fn dedup_entries(entries: &mut Vec<RankedEntry>, order: &mut Vec<(u64, usize)>, repeat: &mut Vec<bool>) {
     repeat.clear();
     if entries.len() <= SMALL_LIST {
         repeat.extend((0..entries.len()).map(|i| {
@@ -1049,19 +1049,29 @@ fn dedup_entries(entries: &mut Vec<RankedEntry>, order: &mut Vec<usize>, repeat:
         }));
     } else {
         repeat.resize(entries.len(), false);
-        // Sorting by (key, position) puts each key's first occurrence first in its run.
+        // Sorting by (key, position) puts each key's first occurrence first in
+        // its run. Endpoints are keyed by a fingerprint (equal endpoints, equal
+        // fingerprints), so the sort compares integers, not text; only a run
+        // of equal fingerprints is then sorted by the endpoints themselves.
         order.clear();
-        order.extend(0..entries.len());
-        order.sort_unstable_by(|&a, &b| entries[a].endpoint.cmp(&entries[b].endpoint).then(a.cmp(&b)));
-        for pair in order.windows(2) {
-            if entries[pair[0]].endpoint == entries[pair[1]].endpoint {
-                repeat[pair[1]] = true;
+        order.extend(entries.iter().enumerate().map(|(i, e)| (fingerprint(&e.endpoint), i)));
+        order.sort_unstable();
+        for run in order.chunk_by_mut(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+            run.sort_unstable_by(|&(_, a), &(_, b)| {
+                entries[a].endpoint.cmp(&entries[b].endpoint).then(a.cmp(&b))
+            });
+            for pair in run.windows(2) {
+                if entries[pair[0].1].endpoint == entries[pair[1].1].endpoint {
+                    repeat[pair[1].1] = true;
+                }
             }
         }
-        order.sort_unstable_by_key(|&i| (entries[i].id, i));
+        order.clear();
+        order.extend(entries.iter().enumerate().map(|(i, e)| (u64::from(e.id.0), i)));
+        order.sort_unstable();
         for pair in order.windows(2) {
-            if entries[pair[0]].id == entries[pair[1]].id {
-                repeat[pair[1]] = true;
+            if pair[0].0 == pair[1].0 {
+                repeat[pair[1].1] = true;
             }
         }
     }
@@ -1070,6 +1080,21 @@ fn dedup_entries(entries: &mut Vec<RankedEntry>, order: &mut Vec<usize>, repeat:
         position += 1;
         !repeat[position - 1]
     });
+}
+
+/// FNV-1a over an endpoint's parts: equal endpoints give equal values.
+fn fingerprint(endpoint: &Endpoint) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |byte: u8| hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
+    // `@` never occurs in a name, so it keeps instance and host apart.
+    for &byte in
+        endpoint.instance().unwrap_or("").as_bytes().iter().chain(b"@").chain(endpoint.host().as_bytes())
+    {
+        eat(byte);
+    }
+    endpoint.port().to_le_bytes().into_iter().for_each(eat);
+    hash
 }
 
 #[cfg(test)]

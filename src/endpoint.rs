@@ -17,6 +17,7 @@
 use std::fmt;
 use std::net::Ipv6Addr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// The AX default TCP/IP port of an AOS instance.
 pub const DEFAULT_PORT: u16 = 2712;
@@ -31,12 +32,21 @@ pub const MAX_INSTANCE_LEN: usize = 64;
 /// Hosts are compared as written (ASCII case-insensitively is the caller's
 /// choice): `aos1:2712` and `AOS1:2712` are different endpoints here, since the
 /// crate never resolves names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Endpoints are immutable and shared: a clone is a reference-count increment,
+/// never an allocation, since the machines copy them into every attempt,
+/// ranked entry and action. Equality, ordering (by instance, then host, then
+/// port) and hashing are those of the three parts.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(try_from = "String", into = "String"))]
-pub struct Endpoint {
-    instance: Option<String>,
-    host: String,
+pub struct Endpoint(Arc<Parts>);
+
+/// Field order is the comparison order.
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Parts {
+    instance: Option<Box<str>>,
+    host: Box<str>,
     port: u16,
 }
 
@@ -105,32 +115,58 @@ impl Endpoint {
         // brackets are syntax, not part of the address.
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         check_host(host, host.contains(':'), &text)?;
-        Ok(Endpoint { instance: instance.map(str::to_owned), host: host.to_owned(), port })
+        Ok(Endpoint::from_checked(instance, host, port))
+    }
+
+    /// Builds from parts already checked.
+    fn from_checked(instance: Option<&str>, host: &str, port: u16) -> Self {
+        Endpoint(Arc::new(Parts { instance: instance.map(Box::from), host: Box::from(host), port }))
     }
 
     /// The AOS instance name, if the configuration gave one (`AOS01@host`).
     pub fn instance(&self) -> Option<&str> {
-        self.instance.as_deref()
+        self.0.instance.as_deref()
     }
 
     /// The host: a name, an IPv4 address or an IPv6 address (without brackets).
     pub fn host(&self) -> &str {
-        &self.host
+        &self.0.host
     }
 
     /// The TCP port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port
     }
 
     /// `host:port` as a socket address string (IPv6 bracketed), ready for
     /// `ToSocketAddrs`; the instance name is not part of it.
     pub fn socket_addr_string(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
+        SocketAddrText(self).to_string()
+    }
+}
+
+/// Writes `host:port`, bracketing an IPv6 host.
+struct SocketAddrText<'a>(&'a Endpoint);
+
+impl fmt::Display for SocketAddrText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (host, port) = (self.0.host(), self.0.port());
+        if host.contains(':') {
+            write!(f, "[{host}]:{port}")
         } else {
-            format!("{}:{}", self.host, self.port)
+            write!(f, "{host}:{port}")
         }
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    // The shape a derive on the three parts would print, as before sharing.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("instance", &self.instance())
+            .field("host", &self.host())
+            .field("port", &self.port())
+            .finish()
     }
 }
 
@@ -230,16 +266,16 @@ impl FromStr for Endpoint {
             return Err(EndpointError::Brackets(text()));
         }
         check_host(host, ipv6, &text)?;
-        Ok(Endpoint { instance: instance.map(str::to_owned), host: host.to_owned(), port })
+        Ok(Endpoint::from_checked(instance, host, port))
     }
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(name) = &self.instance {
+        if let Some(name) = self.instance() {
             write!(f, "{name}@")?;
         }
-        f.write_str(&self.socket_addr_string())
+        SocketAddrText(self).fmt(f)
     }
 }
 
@@ -307,6 +343,59 @@ mod tests {
             if !bad.is_empty() {
                 assert!(err.to_string().contains(bad.trim()), "{bad:?}: {err}");
             }
+        }
+    }
+
+    /// What the endpoint was before sharing: the three parts, compared,
+    /// ordered and hashed field by field.
+    fn parts(e: &Endpoint) -> (Option<String>, String, u16) {
+        (e.instance().map(str::to_owned), e.host().to_owned(), e.port())
+    }
+
+    fn hash_of(value: &impl std::hash::Hash) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
+    }
+
+    #[test]
+    fn clones_share_the_text() {
+        let e: Endpoint = "AOS01@aos1:2713".parse().unwrap();
+        let copy = e.clone();
+        assert!(std::ptr::eq(e.host(), copy.host()));
+        assert!(std::ptr::eq(e.instance().unwrap(), copy.instance().unwrap()));
+        assert_eq!(copy, e);
+    }
+
+    #[test]
+    fn order_equality_and_hash_are_those_of_the_parts() {
+        let texts = [
+            "aos1",
+            "aos1:1",
+            "aos1:65535",
+            "aos10",
+            "aos2:2712",
+            "AOS1",
+            "A@aos1",
+            "A@aos1:1",
+            "B@aos0",
+            "[::1]",
+            "[::1]:1",
+            "10.0.0.7:80",
+            "a-b_c.d@db.example",
+        ];
+        let endpoints: Vec<Endpoint> = texts.iter().map(|t| t.parse().unwrap()).collect();
+        for a in &endpoints {
+            for b in &endpoints {
+                assert_eq!(a.cmp(b), parts(a).cmp(&parts(b)), "{a} vs {b}");
+                assert_eq!(a == b, parts(a) == parts(b), "{a} vs {b}");
+            }
+            // A derive on the fields hashes them in order, as a tuple does.
+            let p = parts(a);
+            assert_eq!(hash_of(a), hash_of(&(p.0.as_deref(), p.1.as_str(), p.2)), "{a}");
+            assert_eq!(
+                format!("{a:?}"),
+                format!("Endpoint {{ instance: {:?}, host: {:?}, port: {} }}", p.0, p.1, p.2)
+            );
         }
     }
 }
