@@ -113,9 +113,9 @@ pub(crate) mod timer;
 pub mod wire;
 pub mod workload;
 
-pub use client::{Action, AttemptId, ConnectError, Connector, Event, State};
+pub use client::{AttemptId, ConnectError, Connector};
 pub use config::{ClientConfig, ConfigError, InstanceConfig, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, DEFAULT_PORT};
 pub use error::UsageError;
-pub use instance::{Action as InstanceAction, ConnectionId, Event as InstanceEvent, Instance, InstanceStats};
+pub use instance::{ConnectionId, Instance, InstanceStats};
 pub use workload::{rank, Candidate, InstanceId, Role, Workload};
