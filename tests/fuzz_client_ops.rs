@@ -11,7 +11,7 @@ fn corpus_replays_cleanly() {
     let corpus = common::corpus("client_ops");
     assert!(corpus.len() >= 10, "the corpus is too small to mean much");
     for (path, data) in corpus {
-        let outcome = std::panic::catch_unwind(|| aos_cluster::fuzzing::client_ops(&data));
+        let outcome = std::panic::catch_unwind(|| aos_cluster::fuzzing::client_ops(&data, common::base()));
         assert!(outcome.is_ok(), "{} broke an invariant", path.display());
     }
 }
@@ -21,6 +21,6 @@ proptest! {
 
     #[test]
     fn random_op_sequences_keep_the_invariants(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        aos_cluster::fuzzing::client_ops(&data);
+        aos_cluster::fuzzing::client_ops(&data, common::base());
     }
 }

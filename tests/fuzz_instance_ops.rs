@@ -8,7 +8,9 @@ mod common;
 fn instance_ops_corpus_replays_clean() {
     let corpus = common::corpus("instance_ops");
     for (path, data) in &corpus {
-        let outcome = std::panic::catch_unwind(|| aos_cluster::fuzzing::instance_ops::instance_ops(data));
+        let outcome = std::panic::catch_unwind(|| {
+            aos_cluster::fuzzing::instance_ops::instance_ops(data, common::base())
+        });
         assert!(outcome.is_ok(), "corpus file {} broke an invariant", path.display());
     }
 }

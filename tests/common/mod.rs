@@ -20,3 +20,9 @@ pub fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 
 pub mod client;
 pub mod instance;
+
+/// The tests' one clock read: machines and fuzz bodies only see offsets from it.
+#[allow(clippy::disallowed_methods)]
+pub fn base() -> std::time::Instant {
+    std::time::Instant::now()
+}
