@@ -805,17 +805,23 @@ impl Connector {
         }
     }
 
+    /// A reply must echo its attempt's request id; one that does not fails the
+    /// attempt as malformed (returns `false`).
+    fn echoes_request_id(&mut self, attempt: AttemptId, request_id: u64, now: Instant) -> bool {
+        if request_id == attempt.0 {
+            return true;
+        }
+        let outcome = AttemptOutcome::Malformed(Malformation::RequestIdMismatch { got: request_id });
+        self.fail_attempt(attempt, outcome, now);
+        false
+    }
+
     fn on_handshake_reply(&mut self, attempt: AttemptId, reply: HandshakeReply, now: Instant) {
         let Some(pos) = self.pending.iter().position(|p| p.attempt == attempt) else {
             return self.ignore_or_misfit(attempt, now);
         };
-        if reply.request_id != attempt.0 {
-            let got = reply.request_id;
-            return self.fail_attempt(
-                attempt,
-                AttemptOutcome::Malformed(Malformation::RequestIdMismatch { got }),
-                now,
-            );
+        if !self.echoes_request_id(attempt, reply.request_id, now) {
+            return;
         }
         let list = match reply.outcome {
             HandshakeOutcome::Refused(reason) => {
@@ -918,13 +924,8 @@ impl Connector {
         if self.session_attempt != Some(attempt) {
             return self.ignore_or_misfit(attempt, now);
         }
-        if reply.request_id != attempt.0 {
-            let got = reply.request_id;
-            return self.fail_attempt(
-                attempt,
-                AttemptOutcome::Malformed(Malformation::RequestIdMismatch { got }),
-                now,
-            );
+        if !self.echoes_request_id(attempt, reply.request_id, now) {
+            return;
         }
         match reply.outcome {
             SessionOutcome::Rejected(reason) => {
