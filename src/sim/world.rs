@@ -597,18 +597,8 @@ impl Simulation {
             self.client_action(now, client, action)?;
         }
         let c = &mut self.clients[client as usize];
-        let next = c
-            .connector
-            .as_ref()
-            .and_then(Connector::poll_timeout)
-            .map(|t| t.saturating_duration_since(self.epoch));
-        let next = next.map(|t| t.max(now));
-        if next != c.deadline {
-            c.deadline = next;
-            if let Some(t) = next {
-                self.queue.push(t, Ev::ClientTimer { client });
-            }
-        }
+        let next = c.connector.as_ref().and_then(Connector::poll_timeout);
+        reschedule(&mut self.queue, self.epoch, now, &mut c.deadline, next, Ev::ClientTimer { client });
         Ok(())
     }
 
@@ -864,18 +854,8 @@ impl Simulation {
             self.instance_action(now, inst, action)?;
         }
         let s = &mut self.instances[inst as usize];
-        let next = s
-            .machine
-            .as_ref()
-            .and_then(Instance::poll_timeout)
-            .map(|t| t.saturating_duration_since(self.epoch));
-        let next = next.map(|t| t.max(now));
-        if next != s.deadline {
-            s.deadline = next;
-            if let Some(t) = next {
-                self.queue.push(t, Ev::InstanceTimer { inst });
-            }
-        }
+        let next = s.machine.as_ref().and_then(Instance::poll_timeout);
+        reschedule(&mut self.queue, self.epoch, now, &mut s.deadline, next, Ev::InstanceTimer { inst });
         Ok(())
     }
 
@@ -1149,5 +1129,25 @@ impl Simulation {
             steps: self.steps,
         });
         Outcome { metrics, clients: self.records, series: self.series, trace: self.trace, stopped_at }
+    }
+}
+
+/// Queues a machine's next deadline (as an offset from `epoch`, never before
+/// `now`) when it moved; an unchanged deadline is already queued, and a timer
+/// queued for an old deadline is skipped on arrival (it no longer matches).
+fn reschedule(
+    queue: &mut EventQueue<Ev>,
+    epoch: Instant,
+    now: Duration,
+    deadline: &mut Option<Duration>,
+    next: Option<Instant>,
+    timer: Ev,
+) {
+    let next = next.map(|t| t.saturating_duration_since(epoch).max(now));
+    if next != *deadline {
+        *deadline = next;
+        if let Some(t) = next {
+            queue.push(t, timer);
+        }
     }
 }
