@@ -69,7 +69,7 @@ impl Scenario {
                     }
                     Action::SendSessionRequest { attempt, rank, .. } => {
                         let outcome = if rank + 1 == self.list.len() {
-                            SessionOutcome::Accepted { session_id: 7 }
+                            SessionOutcome::Accepted { session_id: aos_cluster::wire::SessionId(7) }
                         } else {
                             SessionOutcome::Rejected(RejectReason::Full)
                         };

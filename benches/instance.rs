@@ -87,7 +87,7 @@ fn warm_instance(n: u32, now: Instant) -> Instance {
     inst
 }
 
-fn answer(inst: &mut Instance, queries: &[(u64, InstanceId)], now: Instant) {
+fn answer(inst: &mut Instance, queries: &[(aos_cluster::wire::QueryId, InstanceId)], now: Instant) {
     for &(query_id, id) in queries {
         let report =
             WorkloadReport { query_id, id, role: Role::Serving, accepting: true, workload: figures(id.0) };
@@ -99,7 +99,7 @@ fn answer(inst: &mut Instance, queries: &[(u64, InstanceId)], now: Instant) {
 fn one_round(
     inst: &mut Instance,
     request_id: u64,
-    queries: &mut Vec<(u64, InstanceId)>,
+    queries: &mut Vec<(aos_cluster::wire::QueryId, InstanceId)>,
     now: Instant,
 ) -> usize {
     inst.handle_event(

@@ -69,7 +69,7 @@ use crate::rng::Rng;
 use crate::timer::{TimerKind, TimerTable};
 use crate::wire::{
     HandshakeOutcome, HandshakeReply, HandshakeRequest, RankedEntry, RankedList, RefuseReason, RejectReason,
-    SessionOutcome, SessionReply, SessionRequest,
+    SessionId, SessionOutcome, SessionReply, SessionRequest,
 };
 use crate::workload::InstanceId;
 
@@ -164,7 +164,7 @@ pub enum AttemptOutcome {
     /// Admission accepted: the session.
     Accepted {
         /// The instance's name for the session.
-        session_id: u64,
+        session_id: SessionId,
     },
     /// Admission said no.
     Rejected(RejectReason),
@@ -319,7 +319,7 @@ pub struct Session {
     /// answering seed's own entry when its reply lists it (else `None`).
     pub instance: Option<InstanceId>,
     /// The instance's name for the session.
-    pub session_id: u64,
+    pub session_id: SessionId,
     /// The round that opened it, from 0.
     pub round: u32,
 }
@@ -427,7 +427,7 @@ pub enum Action {
         /// The instance's id, when known (see [`Session::instance`]).
         instance: Option<InstanceId>,
         /// The instance's name for the session.
-        session_id: u64,
+        session_id: SessionId,
     },
     /// A round ended without a session; the next starts at `retry_at`.
     RoundFailed {

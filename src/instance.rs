@@ -55,8 +55,9 @@ use crate::registry::{Heartbeat, MemberRecord};
 use crate::rng::Rng;
 use crate::timer::{TimerKind, TimerTable};
 use crate::wire::{
-    HandshakeOutcome, HandshakeReply, HandshakeRequest, Message, RankedEntry, RankedList, RefuseReason,
-    RejectReason, SessionOutcome, SessionReply, SessionRequest, WorkloadQuery, WorkloadReport,
+    HandshakeOutcome, HandshakeReply, HandshakeRequest, Message, QueryId, RankedEntry, RankedList,
+    RefuseReason, RejectReason, SessionId, SessionOutcome, SessionReply, SessionRequest, WorkloadQuery,
+    WorkloadReport,
 };
 use crate::workload::{rank_into, Candidate, InstanceId, Role, Workload};
 
@@ -89,7 +90,7 @@ pub enum Event {
     /// unknown id is ignored.
     SessionEnded {
         /// The id handed out in [`SessionOutcome::Accepted`].
-        session_id: u64,
+        session_id: SessionId,
     },
     /// The connection closed: handshakes still waiting on it are dropped.
     /// Sessions are not ended by this; the driver sends [`Event::SessionEnded`].
@@ -107,14 +108,14 @@ pub enum Event {
     /// The registry answered [`Action::QueryRegistry`].
     RegistrySnapshot {
         /// The query's id.
-        query_id: u64,
+        query_id: QueryId,
         /// Every member row the registry holds for the cluster.
         members: Vec<MemberRecord>,
     },
     /// The registry query failed.
     RegistryFailed {
         /// The query's id.
-        query_id: u64,
+        query_id: QueryId,
         /// What went wrong, for logs.
         reason: String,
     },
@@ -126,7 +127,7 @@ pub enum Event {
     /// A peer could not be reached for [`Action::QueryPeer`].
     PeerUnreachable {
         /// The query's id.
-        query_id: u64,
+        query_id: QueryId,
         /// The peer queried.
         peer: InstanceId,
         /// What went wrong, for logs.
@@ -164,7 +165,7 @@ pub enum Action {
     /// or [`Event::RegistryFailed`] (silence times out after `registry_timeout`).
     QueryRegistry {
         /// Echo this in the answer.
-        query_id: u64,
+        query_id: QueryId,
         /// The cluster whose members to read.
         cluster: String,
     },
@@ -172,7 +173,7 @@ pub enum Action {
     /// [`Event::PeerUnreachable`] (silence times out after `peer_timeout`).
     QueryPeer {
         /// The query's id (also inside `query`).
-        query_id: u64,
+        query_id: QueryId,
         /// The peer.
         peer: InstanceId,
         /// Where it listens.
@@ -295,8 +296,8 @@ struct PeerSlot {
 
 #[derive(Debug)]
 enum Phase {
-    Registry { query_id: u64 },
-    Peers { first_query_id: u64, peers: Vec<PeerSlot>, outstanding: usize },
+    Registry { query_id: QueryId },
+    Peers { first_query_id: QueryId, peers: Vec<PeerSlot>, outstanding: usize },
 }
 
 #[derive(Debug)]
@@ -327,7 +328,7 @@ pub struct Instance {
     accepting: bool,
     max_sessions: u32,
     connected: u32,
-    sessions: HashSet<u64>,
+    sessions: HashSet<SessionId>,
     next_session_id: u64,
     next_query_id: u64,
     snapshot: Option<Snapshot>,
@@ -591,10 +592,10 @@ impl Instance {
         self.now
     }
 
-    fn next_query_ids(&mut self, count: usize) -> u64 {
+    fn next_query_ids(&mut self, count: usize) -> QueryId {
         let first = self.next_query_id;
         self.next_query_id = self.next_query_id.wrapping_add(count as u64);
-        first
+        QueryId(first)
     }
 
     fn publish_heartbeat(&mut self, now: Instant) {
@@ -687,7 +688,7 @@ impl Instance {
         }
     }
 
-    fn on_snapshot(&mut self, query_id: u64, members: Vec<MemberRecord>, now: Instant) {
+    fn on_snapshot(&mut self, query_id: QueryId, members: Vec<MemberRecord>, now: Instant) {
         if !matches!(&self.round, Some(Round { phase: Phase::Registry { query_id: q }, .. }) if *q == query_id)
         {
             self.stats.ignored_replies += 1;
@@ -735,7 +736,7 @@ impl Instance {
         if let Some(snapshot) = &self.snapshot {
             for (k, slot) in peers.iter().enumerate() {
                 let member = &snapshot.members[slot.member];
-                let query_id = first_query_id.wrapping_add(k as u64);
+                let query_id = QueryId(first_query_id.0.wrapping_add(k as u64));
                 self.actions.push_back(Action::QueryPeer {
                     query_id,
                     peer: member.id,
@@ -755,11 +756,11 @@ impl Instance {
     }
 
     /// The waiting peer slot that `query_id` names, if it names `peer`.
-    fn waiting_slot(&mut self, query_id: u64, peer: InstanceId) -> Option<&mut PeerSlot> {
+    fn waiting_slot(&mut self, query_id: QueryId, peer: InstanceId) -> Option<&mut PeerSlot> {
         let Some(Round { phase: Phase::Peers { first_query_id, peers, .. }, .. }) = &mut self.round else {
             return None;
         };
-        let index = usize::try_from(query_id.wrapping_sub(*first_query_id)).ok()?;
+        let index = usize::try_from(query_id.0.wrapping_sub(first_query_id.0)).ok()?;
         let slot = peers.get_mut(index)?;
         let member = self.snapshot.as_ref()?.members.get(slot.member)?;
         (member.id == peer && matches!(slot.state, PeerState::Waiting)).then_some(slot)
@@ -817,7 +818,7 @@ impl Instance {
         self.resolve_one(now);
     }
 
-    fn on_unreachable(&mut self, query_id: u64, peer: InstanceId, now: Instant) {
+    fn on_unreachable(&mut self, query_id: QueryId, peer: InstanceId, now: Instant) {
         let Some(slot) = self.waiting_slot(query_id, peer) else {
             self.stats.ignored_replies += 1;
             return;
@@ -989,7 +990,7 @@ impl Instance {
         } else if self.sessions.len() >= self.config.limits.max_tracked_sessions {
             SessionOutcome::Rejected(RejectReason::Busy)
         } else {
-            let session_id = self.next_session_id;
+            let session_id = SessionId(self.next_session_id);
             self.next_session_id = self.next_session_id.wrapping_add(1);
             self.sessions.insert(session_id);
             self.connected += 1;
@@ -1014,7 +1015,7 @@ impl Instance {
         self.actions.push_back(Action::Reply { conn, message });
     }
 
-    fn on_session_ended(&mut self, session_id: u64) {
+    fn on_session_ended(&mut self, session_id: SessionId) {
         if self.sessions.remove(&session_id) {
             self.connected -= 1;
             self.stats.sessions_ended += 1;

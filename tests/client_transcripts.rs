@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use aos_cluster::client::{Action, AttemptOutcome, Connector, Event, FailReason, Malformation, Phase, State};
-use aos_cluster::wire::{HandshakeOutcome, RankedList, RejectReason};
+use aos_cluster::wire::{HandshakeOutcome, RankedList, RejectReason, SessionId};
 use aos_cluster::{ClientConfig, RetryPolicy, UsageError};
 use common::client::*;
 
@@ -29,7 +29,12 @@ fn first_seed_silent_second_answers_session_with_b() {
     let connected = t.expect(Want::Connected("b"), at(5030));
     assert_eq!(
         connected,
-        Action::Connected { attempt: a3, endpoint: ep("b"), instance: Some(id_of("b")), session_id: 77 }
+        Action::Connected {
+            attempt: a3,
+            endpoint: ep("b"),
+            instance: Some(id_of("b")),
+            session_id: SessionId(77)
+        }
     );
     t.expect_idle(at(5030));
     assert_eq!(t.c.state(), State::Connected);
@@ -37,7 +42,7 @@ fn first_seed_silent_second_answers_session_with_b() {
     let session = t.c.session().expect("session");
     assert_eq!(
         (session.endpoint.clone(), session.instance, session.session_id),
-        (ep("b"), Some(id_of("b")), 77)
+        (ep("b"), Some(id_of("b")), SessionId(77))
     );
 
     let log = t.c.attempts();
@@ -48,7 +53,7 @@ fn first_seed_silent_second_answers_session_with_b() {
         vec![
             (Phase::Handshake, 0, "s0:2712".into(), AttemptOutcome::TimedOut),
             (Phase::Handshake, 1, "s1:2712".into(), AttemptOutcome::Ranked { entries: 3, stale: false }),
-            (Phase::Session, 0, "b:2712".into(), AttemptOutcome::Accepted { session_id: 77 }),
+            (Phase::Session, 0, "b:2712".into(), AttemptOutcome::Accepted { session_id: SessionId(77) }),
         ]
     );
     assert_eq!(log[0].started, Duration::ZERO);
@@ -86,7 +91,7 @@ fn rejections_and_timeouts_walk_the_ranked_list() {
             AttemptOutcome::Rejected(RejectReason::Full),
             AttemptOutcome::Rejected(RejectReason::Draining),
             AttemptOutcome::TimedOut,
-            AttemptOutcome::Accepted { session_id: 1 },
+            AttemptOutcome::Accepted { session_id: SessionId(1) },
         ]
     );
 }
@@ -191,7 +196,12 @@ fn direct_mode_connects_to_the_answering_seed() {
     let connected = t.expect(Want::Connected("s1"), at(30));
     assert_eq!(
         connected,
-        Action::Connected { attempt: s, endpoint: ep("s1"), instance: Some(id_of("s1")), session_id: 5 }
+        Action::Connected {
+            attempt: s,
+            endpoint: ep("s1"),
+            instance: Some(id_of("s1")),
+            session_id: SessionId(5)
+        }
     );
     assert_eq!(t.c.attempts()[1].outcome, AttemptOutcome::Answered);
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use aos_cluster::fuzzing::instance_ops::{ClusterChoice, Op, Setup, World};
 use aos_cluster::instance::{Action, ConnectionId, Event, Instance};
-use aos_cluster::wire::{HandshakeOutcome, Message};
+use aos_cluster::wire::{HandshakeOutcome, Message, QueryId, SessionId};
 use aos_cluster::workload::{rank, Candidate, InstanceId, Role, Workload};
 use common::instance::{base, config, handshake, member, report};
 use proptest::prelude::*;
@@ -56,16 +56,16 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(salt, load_balance, cluster)| Op::Handshake { salt, load_balance, cluster }),
         4 => Just(Op::Session),
         2 => (any::<u8>(), any::<bool>()).prop_map(|(pick, twice)| Op::EndSession { pick, twice }),
-        1 => any::<u64>().prop_map(Op::EndUnknown),
+        1 => any::<u64>().prop_map(|id| Op::EndUnknown(SessionId(id))),
         1 => any::<u8>().prop_map(Op::CloseConnection),
-        1 => any::<u64>().prop_map(Op::PeerQuery),
+        1 => any::<u64>().prop_map(|q| Op::PeerQuery(QueryId(q))),
         4 => (prop_oneof![Just(0u8), any::<u8>()], any::<bool>())
             .prop_map(|(hide, duplicate)| Op::RegistryAnswer { hide, duplicate }),
         1 => Just(Op::RegistryFail),
-        1 => any::<u64>().prop_map(Op::RegistryStray),
+        1 => any::<u64>().prop_map(|q| Op::RegistryStray(QueryId(q))),
         6 => (any::<u8>(), prop::bool::weighted(0.1)).prop_map(|(pick, contradictory)| Op::Report { pick, contradictory }),
         1 => any::<u8>().prop_map(Op::Unreachable),
-        1 => (any::<u64>(), any::<u8>()).prop_map(|(query_id, id)| Op::StrayReport { query_id, id }),
+        1 => (any::<u64>(), any::<u8>()).prop_map(|(query_id, id)| Op::StrayReport { query_id: QueryId(query_id), id }),
         1 => any::<bool>().prop_map(Op::SetAccepting),
         1 => (0u8..6).prop_map(Op::SetMaxSessions),
         2 => (any::<u8>(), role(), prop::bool::weighted(0.8), 0u8..12, 0u8..12, prop::bool::weighted(0.1))
@@ -113,7 +113,7 @@ fn cluster(
     peers: u32,
     herd_control: bool,
     figures: &[(u32, u32)],
-) -> (Instance, std::time::Instant, Vec<u64>) {
+) -> (Instance, std::time::Instant, Vec<QueryId>) {
     let now = base();
     let mut c = config(1, Role::Serving, 10);
     c.herd_control = herd_control;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use aos_cluster::instance::Action;
 use aos_cluster::instance::{ConnectionId, Event};
 use aos_cluster::wire::{
-    HandshakeOutcome, HandshakeRequest, Message, RefuseReason, RejectReason, WorkloadQuery, WorkloadReport,
+    HandshakeOutcome, HandshakeRequest, Message, QueryId, RefuseReason, RejectReason, SessionId,
+    WorkloadQuery, WorkloadReport,
 };
 use aos_cluster::workload::{InstanceId, Role, Workload};
 use aos_cluster::UsageError;
@@ -29,7 +30,7 @@ fn snapshot() -> Vec<aos_cluster::registry::MemberRecord> {
 }
 
 /// Handshake on conn 100; the registry answers; returns the two peer query ids.
-fn handshake_to_peer_queries(h: &mut Harness, request_id: u64) -> (u64, u64) {
+fn handshake_to_peer_queries(h: &mut Harness, request_id: u64) -> (QueryId, QueryId) {
     h.event(Event::HandshakeRequest { conn: ConnectionId(100), request: handshake(request_id, 0) });
     let q = h.expect_registry_query();
     h.expect_idle();
@@ -178,7 +179,7 @@ fn draining_instance_rejects_and_leaves_itself_out() {
 #[test]
 fn full_instance_rejects_and_lowering_max_keeps_sessions() {
     let mut h = cluster_of_three(Role::Serving, 3);
-    let s: Vec<u64> = (0..3).map(|i| h.accepted(i, i)).collect();
+    let s: Vec<SessionId> = (0..3).map(|i| h.accepted(i, i)).collect();
     assert_eq!(h.rejected(9, 9), RejectReason::Full);
     assert_eq!(h.inst.connected(), 3);
     let (q2, q3) = handshake_to_peer_queries(&mut h, 4);
@@ -394,14 +395,14 @@ fn refusals_wrong_cluster_and_busy() {
 fn peers_get_live_figures_and_heartbeats_keep_time() {
     let mut h = cluster_of_three(Role::Serving, 10);
     h.accepted(1, 1);
-    h.event(Event::WorkloadQuery { conn: ConnectionId(77), query: WorkloadQuery { query_id: 5 } });
+    h.event(Event::WorkloadQuery { conn: ConnectionId(77), query: WorkloadQuery { query_id: QueryId(5) } });
     match h.next() {
         Action::Reply { conn, message: Message::WorkloadReport(r) } => {
             assert_eq!(conn, ConnectionId(77));
             assert_eq!(
                 r,
                 WorkloadReport {
-                    query_id: 5,
+                    query_id: QueryId(5),
                     id: InstanceId(1),
                     role: Role::Serving,
                     accepting: true,

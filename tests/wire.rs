@@ -52,7 +52,8 @@ fn reject_reason() -> impl Strategy<Value = RejectReason> {
         Just(RejectReason::Full),
         Just(RejectReason::Draining),
         Just(RejectReason::NotServing),
-        Just(RejectReason::Busy)
+        Just(RejectReason::Busy),
+        Just(RejectReason::AlreadyInSession)
     ]
 }
 
@@ -78,19 +79,20 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), any::<u64>()).prop_map(|(request_id, session_id)| {
             Message::SessionReply(SessionReply {
                 request_id,
-                outcome: SessionOutcome::Accepted { session_id },
+                outcome: SessionOutcome::Accepted { session_id: SessionId(session_id) },
             })
         }),
         (any::<u64>(), reject_reason()).prop_map(|(request_id, reason)| {
             Message::SessionReply(SessionReply { request_id, outcome: SessionOutcome::Rejected(reason) })
         }),
-        any::<u64>().prop_map(|query_id| Message::WorkloadQuery(WorkloadQuery { query_id })),
+        any::<u64>()
+            .prop_map(|query_id| Message::WorkloadQuery(WorkloadQuery { query_id: QueryId(query_id) })),
         (any::<u64>(), any::<u32>(), role(), any::<bool>(), any::<u32>(), any::<u32>()).prop_map(
             |(query_id, id, role, accepting, a, b)| {
                 // Reports on the wire satisfy connected <= max_sessions.
                 let workload = Workload::new(a.min(b), a.max(b));
                 Message::WorkloadReport(WorkloadReport {
-                    query_id,
+                    query_id: QueryId(query_id),
                     id: InstanceId(id),
                     role,
                     accepting,
@@ -326,7 +328,7 @@ fn layout_matches_the_documented_bytes() {
     assert_eq!(frame_of(&msg), raw_frame(1, 2, &payload));
 
     let report = Message::WorkloadReport(WorkloadReport {
-        query_id: 5,
+        query_id: QueryId(5),
         id: InstanceId(0x0a0b_0c0d),
         role: Role::LoadBalancerOnly,
         accepting: true,
@@ -409,7 +411,7 @@ fn frame_limit_is_inclusive() {
 
 #[test]
 fn frame_errors_skip_the_frame_and_decoding_goes_on() {
-    let good = Message::WorkloadQuery(WorkloadQuery { query_id: 4 });
+    let good = Message::WorkloadQuery(WorkloadQuery { query_id: QueryId(4) });
     let cases: Vec<(Vec<u8>, DecodeError)> = vec![
         (raw_frame(1, 0, &[]), DecodeError::UnknownType { msg_type: 0 }),
         (raw_frame(1, 7, &[1, 2, 3]), DecodeError::UnknownType { msg_type: 7 }),
@@ -440,8 +442,8 @@ fn frame_errors_skip_the_frame_and_decoding_goes_on() {
             DecodeError::UnknownTag { field: "refuse_reason", value: 2 },
         ),
         (
-            raw_frame(1, 4, &[[0; 8].as_slice(), &[1, 4]].concat()),
-            DecodeError::UnknownTag { field: "reject_reason", value: 4 },
+            raw_frame(1, 4, &[[0; 8].as_slice(), &[1, 5]].concat()),
+            DecodeError::UnknownTag { field: "reject_reason", value: 5 },
         ),
         (raw_frame(1, 4, &[[0; 8].as_slice(), &[0]].concat()), DecodeError::Truncated { msg_type: 4 }),
         (
@@ -536,7 +538,7 @@ fn finish_reports_an_incomplete_frame() {
 
 #[test]
 fn decoder_reuses_its_buffer() {
-    let msg = Message::WorkloadQuery(WorkloadQuery { query_id: 1 });
+    let msg = Message::WorkloadQuery(WorkloadQuery { query_id: QueryId(1) });
     let frame = frame_of(&msg);
     let mut decoder = Decoder::new();
     let mut peak = 0;
@@ -602,7 +604,7 @@ fn encode_refuses_what_the_decoder_would_refuse_and_leaves_out_unchanged() {
         ),
         (
             Message::WorkloadReport(WorkloadReport {
-                query_id: 1,
+                query_id: QueryId(1),
                 id: InstanceId(1),
                 role: Role::Serving,
                 accepting: true,

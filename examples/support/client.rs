@@ -29,7 +29,7 @@ pub struct Session {
     /// Where it is.
     pub endpoint: Endpoint,
     /// The instance's name for the session.
-    pub session_id: u64,
+    pub session_id: aos_cluster::wire::SessionId,
     /// From the start of [`connect`] to the acceptance.
     pub time_to_session: Duration,
     /// Every endpoint a session request was sent to, in order (this one last).

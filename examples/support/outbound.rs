@@ -43,7 +43,7 @@ pub async fn peer_link(
         report(instance::Event::PeerUnreachable { query_id, peer, reason: reason.to_owned() });
     };
     let mut link: Option<(FrameReader<OwnedReadHalf>, OwnedWriteHalf)> = None;
-    let mut outstanding: Vec<u64> = Vec::new();
+    let mut outstanding: Vec<aos_cluster::wire::QueryId> = Vec::new();
     let mut scratch = Vec::new();
     loop {
         tokio::select! {

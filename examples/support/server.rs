@@ -159,7 +159,7 @@ impl InstanceServer {
 
 struct Connection {
     writer: mpsc::UnboundedSender<Message>,
-    session: Option<u64>,
+    session: Option<aos_cluster::wire::SessionId>,
 }
 
 struct Actor {

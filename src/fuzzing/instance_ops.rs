@@ -16,8 +16,8 @@ use crate::error::UsageError;
 use crate::instance::{Action, ConnectionId, Event, Instance};
 use crate::registry::MemberRecord;
 use crate::wire::{
-    HandshakeOutcome, HandshakeRequest, Message, RankedList, RefuseReason, SessionOutcome, SessionRequest,
-    WorkloadQuery, WorkloadReport,
+    HandshakeOutcome, HandshakeRequest, Message, QueryId, RankedList, RefuseReason, SessionId,
+    SessionOutcome, SessionRequest, WorkloadQuery, WorkloadReport,
 };
 use crate::workload::{rank, Candidate, InstanceId, Role, Workload};
 
@@ -82,11 +82,11 @@ pub enum Op {
         twice: bool,
     },
     /// A session end for an id the instance never handed out (probably).
-    EndUnknown(u64),
+    EndUnknown(SessionId),
     /// A waiting client hangs up.
     CloseConnection(u8),
     /// A peer asks for the instance's workload.
-    PeerQuery(u64),
+    PeerQuery(QueryId),
     /// The registry answers the outstanding query (`hide` masks rows out).
     RegistryAnswer {
         /// Bit i hides peer i's row.
@@ -97,7 +97,7 @@ pub enum Op {
     /// The registry fails the outstanding query.
     RegistryFail,
     /// An answer for a registry query that is not outstanding.
-    RegistryStray(u64),
+    RegistryStray(QueryId),
     /// The peer of outstanding query `pick` reports its figures.
     Report {
         /// Which outstanding peer query.
@@ -110,7 +110,7 @@ pub enum Op {
     /// A report nobody asked for.
     StrayReport {
         /// Its query id.
-        query_id: u64,
+        query_id: QueryId,
         /// Who claims to report.
         id: u8,
     },
@@ -161,7 +161,7 @@ struct RoundView {
     registry_queries: usize,
     queried: BTreeSet<InstanceId>,
     /// Peer query id -> peer, for queries not yet answered.
-    outstanding: BTreeMap<u64, InstanceId>,
+    outstanding: BTreeMap<QueryId, InstanceId>,
     /// Valid answers delivered while the round was in flight.
     answers: BTreeMap<InstanceId, Candidate>,
 }
@@ -174,13 +174,13 @@ pub struct World {
     now: Instant,
     peers: Vec<SimPeer>,
     /// The outstanding registry query and when the instance gives up on it.
-    registry_query: Option<(u64, Instant)>,
+    registry_query: Option<(QueryId, Instant)>,
     /// The last snapshot delivered: id -> (role, heartbeat age, when).
     delivered: BTreeMap<InstanceId, (Role, Duration, Instant)>,
     round: RoundView,
     waiting: BTreeMap<ConnectionId, Waiting>,
-    open_sessions: Vec<u64>,
-    ended_sessions: Vec<u64>,
+    open_sessions: Vec<SessionId>,
+    ended_sessions: Vec<SessionId>,
     next_conn: u64,
     next_request: u64,
     max_pending: usize,

@@ -23,7 +23,7 @@ use crate::client::{self, AttemptId, Connector};
 use crate::endpoint::Endpoint;
 use crate::instance::{self, ConnectionId, Instance};
 use crate::rng::Rng;
-use crate::wire::{HandshakeOutcome, Message, RejectReason, SessionOutcome};
+use crate::wire::{HandshakeOutcome, Message, QueryId, RejectReason, SessionId, SessionOutcome};
 use crate::workload::{InstanceId, Role};
 use crate::{ClientConfig, InstanceConfig};
 
@@ -68,7 +68,7 @@ enum Ev {
     InstanceTimer { inst: u32 },
     ToClient { client: u32, effort: u32, event: client::Event },
     ToInstance { inst: u32, life: u32, event: instance::Event },
-    RegistryRead { inst: u32, life: u32, query_id: u64 },
+    RegistryRead { inst: u32, life: u32, query_id: QueryId },
     RegistryWrite { heartbeat: crate::registry::Heartbeat },
     SessionEnd { client: u32, effort: u32 },
     Fault { index: usize },
@@ -93,7 +93,7 @@ enum ConnKind {
     Peer {
         from: u32,
         life: u32,
-        query_id: u64,
+        query_id: QueryId,
     },
 }
 
@@ -108,7 +108,7 @@ struct Conn {
     life: u32,
     kind: ConnKind,
     /// A session the instance admitted on this connection and nobody ended yet.
-    session: Option<u64>,
+    session: Option<SessionId>,
 }
 
 struct ClientState {
@@ -118,7 +118,7 @@ struct ClientState {
     deadline: Option<Duration>,
     attempts: Vec<(AttemptId, u64)>,
     /// Connected: the instance, its life, the session id and the connection.
-    session: Option<(u32, u32, u64, u64)>,
+    session: Option<(u32, u32, SessionId, u64)>,
     group: usize,
     rng: Rng,
     baseline_attempts: u64,

@@ -362,14 +362,14 @@ fn write_payload(msg: &Message, out: &mut Vec<u8>) {
             match m.outcome {
                 SessionOutcome::Accepted { session_id } => {
                     out.push(0);
-                    out.extend_from_slice(&session_id.to_be_bytes());
+                    out.extend_from_slice(&session_id.0.to_be_bytes());
                 }
                 SessionOutcome::Rejected(reason) => out.extend_from_slice(&[1, reject_tag(reason)]),
             }
         }
-        Message::WorkloadQuery(m) => out.extend_from_slice(&m.query_id.to_be_bytes()),
+        Message::WorkloadQuery(m) => out.extend_from_slice(&m.query_id.0.to_be_bytes()),
         Message::WorkloadReport(m) => {
-            out.extend_from_slice(&m.query_id.to_be_bytes());
+            out.extend_from_slice(&m.query_id.0.to_be_bytes());
             out.extend_from_slice(&m.id.0.to_be_bytes());
             out.extend_from_slice(&[role_tag(m.role), u8::from(m.accepting)]);
             out.extend_from_slice(&m.workload.connected.to_be_bytes());
@@ -434,6 +434,7 @@ fn reject_tag(reason: RejectReason) -> u8 {
         RejectReason::Draining => 1,
         RejectReason::NotServing => 2,
         RejectReason::Busy => 3,
+        RejectReason::AlreadyInSession => 4,
     }
 }
 
@@ -612,19 +613,20 @@ fn decode_payload(
         msg_type::SESSION_REPLY => {
             let request_id = r.u64()?;
             let outcome = match r.tag("session_outcome", 2)? {
-                0 => SessionOutcome::Accepted { session_id: r.u64()? },
-                _ => SessionOutcome::Rejected(match r.tag("reject_reason", 4)? {
+                0 => SessionOutcome::Accepted { session_id: SessionId(r.u64()?) },
+                _ => SessionOutcome::Rejected(match r.tag("reject_reason", 5)? {
                     0 => RejectReason::Full,
                     1 => RejectReason::Draining,
                     2 => RejectReason::NotServing,
-                    _ => RejectReason::Busy,
+                    3 => RejectReason::Busy,
+                    _ => RejectReason::AlreadyInSession,
                 }),
             };
             Message::SessionReply(SessionReply { request_id, outcome })
         }
-        msg_type::WORKLOAD_QUERY => Message::WorkloadQuery(WorkloadQuery { query_id: r.u64()? }),
+        msg_type::WORKLOAD_QUERY => Message::WorkloadQuery(WorkloadQuery { query_id: QueryId(r.u64()?) }),
         msg_type::WORKLOAD_REPORT => {
-            let query_id = r.u64()?;
+            let query_id = QueryId(r.u64()?);
             let id = InstanceId(r.u32()?);
             let role = match r.tag("role", 3)? {
                 0 => Role::Serving,

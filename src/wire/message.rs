@@ -1,7 +1,34 @@
 //! The six protocol messages of SPEC.md, as plain values.
 
+use std::fmt;
+
 use crate::endpoint::Endpoint;
 use crate::workload::{InstanceId, Role, Workload};
+
+/// An instance's name for an admitted session, unique within one
+/// instance's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// An instance's name for one registry or peer query; answers echo it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct QueryId(pub u64);
+
+impl fmt::Display for QueryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "q{}", self.0)
+    }
+}
 
 /// Any protocol message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +108,7 @@ pub struct RankedEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[non_exhaustive]
 pub enum RefuseReason {
     /// Too many handshakes waiting; try another instance.
     Busy,
@@ -113,7 +141,7 @@ pub enum SessionOutcome {
     /// The session is open; it lasts until it ends or is lost.
     Accepted {
         /// The instance's name for the session.
-        session_id: u64,
+        session_id: SessionId,
     },
     /// No session; the client tries the next entry.
     Rejected(RejectReason),
@@ -123,6 +151,7 @@ pub enum SessionOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[non_exhaustive]
 pub enum RejectReason {
     /// `connected >= max_sessions`.
     Full,
@@ -132,6 +161,8 @@ pub enum RejectReason {
     NotServing,
     /// The instance cannot track more sessions (a memory bound).
     Busy,
+    /// The connection already holds a session (SPEC 3.5: one per connection).
+    AlreadyInSession,
 }
 
 /// An instance asks a peer for its live workload.
@@ -139,7 +170,7 @@ pub enum RejectReason {
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct WorkloadQuery {
     /// Echoed in the report.
-    pub query_id: u64,
+    pub query_id: QueryId,
 }
 
 /// A peer's live figures.
@@ -147,7 +178,7 @@ pub struct WorkloadQuery {
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct WorkloadReport {
     /// The query's id.
-    pub query_id: u64,
+    pub query_id: QueryId,
     /// Who reports.
     pub id: InstanceId,
     /// Its role.

@@ -52,7 +52,7 @@
 //!   id or an endpoint (compared as parsed endpoints).
 //! - Refused (outcome 1 of type 2): reason `tag`: 0 Busy, 1 WrongCluster.
 //! - Accepted (outcome 0 of type 4): session_id `u64`.
-//! - Rejected (outcome 1 of type 4): reason `tag`: 0 Full, 1 Draining, 2 NotServing, 3 Busy.
+//! - Rejected (outcome 1 of type 4): reason `tag`: 0 Full, 1 Draining, 2 NotServing, 3 Busy, 4 AlreadyInSession.
 //! - role: 0 Serving, 1 LoadBalancerOnly, 2 Standalone.
 //! - A `WorkloadReport` must have `connected <= max_sessions`.
 //!

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use aos_cluster::client::{Action, AttemptId, AttemptOutcome, Connector, Event, Phase};
 use aos_cluster::wire::{
-    HandshakeOutcome, HandshakeReply, RankedEntry, RankedList, RefuseReason, RejectReason, SessionOutcome,
-    SessionReply,
+    HandshakeOutcome, HandshakeReply, RankedEntry, RankedList, RefuseReason, RejectReason, SessionId,
+    SessionOutcome, SessionReply,
 };
 use aos_cluster::{ClientConfig, Endpoint, InstanceId, Workload};
 
@@ -78,7 +78,7 @@ pub fn accepted(attempt: AttemptId, session_id: u64) -> Event {
         attempt,
         reply: SessionReply {
             request_id: attempt.request_id(),
-            outcome: SessionOutcome::Accepted { session_id },
+            outcome: SessionOutcome::Accepted { session_id: SessionId(session_id) },
         },
     }
 }

@@ -9,8 +9,8 @@ use aos_cluster::endpoint::Endpoint;
 use aos_cluster::instance::{Action, ConnectionId, Event, Instance};
 use aos_cluster::registry::MemberRecord;
 use aos_cluster::wire::{
-    HandshakeOutcome, HandshakeRequest, Message, RankedList, RejectReason, SessionOutcome, SessionRequest,
-    WorkloadReport,
+    HandshakeOutcome, HandshakeRequest, Message, QueryId, RankedList, RejectReason, SessionId,
+    SessionOutcome, SessionRequest, WorkloadReport,
 };
 use aos_cluster::workload::{InstanceId, Role, Workload};
 
@@ -49,7 +49,7 @@ pub fn member(id: u32, role: Role, connected: u32, max: u32) -> MemberRecord {
 }
 
 /// A serving peer's report.
-pub fn report(query_id: u64, id: u32, connected: u32, max: u32) -> WorkloadReport {
+pub fn report(query_id: QueryId, id: u32, connected: u32, max: u32) -> WorkloadReport {
     WorkloadReport {
         query_id,
         id: InstanceId(id),
@@ -122,7 +122,7 @@ impl Harness {
     }
 
     /// The next action must be a registry query; returns its id.
-    pub fn expect_registry_query(&mut self) -> u64 {
+    pub fn expect_registry_query(&mut self) -> QueryId {
         match self.next() {
             Action::QueryRegistry { query_id, cluster } => {
                 assert_eq!(cluster, CLUSTER);
@@ -133,7 +133,7 @@ impl Harness {
     }
 
     /// The next action must query `peer`; returns the query id.
-    pub fn expect_peer_query(&mut self, peer: u32) -> u64 {
+    pub fn expect_peer_query(&mut self, peer: u32) -> QueryId {
         match self.next() {
             Action::QueryPeer { query_id, peer: p, endpoint: e, query } => {
                 assert_eq!(p, InstanceId(peer));
@@ -186,7 +186,7 @@ impl Harness {
     }
 
     /// Like [`session`](Self::session), but the session must be admitted.
-    pub fn accepted(&mut self, conn: u64, request_id: u64) -> u64 {
+    pub fn accepted(&mut self, conn: u64, request_id: u64) -> SessionId {
         match self.session(conn, request_id) {
             SessionOutcome::Accepted { session_id } => session_id,
             other => panic!("expected an acceptance, got {other:?}"),
