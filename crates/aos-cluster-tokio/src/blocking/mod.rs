@@ -46,7 +46,7 @@ use aos_cluster::client::{Action, AttemptId, AttemptRecord, Connector, Event};
 use aos_cluster::wire::{Limits, Message, SessionId};
 use aos_cluster::{ClientConfig, Endpoint, InstanceId};
 
-use crate::client::{closed_by, closed_by_delivery, event_from_message, random_seed};
+use crate::client::{random_seed, reply_event};
 pub use crate::client::{ConnectError, SessionInfo};
 use crate::client_frames::{describe, encode_request, reply_limits, OneFrame};
 use crate::now;
@@ -101,18 +101,20 @@ pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, C
                     tracing::debug!(round, ?backoff, "round failed; backing off");
                     continue;
                 }
+                Action::Close { attempt } => {
+                    attempts.close(attempt);
+                    continue;
+                }
                 Action::Failed(error) => return Err(error.into()),
+                // A session never closes inside `connect`: it returns at `Connected`.
                 other => {
-                    match closed_by(&other) {
-                        Some(attempt) => attempts.close(attempt),
-                        None => tracing::debug!(action = ?other, "not for this driver"),
-                    }
+                    tracing::debug!(action = ?other, "not for this driver");
                     continue;
                 }
             };
             let deadline = now() + timeout;
             if let Err(reason) = attempts.start(attempt, endpoint, request, deadline, limits, &reports_tx) {
-                deliver(&mut machine, &mut attempts, Event::TransportFailed { attempt, reason });
+                deliver(&mut machine, Event::TransportFailed { attempt, reason });
             }
         }
         let at = now();
@@ -130,11 +132,7 @@ pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, C
                 if !attempts.live.contains_key(&attempt) {
                     continue;
                 }
-                let event = match reply.and_then(|message| event_from_message(attempt, message)) {
-                    Ok(event) => event,
-                    Err(reason) => Event::TransportFailed { attempt, reason },
-                };
-                deliver(&mut machine, &mut attempts, event);
+                deliver(&mut machine, reply_event(attempt, reply));
             }
             // This loop holds a sender, so the channel never disconnects.
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => machine.handle_timeout(now()),
@@ -142,14 +140,10 @@ pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, C
     }
 }
 
-fn deliver(machine: &mut Connector, attempts: &mut Attempts, event: Event) {
-    let closes = closed_by_delivery(&event); // TEMPORARY until the core lands
-                                             // Errs only for a session end without a session; this driver sends none.
+fn deliver(machine: &mut Connector, event: Event) {
+    // Errs only for a session end without a session; this driver sends none.
     if let Err(e) = machine.handle_event(event, now()) {
         tracing::debug!(error = %e, "event refused");
-    }
-    if let Some(attempt) = closes {
-        attempts.close(attempt);
     }
 }
 

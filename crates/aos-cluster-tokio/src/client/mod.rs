@@ -24,7 +24,6 @@
 //! bytes an instance sends right after accepting (SPEC 3.6) are the first
 //! bytes the [`Session`] reads.
 
-mod compat; // TEMPORARY until the core lands
 mod error;
 mod info;
 
@@ -45,7 +44,6 @@ use tokio::time::{sleep_until, Instant as TokioInstant};
 use crate::client_frames::{describe, encode_request, reply_limits, OneFrame};
 use crate::now;
 
-pub(crate) use compat::{closed_by, closed_by_delivery, event_from_message};
 pub use error::ConnectError;
 pub use info::SessionInfo;
 
@@ -99,11 +97,10 @@ pub async fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Sess
                     let backoff = retry_at.saturating_duration_since(now());
                     tracing::debug!(round, ?backoff, "round failed; backing off");
                 }
+                Action::Close { attempt } => driver.close(attempt),
                 Action::Failed(error) => return Err(error.into()),
-                other => match closed_by(&other) {
-                    Some(attempt) => driver.close(attempt),
-                    None => tracing::debug!(action = ?other, "not for this driver"),
-                },
+                // A session never closes inside `connect`: it returns at `Connected`.
+                other => tracing::debug!(action = ?other, "not for this driver"),
             }
         }
         let wake = machine.poll_timeout().unwrap_or_else(|| now() + IDLE_WAKE);
@@ -113,13 +110,9 @@ pub async fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Sess
                 // An aborted task (its attempt closed) has nothing to report.
                 let Ok(finished) = joined else { continue };
                 if let Some(event) = driver.finished(finished) {
-                    let closes = closed_by_delivery(&event); // TEMPORARY until the core lands
                     // Errs only for a session end without a session; this driver sends none.
                     if let Err(e) = machine.handle_event(event, now()) {
                         tracing::debug!(error = %e, "event refused");
-                    }
-                    if let Some(attempt) = closes {
-                        driver.close(attempt);
                     }
                 }
             }
@@ -175,10 +168,16 @@ impl Driver {
         if let Some(stream) = stream {
             self.open.insert(attempt, stream);
         }
-        Some(match reply.and_then(|message| event_from_message(attempt, message)) {
-            Ok(event) => event,
-            Err(reason) => Event::TransportFailed { attempt, reason },
-        })
+        Some(reply_event(attempt, reply))
+    }
+}
+
+/// What an attempt's reply (or its absence) means to the machine: a reply
+/// through `Event::from_message`, anything else a failed transport.
+pub(crate) fn reply_event(attempt: AttemptId, reply: Result<Message, String>) -> Event {
+    match reply.and_then(|message| Event::from_message(attempt, message).map_err(|e| e.to_string())) {
+        Ok(event) => event,
+        Err(reason) => Event::TransportFailed { attempt, reason },
     }
 }
 

@@ -422,7 +422,7 @@ impl AllDead {
     }
 }
 
-/// Three silent seeds walked one at a time, 400 ms each: the first seed's
+/// Three silent seeds walked one at a time, 600 ms each: the first seed's
 /// transport must be closed when its attempt times out, while the walk
 /// goes on, not when `connect` returns.
 pub struct SlowWalk {
@@ -431,7 +431,7 @@ pub struct SlowWalk {
 }
 
 impl SlowWalk {
-    pub const TIMEOUT: Duration = Duration::from_millis(400);
+    pub const TIMEOUT: Duration = Duration::from_millis(600);
 
     pub async fn start() -> SlowWalk {
         let mut silent = Vec::new();
