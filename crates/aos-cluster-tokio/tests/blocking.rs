@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use aos_cluster::wire::SessionId;
 use aos_cluster::{ClientConfig, InstanceId};
 use aos_cluster_tokio::blocking::{self, connect_seeded, ConnectError, Session};
-use client_support::{eventually, AllDead, SlowWalk, Stagger, Story, A_ID, GREETING, SESSION};
+use client_support::{eventually, AllDead, Direct, SlowWalk, Stagger, Story, A_ID, GREETING, SESSION};
 use tokio::runtime::Runtime;
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -87,7 +87,12 @@ fn all_seeds_dead_fails_with_every_attempt() {
     let error = blocking::connect(&dead.config).expect_err("no seed can answer");
     assert!(began.elapsed() < LIMIT);
     dead.check_error(&error);
-    assert!(eventually(LIMIT, || dead.silent_transport_closed()), "{:?}", dead.silent.conns());
+    assert!(
+        eventually(LIMIT, || dead.transports_closed()),
+        "silent {:?}, garbage {:?}",
+        dead.silent.conns(),
+        dead.garbage.conns()
+    );
 }
 
 #[test]
@@ -112,4 +117,16 @@ fn a_timed_out_transport_is_closed_while_the_walk_goes_on() {
     let error = running.join().expect("joined").expect_err("all silent");
     assert_eq!(error.attempts().len(), 3, "{error}");
     assert!(eventually(LIMIT, || walk.seen() == [(1, 1); 3]), "{:?}", walk.seen());
+}
+
+#[test]
+fn direct_mode_takes_the_session_on_the_seed_that_answers() {
+    let rt = fakes();
+    let direct = rt.block_on(Direct::start());
+    let mut session = connect_seeded(&direct.config, 7).expect("connected");
+    assert_eq!(session.endpoint(), &direct.seed.endpoint);
+    assert_eq!(session.instance(), Some(InstanceId(A_ID)), "the seed listed itself");
+    direct.check_log(session.attempts());
+    round_trip(&mut session);
+    assert!(eventually(LIMIT, || direct.handshake_closed_session_open()), "{:?}", direct.seed.conns());
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aos_cluster::wire::SessionId;
 use aos_cluster::{ClientConfig, InstanceId};
 use aos_cluster_tokio::{connect_seeded, ConnectError, Session};
-use client_support::{eventually_async, AllDead, SlowWalk, Stagger, Story, A_ID, GREETING, SESSION};
+use client_support::{eventually_async, AllDead, Direct, SlowWalk, Stagger, Story, A_ID, GREETING, SESSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -78,7 +78,12 @@ async fn all_seeds_dead_fails_with_every_attempt() {
     let dead = AllDead::start().await;
     let error = connect(&dead.config).await.expect_err("no seed can answer");
     dead.check_error(&error);
-    assert!(eventually_async(LIMIT, || dead.silent_transport_closed()).await, "{:?}", dead.silent.conns());
+    assert!(
+        eventually_async(LIMIT, || dead.transports_closed()).await,
+        "silent {:?}, garbage {:?}",
+        dead.silent.conns(),
+        dead.garbage.conns()
+    );
 }
 
 #[tokio::test]
@@ -97,7 +102,8 @@ async fn dropping_connect_closes_every_transport() {
     config.handshake_timeout = Duration::from_secs(30);
     let waited = timeout(Duration::from_millis(300), connect_seeded(&config, 1)).await;
     assert!(waited.is_err(), "connect cannot finish: the only seed is silent");
-    assert!(eventually_async(LIMIT, || dead.silent_transport_closed()).await, "{:?}", dead.silent.conns());
+    let closed = || dead.silent.conns().len() == 1 && dead.silent.conns()[0].eof;
+    assert!(eventually_async(LIMIT, closed).await, "{:?}", dead.silent.conns());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,4 +120,19 @@ async fn a_timed_out_transport_is_closed_while_the_walk_goes_on() {
     let error = timeout(LIMIT, running).await.expect("in time").expect("joined").expect_err("all silent");
     assert_eq!(error.attempts().len(), 3, "{error}");
     assert!(eventually_async(LIMIT, || walk.seen() == [(1, 1); 3]).await, "{:?}", walk.seen());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_mode_takes_the_session_on_the_seed_that_answers() {
+    let direct = Direct::start().await;
+    let mut session = connect(&direct.config).await.expect("connected");
+    assert_eq!(session.endpoint(), &direct.seed.endpoint);
+    assert_eq!(session.instance(), Some(InstanceId(A_ID)), "the seed listed itself");
+    direct.check_log(session.attempts());
+    round_trip(&mut session).await;
+    assert!(
+        eventually_async(LIMIT, || direct.handshake_closed_session_open()).await,
+        "{:?}",
+        direct.seed.conns()
+    );
 }

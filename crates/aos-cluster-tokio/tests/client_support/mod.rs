@@ -32,6 +32,8 @@ pub enum Behaviour {
     Silent,
     /// Reads the request, then closes the connection without answering.
     Hangup,
+    /// Reads the request, then answers with a header announcing 4 GiB.
+    Garbage,
 }
 
 /// What the fake saw on one connection.
@@ -132,12 +134,13 @@ async fn serve(
     match (&request, &behaviour) {
         (_, Behaviour::Hangup) => return update(&|c| c.eof = true),
         (_, Behaviour::Silent) => {}
+        (_, Behaviour::Garbage) => out.extend_from_slice(&[1, 2, 0xff, 0xff, 0xff, 0xff]),
         (Message::HandshakeRequest(req), _) => {
             update(&|c| c.request = Some("handshake"));
             let list = match &behaviour {
                 Behaviour::Rank(list) => ranked(list),
                 Behaviour::Accept { id, .. } | Behaviour::Reject { id, .. } => ranked(&[(*id, me.clone())]),
-                Behaviour::Silent | Behaviour::Hangup => unreachable!(),
+                Behaviour::Silent | Behaviour::Hangup | Behaviour::Garbage => unreachable!(),
             };
             let reply =
                 HandshakeReply { request_id: req.request_id, outcome: HandshakeOutcome::Ranked(list) };
@@ -367,11 +370,13 @@ impl Stagger {
     }
 }
 
-/// Every seed dead: a closed port, one that hangs up, one that stays silent
-/// past a 300 ms handshake timeout; one round.
+/// Every seed dead: a closed port, one that hangs up, one that answers with
+/// an oversized frame header, one that stays silent past a 300 ms handshake
+/// timeout; one round.
 pub struct AllDead {
     pub refused: Endpoint,
     pub hangup: Fake,
+    pub garbage: Fake,
     pub silent: Fake,
     pub config: ClientConfig,
 }
@@ -380,12 +385,13 @@ impl AllDead {
     pub async fn start() -> AllDead {
         let refused = closed_port();
         let hangup = Fake::start(Behaviour::Hangup).await;
+        let garbage = Fake::start(Behaviour::Garbage).await;
         let silent = Fake::start(Behaviour::Silent).await;
-        let mut config =
-            ClientConfig::with_seeds(vec![refused.clone(), hangup.endpoint.clone(), silent.endpoint.clone()]);
+        let seeds = [&refused, &hangup.endpoint, &garbage.endpoint, &silent.endpoint];
+        let mut config = ClientConfig::with_seeds(seeds.into_iter().cloned().collect());
         config.handshake_timeout = Duration::from_millis(300);
         config.retry.max_rounds = 1;
-        AllDead { refused, hangup, silent, config }
+        AllDead { refused, hangup, garbage, silent, config }
     }
 
     pub fn check_error(&self, error: &ConnectError) {
@@ -395,8 +401,10 @@ impl AllDead {
         assert_eq!(failed.rounds, 1);
         let attempts = error.attempts();
         let text = error.to_string();
-        assert_eq!(attempts.len(), 3, "{text}");
+        assert_eq!(attempts.len(), 4, "{text}");
         let hangup = self.hangup.endpoint.socket_addr_string();
+        let garbage = self.garbage.endpoint.socket_addr_string();
+        let oversized = "frame announces 4294967295 payload bytes, more than the 65536-byte limit";
         let outcomes: Vec<&AttemptOutcome> = attempts.iter().map(|r| &r.outcome).collect();
         assert_eq!(
             outcomes,
@@ -406,19 +414,23 @@ impl AllDead {
                     self.refused.socket_addr_string()
                 )),
                 &AttemptOutcome::TransportFailed(format!("{hangup} closed the connection without replying")),
+                &AttemptOutcome::TransportFailed(format!("{garbage}: malformed reply: {oversized}")),
                 &AttemptOutcome::TimedOut,
             ],
             "{text}"
         );
         // The Display names every attempt, one line each.
-        for endpoint in [&self.refused, &self.hangup.endpoint, &self.silent.endpoint] {
+        for endpoint in [&self.refused, &self.hangup.endpoint, &self.garbage.endpoint, &self.silent.endpoint]
+        {
             assert!(text.contains(&endpoint.to_string()), "{endpoint} missing from:\n{text}");
         }
-        assert_eq!(text.lines().count(), 4, "{text}");
+        assert_eq!(text.lines().count(), 5, "{text}");
     }
 
-    pub fn silent_transport_closed(&self) -> bool {
-        self.silent.conns().len() == 1 && self.silent.conns().iter().all(|c| c.eof)
+    /// The silent and the garbage seeds' transports were closed by the client.
+    pub fn transports_closed(&self) -> bool {
+        let closed = |fake: &Fake| fake.conns().len() == 1 && fake.conns().iter().all(|c| c.eof);
+        closed(&self.silent) && closed(&self.garbage)
     }
 }
 
@@ -447,5 +459,54 @@ impl SlowWalk {
     /// The state of the seeds' transports: (connections, closed ones) each.
     pub fn seen(&self) -> Vec<(usize, usize)> {
         self.silent.iter().map(|f| (f.conns().len(), f.conns().iter().filter(|c| c.eof).count())).collect()
+    }
+}
+
+/// Direct mode (`load_balance = false`): the seed that answers is the target.
+pub struct Direct {
+    pub dead: Endpoint,
+    pub seed: Fake,
+    pub config: ClientConfig,
+}
+
+impl Direct {
+    pub async fn start() -> Direct {
+        let seed =
+            Fake::start(Behaviour::Accept { id: A_ID, session_id: SESSION, greeting: GREETING.to_vec() })
+                .await;
+        let dead = closed_port();
+        let mut config = ClientConfig::with_seeds(vec![dead.clone(), seed.endpoint.clone()]);
+        config.load_balance = false;
+        config.retry.max_rounds = 1;
+        Direct { dead, seed, config }
+    }
+
+    pub fn check_log(&self, attempts: &[AttemptRecord]) {
+        let got: Vec<(Phase, &Endpoint, &AttemptOutcome)> =
+            attempts.iter().map(|r| (r.phase, &r.endpoint, &r.outcome)).collect();
+        let refused = AttemptOutcome::TransportFailed(format!(
+            "connect to {}: connection refused",
+            self.dead.socket_addr_string()
+        ));
+        let expected = vec![
+            (Phase::Handshake, &self.dead, &refused),
+            (Phase::Handshake, &self.seed.endpoint, &AttemptOutcome::Answered),
+            (
+                Phase::Session,
+                &self.seed.endpoint,
+                &AttemptOutcome::Accepted { session_id: SessionId(SESSION) },
+            ),
+        ];
+        assert_eq!(got, expected);
+    }
+
+    /// The handshake's transport was closed; the session's is open.
+    pub fn handshake_closed_session_open(&self) -> bool {
+        let conns = self.seed.conns();
+        conns.len() == 2
+            && conns[0].eof
+            && conns[0].request == Some("handshake")
+            && conns[1].accepted
+            && !conns[1].eof
     }
 }
