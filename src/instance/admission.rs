@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use super::event::{Action, ConnectionId};
 use super::Instance;
 use crate::wire::{
-    HandshakeOutcome, Message, RankedEntry, RankedList, RejectReason, SessionId, SessionOutcome, SessionReply,
-    SessionRequest,
+    HandshakeOutcome, Message, RankedEntry, RankedList, RejectReason, SessionId, SessionOutcome,
+    SessionReply, SessionRequest,
 };
 use crate::workload::Role;
 
@@ -121,7 +121,11 @@ impl Instance {
         let own = self.own_candidate();
         let serves = own.role != Role::LoadBalancerOnly && own.accepting && !own.workload.is_full();
         let entries = if serves {
-            vec![RankedEntry { id: self.config.id, endpoint: self.config.endpoint.clone(), workload: own.workload }]
+            vec![RankedEntry {
+                id: self.config.id,
+                endpoint: self.config.endpoint.clone(),
+                workload: own.workload,
+            }]
         } else {
             Vec::new()
         };

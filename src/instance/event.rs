@@ -238,4 +238,3 @@ pub struct InstanceStats {
     /// as in the Connector).
     pub clamped: u64,
 }
-

@@ -48,7 +48,13 @@ impl Herd {
     }
 
     /// Live reservations on `id` at `now`, after expiring the old ones.
-    pub(super) fn live(&mut self, id: InstanceId, now: Instant, ttl: Duration, stats: &mut InstanceStats) -> u32 {
+    pub(super) fn live(
+        &mut self,
+        id: InstanceId,
+        now: Instant,
+        ttl: Duration,
+        stats: &mut InstanceStats,
+    ) -> u32 {
         let Some(queue) = self.by_member.get_mut(&id) else { return 0 };
         while let Some(entry) = queue.first_entry() {
             if entry.get().made_at + ttl > now {

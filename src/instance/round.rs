@@ -55,7 +55,13 @@ pub(super) enum Round {
     /// Waiting for the registry.
     Registry { query_id: QueryId },
     /// Waiting for the peers, asked at `asked_at`.
-    Peers { stale: bool, first_query_id: QueryId, asked_at: Instant, peers: Vec<PeerSlot>, outstanding: usize },
+    Peers {
+        stale: bool,
+        first_query_id: QueryId,
+        asked_at: Instant,
+        peers: Vec<PeerSlot>,
+        outstanding: usize,
+    },
 }
 
 impl Round {
@@ -271,7 +277,8 @@ impl Instance {
             Some(Round::Registry { .. }) => (Vec::new(), true),
             None => return,
         };
-        self.stats.peer_silent += peers.iter().filter(|p| matches!(p.state, PeerState::Waiting)).count() as u64;
+        self.stats.peer_silent +=
+            peers.iter().filter(|p| matches!(p.state, PeerState::Waiting)).count() as u64;
 
         let mut ranking = std::mem::take(&mut self.ranking);
         ranking.reported.clear();
@@ -322,8 +329,11 @@ impl Instance {
                     };
                     // A member predicted full is listed with its reported figures.
                     let predicted = ranking.predicted[i];
-                    let workload =
-                        if predicted.workload.is_full() { ranking.reported[i].workload } else { predicted.workload };
+                    let workload = if predicted.workload.is_full() {
+                        ranking.reported[i].workload
+                    } else {
+                        predicted.workload
+                    };
                     RankedEntry { id, endpoint, workload }
                 })
                 .collect();
@@ -332,7 +342,8 @@ impl Instance {
                 self.herd.headed(head_id);
                 let ttl = self.config.reservation_ttl;
                 let limit = self.config.limits.max_reservations;
-                let (replaced, _) = self.herd.reserve(handshake.conn, head_id, now, ttl, limit, &mut self.stats);
+                let (replaced, _) =
+                    self.herd.reserve(handshake.conn, head_id, now, ttl, limit, &mut self.stats);
                 self.predict(&mut ranking, head, now);
                 if let Some(i) = replaced.and_then(|old| ranking.index_of(old)) {
                     self.predict(&mut ranking, i, now);
@@ -413,7 +424,8 @@ impl Ranking {
     pub(super) fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         self.sources.capacity() * size_of::<(InstanceId, Source)>()
-            + (self.reported.capacity() + self.predicted.capacity() + self.tail.capacity()) * size_of::<Candidate>()
+            + (self.reported.capacity() + self.predicted.capacity() + self.tail.capacity())
+                * size_of::<Candidate>()
             + (self.tail_order.capacity() + self.order.capacity()) * size_of::<usize>()
     }
 }
