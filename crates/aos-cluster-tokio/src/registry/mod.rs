@@ -124,9 +124,12 @@ impl std::fmt::Display for Incarnation {
 /// A registry backend. Every call has its own deadline inside the backend and
 /// never panics.
 pub trait Registry: Send + Sync + 'static {
-    /// Claims the row for `heartbeat.id` under `incarnation` and writes it.
-    /// Fails with [`RegistryError::IdInUse`] while a row with that id has
-    /// another incarnation and is younger than `member_ttl`.
+    /// Claims the row for `heartbeat.id` under `incarnation` and writes it,
+    /// atomically: when there is no row, or it is this incarnation's, or its
+    /// heartbeat is at least `member_ttl` old (a crashed predecessor). Fails
+    /// with [`RegistryError::IdInUse`] while a row with that id has another
+    /// incarnation and is younger than `member_ttl`; of two processes racing
+    /// for a free id, exactly one wins.
     fn register<'a>(
         &'a self,
         heartbeat: &'a Heartbeat,
@@ -134,17 +137,24 @@ pub trait Registry: Send + Sync + 'static {
         member_ttl: Duration,
     ) -> BoxFuture<'a, Result<(), RegistryError>>;
 
-    /// Updates this incarnation's row. [`RegistryError::Superseded`] when the
-    /// row now belongs to another incarnation (or is gone): the caller must
-    /// not overwrite it.
+    /// Updates this incarnation's row (every field, and `heartbeat_at` by the
+    /// database's clock). [`RegistryError::Superseded`] when the row now
+    /// belongs to another incarnation or is gone (removed, or purged after a
+    /// long outage): nothing is written. A caller that wants to carry on calls
+    /// [`register`](Registry::register) again, which succeeds if the row is
+    /// gone or stale and fails with [`RegistryError::IdInUse`] while another
+    /// live process holds it.
     fn heartbeat<'a>(
         &'a self,
         heartbeat: &'a Heartbeat,
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<(), RegistryError>>;
 
-    /// The cluster's member rows (`None`: rows of no cluster), with ages by the
-    /// database's clock. Purges rows older than `purge_after` first.
+    /// The cluster's member rows (`None`: rows of no cluster), ordered by id,
+    /// with ages by the database's clock. Deletes that cluster's rows older
+    /// than `purge_after` (the caller passes `10 x member_ttl`) and leaves them
+    /// out; other clusters' rows are left to their own snapshots. Rows that do
+    /// not parse are left out and logged.
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
