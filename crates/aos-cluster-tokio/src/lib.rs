@@ -6,10 +6,19 @@
 //!
 //! - [`registry`]: the cluster's member rows in a real database (SQLite
 //!   embedded by default, PostgreSQL across machines), with incarnations.
+//! - [`server`]: the instance server; [`Server::accept`] yields each admitted
+//!   session's byte stream.
+//! - [`frames`]: framed protocol I/O with deadlines, shared by client and server.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod frames;
 pub mod registry;
+pub mod server;
+
+pub use server::{
+    Accepted, AppStream, Server, ServerConfig, ServerError, ServerHandle, ServerStats, SessionInfo,
+};
 
 /// The driver's clock: the one place this crate reads it. The machines never
 /// do; they get `now` as an argument.
