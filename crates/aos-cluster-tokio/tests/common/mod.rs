@@ -290,3 +290,8 @@ pub fn ids(list: &RankedList) -> Vec<u32> {
 pub async fn stats(handle: &ServerHandle) -> aos_cluster_tokio::ServerStats {
     handle.stats().await.expect("server running")
 }
+
+/// One handshake on a fresh connection to `addr`: the ranked list.
+pub async fn ranking_at(addr: SocketAddr, request_id: u64) -> RankedList {
+    RawClient::connect(addr).await.handshake(request_id).await
+}
