@@ -24,12 +24,14 @@ use aos_cluster::wire::{self, DecodeError, Decoder, Limits, Message, HEADER_LEN,
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-/// Bytes asked of the stream per read when less than that is still missing.
-pub const READ_CHUNK: usize = 4096;
+/// Bytes asked of the stream per read when less than that is still missing:
+/// a request frame is tens of bytes, so 1 KiB usually takes a whole frame in
+/// one read while an idle connection's buffer stays small.
+pub const READ_CHUNK: usize = 1024;
 
 /// A buffer bigger than this is released once it is empty, so one large frame
 /// does not stay resident for the connection's life.
-const KEPT_CAPACITY: usize = 2 * READ_CHUNK;
+const KEPT_CAPACITY: usize = 4 * READ_CHUNK;
 
 /// Why no frame was read.
 #[derive(Debug, thiserror::Error)]

@@ -1,15 +1,18 @@
 //! 100 hostile clients pipeline handshakes without reading a reply: the
 //! server reads one request per connection at a time, so its memory stays
 //! bounded and its peers' workload queries are still answered in time.
-//! (Alone in its binary: it measures the process's resident memory.)
+//! Before the attack it also measures the memory of idle connections and of
+//! sessions held by the application. (Alone in its binary, one test: it
+//! measures the process's resident memory, which other tests would disturb.)
 
 mod common;
 
 use std::time::Duration;
 
+use aos_cluster::wire::SessionOutcome;
 use aos_cluster::InstanceId;
 use common::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -21,6 +24,11 @@ fn rss() -> Option<u64> {
 }
 
 const ATTACKERS: usize = 100;
+/// Idle connections, then sessions, measured before the attack.
+const PER_PHASE: usize = 1000;
+/// The issue's goal for the server alone, per idle connection and per
+/// session; met here with the client ends in the same process.
+const PER_CONNECTION_BOUND: u64 = 16 * 1024;
 /// The bound the issue sets for the whole server under this attack.
 const BOUND: u64 = 64 * 1024 * 1024;
 
@@ -31,13 +39,60 @@ async fn pipelining_clients_cannot_grow_memory_or_starve_peer_queries() {
     // throughout (the worst case for memory).
     let config = aos_cluster_tokio::ServerConfig {
         write_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(10),
-        ..server_config(1, 100)
+        idle_timeout: Duration::from_secs(20),
+        first_frame_timeout: Duration::from_secs(20),
+        max_connections_per_ip: 10_000,
+        ..server_config(1, 2 * PER_PHASE as u32)
     };
-    let target = bind(config, &registry).await;
+    let mut target = bind(config, &registry).await;
     let peer = bind(server_config(2, 100), &registry).await;
     let (target_addr, target_handle) = (target.local_addr(), target.handle());
     eventually("both ranked", || async { ranking_at(peer.local_addr(), 1).await.entries.len() == 2 }).await;
+
+    // Idle connections (both ends live in this process), kept open throughout
+    // so each phase's growth is new memory.
+    let start = rss();
+    let mut idle = Vec::new();
+    for _ in 0..PER_PHASE {
+        idle.push(TcpStream::connect(target_addr).await.unwrap());
+    }
+    eventually("all idle connections open", || async {
+        stats(&target_handle).await.connections_open >= PER_PHASE
+    })
+    .await;
+    let with_idle = rss();
+
+    // Sessions held by the application.
+    let mut sessions = Vec::new();
+    let mut clients = Vec::new();
+    for id in 0..PER_PHASE as u64 {
+        let mut client = TcpStream::connect(target_addr).await.unwrap();
+        client.write_all(&frame(&session_request(id))).await.unwrap();
+        // The accepted reply: header 6 + request id 8 + outcome tag 1 + session id 8.
+        let mut reply = [0u8; 23];
+        tokio::time::timeout(PATIENCE, client.read_exact(&mut reply)).await.unwrap().unwrap();
+        let mut decoder = aos_cluster::wire::Decoder::new();
+        decoder.feed(&reply);
+        let accepted = matches!(
+            decoder.next(),
+            Ok(Some(aos_cluster::wire::Message::SessionReply(r))) if matches!(r.outcome, SessionOutcome::Accepted { .. })
+        );
+        assert!(accepted, "session {id} not accepted");
+        sessions.push(target.accept().await.expect("a session"));
+        clients.push(client);
+    }
+    assert_eq!(stats(&target_handle).await.workload.connected as usize, PER_PHASE);
+    let with_sessions = rss();
+    if let (Some(start), Some(idle_rss), Some(session_rss)) = (start, with_idle, with_sessions) {
+        let per_idle = idle_rss.saturating_sub(start) / PER_PHASE as u64;
+        let per_session = session_rss.saturating_sub(idle_rss) / PER_PHASE as u64;
+        eprintln!(
+            "{PER_PHASE} idle connections: {per_idle} B each; {PER_PHASE} sessions: {per_session} B each \
+             (both ends in this process)"
+        );
+        assert!(per_idle <= PER_CONNECTION_BOUND, "an idle connection costs {per_idle} B");
+        assert!(per_session <= PER_CONNECTION_BOUND, "a session costs {per_session} B");
+    }
     let before = rss();
 
     // Each attacker writes 2 MB of handshake requests in one go and never reads.
@@ -100,4 +155,5 @@ async fn pipelining_clients_cannot_grow_memory_or_starve_peer_queries() {
     for attacker in attackers {
         attacker.abort();
     }
+    drop((idle, sessions, clients));
 }

@@ -167,13 +167,21 @@ async fn a_second_process_with_the_same_id_is_refused_at_bind() {
 #[tokio::test]
 async fn graceful_shutdown_removes_the_row_and_a_crash_leaves_it() {
     let registry = MemRegistry::new();
-    let graceful = bind(server_config(1, 10), &registry).await;
+    let mut graceful = bind(server_config(1, 10), &registry).await;
     let crashed = bind(server_config(2, 10), &registry).await;
     assert!(registry.row(InstanceId(1)).is_some() && registry.row(InstanceId(2)).is_some());
     let crashed_addr = crashed.local_addr();
+    let mut client = RawClient::connect(graceful.local_addr()).await;
+    assert!(matches!(client.session(1).await.outcome, SessionOutcome::Accepted { .. }));
+    let mut session = graceful.accept().await.unwrap().stream;
 
     tokio::time::timeout(PATIENCE, graceful.handle().shutdown()).await.unwrap();
     assert!(registry.row(InstanceId(1)).is_none(), "a graceful stop removes its row");
+    // Its sessions end: the application's stream fails, and accept() is over.
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(PATIENCE, session.read(&mut buf)).await.unwrap();
+    assert_eq!(read.unwrap_err().kind(), std::io::ErrorKind::ConnectionAborted);
+    assert!(graceful.accept().await.is_none());
 
     tokio::time::timeout(PATIENCE, crashed.handle().crash()).await.unwrap();
     let (_, incarnation) = registry.row(InstanceId(2)).expect("a crash leaves the row");
