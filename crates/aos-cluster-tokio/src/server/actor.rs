@@ -13,7 +13,7 @@ use aos_cluster::wire::{Message, QueryId, SessionId};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant as TokioInstant};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::conn::{stopped, ToConn};
 use super::core_adapter::{Action, Machine}; // TEMPORARY until the core lands
@@ -41,6 +41,8 @@ impl Actor {
         let mut stop = self.shared.stop.subscribe();
         let mut saturated = self.shared.limiter.subscribe();
         let mut outbox: Vec<(ConnectionId, Message, Option<SessionId>)> = Vec::new();
+        // Near the limit saturation may come and go often: say so at most every 5 s.
+        let mut saturation_warning = RateLimitedWarning::new(std::time::Duration::from_secs(5));
         loop {
             self.drain(&mut outbox);
             let deadline = self.machine.poll_timeout();
@@ -50,10 +52,12 @@ impl Actor {
                 Ok(()) = saturated.changed() => {
                     let saturated = *saturated.borrow_and_update();
                     if saturated {
-                        warn!(id = %self.machine.id(), open = self.shared.limiter.open(),
-                            "connection limit reached or accept failing: advertising accepting = false");
+                        if let Some(count) = saturation_warning.hit() {
+                            warn!(id = %self.machine.id(), open = self.shared.limiter.open(), count,
+                                "connection limit reached or accept failing: advertising accepting = false");
+                        }
                     } else {
-                        info!(id = %self.machine.id(), "below the connection limit again: advertising as configured");
+                        debug!(id = %self.machine.id(), "below the connection limit again: advertising as configured");
                     }
                     self.machine.set_saturated(saturated, now());
                 }

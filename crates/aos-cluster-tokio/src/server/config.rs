@@ -182,3 +182,39 @@ mod opt_duration {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aos_cluster::{Endpoint, InstanceId};
+
+    fn valid() -> ServerConfig {
+        let instance = InstanceConfig {
+            cluster: Some("c".into()),
+            ..InstanceConfig::new(InstanceId(1), Endpoint::new("h", 2712).unwrap(), 10)
+        };
+        ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), instance)
+    }
+
+    #[test]
+    fn defaults_are_the_spec_table() {
+        let c = valid();
+        assert_eq!(c.first_frame_timeout, Duration::from_secs(5));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!((c.max_connections, c.max_connections_per_ip), (10_000, 1_000));
+        assert!(c.tcp_keepalive.is_some());
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_listed_including_the_instance_ones() {
+        let mut c = valid();
+        c.max_connections = 0;
+        c.idle_timeout = Duration::ZERO;
+        c.instance.max_sessions = 0;
+        let Err(ServerError::Config(text)) = c.validate() else { panic!("accepted") };
+        for needle in ["max_connections", "idle_timeout", "instance: `max_sessions`"] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+    }
+}

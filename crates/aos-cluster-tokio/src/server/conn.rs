@@ -49,10 +49,25 @@ pub(super) async fn accept_loop(
     let mut backoff: Option<Duration> = None;
     let mut warning = RateLimitedWarning::new(Duration::from_secs(5));
     loop {
+        // While accept is failing, an accept that stays pending for a backoff
+        // period means nothing is failing any more (the kernel reports
+        // EMFILE only for a waiting connection): advertise again then,
+        // without waiting for a client that an unadvertised instance may never get.
+        let calm = async {
+            match backoff {
+                Some(_) => tokio::time::sleep(shared.config.accept_error_backoff).await,
+                None => std::future::pending().await,
+            }
+        };
         let result = tokio::select! {
             biased;
             _ = stopped(&mut stop) => return,
             result = listener.accept() => result,
+            _ = calm => {
+                backoff = None;
+                shared.limiter.set_accept_failing(false);
+                continue;
+            }
         };
         match result {
             Ok((stream, peer)) => {
