@@ -116,6 +116,6 @@ pub mod workload;
 pub use client::{AttemptId, ConnectError, Connector};
 pub use config::{ClientConfig, ConfigError, InstanceConfig, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, DEFAULT_PORT};
-pub use error::UsageError;
+pub use error::{UnexpectedMessage, UsageError};
 pub use instance::{ConnectionId, Instance, InstanceStats};
 pub use workload::{rank, Candidate, InstanceId, Role, Workload};

@@ -613,7 +613,7 @@ impl Simulation {
                 let event = |conn| instance::Event::SessionRequest { conn, request };
                 self.send_from_client(now, client, effort, attempt, &endpoint, ConnKind::Session, event);
             }
-            client::Action::Cancel { attempt } => {
+            client::Action::Close { attempt } => {
                 let c = &mut self.clients[client as usize];
                 if let Some(pos) = c.attempts.iter().position(|(a, _)| *a == attempt) {
                     let (_, conn) = c.attempts.swap_remove(pos);
@@ -776,19 +776,8 @@ impl Simulation {
         }
         let connector = c.connector.as_mut().ok_or_else(|| SimError::Driver("no connector".into()))?;
         connector.handle_event(event, self.epoch + now).map_err(|e| SimError::Usage(e.to_string()))?;
-        self.drain_client(now, client)?;
-        // The reply's transport is done with unless it became the session.
-        if let (Some(attempt), Some(conn)) = (attempt, conn) {
-            let c = &mut self.clients[client as usize];
-            let is_session = c.session.is_some_and(|(_, _, _, sc)| sc == conn);
-            if !is_session {
-                if let Some(pos) = c.attempts.iter().position(|(a, _)| *a == attempt) {
-                    c.attempts.swap_remove(pos);
-                }
-                self.close_conn(now, conn);
-            }
-        }
-        Ok(())
+        // The machine names every transport it no longer needs (`Close`).
+        self.drain_client(now, client)
     }
 
     fn end_session(&mut self, now: Duration, client: u32, effort: u32) -> Result<(), SimError> {
