@@ -181,8 +181,15 @@ impl Actor {
                 match action {
                     Action::Reply { conn, message } => outbox.push((conn, message, None)),
                     Action::SessionOpened { conn, session_id } => {
-                        if let Some(last) = outbox.iter_mut().rev().find(|(c, ..)| *c == conn) {
-                            last.2 = Some(session_id);
+                        match outbox.iter_mut().rev().find(|(c, ..)| *c == conn) {
+                            Some(last) => last.2 = Some(session_id),
+                            // The contract queues it right after its reply; if
+                            // not, the session cannot be handed over: end it.
+                            None => {
+                                warn!(conn = conn.0, %session_id, "SessionOpened without its reply; closing");
+                                self.conns.remove(&conn);
+                                unreachable.push(instance::Event::ConnectionClosed { conn });
+                            }
                         }
                     }
                     Action::QueryPeer { query_id, peer, endpoint, query } => {

@@ -139,8 +139,11 @@ impl Connection {
         let counters = &self.shared.counters;
         let limits = self.shared.limits;
         let mut reader = FrameReader::new(limits, config.first_frame_timeout);
-        // Capacity 1 is enough: one outstanding request, one reply.
+        // Capacity 1 is enough: one outstanding request, one reply. The
+        // sender goes to the actor with the first request and is kept nowhere
+        // else, so if the actor forgets this connection the wait below ends.
         let (reply_tx, mut replies) = mpsc::channel::<ToConn>(1);
+        let mut reply_tx = Some(reply_tx);
         let mut known = false;
         let mut first = true;
         let mut deadline = Instant::now() + config.first_frame_timeout;
@@ -182,7 +185,7 @@ impl Connection {
                     break End::Closed;
                 }
             };
-            let replies_to = (!known).then(|| reply_tx.clone());
+            let replies_to = reply_tx.take();
             if self.inbox.send(Input::Request { conn: self.conn, event, replies: replies_to }).await.is_err()
             {
                 break End::Closed;
