@@ -530,6 +530,7 @@ impl World {
                 log.push((self.now - self.base, action.clone()));
             }
             match action {
+                Action::SessionOpened { .. } => {}
                 Action::PublishHeartbeat(hb) => {
                     assert_eq!(hb.id, self.inst.id());
                     assert!(hb.workload.connected <= hb.workload.max_sessions);

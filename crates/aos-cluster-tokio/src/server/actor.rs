@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use aos_cluster::instance::{self, ConnectionId};
+use aos_cluster::instance::{self, Action, ConnectionId, Instance};
 use aos_cluster::registry::Heartbeat;
 use aos_cluster::wire::{Message, QueryId, SessionId};
 use tokio::sync::{mpsc, watch};
@@ -16,7 +16,6 @@ use tokio::time::{sleep_until, Instant as TokioInstant};
 use tracing::{debug, error, info, warn};
 
 use super::conn::{stopped, ToConn};
-use super::core_adapter::{Action, Machine}; // TEMPORARY until the core lands
 use super::limits::{Counters, RateLimitedWarning};
 use super::peer::PeerLinks;
 use super::{Command, Input, ServerError, ServerStats, Shared, Stop};
@@ -24,7 +23,7 @@ use crate::now;
 use crate::registry::{Registry, RegistryError};
 
 pub(super) struct Actor {
-    pub machine: Machine,
+    pub machine: Instance,
     pub shared: Arc<Shared>,
     pub inbox: mpsc::Sender<Input>,
     pub registry: Arc<dyn Registry>,
@@ -203,6 +202,8 @@ impl Actor {
                             heartbeats.send_replace(Some(heartbeat));
                         }
                     }
+                    // An action this driver predates: nothing it could carry out.
+                    other => warn!(action = ?other, "unknown instance action ignored"),
                 }
             }
             for (conn, message, opened) in outbox.drain(..) {

@@ -6,14 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aos_cluster::instance::ConnectionId;
+use aos_cluster::instance::{self, ConnectionId};
 use aos_cluster::wire::{Message, SessionId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::core_adapter as core; // TEMPORARY until the core lands
 use super::limits::{ConnSlot, Counters, RateLimitedWarning, Refusal};
 use super::stream::AppStream;
 use super::{Accepted, Input, SessionInfo, Shared, Stop};
@@ -176,12 +175,12 @@ impl Connection {
                     break End::Closed;
                 }
             };
-            let event = match core::from_message(self.conn, message) {
+            let event = match instance::Event::from_message(self.conn, message) {
                 Ok(event) => event,
-                Err(other) => {
+                Err(unexpected) => {
                     // A reply or report sent to an instance: not a client we understand.
                     Counters::bump(&counters.malformed_frames);
-                    debug!(conn = %self.conn.0, peer = %self.peer, message = ?other, "unexpected message; closing");
+                    debug!(conn = %self.conn.0, peer = %self.peer, %unexpected, "unexpected message; closing");
                     break End::Closed;
                 }
             };

@@ -59,8 +59,6 @@
 mod actor;
 mod config;
 mod conn;
-// TEMPORARY until the core lands
-mod core_adapter;
 mod limits;
 mod peer;
 mod stream;
@@ -72,14 +70,13 @@ use std::time::Instant;
 use aos_cluster::instance::{self, ConnectionId};
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::wire::{self, QueryId, SessionId};
-use aos_cluster::{Endpoint, InstanceId, InstanceStats, Role, UsageError, Workload};
+use aos_cluster::{Endpoint, Instance, InstanceId, InstanceStats, Role, UsageError, Workload};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 use self::actor::{publish_heartbeats, Actor};
 pub use self::config::ServerConfig;
-use self::core_adapter::Machine; // TEMPORARY until the core lands
 use self::limits::{Counters, Limiter};
 pub use self::stream::AppStream;
 use crate::registry::{Incarnation, Registry, RegistryError};
@@ -309,7 +306,7 @@ impl Server {
                 .await
                 .map_err(|_| ServerError::RegistryTimeout)??;
         }
-        let machine = Machine::new(config.instance.clone(), crate::now(), random_u64())
+        let machine = Instance::new(config.instance.clone(), crate::now(), random_u64())
             .map_err(|e| ServerError::Config(e.to_string()))?;
         let limits = wire::Limits::default().with_max_list_len(config.instance.max_list_len);
         let shared = Arc::new(Shared {

@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::core_adapter as core; // TEMPORARY until the core lands
 use super::limits::Counters;
 use super::{Input, Shared};
 use crate::frames::{write_frame, FrameReader, ReadError};
@@ -150,9 +149,9 @@ async fn ask(
         };
         match result {
             Ok(reply) => {
-                return core::from_peer_reply(reply).map_err(|other| {
+                return instance::Event::from_peer_reply(reply).map_err(|unexpected| {
                     *link = None;
-                    format!("unexpected reply {other:?}")
+                    unexpected.to_string()
                 })
             }
             Err((reason, timed_out)) => {
