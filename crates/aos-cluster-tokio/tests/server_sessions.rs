@@ -104,6 +104,10 @@ async fn many_session_requests_on_one_connection_make_one_session_and_the_rest_a
         }
         other => panic!("{other:?}"),
     }
+    // The session's socket has TCP keepalive (on by default), so a vanished client ends it.
+    let socket = socket2::SockRef::from(accepted.stream.get_ref());
+    assert!(socket.keepalive().unwrap());
+    assert_eq!(socket.keepalive_time().unwrap(), Duration::from_secs(60));
     // After acceptance the protocol reads nothing more: the next four
     // requests reach the application as its bytes, in order.
     let mut stream = accepted.stream;

@@ -78,12 +78,11 @@ impl Actor {
         self.conns.clear();
         self.heartbeats = None;
         let timeout = self.shared.config.instance.registry_timeout;
-        if let Some(task) = self.heartbeat_task.take() {
-            if how == Stop::Crash {
+        if let Some(mut task) = self.heartbeat_task.take() {
+            // The write in progress finishes first (within its deadline), so
+            // the removal below is the last word.
+            if how == Stop::Crash || tokio::time::timeout(timeout, &mut task).await.is_err() {
                 task.abort();
-            } else {
-                // The write in progress finishes first, so the removal below is the last word.
-                let _ = tokio::time::timeout(timeout, task).await;
             }
         }
         let registered =
