@@ -240,7 +240,7 @@ impl Instance {
                 workload: report.workload,
             });
             self.stats.peer_reports += 1;
-            self.herd.cover(report.id, asked_at);
+            self.herd.cover(report.id, report.workload.connected, asked_at, self.config.limits.max_members);
         }
         self.resolve_one(now);
     }
