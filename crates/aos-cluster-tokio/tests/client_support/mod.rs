@@ -434,7 +434,7 @@ impl AllDead {
     }
 }
 
-/// Three silent seeds walked one at a time, 600 ms each: the first seed's
+/// Three silent seeds walked one at a time, 1 s each: the first seed's
 /// transport must be closed when its attempt times out, while the walk
 /// goes on, not when `connect` returns.
 pub struct SlowWalk {
@@ -443,7 +443,7 @@ pub struct SlowWalk {
 }
 
 impl SlowWalk {
-    pub const TIMEOUT: Duration = Duration::from_millis(600);
+    pub const TIMEOUT: Duration = Duration::from_millis(1000);
 
     pub async fn start() -> SlowWalk {
         let mut silent = Vec::new();
