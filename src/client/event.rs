@@ -29,7 +29,7 @@ pub enum State {
 
 impl State {
     /// The state's name, as used in [`UsageError`](crate::UsageError).
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             State::Handshaking => "handshaking",
             State::Connecting => "connecting",
@@ -122,7 +122,7 @@ impl Event {
     }
 
     /// The event's name, as used in [`UsageError`](crate::UsageError).
-    pub const fn name(&self) -> &'static str {
+    pub(crate) const fn name(&self) -> &'static str {
         match self {
             Event::HandshakeReply { .. } => "handshake reply",
             Event::SessionReply { .. } => "session reply",
