@@ -1,47 +1,84 @@
 //! Property tests for the instance machine against reference models.
 //!
 //! The random-op properties run the [`World`] of the `instance_ops` fuzz body:
-//! a simulated registry, peers and clients around one instance, checking after
-//! every step that replies are sorted by (predicted) workload and hold only
-//! eligible members that answered this round, that with herd control off a
-//! reply is exactly `rank()` of the reported figures, that `connected` never
-//! passes `max_sessions` by an admission, that a round costs at most one
-//! registry query and one query per peer, and that every handshake gets
-//! exactly one reply within `registry_timeout + peer_timeout`.
+//! a simulated registry, peers and clients (many requests per connection,
+//! connection closes, explicit session ends) around one instance, with a
+//! reference model that predicts every reply exactly (each ranked list entry
+//! for entry, the predicted-full tail included; each session verdict and
+//! rejection reason; `SessionOpened` after each acceptance), which peers each
+//! round queries, every report, heartbeat and counter, and checks that
+//! `connected` equals the connections holding a session, that lists obey the
+//! ranking rules on their own, and that every handshake gets exactly one
+//! reply within `registry_timeout + peer_timeout`.
 #![cfg(feature = "fuzzing")]
 
 mod common;
 
 use std::time::Duration;
 
-use aos_cluster::fuzzing::instance_ops::{ClusterChoice, Op, Setup, World};
+use aos_cluster::fuzzing::instance_ops::{ClusterChoice, Op, Setup, Timers, World};
 use aos_cluster::instance::{Action, ConnectionId, Event, Instance};
-use aos_cluster::wire::{HandshakeOutcome, Message, QueryId, SessionId};
+use aos_cluster::wire::{HandshakeOutcome, Message, QueryId, RejectReason, SessionId};
 use aos_cluster::workload::{rank, Candidate, InstanceId, Role, Workload};
-use common::instance::{base, config, handshake, member, report};
+use common::instance::{base, config, handshake, member, report, Harness};
 use proptest::prelude::*;
 
 fn role() -> impl Strategy<Value = Role> {
     prop_oneof![6 => Just(Role::Serving), 2 => Just(Role::LoadBalancerOnly), 1 => Just(Role::Standalone)]
 }
 
+fn timers() -> impl Strategy<Value = Timers> {
+    // Mostly small values, so rounds, expiries and snapshot reuse all happen
+    // within a few hundred ops; any u16 is a valid (mapped) timer.
+    let ms = || prop_oneof![3 => 0u16..3_000, 1 => any::<u16>()];
+    (ms(), ms(), ms(), ms(), ms(), ms()).prop_map(
+        |(
+            peer_timeout_ms,
+            registry_timeout_ms,
+            snapshot_ttl_ms,
+            reservation_ttl_ms,
+            member_ttl_ms,
+            heartbeat_interval_ms,
+        )| {
+            Timers {
+                peer_timeout_ms,
+                registry_timeout_ms,
+                snapshot_ttl_ms,
+                reservation_ttl_ms,
+                member_ttl_ms,
+                heartbeat_interval_ms,
+            }
+        },
+    )
+}
+
 fn setup() -> impl Strategy<Value = Setup> {
     (role(), any::<bool>(), 1u8..6, 0u8..7, any::<u8>(), prop_oneof![1u8..6, Just(255u8)]).prop_flat_map(
         |(role, herd_control, max_sessions, peers, self_position, max_pending)| {
-            (1u8..8, prop_oneof![1u8..6, Just(255u8)], 1u8..8, any::<u64>()).prop_map(
-                move |(max_members, max_tracked, max_list_len, seed)| Setup {
-                    role,
-                    herd_control,
-                    max_sessions,
-                    peers,
-                    self_position,
-                    max_pending,
-                    max_members,
-                    max_tracked,
-                    max_list_len,
-                    seed,
-                },
+            (
+                1u8..8,
+                prop_oneof![1u8..6, Just(255u8)],
+                prop_oneof![0u8..4, Just(255u8)],
+                1u8..8,
+                timers(),
+                any::<u64>(),
             )
+                .prop_map(
+                    move |(max_members, max_tracked, max_reservations, max_list_len, timers, seed)| Setup {
+                        role,
+                        herd_control,
+                        max_sessions,
+                        peers,
+                        self_position,
+                        max_pending,
+                        max_members,
+                        max_tracked,
+                        max_reservations,
+                        max_list_len,
+                        timers,
+                        seed,
+                    },
+                )
         },
     )
 }
@@ -50,14 +87,20 @@ fn cluster_choice() -> impl Strategy<Value = ClusterChoice> {
     prop_oneof![2 => Just(ClusterChoice::Ours), 2 => Just(ClusterChoice::Unnamed), 1 => Just(ClusterChoice::Other)]
 }
 
+/// A connection: a new one, or one of the first few open ones (so one
+/// connection carries many requests).
+fn conn() -> impl Strategy<Value = Option<u8>> {
+    prop_oneof![1 => Just(None), 2 => (0u8..4).prop_map(Some)]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (any::<u64>(), prop::bool::weighted(0.9), cluster_choice())
-            .prop_map(|(salt, load_balance, cluster)| Op::Handshake { salt, load_balance, cluster }),
-        4 => Just(Op::Session),
+        6 => (conn(), any::<u64>(), prop::bool::weighted(0.9), cluster_choice())
+            .prop_map(|(conn, salt, load_balance, cluster)| Op::Handshake { conn, salt, load_balance, cluster }),
+        4 => conn().prop_map(|conn| Op::Session { conn }),
         2 => (any::<u8>(), any::<bool>()).prop_map(|(pick, twice)| Op::EndSession { pick, twice }),
         1 => any::<u64>().prop_map(|id| Op::EndUnknown(SessionId(id))),
-        1 => any::<u8>().prop_map(Op::CloseConnection),
+        2 => any::<u8>().prop_map(Op::CloseConnection),
         1 => any::<u64>().prop_map(|q| Op::PeerQuery(QueryId(q))),
         4 => (prop_oneof![Just(0u8), any::<u8>()], any::<bool>())
             .prop_map(|(hide, duplicate)| Op::RegistryAnswer { hide, duplicate }),
@@ -68,11 +111,13 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u64>(), any::<u8>()).prop_map(|(query_id, id)| Op::StrayReport { query_id: QueryId(query_id), id }),
         1 => any::<bool>().prop_map(Op::SetAccepting),
         1 => (0u8..6).prop_map(Op::SetMaxSessions),
+        1 => prop::bool::weighted(0.3).prop_map(Op::SetSaturated),
         2 => (any::<u8>(), role(), prop::bool::weighted(0.8), 0u8..12, 0u8..12, prop::bool::weighted(0.1))
             .prop_map(|(peer, role, accepting, connected, max, inactive)| Op::SetPeer {
                 peer, role, accepting, connected, max, inactive
             }),
         3 => prop_oneof![4 => 0u16..50, 4 => 0u16..2000, 2 => Just(500u16), 1 => 20_000u16..40_000].prop_map(Op::Advance),
+        1 => (0u16..100, any::<bool>()).prop_map(|(ms, query)| Op::Backwards { ms, query }),
     ]
 }
 
@@ -185,8 +230,10 @@ proptest! {
     /// Herd control on, one round: the replies equal a sequential reference
     /// model that ranks the predicted figures, puts first the member tied with
     /// the head that headed a reply least recently (never first, in `rank()`'s
-    /// order), and adds one session to each reply's first entry; with it off,
-    /// every reply is `rank()` of the reported figures.
+    /// order), lists the members predicted full (free by their reports) last,
+    /// ranked by and showing their reported figures, and adds one session to
+    /// each reply's first entry (a tail member when all are predicted full);
+    /// with it off, every reply is `rank()` of the reported figures.
     #[test]
     fn burst_replies_match_the_reference_model(
         salts in prop::collection::vec(any::<u64>(), 1..40),
@@ -233,6 +280,7 @@ proptest! {
             ids.push(InstanceId(i as u32 + 2));
             model.push(Candidate { role: Role::Serving, accepting: true, fresh: true, workload: Workload::new(connected, max) });
         }
+        let reported = model.clone();
         // The reply number at which each model member last headed a list.
         let mut headed_at: Vec<Option<usize>> = vec![None; model.len()];
         for (r, &salt) in salts.iter().enumerate() {
@@ -250,18 +298,118 @@ proptest! {
                 if let Some(head) = head {
                     order.retain(|&i| i != head);
                     order.insert(0, head);
-                    headed_at[head] = Some(r);
                 }
             }
-            let want: Vec<(InstanceId, Workload)> = order.iter().map(|&i| (ids[i], model[i].workload)).collect();
+            if herd_control {
+                // Members free by their reports but predicted full follow,
+                // ranked by their reported figures (SPEC 2.4: never dropped).
+                let tail: Vec<Candidate> = reported
+                    .iter()
+                    .zip(&model)
+                    .map(|(r, p)| Candidate { accepting: r.accepting && p.workload.is_full(), ..*r })
+                    .collect();
+                order.extend(rank(&tail, salt));
+            }
+            let shown = |i: usize| if model[i].workload.is_full() { reported[i].workload } else { model[i].workload };
+            let want: Vec<(InstanceId, Workload)> = order.iter().map(|&i| (ids[i], shown(i))).collect();
             let got: Vec<(InstanceId, Workload)> = list.entries.iter().map(|e| (e.id, e.workload)).collect();
             prop_assert_eq!(got, want);
+            let free = reported.iter().filter(|c| c.is_eligible()).count();
+            prop_assert_eq!(list.entries.len(), free, "never dropped, never empty while one is free");
             if herd_control {
                 if let Some(&first) = order.first() {
+                    headed_at[first] = Some(r);
                     model[first].workload.connected += 1;
                 }
             }
         }
         prop_assert!(replies.next().is_none());
+    }
+}
+
+/// Ops about sessions and connections only, on a few connections.
+fn session_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => conn().prop_map(|conn| Op::Session { conn }),
+        3 => (any::<u8>(), any::<bool>()).prop_map(|(pick, twice)| Op::EndSession { pick, twice }),
+        3 => any::<u8>().prop_map(Op::CloseConnection),
+        1 => any::<u64>().prop_map(|id| Op::EndUnknown(SessionId(id))),
+        1 => (conn(), any::<u64>())
+            .prop_map(|(conn, salt)| Op::Handshake { conn, salt, load_balance: false, cluster: ClusterChoice::Ours }),
+        1 => any::<bool>().prop_map(Op::SetAccepting),
+        1 => (1u8..6).prop_map(Op::SetMaxSessions),
+        1 => (0u16..100).prop_map(Op::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// SPEC 3.5: over random requests (many per connection), explicit ends
+    /// and connection closes, `connected()` always equals the number of
+    /// connections holding a session in the model (every verdict is checked
+    /// by the world's model too); closing every connection leaves 0.
+    #[test]
+    fn connected_counts_the_connections_holding_a_session(
+        setup in setup(),
+        ops in prop::collection::vec(session_op(), 0..300),
+    ) {
+        let setup = Setup { role: Role::Serving, ..setup };
+        let mut world = World::new(&setup, base(), false);
+        for op in &ops {
+            world.step(op);
+            prop_assert_eq!(world.instance().connected() as usize, world.connections_in_session());
+        }
+        let open = world.open_connections();
+        for _ in 0..open {
+            world.step(&Op::CloseConnection(0));
+        }
+        prop_assert_eq!(world.open_connections(), 0);
+        prop_assert_eq!(world.instance().connected(), 0);
+        let stats = world.instance().stats();
+        prop_assert_eq!(stats.sessions_ended, stats.sessions_accepted);
+    }
+
+    /// N session requests on one connection give exactly one session, every
+    /// other request on it is `AlreadyInSession` (whatever else is free), and
+    /// closing it leaves 0 sessions; a new connection is admitted again.
+    #[test]
+    fn n_requests_on_one_connection_give_one_session(n in 1u64..200, max in 1u32..8, others in 0u64..4) {
+        let mut h = Harness::new(config(1, Role::Serving, max));
+        h.expect_heartbeat();
+        let first = h.accepted(7, 0);
+        prop_assert_eq!(h.next(), Action::SessionOpened { conn: ConnectionId(7), session_id: first });
+        for r in 1..n {
+            prop_assert_eq!(h.rejected(7, r), RejectReason::AlreadyInSession);
+            h.expect_idle();
+            prop_assert_eq!(h.inst.connected(), 1);
+            if r <= others {
+                // Another connection's request is judged on its own (its
+                // session is closed again at once, so only max 1 is full).
+                let verdict = h.session(100 + r, r);
+                if max >= 2 {
+                    let aos_cluster::wire::SessionOutcome::Accepted { session_id } = verdict else {
+                        panic!("a free instance admits another connection, got {verdict:?}");
+                    };
+                    prop_assert_eq!(h.next(), Action::SessionOpened { conn: ConnectionId(100 + r), session_id });
+                    h.event(Event::ConnectionClosed { conn: ConnectionId(100 + r) });
+                } else {
+                    prop_assert_eq!(verdict, aos_cluster::wire::SessionOutcome::Rejected(RejectReason::Full));
+                }
+                h.expect_idle();
+                prop_assert_eq!(h.inst.connected(), 1);
+            }
+        }
+        prop_assert_eq!(h.inst.stats().rejected_already_in_session, n - 1);
+        h.event(Event::ConnectionClosed { conn: ConnectionId(7) });
+        h.expect_idle();
+        prop_assert_eq!(h.inst.connected(), 0);
+        // The closed connection's session id is gone: ending it is ignored.
+        h.event(Event::SessionEnded { session_id: first });
+        prop_assert_eq!(h.inst.stats().ignored_session_ends, 1);
+        let again = h.accepted(8, n);
+        prop_assert!(again != first, "a fresh session id");
+        prop_assert_eq!(h.next(), Action::SessionOpened { conn: ConnectionId(8), session_id: again });
+        prop_assert_eq!(h.inst.connected(), 1);
     }
 }
