@@ -57,7 +57,8 @@ pub struct Timers {
     pub reservation_ttl_ms: u16,
     /// `member_ttl`: 0.5 s to 50.5 s (active rows are 1 s old, inactive 60 s).
     pub member_ttl_ms: u16,
-    /// `heartbeat_interval`: 1 ms up to just below `member_ttl`.
+    /// `heartbeat_interval`: 250 ms up to just below `member_ttl` (shorter
+    /// ones only make long advances slow: hundreds of heartbeats per second).
     pub heartbeat_interval_ms: u16,
 }
 
@@ -71,7 +72,7 @@ impl Timers {
         config.reservation_ttl = ms(1 + u64::from(self.reservation_ttl_ms));
         let member_ttl = 500 + u64::from(self.member_ttl_ms) % 50_001;
         config.member_ttl = ms(member_ttl);
-        config.heartbeat_interval = ms(1 + u64::from(self.heartbeat_interval_ms) % (member_ttl - 1));
+        config.heartbeat_interval = ms(250 + u64::from(self.heartbeat_interval_ms) % (member_ttl - 250));
     }
 }
 
