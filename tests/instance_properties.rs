@@ -413,3 +413,46 @@ proptest! {
         prop_assert_eq!(h.inst.connected(), 1);
     }
 }
+
+/// A valid report covers the reservations on its member made more than the
+/// learned landing time before it was asked for, and only those (the
+/// younger ones may be clients still on their way): here the landing time
+/// is learned from one own session landing 800 ms after its reservation
+/// (an average of 800/8 = 100 ms).
+#[test]
+fn a_report_covers_only_reservations_older_than_the_landing_time() {
+    let mut h = Harness::new(config(1, Role::Serving, 10));
+    h.expect_heartbeat();
+    /// Handshake `r` on its own connection; #2 reports `connected`; the list.
+    fn ask(h: &mut Harness, r: u64, snapshot: bool, connected: u32) -> Vec<(u32, u32)> {
+        h.event(Event::HandshakeRequest { conn: ConnectionId(r), request: handshake(r, 0) });
+        if snapshot {
+            let query_id = h.expect_registry_query();
+            h.event(Event::RegistrySnapshot { query_id, members: vec![member(2, Role::Serving, 0, 10)] });
+        }
+        let query_id = h.expect_peer_query(2);
+        h.event(Event::WorkloadReport { report: report(query_id, 2, connected, 10) });
+        let list = h.expect_ranked(r, r);
+        h.expect_idle();
+        list.entries.iter().map(|e| (e.id.0, e.workload.connected)).collect()
+    }
+    // t = 0: self (0/10) heads and is reserved; its session lands at 800 ms.
+    assert_eq!(ask(&mut h, 1, true, 5), vec![(1, 0), (2, 5)]);
+    h.advance(Duration::from_millis(800));
+    let session_id = h.accepted(9, 100);
+    assert_eq!(h.next(), Action::SessionOpened { conn: ConnectionId(9), session_id });
+    assert_eq!(h.inst.reservations(), 0, "the landed session consumed its reservation");
+    // t = 1 s: #2 (0/10) heads and is reserved.
+    h.advance(Duration::from_millis(200));
+    assert_eq!(ask(&mut h, 2, true, 0), vec![(2, 0), (1, 1)]);
+    // t = 1.05 s: #2 reports 0 again, asked 50 ms after the reservation (less
+    // than the landing time): the reservation stays predicted.
+    h.advance(Duration::from_millis(50));
+    let list = ask(&mut h, 3, false, 0);
+    assert!(list.contains(&(2, 1)), "a reservation younger than the landing time stays: {list:?}");
+    // t = 1.25 s: asked 250 and 200 ms after #2's reservations: both covered.
+    h.advance(Duration::from_millis(200));
+    let list = ask(&mut h, 4, false, 0);
+    assert_eq!(list[0], (2, 0), "reservations older than the landing time are covered: {list:?}");
+    assert_eq!(h.inst.stats().reservations_expired_unused, 0);
+}
