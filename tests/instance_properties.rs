@@ -116,7 +116,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(peer, role, accepting, connected, max, inactive)| Op::SetPeer {
                 peer, role, accepting, connected, max, inactive
             }),
-        3 => prop_oneof![4 => 0u16..50, 4 => 0u16..2000, 2 => Just(500u16), 1 => 20_000u16..40_000].prop_map(Op::Advance),
+        4 => prop_oneof![3 => 1u16..10, 4 => 0u16..50, 4 => 0u16..2000, 2 => Just(500u16), 1 => 20_000u16..40_000].prop_map(Op::Advance),
         1 => (0u16..100, any::<bool>()).prop_map(|(ms, query)| Op::Backwards { ms, query }),
     ]
 }
@@ -455,4 +455,72 @@ fn a_report_covers_only_reservations_older_than_the_landing_time() {
     let list = ask(&mut h, 4, false, 0);
     assert_eq!(list[0], (2, 0), "reservations older than the landing time are covered: {list:?}");
     assert_eq!(h.inst.stats().reservations_expired_unused, 0);
+}
+
+/// A herd-heavy cluster: herd control on, a few peers, room for many
+/// sessions and reservations, long reservation and snapshot lifetimes.
+fn herd_setup() -> impl Strategy<Value = Setup> {
+    (1u8..4, 5u8..40, 1u8..8, any::<u64>(), 0u16..3_000, 1_000u16..5_000, 0u16..1_000).prop_map(
+        |(peers, max_sessions, max_list_len, seed, peer_timeout_ms, snapshot_ttl_ms, reservation_extra)| {
+            Setup {
+                role: Role::Serving,
+                herd_control: true,
+                max_sessions,
+                peers,
+                self_position: 0,
+                max_pending: 255,
+                max_members: 255,
+                max_tracked: 255,
+                max_reservations: 255,
+                max_list_len,
+                timers: Timers {
+                    peer_timeout_ms,
+                    registry_timeout_ms: 1_000,
+                    snapshot_ttl_ms,
+                    reservation_ttl_ms: 2_000 + reservation_extra,
+                    member_ttl_ms: 30_000,
+                    heartbeat_interval_ms: 5_000,
+                },
+                seed,
+            }
+        },
+    )
+}
+
+/// Handshakes, reports that answer them, sessions that land and small
+/// steps of time: reservations are made, replaced, consumed, covered
+/// (inside and outside the learned landing time) and expire.
+fn herd_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (prop_oneof![2 => Just(None), 1 => (0u8..4).prop_map(Some)], any::<u64>())
+            .prop_map(|(conn, salt)| Op::Handshake { conn, salt, load_balance: true, cluster: ClusterChoice::Ours }),
+        2 => Just(Op::RegistryAnswer { hide: 0, duplicate: false }),
+        5 => any::<u8>().prop_map(|pick| Op::Report { pick, contradictory: false }),
+        3 => Just(Op::Session { conn: None }),
+        1 => any::<u8>().prop_map(|pick| Op::EndSession { pick, twice: false }),
+        1 => (any::<u8>(), 0u8..8, 5u8..12)
+            .prop_map(|(peer, connected, max)| Op::SetPeer {
+                peer, role: Role::Serving, accepting: true, connected, max, inactive: false
+            }),
+        4 => prop_oneof![3 => 1u16..40, 1 => 40u16..600, 1 => Just(2_500u16)].prop_map(Op::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The reference model of herd control (every list, reservation and
+    /// counter) holds on herd-heavy sequences too.
+    #[test]
+    fn herd_heavy_ops_match_the_reference_model(
+        setup in herd_setup(),
+        ops in prop::collection::vec(herd_op(), 0..200),
+    ) {
+        let mut world = World::new(&setup, base(), false);
+        for op in &ops {
+            world.step(op);
+        }
+        world.settle();
+        prop_assert_eq!(world.waiting(), 0);
+    }
 }
