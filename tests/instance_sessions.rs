@@ -219,3 +219,18 @@ fn time_going_backwards_is_clamped_and_counted() {
     assert_eq!(h.inst.stats().clamped, 2);
     assert_eq!(h.inst.poll_timeout(), Some(later), "queued actions show at the latest time seen");
 }
+
+#[test]
+fn a_session_after_its_reservation_expired_does_not_consume_it() {
+    // Found by the instance_ops model: an admission used to consume an
+    // expired, not yet purged reservation, so the expiry went uncounted and
+    // the learned landing time grew from a prediction that never came true.
+    let mut h = alone(10);
+    handshake_alone(&mut h, 1, 1);
+    assert_eq!(h.inst.reservations(), 1);
+    h.advance(h.inst.config().reservation_ttl + Duration::from_secs(5));
+    h.queue.clear();
+    h.accepted(2, 0);
+    assert_eq!(h.inst.reservations(), 0);
+    assert_eq!(h.inst.stats().reservations_expired_unused, 1);
+}

@@ -84,7 +84,12 @@ impl Instance {
                 let session_id = SessionId(self.next_session_id);
                 self.next_session_id = self.next_session_id.wrapping_add(1);
                 self.sessions.open(conn, session_id);
-                self.herd.consume_oldest(self.config.id, self.now);
+                self.herd.consume_oldest(
+                    self.config.id,
+                    self.now,
+                    self.config.reservation_ttl,
+                    &mut self.stats,
+                );
                 self.stats.sessions_accepted += 1;
                 SessionOutcome::Accepted { session_id }
             }

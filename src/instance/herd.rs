@@ -174,8 +174,17 @@ impl Herd {
     }
 
     /// A session landed on `member` (this instance) at `now`: the oldest
-    /// prediction came true, and its age teaches how long landing takes.
-    pub(super) fn consume_oldest(&mut self, member: InstanceId, now: Instant) {
+    /// live prediction came true, and its age teaches how long landing
+    /// takes. Expired ones go first (counted): they never came true, and
+    /// learning from them would stretch the landing time past the ttl.
+    pub(super) fn consume_oldest(
+        &mut self,
+        member: InstanceId,
+        now: Instant,
+        ttl: Duration,
+        stats: &mut InstanceStats,
+    ) {
+        self.live(member, now, ttl, stats);
         let oldest = self.by_member.get(&member).and_then(|queue| queue.keys().next().copied());
         if let Some(reservation) = oldest.and_then(|seq| self.remove(member, seq)) {
             let took = now.saturating_duration_since(reservation.made_at);

@@ -34,8 +34,11 @@ pub(super) struct HerdModel {
     /// Reply number at which each member last headed a list.
     last_headed: BTreeMap<InstanceId, u64>,
     replies_headed: u64,
-    /// The moving average of how long own reservations took to land.
-    landing: Duration,
+    /// The moving average of how long own reservations took to land (none
+    /// before the first admission).
+    landing: Option<Duration>,
+    /// Each peer's `connected` in its last valid report.
+    last_reported: BTreeMap<InstanceId, u32>,
     pub(super) made: u64,
     pub(super) replaced: u64,
     pub(super) expired_unused: u64,
@@ -80,19 +83,43 @@ impl HerdModel {
         }
     }
 
-    /// A valid report from `member`, asked for at `asked_at`, covers every
-    /// reservation on it whose client had the landing time to land before.
-    pub(super) fn cover(&mut self, member: InstanceId, asked_at: Instant) {
+    /// A valid report from `member` saying `connected`, asked for at
+    /// `asked_at`, covers its oldest reservations: at least as many as
+    /// `connected` rose since its last report (remembered for at most
+    /// `max_members` peers), and every one older than three landing times
+    /// before `asked_at`; it stops at the first that is neither.
+    pub(super) fn cover(
+        &mut self,
+        member: InstanceId,
+        connected: u32,
+        asked_at: Instant,
+        max_members: usize,
+    ) {
+        let previous = if self.last_reported.len() < max_members || self.last_reported.contains_key(&member) {
+            self.last_reported.insert(member, connected)
+        } else {
+            None
+        };
+        let mut landed = previous.map_or(0, |p| connected.saturating_sub(p) as usize);
         let landing = self.landing;
-        self.held.retain(|r| r.member != member || r.made_at + landing >= asked_at);
+        while let Some(pos) = self.held.iter().position(|r| r.member == member) {
+            let settled = landing.is_some_and(|l| self.held[pos].made_at + l * 3 < asked_at);
+            if landed == 0 && !settled {
+                break;
+            }
+            landed = landed.saturating_sub(1);
+            self.held.remove(pos);
+        }
     }
 
     /// A session was admitted on `own` at `now`: its oldest reservation
-    /// (expired or not) came true and teaches the landing time.
-    pub(super) fn admitted(&mut self, own: InstanceId, now: Instant) {
+    /// (after the expired ones are purged) came true and teaches the landing time.
+    pub(super) fn admitted(&mut self, own: InstanceId, now: Instant, ttl: Duration) {
+        // Expired ones never came true: they go (counted) before the oldest live one is consumed.
+        self.purge(Some(own), now, ttl);
         if let Some(pos) = self.held.iter().position(|r| r.member == own) {
             let took = now.saturating_duration_since(self.held.remove(pos).made_at);
-            self.landing = (self.landing * 7 + took) / 8;
+            self.landing = Some(self.landing.map_or(took, |l| (l * 7 + took) / 8));
         }
     }
 

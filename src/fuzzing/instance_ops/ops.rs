@@ -80,7 +80,8 @@ impl World {
                         self.expect.peer_reports += 1;
                         self.round.answers.insert(id, Candidate { role, accepting, fresh: true, workload });
                         let asked_at = self.round.asked_at.expect("queries went out");
-                        self.herd.cover(id, asked_at);
+                        let max_members = self.config().limits.max_members;
+                        self.herd.cover(id, workload.connected, asked_at, max_members);
                     }
                     let report = WorkloadReport { query_id, id, role, accepting, workload };
                     self.event(Event::WorkloadReport { report });
@@ -331,7 +332,8 @@ impl World {
             Some(_) => self.expect.sessions_rejected += 1,
             None => {
                 self.expect.sessions_accepted += 1;
-                self.herd.admitted(self.inst.id(), self.now);
+                let ttl = self.config().reservation_ttl;
+                self.herd.admitted(self.inst.id(), self.now, ttl);
             }
         }
         self.session_expect = Some(SessionExpect { conn, request_id, reject });
