@@ -228,8 +228,8 @@ proptest! {
     }
 
     /// Herd control on, one round: the replies equal a sequential reference
-    /// model that ranks the predicted figures, puts first the member tied with
-    /// the head that headed a reply least recently (never first, in `rank()`'s
+    /// model that ranks the predicted figures, orders the head's tie group
+    /// least recently headed first (never first, equal records in `rank()`'s
     /// order), lists the members predicted full (free by their reports) last,
     /// ranked by and showing their reported figures, and adds one session to
     /// each reply's first entry (a tail member when all are predicted full);
@@ -291,14 +291,12 @@ proptest! {
             let HandshakeOutcome::Ranked(list) = reply.outcome else { panic!("ranked") };
             let mut order = rank(&model, salt);
             if herd_control && !order.is_empty() {
-                let tied: Vec<usize> =
-                    order.iter().copied().filter(|&i| model[i].workload == model[order[0]].workload).collect();
-                let never = tied.iter().copied().find(|&i| headed_at[i].is_none());
-                let head = never.or_else(|| tied.iter().copied().min_by_key(|&i| headed_at[i]));
-                if let Some(head) = head {
-                    order.retain(|&i| i != head);
-                    order.insert(0, head);
-                }
+                // The head's tie group, least recently headed first (never
+                // first), equal records in rank()'s order.
+                let tied = order.iter().take_while(|&&i| model[i].workload == model[order[0]].workload).count();
+                let mut group: Vec<usize> = order[..tied].to_vec();
+                group.sort_by_key(|&i| headed_at[i].map_or(0, |r| r + 1));
+                order[..tied].copy_from_slice(&group);
             }
             if herd_control {
                 // Members free by their reports but predicted full follow,

@@ -206,9 +206,11 @@ impl Herd {
         }
     }
 
-    /// Moves the member of the head's tie group (equal predicted workload,
-    /// hence equal free sessions) that headed a reply least recently to the
-    /// front; members that never did come first, in the salt's order.
+    /// Orders the head's tie group (equal predicted workload, hence equal
+    /// free sessions) least recently headed first (SPEC 2.5); members that
+    /// never headed a reply come first, and equal records keep the salt's
+    /// order (the sort is stable). Only the head's group: it decides who is
+    /// reserved, and sorting every group would cost a lookup per member.
     pub(super) fn least_recently_headed_first<S>(
         &self,
         candidates: &[Candidate],
@@ -217,12 +219,9 @@ impl Herd {
     ) {
         let Some(&head) = order.first() else { return };
         let tied = order.iter().take_while(|&&i| candidates[i].workload == candidates[head].workload).count();
-        let oldest = order[..tied]
-            .iter()
-            .enumerate()
-            .min_by_key(|&(pos, &i)| (self.last_headed.get(&sources[i].0).copied().unwrap_or(0), pos))
-            .map_or(0, |(pos, _)| pos);
-        order[..=oldest].rotate_right(1);
+        if tied > 1 {
+            order[..tied].sort_by_key(|&i| self.last_headed.get(&sources[i].0).copied().unwrap_or(0));
+        }
     }
 
     /// Heap bytes held, for [`Instance::memory_footprint`](super::Instance::memory_footprint).

@@ -53,7 +53,7 @@
 //! become sessions cannot empty the lists (SPEC 2.4, 2.6).
 //!
 //! Among the members tied with the head of a list (equal predicted load and
-//! free sessions), the one that headed a reply least recently goes first; the
+//! free sessions), the ones that headed a reply least recently go first; the
 //! request's salt still orders members that never headed one. Once every
 //! tied member has taken one arrival the predicted loads tie again and carry
 //! no trace of who went last, so the salt alone could hand the next arrival

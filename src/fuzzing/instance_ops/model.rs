@@ -183,9 +183,9 @@ pub(super) struct ReplyInput<'a> {
 /// machine must (the head of the full order is reserved for `conn`).
 ///
 /// SPEC 2.4-2.6: members eligible by their predicted figures (reported plus
-/// live reservations) come first, ranked by those figures, with the member
-/// of the head's tie group that headed a reply least recently moved to the
-/// front (never-headed members first, in `rank()`'s order). Members only
+/// live reservations) come first, ranked by those figures, with the head's
+/// tie group ordered least recently headed first (never-headed members
+/// first; equal records in `rank()`'s order). Members only
 /// predicted full (reported eligible) follow, ranked by reported figures,
 /// and are listed with their reported figures; the others with predicted.
 pub(super) fn expected_reply(herd: &mut HerdModel, input: &ReplyInput<'_>) -> RankedList {
@@ -195,17 +195,19 @@ pub(super) fn expected_reply(herd: &mut HerdModel, input: &ReplyInput<'_>) -> Ra
     let mut order = rank(&predicted, input.salt);
     if input.herd_control {
         if let Some(&head) = order.first() {
-            let tied: Vec<usize> = order
+            // The head's tie group, least recently headed first (never: 0),
+            // ties between records in rank()'s order.
+            let tied =
+                order.iter().take_while(|&&i| predicted[i].workload == predicted[head].workload).count();
+            let mut group: Vec<(u64, usize, usize)> = order[..tied]
                 .iter()
-                .copied()
-                .take_while(|&i| predicted[i].workload == predicted[head].workload)
+                .enumerate()
+                .map(|(pos, &i)| (herd.last_headed.get(&ids[i]).copied().unwrap_or(0), pos, i))
                 .collect();
-            let never = tied.iter().copied().find(|&i| !herd.last_headed.contains_key(&ids[i]));
-            let first = never.unwrap_or_else(|| {
-                tied.iter().copied().min_by_key(|&i| herd.last_headed.get(&ids[i]).copied()).unwrap_or(head)
-            });
-            order.retain(|&i| i != first);
-            order.insert(0, first);
+            group.sort();
+            for (slot, (_, _, i)) in order.iter_mut().zip(group) {
+                *slot = i;
+            }
         }
         let tail: Vec<Candidate> = reported
             .iter()
