@@ -15,8 +15,10 @@ pub const MIN_ATTEMPT_DELAY: Duration = Duration::from_millis(10);
 pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// Default handshake and session timeouts: the documents say "a timeout period" only.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default cap on a ranked list's length (AX allows up to 99 instances per environment).
-pub const DEFAULT_MAX_LIST_LEN: usize = 1024;
+/// Default cap on a ranked list's length (AX allows up to 99 instances per
+/// environment): the wire's own default, so the client, the instance and
+/// the decoder agree.
+pub use crate::wire::DEFAULT_MAX_LIST_LEN;
 
 /// Full-jitter exponential backoff between rounds (AWS architecture blog):
 /// after failed round `r` (from 0), wait `rand(0, min(cap, base * 2^r))`.
@@ -104,10 +106,11 @@ impl ClientConfig {
         if self.seeds.is_empty() {
             problems.push(ConfigProblem::EmptySeedList);
         }
-        for (i, seed) in self.seeds.iter().enumerate() {
-            if let Some(first) = self.seeds[..i].iter().position(|s| s == seed) {
-                problems.push(ConfigProblem::DuplicateSeed { endpoint: seed.clone(), first, again: i });
-            }
+        // Seeds are compared as targets (SPEC.md phase 1, item 5): `AOS01@h:2712`,
+        // `h:2712` and `H` are one target, tried once.
+        for (again, first) in crate::wire::dedup::repeated_seeds(&self.seeds) {
+            let endpoint = self.seeds[again].clone();
+            problems.push(ConfigProblem::DuplicateSeed { endpoint, first, again });
         }
         zero_check(&mut problems, "handshake_timeout", self.handshake_timeout);
         zero_check(&mut problems, "connect_timeout", self.connect_timeout);
@@ -286,7 +289,9 @@ pub enum ConfigProblem {
     /// A client with no seed cannot reach anything.
     #[error("the seed list is empty")]
     EmptySeedList,
-    /// The same endpoint twice in the seed list.
+    /// The same target twice in the seed list (host compared ASCII
+    /// case-insensitively, the instance name ignored: see
+    /// [`Endpoint::same_target`]).
     #[error("seed {again} ({endpoint}) repeats seed {first}")]
     DuplicateSeed {
         /// The repeated endpoint.

@@ -14,6 +14,7 @@
 //! bracketed host must be an IPv6 address. Names are never resolved.
 //! [`Endpoint`]'s `Display` always writes the port, so `parse(display(e)) == e`.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::net::Ipv6Addr;
 use std::str::FromStr;
@@ -29,9 +30,11 @@ pub const MAX_INSTANCE_LEN: usize = 64;
 
 /// Where an instance listens: an optional instance name, a host and a port.
 ///
-/// Hosts are compared as written (ASCII case-insensitively is the caller's
-/// choice): `aos1:2712` and `AOS1:2712` are different endpoints here, since the
-/// crate never resolves names.
+/// `==`, ordering and hashing compare the parts as written: `aos1:2712` and
+/// `AOS1:2712` are different endpoints, since the crate never resolves names.
+/// Whether two endpoints reach the same *target* (SPEC.md phase 1, item 5:
+/// host case-insensitive, port equal, instance name a label) is
+/// [`Endpoint::same_target`].
 ///
 /// Endpoints are immutable and shared: a clone is a reference-count increment,
 /// never an allocation, since the machines copy them into every attempt,
@@ -138,10 +141,91 @@ impl Endpoint {
         self.0.port
     }
 
+    /// Whether `self` and `other` are the same target (SPEC.md phase 1, item
+    /// 5): equal ports and equal hosts, names compared ASCII
+    /// case-insensitively and IPv6 hosts as addresses (`[::1]` and
+    /// `[0:0::1]` are one host). The `instance@` name is a label and plays
+    /// no part: `AOS01@aos1:2712`, `aos1` and `AOS1:2712` are one target.
+    ///
+    /// This is the equality seed lists and ranked lists are deduplicated
+    /// with. `==` and `Hash` stay structural (every part, as written).
+    pub fn same_target(&self, other: &Endpoint) -> bool {
+        self.port() == other.port() && self.target_host() == other.target_host()
+    }
+
+    /// A total order whose equal elements are exactly the [`same_target`](Self::same_target)
+    /// pairs: by host (names before IPv6 addresses, names by their ASCII
+    /// lowercase bytes, addresses by value), then port.
+    pub(crate) fn cmp_target(&self, other: &Endpoint) -> Ordering {
+        let by_host = match (self.target_host(), other.target_host()) {
+            (TargetHost::Name(a), TargetHost::Name(b)) => {
+                a.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+            }
+            (TargetHost::Name(_), TargetHost::V6(_)) => Ordering::Less,
+            (TargetHost::V6(_), TargetHost::Name(_)) => Ordering::Greater,
+            (TargetHost::V6(a), TargetHost::V6(b)) => a.cmp(&b),
+        };
+        by_host.then(self.port().cmp(&other.port()))
+    }
+
+    /// A 64-bit FNV-1a fingerprint of the target: endpoints that are the
+    /// [`same_target`](Self::same_target) have equal fingerprints, so long
+    /// lists are deduplicated by sorting integers; equal fingerprints are
+    /// then settled by [`cmp_target`](Self::cmp_target).
+    pub(crate) fn target_fingerprint(&self) -> u64 {
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |byte: u8| hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
+        // The leading kind byte keeps a name apart from an address of the same bytes.
+        match self.target_host() {
+            TargetHost::Name(name) => {
+                eat(0);
+                name.bytes().for_each(|c| eat(c.to_ascii_lowercase()));
+            }
+            TargetHost::V6(addr) => {
+                eat(1);
+                addr.octets().into_iter().for_each(&mut eat);
+            }
+        }
+        self.port().to_be_bytes().into_iter().for_each(eat);
+        hash
+    }
+
+    /// The host as a target compares it. A host holds `:` only when it is a
+    /// checked IPv6 address (see `check_host`), so the parse succeeds; were it
+    /// ever to fail, the text would still compare consistently as a name.
+    fn target_host(&self) -> TargetHost<'_> {
+        let host = self.host();
+        if host.contains(':') {
+            if let Ok(addr) = host.parse::<Ipv6Addr>() {
+                return TargetHost::V6(addr);
+            }
+        }
+        TargetHost::Name(host)
+    }
+
     /// `host:port` as a socket address string (IPv6 bracketed), ready for
     /// `ToSocketAddrs`; the instance name is not part of it.
     pub fn socket_addr_string(&self) -> String {
         SocketAddrText(self).to_string()
+    }
+}
+
+/// A host as targets compare it.
+enum TargetHost<'a> {
+    /// A name or IPv4 address, compared ASCII case-insensitively.
+    Name(&'a str),
+    /// An IPv6 address, compared by value.
+    V6(Ipv6Addr),
+}
+
+impl PartialEq for TargetHost<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (TargetHost::Name(a), TargetHost::Name(b)) => a.eq_ignore_ascii_case(b),
+            (TargetHost::V6(a), TargetHost::V6(b)) => a == b,
+            _ => false,
+        }
     }
 }
 

@@ -407,3 +407,53 @@ proptest! {
         let _ = duration::parse(&text);
     }
 }
+
+// ---- one default for the list length (issue 9, 5b) ---------------------------------
+
+#[test]
+fn client_instance_and_codec_share_one_list_length_default() {
+    use aos_cluster::wire::{Limits, DEFAULT_MAX_LIST_LEN};
+    assert_eq!(aos_cluster::config::DEFAULT_MAX_LIST_LEN, DEFAULT_MAX_LIST_LEN);
+    assert_eq!(ClientConfig::default().max_list_len, Limits::default().max_list_len);
+    assert_eq!(InstanceConfig::default().max_list_len, Limits::default().max_list_len);
+}
+
+// ---- seeds compared as targets (issue 9, 5c; SPEC.md phase 1, item 5) -----------------
+
+fn seed_problems(seeds: &[&str]) -> Vec<ConfigProblem> {
+    client_problems(|c| c.seeds = seeds.iter().map(|s| ep(s)).collect())
+}
+
+fn dup(endpoint: &str, first: usize, again: usize) -> ConfigProblem {
+    ConfigProblem::DuplicateSeed { endpoint: ep(endpoint), first, again }
+}
+
+#[test]
+fn seeds_naming_one_target_are_duplicates_whatever_their_label_or_case() {
+    assert_eq!(seed_problems(&["AOS01@h:2712", "h:2712"]), vec![dup("h:2712", 0, 1)]);
+    assert_eq!(seed_problems(&["H:2712", "h:2712"]), vec![dup("h:2712", 0, 1)]);
+    assert_eq!(seed_problems(&["AOS01@h", "AOS02@H:2712"]), vec![dup("AOS02@H:2712", 0, 1)]);
+    assert_eq!(seed_problems(&["[::1]", "[0:0::1]:2712"]), vec![dup("[0:0::1]:2712", 0, 1)]);
+    // Another port, another host: other targets.
+    assert_eq!(seed_problems(&["h:2712", "h:2713", "AOS01@h2:2712", "[::2]"]), vec![]);
+    // Every repeat names the first occurrence of its target, in seed order.
+    assert_eq!(
+        seed_problems(&["a", "b", "A@A", "B:2712", "c", "a:2712"]),
+        vec![dup("A@A", 0, 2), dup("B:2712", 1, 3), dup("a:2712", 0, 5)]
+    );
+}
+
+#[test]
+fn a_long_seed_list_reports_its_repeats_in_order() {
+    // Past the finder's pairwise range: the sorting path gives the same report.
+    let mut seeds: Vec<String> = (0..200).map(|i| format!("host{i}")).collect();
+    seeds[150] = "HOST7:2712".into();
+    seeds[199] = "X@host150".into();
+    seeds[60] = "host3".into();
+    let texts: Vec<&str> = seeds.iter().map(String::as_str).collect();
+    assert_eq!(
+        seed_problems(&texts),
+        vec![dup("host3", 3, 60), dup("HOST7:2712", 7, 150)],
+        "host150 is gone (replaced), so X@host150 repeats nothing"
+    );
+}
