@@ -61,7 +61,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Opt-in RFC 8305 staggering: start the next handshake after this delay
     /// while earlier ones are still pending. `None`: one at a time (the seed).
-    #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
+    /// In TOML or JSON, `true` switches it on with [`DEFAULT_ATTEMPT_DELAY`]
+    /// (250 ms), `false` or no value leaves it off, and a duration string
+    /// such as `"100ms"` sets it.
+    #[cfg_attr(feature = "serde", serde(with = "attempt_delay"))]
     pub attempt_delay: Option<Duration>,
     /// Opt-in seeded shuffle of the seed list before each walk.
     pub shuffle_seeds: bool,
@@ -98,6 +101,12 @@ impl ClientConfig {
     /// The defaults with this seed list.
     pub fn with_seeds(seeds: Vec<Endpoint>) -> Self {
         ClientConfig { seeds, ..ClientConfig::default() }
+    }
+
+    /// These settings with RFC 8305 staggering switched on at its
+    /// recommended [`DEFAULT_ATTEMPT_DELAY`] (250 ms).
+    pub fn with_default_attempt_delay(self) -> Self {
+        ClientConfig { attempt_delay: Some(DEFAULT_ATTEMPT_DELAY), ..self }
     }
 
     /// Every problem with this configuration, or `Ok` when there is none.
@@ -419,6 +428,50 @@ pub mod duration {
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = <String as serde::Deserialize>::deserialize(d)?;
         parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// serde for `attempt_delay`: a human string, or a switch (`true` is
+/// [`DEFAULT_ATTEMPT_DELAY`], `false` is off); written back as a string.
+#[cfg(feature = "serde")]
+mod attempt_delay {
+    use std::fmt;
+    use std::time::Duration;
+
+    pub use super::opt_duration::serialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        d.deserialize_any(Setting)
+    }
+
+    struct Setting;
+
+    impl<'de> serde::de::Visitor<'de> for Setting {
+        type Value = Option<Duration>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as \"250ms\", or true (250ms) or false (off)")
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Self::Value, E> {
+            Ok(on.then_some(super::DEFAULT_ATTEMPT_DELAY))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            super::duration::parse(text).map(Some).map_err(E::custom)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Setting)
+        }
     }
 }
 
