@@ -30,10 +30,21 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 /// Allocates nothing but `out`'s growth, except the scratch of the duplicate
 /// check of a ranked list with two or more entries.
 pub fn encode_with_limits(msg: &Message, limits: &Limits, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let len = check(msg, limits)?;
-    out.reserve(HEADER_LEN + len);
+    if let Message::HandshakeRequest(HandshakeRequest { cluster: Some(name), .. }) = msg {
+        if name.len() > MAX_CLUSTER_NAME_LEN {
+            return Err(EncodeError::ClusterNameTooLong { len: name.len() });
+        }
+    }
+    let start = out.len();
     write_frame_unchecked(msg, out);
-    Ok(())
+    // The rest in the decoder's order: the header's length, then the payload
+    // front to back. Writing first measures the payload in the same pass;
+    // only a refused message pays for bytes it then takes back.
+    let refused = check(msg, limits, out.len() - start - HEADER_LEN);
+    if refused.is_err() {
+        out.truncate(start);
+    }
+    refused
 }
 
 /// Appends `msg`'s frame without any check: the bytes a careless writer
@@ -49,15 +60,8 @@ pub(crate) fn write_frame_unchecked(msg: &Message, out: &mut Vec<u8>) {
     out[start + 2..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
 }
 
-/// The payload length of `msg`'s frame, or the error the decoder would give.
-fn check(msg: &Message, limits: &Limits) -> Result<usize, EncodeError> {
-    if let Message::HandshakeRequest(HandshakeRequest { cluster: Some(name), .. }) = msg {
-        if name.len() > MAX_CLUSTER_NAME_LEN {
-            return Err(EncodeError::ClusterNameTooLong { len: name.len() });
-        }
-    }
-    // The decoder's order: the header's length, then the payload front to back.
-    let len = payload_len(msg);
+/// What the decoder would refuse in `msg`, written with a `len`-byte payload.
+fn check(msg: &Message, limits: &Limits, len: usize) -> Result<(), EncodeError> {
     let max = limits.frame_cap();
     if len > max {
         return Err(EncodeError::FrameTooLarge { len, max });
@@ -67,19 +71,19 @@ fn check(msg: &Message, limits: &Limits) -> Result<usize, EncodeError> {
             if list.entries.len() > limits.max_list_len {
                 return Err(EncodeError::ListTooLong { len: list.entries.len(), max: limits.max_list_len });
             }
-            if let Some((index, what)) = first_repeat(&list.entries, &mut DedupScratch::default()) {
-                return Err(EncodeError::DuplicateEntry { index, what });
+            match first_repeat(&list.entries, &mut DedupScratch::default()) {
+                Some((index, what)) => Err(EncodeError::DuplicateEntry { index, what }),
+                None => Ok(()),
             }
         }
         Message::WorkloadReport(report) if report.workload.connected > report.workload.max_sessions => {
-            return Err(EncodeError::ConnectedAboveMax {
+            Err(EncodeError::ConnectedAboveMax {
                 connected: report.workload.connected,
                 max_sessions: report.workload.max_sessions,
-            });
+            })
         }
-        _ => {}
+        _ => Ok(()),
     }
-    Ok(len)
 }
 
 fn message_type(msg: &Message) -> u8 {
@@ -93,27 +97,6 @@ fn message_type(msg: &Message) -> u8 {
     }
 }
 
-/// Bytes `write_payload` writes for `msg`, computed without writing them.
-fn payload_len(msg: &Message) -> usize {
-    match msg {
-        Message::HandshakeRequest(m) => 8 + 8 + 1 + m.cluster.as_ref().map_or(1, |name| 2 + name.len()),
-        Message::HandshakeReply(m) => match &m.outcome {
-            HandshakeOutcome::Ranked(list) => list
-                .entries
-                .iter()
-                .map(|e| ENTRY_FIXED_LEN + endpoint_text_len(&e.endpoint))
-                .fold(RANKED_REPLY_FIXED_LEN, usize::saturating_add),
-            HandshakeOutcome::Refused(_) => 8 + 2,
-        },
-        Message::SessionRequest(_) | Message::WorkloadQuery(_) => 8,
-        Message::SessionReply(m) => match m.outcome {
-            SessionOutcome::Accepted { .. } => 8 + 1 + 8,
-            SessionOutcome::Rejected(_) => 8 + 2,
-        },
-        Message::WorkloadReport(_) => 8 + 4 + 1 + 1 + 4 + 4,
-    }
-}
-
 fn write_payload(msg: &Message, out: &mut Vec<u8>) {
     match msg {
         Message::HandshakeRequest(m) => {
@@ -123,7 +106,7 @@ fn write_payload(msg: &Message, out: &mut Vec<u8>) {
             match &m.cluster {
                 None => out.push(0),
                 Some(name) => {
-                    // `check` bounded the length by one byte (unchecked writes truncate).
+                    // `encode_with_limits` bounded the length by one byte (unchecked writes truncate).
                     out.extend_from_slice(&[1, name.len() as u8]);
                     out.extend_from_slice(name.as_bytes());
                 }
@@ -134,9 +117,11 @@ fn write_payload(msg: &Message, out: &mut Vec<u8>) {
             match &m.outcome {
                 HandshakeOutcome::Ranked(list) => {
                     out.extend_from_slice(&[0, u8::from(list.stale)]);
-                    // `check` bounded the count by the frame size, far below u32::MAX.
+                    // A count past u32::MAX would overflow the frame long before.
                     let count = u32::try_from(list.entries.len()).unwrap_or(u32::MAX);
                     out.extend_from_slice(&count.to_be_bytes());
+                    // Fixed part 14 bytes, plus typical endpoint text.
+                    out.reserve(list.entries.len() * 32);
                     for entry in &list.entries {
                         write_entry(entry, out);
                     }
@@ -187,7 +172,7 @@ fn write_endpoint(endpoint: &Endpoint, out: &mut Vec<u8>) {
         out.push(b'@');
     }
     let host = endpoint.host().as_bytes();
-    if host.contains(&b':') {
+    if endpoint.has_ipv6_host() {
         out.push(b'[');
         out.extend_from_slice(host);
         out.push(b']');
@@ -214,7 +199,7 @@ fn write_endpoint(endpoint: &Endpoint, out: &mut Vec<u8>) {
 pub(crate) fn endpoint_text_len(endpoint: &Endpoint) -> usize {
     let instance = endpoint.instance().map_or(0, |name| name.len() + 1);
     let host = endpoint.host();
-    let brackets = if host.contains(':') { 2 } else { 0 };
+    let brackets = if endpoint.has_ipv6_host() { 2 } else { 0 };
     let digits = match endpoint.port() {
         0..=9 => 1,
         10..=99 => 2,
@@ -239,62 +224,6 @@ mod tests {
             let mut out = Vec::new();
             write_endpoint(&endpoint, &mut out);
             assert_eq!(out, endpoint.to_string().as_bytes(), "{text}");
-        }
-    }
-
-    #[test]
-    fn payload_len_is_what_is_written() {
-        let entry = |id, text: &str| RankedEntry {
-            id: crate::InstanceId(id),
-            endpoint: text.parse().unwrap(),
-            workload: crate::Workload::new(1, 2),
-        };
-        let messages = [
-            Message::HandshakeRequest(HandshakeRequest {
-                request_id: 1,
-                salt: 2,
-                load_balance: true,
-                cluster: None,
-            }),
-            Message::HandshakeRequest(HandshakeRequest {
-                request_id: 1,
-                salt: 2,
-                load_balance: false,
-                cluster: Some("ax".into()),
-            }),
-            Message::HandshakeReply(HandshakeReply {
-                request_id: 3,
-                outcome: HandshakeOutcome::Ranked(RankedList {
-                    stale: true,
-                    entries: vec![entry(1, "AOS01@aos1"), entry(2, "[::1]:7")],
-                }),
-            }),
-            Message::HandshakeReply(HandshakeReply {
-                request_id: 3,
-                outcome: HandshakeOutcome::Refused(RefuseReason::Busy),
-            }),
-            Message::SessionRequest(SessionRequest { request_id: 4 }),
-            Message::SessionReply(SessionReply {
-                request_id: 5,
-                outcome: SessionOutcome::Accepted { session_id: SessionId(6) },
-            }),
-            Message::SessionReply(SessionReply {
-                request_id: 5,
-                outcome: SessionOutcome::Rejected(RejectReason::Full),
-            }),
-            Message::WorkloadQuery(WorkloadQuery { query_id: QueryId(7) }),
-            Message::WorkloadReport(WorkloadReport {
-                query_id: QueryId(8),
-                id: crate::InstanceId(9),
-                role: crate::Role::Serving,
-                accepting: true,
-                workload: crate::Workload::new(1, 2),
-            }),
-        ];
-        for msg in &messages {
-            let mut out = Vec::new();
-            write_frame_unchecked(msg, &mut out);
-            assert_eq!(out.len() - HEADER_LEN, payload_len(msg), "{msg:?}");
         }
     }
 }
