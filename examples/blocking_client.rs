@@ -104,7 +104,7 @@ fn main() -> ExitCode {
                 Action::SendSessionRequest { attempt, endpoint, request, .. } => {
                     (attempt, endpoint, Message::SessionRequest(request))
                 }
-                Action::Cancel { attempt } => {
+                Action::Close { attempt } => {
                     conns.remove(&attempt);
                     continue;
                 }

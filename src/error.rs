@@ -25,3 +25,31 @@ pub enum UsageError {
         reason: &'static str,
     },
 }
+
+/// A decoded message arrived where it does not belong (a request on a
+/// client's attempt, a reply on an instance's inbound connection...): the
+/// peer broke the protocol, and the driver closes that transport.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected {message} on {place}")]
+#[non_exhaustive]
+pub struct UnexpectedMessage {
+    /// The message's type name, such as `WorkloadReport`.
+    pub message: &'static str,
+    /// Where it arrived.
+    pub place: &'static str,
+}
+
+impl UnexpectedMessage {
+    pub(crate) fn new(message: &crate::wire::Message, place: &'static str) -> Self {
+        use crate::wire::Message;
+        let message = match message {
+            Message::HandshakeRequest(_) => "HandshakeRequest",
+            Message::HandshakeReply(_) => "HandshakeReply",
+            Message::SessionRequest(_) => "SessionRequest",
+            Message::SessionReply(_) => "SessionReply",
+            Message::WorkloadQuery(_) => "WorkloadQuery",
+            Message::WorkloadReport(_) => "WorkloadReport",
+        };
+        UnexpectedMessage { message, place }
+    }
+}

@@ -57,26 +57,22 @@
 //!     let Some(action) = connector.poll_action() else {
 //!         panic!("the client went idle without a session");
 //!     };
-//!     let (attempt, request) = match action {
-//!         client::Action::SendHandshake { attempt, request, .. } => {
-//!             (attempt, instance::Event::HandshakeRequest { conn: ConnectionId(attempt.request_id()), request })
-//!         }
-//!         client::Action::SendSessionRequest { attempt, request, .. } => {
-//!             (attempt, instance::Event::SessionRequest { conn: ConnectionId(attempt.request_id()), request })
-//!         }
+//!     let (attempt, message) = match action {
+//!         client::Action::SendHandshake { attempt, request, .. } => (attempt, Message::HandshakeRequest(request)),
+//!         client::Action::SendSessionRequest { attempt, request, .. } => (attempt, Message::SessionRequest(request)),
 //!         client::Action::Connected { endpoint, session_id, .. } => break (endpoint, session_id),
+//!         client::Action::Close { .. } => continue, // nothing to close in memory
 //!         other => panic!("unexpected {other:?}"),
 //!     };
-//!     server.handle_event(request, now)?;
+//!     // One in-memory "connection" per attempt; the message becomes an event
+//!     // through the machine's one conversion.
+//!     let conn = ConnectionId(attempt.request_id());
+//!     server.handle_event(instance::Event::from_message(conn, message)?, now)?;
 //!     // Carry out the server's actions: replies go back to the client.
 //!     while let Some(action) = server.poll_action() {
-//!         let instance::Action::Reply { message, .. } = action else { continue };
-//!         let event = match message {
-//!             Message::HandshakeReply(reply) => client::Event::HandshakeReply { attempt, reply },
-//!             Message::SessionReply(reply) => client::Event::SessionReply { attempt, reply },
-//!             other => panic!("unexpected {other:?}"),
-//!         };
-//!         connector.handle_event(event, now)?;
+//!         if let instance::Action::Reply { message, .. } = action {
+//!             connector.handle_event(client::Event::from_message(attempt, message)?, now)?;
+//!         }
 //!     }
 //! };
 //! assert_eq!(session.0.to_string(), "AOS01@aos1:2712");
@@ -116,6 +112,6 @@ pub mod workload;
 pub use client::{AttemptId, ConnectError, Connector};
 pub use config::{ClientConfig, ConfigError, InstanceConfig, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, DEFAULT_PORT};
-pub use error::UsageError;
+pub use error::{UnexpectedMessage, UsageError};
 pub use instance::{ConnectionId, Instance, InstanceStats};
 pub use workload::{rank, Candidate, InstanceId, Role, Workload};

@@ -25,6 +25,7 @@ impl std::fmt::Display for InstanceId {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[non_exhaustive]
 pub enum Role {
     /// Accepts sessions and balances: the seed's cluster without a dedicated
     /// load balancer, where every instance is both.

@@ -112,7 +112,7 @@ proptest! {
         let run = run(&s);
         let log = run.connector.attempts();
         let arrival = |record: &AttemptRecord| match &s.seeds[record.round as usize][record.index] {
-            SeedBehaviour::Answers { latency, list } if !list.is_empty() || !s.config.load_balance => {
+            SeedBehaviour::Answers { latency, list } if !list.is_empty() => {
                 Some(record.started + Duration::from_millis(*latency))
             }
             _ => None,
@@ -165,4 +165,46 @@ fn backoff_is_full_jitter_within_the_bound() {
         }
         assert_eq!(run.steps.last(), Some(&Step::Failed));
     }
+}
+
+/// Full jitter is spread over the whole window [0, bound] and depends on the
+/// rng seed: not only bounded. Over 400 seeds the first backoff (bound
+/// 100 ms) reaches both ends of the window, averages near the middle, and
+/// hardly repeats.
+#[test]
+fn backoff_is_spread_over_the_window_and_depends_on_the_seed() {
+    let bound = Duration::from_millis(100);
+    let mut waits = Vec::new();
+    for rng_seed in 0..400 {
+        let mut cfg = config(1);
+        cfg.handshake_timeout = Duration::from_millis(100);
+        cfg.retry = RetryPolicy { base: bound, cap: Duration::from_secs(1), max_rounds: 2 };
+        let s = Scenario {
+            config: cfg,
+            seeds: vec![vec![SeedBehaviour::Silent]; 2],
+            admissions: vec![vec![Admission::Silent; POOL + 1]; 2],
+            rng_seed,
+            spurious: vec![],
+        };
+        let run = run(&s);
+        let wait = run.actions.iter().find_map(|(t, a)| match a {
+            Action::RoundFailed { retry_at, .. } => Some(*retry_at - *t),
+            _ => None,
+        });
+        waits.push(wait.expect("round 0 fails"));
+    }
+    assert!(waits.iter().all(|w| *w <= bound));
+    let fraction = |w: &Duration| w.as_secs_f64() / bound.as_secs_f64();
+    assert!(waits.iter().any(|w| fraction(w) < 0.05), "never near 0");
+    assert!(waits.iter().any(|w| fraction(w) > 0.95), "never near the bound");
+    let mean = waits.iter().map(fraction).sum::<f64>() / waits.len() as f64;
+    assert!((0.4..0.6).contains(&mean), "mean {mean:.3} of the window");
+    let quarters = (0..4).map(|q| waits.iter().filter(|w| (fraction(w) * 4.0) as usize == q).count());
+    for (q, n) in quarters.enumerate() {
+        assert!(n >= 60, "quarter {q} of the window holds only {n} of 400");
+    }
+    let mut distinct = waits.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() >= 390, "only {} distinct waits: the seed barely matters", distinct.len());
 }

@@ -17,10 +17,11 @@ fn first_seed_silent_second_answers_session_with_b() {
     t.expect_idle(at(0));
     assert_eq!(t.c.poll_timeout(), Some(at(5000)));
     t.expect_idle(at(4999));
-    t.expect(Want::Cancel(a1), at(5000));
+    t.expect(Want::Close(a1), at(5000));
     let a2 = t.expect_attempt(Want::Handshake(1), at(5000));
     t.expect_idle(at(5000));
     t.event(ranked(a2, &[("b", 1, 10), ("a", 3, 10), ("c", 5, 10)]), at(5020));
+    t.expect(Want::Close(a2), at(5020));
     let a3 = t.expect_attempt(Want::Session("b"), at(5020));
     t.expect_idle(at(5020));
     assert_eq!(t.c.state(), State::Connecting);
@@ -72,13 +73,16 @@ fn rejections_and_timeouts_walk_the_ranked_list() {
     let mut t = Transcript::new(config(1));
     let h = t.expect_attempt(Want::Handshake(0), at(0));
     t.event(ranked(h, &[("b", 1, 10), ("a", 3, 10), ("c", 5, 10), ("d", 6, 10), ("e", 7, 10)]), at(10));
+    t.expect(Want::Close(h), at(10));
     let b = t.expect_attempt(Want::Session("b"), at(10));
     t.event(rejected(b, RejectReason::Full), at(20));
+    t.expect(Want::Close(b), at(20));
     let a = t.expect_attempt(Want::Session("a"), at(20));
     t.event(rejected(a, RejectReason::Draining), at(30));
+    t.expect(Want::Close(a), at(30));
     let c = t.expect_attempt(Want::Session("c"), at(30));
     t.expect_idle(at(5029));
-    t.expect(Want::Cancel(c), at(5030));
+    t.expect(Want::Close(c), at(5030));
     let d = t.expect_attempt(Want::Session("d"), at(5030));
     t.event(accepted(d, 1), at(5040));
     t.expect(Want::Connected("d"), at(5040));
@@ -108,7 +112,7 @@ fn every_seed_silent_fails_with_the_full_attempt_log() {
             let a = t.expect_attempt(Want::Handshake(seed), now);
             t.expect_idle(now);
             now += Duration::from_secs(5);
-            t.expect(Want::Cancel(a), now);
+            t.expect(Want::Close(a), now);
         }
         if round < 2 {
             let Action::RoundFailed { round: r, retry_at } = t.expect(Want::RoundFailed(round), now) else {
@@ -150,14 +154,19 @@ fn every_kind_of_handshake_failure_moves_to_the_next_seed() {
     let mut t = Transcript::new(config(5));
     let a0 = t.expect_attempt(Want::Handshake(0), at(0));
     t.event(refused(a0), at(1));
+    t.expect(Want::Close(a0), at(1));
     let a1 = t.expect_attempt(Want::Handshake(1), at(1));
     t.event(transport_failed(a1), at(2));
+    t.expect(Want::Close(a1), at(2));
     let a2 = t.expect_attempt(Want::Handshake(2), at(2));
     t.event(handshake(a2, HandshakeOutcome::Ranked(RankedList::default())), at(3));
+    t.expect(Want::Close(a2), at(3));
     let a3 = t.expect_attempt(Want::Handshake(3), at(3));
     t.event(wrong_id(a3), at(4));
+    t.expect(Want::Close(a3), at(4));
     let a4 = t.expect_attempt(Want::Handshake(4), at(4));
     t.event(accepted(a4, 9), at(5));
+    t.expect(Want::Close(a4), at(5));
     // A session reply to a handshake is malformed; the round has no seed left.
     t.expect(Want::RoundFailed(0), at(5));
     t.expect_idle(at(5));
@@ -184,9 +193,11 @@ fn direct_mode_connects_to_the_answering_seed() {
     assert!(!request.load_balance);
     assert_eq!(request.request_id, a0.request_id());
     t.event(refused(a0), at(10));
+    t.expect(Want::Close(a0), at(10));
     let a1 = t.expect_attempt(Want::Handshake(1), at(10));
-    // Any list counts as an answer, even one naming other instances.
+    // Any non-empty list counts as an answer, even one naming other instances.
     t.event(ranked(a1, &[("b", 0, 10), ("s1", 4, 10)]), at(20));
+    t.expect(Want::Close(a1), at(20));
     let Action::SendSessionRequest { attempt: s, rank, endpoint, .. } = t.expect(Want::Session("s1"), at(20))
     else {
         unreachable!()
@@ -206,18 +217,26 @@ fn direct_mode_connects_to_the_answering_seed() {
     assert_eq!(t.c.attempts()[1].outcome, AttemptOutcome::Answered);
 }
 
-/// Direct mode with an empty list still answers; a full target ends the round.
+/// Direct mode (SPEC 1.4): an answering seed with an empty list cannot take
+/// a session, which is a refusal: the walk moves on. A rejection by the
+/// target that did answer ends the round (no other target is known).
 #[test]
-fn direct_mode_rejection_ends_the_round() {
+fn direct_mode_empty_list_is_a_refusal_and_rejection_ends_the_round() {
     let mut cfg = config(2);
     cfg.load_balance = false;
     let mut t = Transcript::new(cfg);
     let a0 = t.expect_attempt(Want::Handshake(0), at(0));
     t.event(handshake(a0, HandshakeOutcome::Ranked(RankedList::default())), at(1));
-    let s = t.expect_attempt(Want::Session("s0"), at(1));
-    t.event(rejected(s, RejectReason::Full), at(2));
-    t.expect(Want::RoundFailed(0), at(2));
-    assert_eq!(t.c.stats().handshakes, 1, "direct mode does not walk on after an answer");
+    t.expect(Want::Close(a0), at(1));
+    let a1 = t.expect_attempt(Want::Handshake(1), at(1));
+    t.event(ranked(a1, &[("s1", 0, 10)]), at(2));
+    t.expect(Want::Close(a1), at(2));
+    let s = t.expect_attempt(Want::Session("s1"), at(2));
+    t.event(rejected(s, RejectReason::Full), at(3));
+    t.expect(Want::Close(s), at(3));
+    t.expect(Want::RoundFailed(0), at(3));
+    assert_eq!(t.c.attempts()[0].outcome, AttemptOutcome::EmptyList);
+    assert_eq!(t.c.stats().handshakes, 2, "direct mode walks on after an empty answer only");
 }
 
 fn staggered(n: usize) -> Transcript {
@@ -237,7 +256,8 @@ fn staggered_slow_first_seed_loses_and_its_late_reply_is_ignored() {
     // s0 is still pending, so the reply waits for its instant to close.
     t.expect_idle(at(300).checked_sub(Duration::from_millis(1)).unwrap_or(at(0)));
     assert_eq!(t.c.poll_timeout(), Some(at(300)));
-    t.expect(Want::Cancel(a0), at(300));
+    t.expect(Want::Close(a0), at(300));
+    t.expect(Want::Close(a1), at(300));
     let s = t.expect_attempt(Want::Session("b"), at(300));
     t.expect_idle(at(300));
     t.event(ranked(a0, &[("c", 0, 10)]), at(400));
@@ -260,13 +280,12 @@ fn staggered_earlier_seed_wins_when_ready_together() {
         let list = |a| if a == a0 { ranked(a, &[("a", 0, 10)]) } else { ranked(a, &[("b", 0, 10)]) };
         t.event(list(first), at(300));
         t.event(list(second), at(300));
-        let loser = if earlier_first {
-            // s0 answered with nothing earlier pending: it wins at once and s1 is cancelled.
-            t.expect(Want::Cancel(a1), at(300));
-            AttemptOutcome::Cancelled
-        } else {
-            AttemptOutcome::Superseded
-        };
+        // Either s0 answered with nothing earlier pending and won at once (s1
+        // cancelled), or s1's held reply was superseded by s0's: s1's
+        // transport closes first, then s0's, whose list is walked.
+        let loser = if earlier_first { AttemptOutcome::Cancelled } else { AttemptOutcome::Superseded };
+        t.expect(Want::Close(a1), at(300));
+        t.expect(Want::Close(a0), at(300));
         t.expect(Want::Session("a"), at(300));
         t.expect_idle(at(300));
         let outcomes: Vec<_> = t.c.attempts().iter().take(2).map(|r| r.outcome.clone()).collect();
@@ -284,7 +303,8 @@ fn staggered_instant_closes_at_a_later_now() {
     let a1 = t.expect_attempt(Want::Handshake(1), at(250));
     t.event(ranked(a1, &[("b", 0, 10)]), at(300));
     t.event(ranked(a0, &[("a", 0, 10)]), at(301));
-    t.expect(Want::Cancel(a0), at(301));
+    t.expect(Want::Close(a0), at(301));
+    t.expect(Want::Close(a1), at(301));
     t.expect(Want::Session("b"), at(301));
     t.expect_idle(at(301));
     assert_eq!(t.c.stats().ignored, 1);
@@ -296,11 +316,13 @@ fn staggered_failure_starts_the_next_seed_at_once() {
     let mut t = staggered(4);
     let a0 = t.expect_attempt(Want::Handshake(0), at(0));
     t.event(refused(a0), at(100));
+    t.expect(Want::Close(a0), at(100));
     t.expect(Want::Handshake(1), at(100));
     t.expect_idle(at(349));
     let a2 = t.expect_attempt(Want::Handshake(2), at(350));
     // s1 and s2 pending; s2 refuses: s3 starts at once, s1 keeps waiting.
     t.event(refused(a2), at(360));
+    t.expect(Want::Close(a2), at(360));
     t.expect(Want::Handshake(3), at(360));
     t.expect_idle(at(4999));
     assert_eq!(t.c.poll_timeout(), Some(at(5100)));
@@ -312,6 +334,7 @@ fn session_lost_then_reconnect_balances_again() {
     let mut t = Transcript::new(config(2));
     let h = t.expect_attempt(Want::Handshake(0), at(0));
     t.event(ranked(h, &[("b", 0, 10)]), at(1));
+    t.expect(Want::Close(h), at(1));
     let s = t.expect_attempt(Want::Session("b"), at(1));
     t.event(accepted(s, 1), at(2));
     t.expect(Want::Connected("b"), at(2));
@@ -330,6 +353,7 @@ fn session_lost_then_reconnect_balances_again() {
     assert!(h2 > s, "attempt ids are never reused");
     assert_eq!(t.c.attempts().len(), 1, "a new effort has a new log");
     t.event(ranked(h2, &[("c", 0, 10), ("b", 1, 10)]), at(200_001));
+    t.expect(Want::Close(h2), at(200_001));
     t.expect(Want::Session("c"), at(200_001));
 }
 
@@ -359,11 +383,13 @@ fn duplicates_are_tried_once_and_long_lists_are_cut() {
         ranked(h, &[("a", 0, 9), ("b", 0, 9), ("a", 1, 9), ("c", 0, 9), ("d", 0, 9), ("e", 0, 9)]),
         at(1),
     );
+    t.expect(Want::Close(h), at(1));
     let mut now = 1;
     for name in ["a", "b", "c"] {
         let s = t.expect_attempt(Want::Session(name), at(now));
         now += 1;
         t.event(rejected(s, RejectReason::Full), at(now));
+        t.expect(Want::Close(s), at(now));
     }
     t.expect(Want::RoundFailed(0), at(now));
     assert_eq!(t.c.attempts()[0].outcome, AttemptOutcome::Ranked { entries: 3, stale: false });
@@ -379,6 +405,7 @@ fn stale_lists_are_used() {
         list.stale = true;
     }
     t.event(Event::HandshakeReply { attempt, reply }, at(1));
+    t.expect(Want::Close(h), at(1));
     t.expect(Want::Session("b"), at(1));
     assert_eq!(t.c.attempts()[0].outcome, AttemptOutcome::Ranked { entries: 1, stale: true });
 }
@@ -392,6 +419,7 @@ fn time_going_backwards_is_clamped() {
     t.c.handle_timeout(at(500));
     t.event(refused(a0), at(200));
     assert_eq!(t.c.stats().clamped, 2);
+    t.expect(Want::Close(a0), at(1000));
     t.expect(Want::Handshake(1), at(1000));
     assert_eq!(t.c.poll_timeout(), Some(at(6000)), "the next handshake starts at the clamped now");
     assert_eq!(t.c.attempts()[1].started, Duration::from_millis(1000));
@@ -405,7 +433,7 @@ fn overall_deadline_fails_during_backoff() {
     cfg.retry = RetryPolicy { base: Duration::from_secs(30), cap: Duration::from_secs(30), max_rounds: 10 };
     let mut t = Transcript::new(cfg);
     let a = t.expect_attempt(Want::Handshake(0), at(0));
-    t.expect(Want::Cancel(a), at(5000));
+    t.expect(Want::Close(a), at(5000));
     let Action::RoundFailed { retry_at, .. } = t.expect(Want::RoundFailed(0), at(5000)) else {
         unreachable!()
     };
@@ -415,7 +443,7 @@ fn overall_deadline_fails_during_backoff() {
     if retry_at < at(6000) {
         // The rare short jitter: the second round's handshake is cut by the deadline.
         let a2 = t.expect_attempt(Want::Handshake(0), retry_at);
-        t.expect(Want::Cancel(a2), at(6000));
+        t.expect(Want::Close(a2), at(6000));
     }
     let Action::Failed(error) = t.expect(Want::Failed, at(6000)) else { unreachable!() };
     assert_eq!(error.reason, FailReason::DeadlineExceeded);
@@ -482,4 +510,30 @@ fn unknown_attempts_are_ignored() {
     t.expect_idle(at(3));
     assert_eq!(t.c.stats().ignored, 3);
     assert_eq!(t.c.state(), State::Handshaking);
+}
+
+/// The one conversion from a decoded message: replies become events for
+/// their attempt; requests and reports are not replies.
+#[test]
+fn messages_become_events_only_when_they_are_replies() {
+    use aos_cluster::wire::{Message, QueryId, SessionRequest, WorkloadQuery};
+    let mut t = Transcript::new(config(1));
+    let h = t.expect_attempt(Want::Handshake(0), at(0));
+    let Event::HandshakeReply { reply, .. } = ranked(h, &[("b", 0, 10)]) else { unreachable!() };
+    let event = Event::from_message(h, Message::HandshakeReply(reply.clone())).expect("a reply");
+    assert_eq!(event, Event::HandshakeReply { attempt: h, reply });
+    t.event(event, at(1));
+    t.expect(Want::Close(h), at(1));
+    let s = t.expect_attempt(Want::Session("b"), at(1));
+    for wrong in [
+        Message::SessionRequest(SessionRequest { request_id: s.request_id() }),
+        Message::WorkloadQuery(WorkloadQuery { query_id: QueryId(1) }),
+    ] {
+        let error = Event::from_message(s, wrong).expect_err("not a reply");
+        assert!(error.to_string().contains("unexpected"), "{error}");
+    }
+    let Event::SessionReply { reply, .. } = accepted(s, 4) else { unreachable!() };
+    t.event(Event::from_message(s, Message::SessionReply(reply)).expect("a reply"), at(2));
+    t.expect(Want::Connected("b"), at(2));
+    t.expect_idle(at(2));
 }

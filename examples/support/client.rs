@@ -2,7 +2,7 @@
 //!
 //! Each handshake or session request the machine asks for runs as its own
 //! small task: open a TCP connection, send one frame, read one frame. Results
-//! come back as events. `Cancel` aborts the task (dropping its socket); the
+//! come back as events. `Close` aborts the task (dropping its socket); the
 //! accepted session's socket is kept and handed to the caller, since a
 //! session lives as long as its connection.
 
@@ -92,7 +92,7 @@ pub async fn connect(config: ClientConfig, rng_seed: u64) -> Result<Session, Cli
                     let task = exchange(attempt, endpoint, Message::SessionRequest(request), true);
                     running.insert(attempt, spawn_reporting(task, results_tx.clone()));
                 }
-                client::Action::Cancel { attempt } => {
+                client::Action::Close { attempt } => {
                     if let Some(task) = running.remove(&attempt) {
                         task.abort();
                     }

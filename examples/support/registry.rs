@@ -558,6 +558,7 @@ pub fn role_text(role: Role) -> &'static str {
         Role::Serving => "serving",
         Role::LoadBalancerOnly => "load_balancer_only",
         Role::Standalone => "standalone",
+        _ => "unknown",
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use aos_cluster::instance::{self, ConnectionId, Instance};
 use aos_cluster::registry::Heartbeat;
-use aos_cluster::wire::{Message, SessionOutcome, WorkloadQuery};
+use aos_cluster::wire::{Message, WorkloadQuery};
 use aos_cluster::{ConfigError, Endpoint, InstanceConfig, InstanceId, Workload};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -159,7 +159,6 @@ impl InstanceServer {
 
 struct Connection {
     writer: mpsc::UnboundedSender<Message>,
-    session: Option<aos_cluster::wire::SessionId>,
 }
 
 struct Actor {
@@ -212,13 +211,11 @@ impl Actor {
         match input {
             Input::Event(event) => self.feed(event),
             Input::Opened { conn, writer } => {
-                self.conns.insert(conn, Connection { writer, session: None });
+                self.conns.insert(conn, Connection { writer });
             }
             Input::Closed { conn } => {
-                if let Some(closed) = self.conns.remove(&conn) {
-                    if let Some(session_id) = closed.session {
-                        self.feed(instance::Event::SessionEnded { session_id });
-                    }
+                if self.conns.remove(&conn).is_some() {
+                    // The machine ends the session the connection held.
                     self.feed(instance::Event::ConnectionClosed { conn });
                 }
             }
@@ -282,25 +279,18 @@ impl Actor {
                         heartbeats.send_replace(Some(heartbeat));
                     }
                 }
+                // The example keeps reading protocol frames on a session's
+                // connection; the machine rejects a second session there.
+                _ => {}
             }
         }
     }
 
     fn reply(&mut self, conn: ConnectionId, message: Message) {
-        let Some(connection) = self.conns.get_mut(&conn) else {
-            // The connection closed while the machine worked on it.
-            if let Message::SessionReply(reply) = &message {
-                if let SessionOutcome::Accepted { session_id } = reply.outcome {
-                    self.feed(instance::Event::SessionEnded { session_id });
-                }
-            }
-            return;
-        };
-        if let Message::SessionReply(reply) = &message {
-            if let SessionOutcome::Accepted { session_id } = reply.outcome {
-                connection.session = Some(session_id);
-            }
+        // A connection that closed while the machine worked on it takes the
+        // reply with it; its `ConnectionClosed` already ended any session.
+        if let Some(connection) = self.conns.get_mut(&conn) {
+            let _ = connection.writer.send(message);
         }
-        let _ = connection.writer.send(message);
     }
 }

@@ -246,7 +246,7 @@ impl Checker {
                 assert!(error.attempts.iter().all(|r| r.outcome != AttemptOutcome::Pending));
                 self.done = true;
             }
-            Action::Cancel { .. } | Action::SessionClosed { .. } => {}
+            Action::Close { .. } | Action::SessionClosed { .. } => {}
         }
     }
 }

@@ -613,7 +613,7 @@ impl Simulation {
                 let event = |conn| instance::Event::SessionRequest { conn, request };
                 self.send_from_client(now, client, effort, attempt, &endpoint, ConnKind::Session, event);
             }
-            client::Action::Cancel { attempt } => {
+            client::Action::Close { attempt } => {
                 let c = &mut self.clients[client as usize];
                 if let Some(pos) = c.attempts.iter().position(|(a, _)| *a == attempt) {
                     let (_, conn) = c.attempts.swap_remove(pos);
@@ -728,14 +728,9 @@ impl Simulation {
         let Some(c) = self.conns.remove(&conn) else { return };
         let latency = self.scenario.network.client_latency.sample(&mut self.net_rng);
         let (inst, life) = (c.inst, c.life);
-        if !c.answered {
-            let event = instance::Event::ConnectionClosed { conn: ConnectionId(conn) };
-            self.queue.push(now + latency, Ev::ToInstance { inst, life, event });
-        }
-        if let Some(session_id) = c.session {
-            let event = instance::Event::SessionEnded { session_id };
-            self.queue.push(now + latency, Ev::ToInstance { inst, life, event });
-        }
+        // Ends what waits there and the session it holds: the machine knows which.
+        let event = instance::Event::ConnectionClosed { conn: ConnectionId(conn) };
+        self.queue.push(now + latency, Ev::ToInstance { inst, life, event });
     }
 
     fn deliver_to_client(
@@ -776,19 +771,8 @@ impl Simulation {
         }
         let connector = c.connector.as_mut().ok_or_else(|| SimError::Driver("no connector".into()))?;
         connector.handle_event(event, self.epoch + now).map_err(|e| SimError::Usage(e.to_string()))?;
-        self.drain_client(now, client)?;
-        // The reply's transport is done with unless it became the session.
-        if let (Some(attempt), Some(conn)) = (attempt, conn) {
-            let c = &mut self.clients[client as usize];
-            let is_session = c.session.is_some_and(|(_, _, _, sc)| sc == conn);
-            if !is_session {
-                if let Some(pos) = c.attempts.iter().position(|(a, _)| *a == attempt) {
-                    c.attempts.swap_remove(pos);
-                }
-                self.close_conn(now, conn);
-            }
-        }
-        Ok(())
+        // The machine names every transport it no longer needs (`Close`).
+        self.drain_client(now, client)
     }
 
     fn end_session(&mut self, now: Duration, client: u32, effort: u32) -> Result<(), SimError> {
@@ -920,24 +904,26 @@ impl Simulation {
                 }
             }
             instance::Action::Reply { conn, message } => self.instance_reply(now, inst, conn.0, message),
+            instance::Action::SessionOpened { conn, session_id } => {
+                // For the metrics only: the machine keeps the pairing itself.
+                let measured = match self.conns.get_mut(&conn.0) {
+                    Some(c) => {
+                        c.session = Some(session_id);
+                        self.records[self.clients[c.client as usize].record].measured
+                    }
+                    // The client closed it already; its `ConnectionClosed` is on the way.
+                    None => false,
+                };
+                self.note_admission(now, inst, measured);
+            }
         }
         Ok(())
     }
 
     fn instance_reply(&mut self, now: Duration, inst: u32, conn_id: u64, message: Message) {
-        let Some(conn) = self.conns.get_mut(&conn_id) else {
-            // The other side closed the connection already; for an admitted
-            // session that means it ends at once.
-            if let Message::SessionReply(reply) = message {
-                if let SessionOutcome::Accepted { session_id } = reply.outcome {
-                    self.note_admission(now, inst, false);
-                    let life = self.instances[inst as usize].life;
-                    let event = instance::Event::SessionEnded { session_id };
-                    self.queue.push(now, Ev::ToInstance { inst, life, event });
-                }
-            }
-            return;
-        };
+        // A closed connection takes the reply with it (and its session, if
+        // the reply admitted one, through its `ConnectionClosed`).
+        let Some(conn) = self.conns.get_mut(&conn_id) else { return };
         conn.answered = true;
         match (conn.kind, message) {
             (ConnKind::Peer { from, life, .. }, Message::WorkloadReport(report)) => {
@@ -963,11 +949,6 @@ impl Simulation {
             (ConnKind::Session, Message::SessionReply(reply)) => {
                 let (client, effort) = (conn.client, conn.effort);
                 let Some(attempt) = conn.attempt else { return };
-                if let SessionOutcome::Accepted { session_id } = reply.outcome {
-                    conn.session = Some(session_id);
-                    let measured = self.records[self.clients[client as usize].record].measured;
-                    self.note_admission(now, inst, measured);
-                }
                 let event = client::Event::SessionReply { attempt, reply };
                 self.reply_to_client(now, inst, client, effort, event);
             }

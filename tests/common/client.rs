@@ -103,8 +103,8 @@ pub enum Want {
     Handshake(usize),
     /// `SendSessionRequest` to this endpoint name.
     Session(&'static str),
-    /// `Cancel` of this attempt.
-    Cancel(AttemptId),
+    /// `Close` of this attempt.
+    Close(AttemptId),
     /// `Connected` to this endpoint name.
     Connected(&'static str),
     /// `RoundFailed` of this round.
@@ -120,7 +120,7 @@ pub fn matches(action: &Action, want: &Want) -> bool {
     match (action, want) {
         (Action::SendHandshake { seed_index, .. }, Want::Handshake(i)) => seed_index == i,
         (Action::SendSessionRequest { endpoint, .. }, Want::Session(name)) => *endpoint == ep(name),
-        (Action::Cancel { attempt }, Want::Cancel(a)) => attempt == a,
+        (Action::Close { attempt }, Want::Close(a)) => attempt == a,
         (Action::Connected { endpoint, .. }, Want::Connected(name)) => *endpoint == ep(name),
         (Action::RoundFailed { round, .. }, Want::RoundFailed(r)) => round == r,
         (Action::Failed(_), Want::Failed) => true,
@@ -134,7 +134,7 @@ pub fn attempt_of(action: &Action) -> Option<AttemptId> {
     match action {
         Action::SendHandshake { attempt, .. }
         | Action::SendSessionRequest { attempt, .. }
-        | Action::Cancel { attempt }
+        | Action::Close { attempt }
         | Action::Connected { attempt, .. } => Some(*attempt),
         _ => None,
     }
@@ -305,13 +305,15 @@ pub fn model(s: &Scenario) -> Vec<Step> {
         let mut targets = None;
         for (i, behaviour) in s.seeds[round].iter().enumerate() {
             steps.push(Step::Handshake(i));
+            // An empty list is a refusal in both modes (SPEC 1.1, 1.4).
             if let SeedBehaviour::Answers { list, .. } = behaviour {
-                if !cfg.load_balance {
-                    targets = Some(vec![POOL + i]);
-                    break;
-                }
                 if !list.is_empty() {
-                    targets = Some(effective_list(list, cfg.max_list_len));
+                    let walk = if cfg.load_balance {
+                        effective_list(list, cfg.max_list_len)
+                    } else {
+                        vec![POOL + i]
+                    };
+                    targets = Some(walk);
                     break;
                 }
             }
@@ -377,6 +379,8 @@ pub struct Invariants {
     sessions_this_round: usize,
     connected: bool,
     finished: bool,
+    /// Attempts the machine said to close, in order.
+    closed: Vec<AttemptId>,
 }
 
 impl Invariants {
@@ -439,7 +443,25 @@ impl Invariants {
                 assert!(self.sessions_this_round <= limit, "more session attempts than entries");
                 let _ = now;
             }
-            Action::Connected { .. } => self.connected = true,
+            Action::Close { attempt } => {
+                assert!(!self.closed.contains(attempt), "{attempt} closed twice");
+                let record =
+                    c.attempts().iter().find(|r| r.attempt == *attempt).expect("closes a logged attempt");
+                assert!(record.ended.is_some(), "{attempt} closed while pending");
+                assert!(
+                    !matches!(record.outcome, AttemptOutcome::Accepted { .. }),
+                    "the session's transport closed"
+                );
+                self.closed.push(*attempt);
+            }
+            Action::Connected { attempt, .. } => {
+                self.connected = true;
+                // Every other attempt of the effort has ended and was closed exactly once.
+                for record in c.attempts().iter().filter(|r| r.attempt != *attempt) {
+                    assert!(self.closed.contains(&record.attempt), "{} never closed", record.attempt);
+                }
+                assert!(!self.closed.contains(attempt));
+            }
             Action::RoundFailed { round, retry_at } => {
                 assert_eq!(*round, self.round);
                 assert!(*retry_at >= now);
@@ -451,6 +473,9 @@ impl Invariants {
             Action::Failed(error) => {
                 assert_eq!(error.attempts, c.attempts(), "the error lists every attempt");
                 assert!(error.attempts.iter().all(|r| r.outcome != AttemptOutcome::Pending));
+                for record in &error.attempts {
+                    assert!(self.closed.contains(&record.attempt), "{} never closed", record.attempt);
+                }
                 self.finished = true;
             }
             _ => {}

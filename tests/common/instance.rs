@@ -167,14 +167,19 @@ impl Harness {
             conn: ConnectionId(conn),
             request: SessionRequest { request_id },
         });
-        match self.next() {
+        let outcome = match self.next() {
             Action::Reply { conn: c, message: Message::SessionReply(reply) } => {
                 assert_eq!(c, ConnectionId(conn));
                 assert_eq!(reply.request_id, request_id);
                 reply.outcome
             }
             other => panic!("expected a session reply, got {other:?}"),
+        };
+        // An acceptance hands the connection to the application, at once.
+        if let SessionOutcome::Accepted { session_id } = outcome {
+            assert_eq!(self.next(), Action::SessionOpened { conn: ConnectionId(conn), session_id });
         }
+        outcome
     }
 
     /// Like [`session`](Self::session), but the verdict must be a rejection.

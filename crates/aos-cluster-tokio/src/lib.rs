@@ -4,12 +4,28 @@
 //! adds to connect to, and to serve, balanced sessions that carry its own
 //! bytes.
 //!
+//! - [`connect`]: the async client; a [`Session`] is the application's byte
+//!   stream to the instance that admitted it.
+//! - [`blocking`]: the same client on `std::net`, no async runtime.
 //! - [`registry`]: the cluster's member rows in a real database (SQLite
 //!   embedded by default, PostgreSQL across machines), with incarnations.
+//! - [`server`]: the instance server; [`Server::accept`] yields each admitted
+//!   session's byte stream.
+//! - [`frames`]: framed protocol I/O with deadlines, shared by client and server.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod blocking;
+pub mod client;
+mod client_frames;
+pub mod frames;
 pub mod registry;
+pub mod server;
+
+// The server's `SessionInfo` stays at `server::SessionInfo`: the root one is the client's.
+pub use server::{Accepted, AppStream, Server, ServerConfig, ServerError, ServerHandle, ServerStats};
+
+pub use client::{connect, connect_seeded, ConnectError, Session, SessionInfo};
 
 /// The driver's clock: the one place this crate reads it. The machines never
 /// do; they get `now` as an argument.

@@ -4,13 +4,87 @@
 //! process start. [`Registry::register`] refuses while a live row with the
 //! same id has another incarnation; heartbeats and removal touch only the row
 //! of their own incarnation; rows older than `10 x member_ttl` are purged.
+//!
+//! # Backends, chosen by URL ([`open`])
+//!
+//! | URL                            | backend                                                       |
+//! | ------------------------------ | ------------------------------------------------------------- |
+//! | `sqlite://relative/path.db`    | [`SqliteRegistry`], a file relative to the working directory (feature `sqlite`, default) |
+//! | `sqlite:///absolute/path.db`   | [`SqliteRegistry`], an absolute path                          |
+//! | `sqlite::memory:`              | [`SqliteRegistry`] in memory, private to that one registry    |
+//! | `postgres://user@host:port/db` | [`PostgresRegistry`] (also `postgresql://`; feature `postgres`) |
+//!
+//! [`MemoryRegistry`] (no database, no URL) follows the same rules for tests
+//! and simulations of the runtime.
+//!
+//! # The table
+//!
+//! Both databases hold one row per instance id (ids are unique across every
+//! cluster that shares the database) in a table whose name carries the schema
+//! version, so a later incompatible layout gets a new table instead of
+//! misreading this one:
+//!
+//! ```sql
+//! CREATE TABLE aos_members_v1 (
+//!     id            BIGINT  PRIMARY KEY, -- InstanceId (u32)
+//!     incarnation   BIGINT  NOT NULL,    -- Incarnation (u64, stored as the i64 of the same bits)
+//!     endpoint      TEXT    NOT NULL,    -- Endpoint's Display text, e.g. `AOS01@aos1:2712`
+//!     cluster       TEXT,                -- NULL for an instance in no cluster
+//!     role          TEXT    NOT NULL,    -- `serving`, `load_balancer_only` or `standalone`
+//!     accepting     BOOLEAN NOT NULL,
+//!     max_sessions  BIGINT  NOT NULL,    -- u32
+//!     connected     BIGINT  NOT NULL,    -- u32
+//!     heartbeat_at  TIMESTAMPTZ NOT NULL -- the database's clock (SQLite: INTEGER ms since the epoch)
+//! );
+//! ```
+//!
+//! # Time
+//!
+//! `heartbeat_at` is always written by the database's own clock, never by the
+//! instance, and every age (a snapshot's `heartbeat_age`, the staleness test of
+//! [`Registry::register`], the purge) is computed by that same clock. So
+//! instances whose clocks disagree still agree on ages. A heartbeat that looks
+//! as if it came from the future (the database clock stepped back) reads as
+//! age zero, never negative.
+//!
+//! # Rows that do not parse
+//!
+//! The schema has no `CHECK`s (a newer writer with a new role must not break an
+//! older one's inserts); the reader checks each row. A row whose endpoint does
+//! not parse, whose role is unknown or whose numbers do not fit a `u32` is left
+//! out of the snapshot and logged once (`tracing::warn!`, naming the row and
+//! the reason) until it changes or goes away.
 
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aos_cluster::registry::{Heartbeat, MemberRecord};
-use aos_cluster::InstanceId;
+use aos_cluster::{Endpoint, InstanceId, Role, Workload};
+
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use memory::MemoryRegistry;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresRegistry;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteRegistry;
+
+/// The member table's name: prefixed, with the schema version.
+pub const MEMBERS_TABLE: &str = "aos_members_v1";
+
+/// How long one registry call may take (connecting, waiting for another
+/// writer's lock, the query itself) before it fails with
+/// [`RegistryError::Backend`].
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A boxed, sendable future: the registry trait stays object safe
 /// (`Arc<dyn Registry>`) without an extra dependency.
@@ -21,12 +95,41 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Incarnation(pub u64);
 
+impl Incarnation {
+    /// A fresh random incarnation, for one process start (or one server
+    /// start within a process).
+    pub fn random() -> Incarnation {
+        // The standard library seeds every `RandomState` from the operating
+        // system's randomness (and varies it per instance), which is all an
+        // incarnation needs: no two starts may pick the same one by accident.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        hasher.write_u32(std::process::id());
+        hasher.write_u64(STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        Incarnation(hasher.finish())
+    }
+
+    /// The value as stored in a database's signed 64-bit column (same bits).
+    pub fn to_i64(self) -> i64 {
+        i64::from_ne_bytes(self.0.to_ne_bytes())
+    }
+}
+
+impl std::fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// A registry backend. Every call has its own deadline inside the backend and
 /// never panics.
 pub trait Registry: Send + Sync + 'static {
-    /// Claims the row for `heartbeat.id` under `incarnation` and writes it.
-    /// Fails with [`RegistryError::IdInUse`] while a row with that id has
-    /// another incarnation and is younger than `member_ttl`.
+    /// Claims the row for `heartbeat.id` under `incarnation` and writes it,
+    /// atomically: when there is no row, or it is this incarnation's, or its
+    /// heartbeat is at least `member_ttl` old (a crashed predecessor). Fails
+    /// with [`RegistryError::IdInUse`] while a row with that id has another
+    /// incarnation and is younger than `member_ttl`; of two processes racing
+    /// for a free id, exactly one wins.
     fn register<'a>(
         &'a self,
         heartbeat: &'a Heartbeat,
@@ -34,17 +137,24 @@ pub trait Registry: Send + Sync + 'static {
         member_ttl: Duration,
     ) -> BoxFuture<'a, Result<(), RegistryError>>;
 
-    /// Updates this incarnation's row. [`RegistryError::Superseded`] when the
-    /// row now belongs to another incarnation (or is gone): the caller must
-    /// not overwrite it.
+    /// Updates this incarnation's row (every field, and `heartbeat_at` by the
+    /// database's clock). [`RegistryError::Superseded`] when the row now
+    /// belongs to another incarnation or is gone (removed, or purged after a
+    /// long outage): nothing is written. A caller that wants to carry on calls
+    /// [`register`](Registry::register) again, which succeeds if the row is
+    /// gone or stale and fails with [`RegistryError::IdInUse`] while another
+    /// live process holds it.
     fn heartbeat<'a>(
         &'a self,
         heartbeat: &'a Heartbeat,
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<(), RegistryError>>;
 
-    /// The cluster's member rows (`None`: rows of no cluster), with ages by the
-    /// database's clock. Purges rows older than `purge_after` first.
+    /// The cluster's member rows (`None`: rows of no cluster), ordered by id,
+    /// with ages by the database's clock. Deletes that cluster's rows older
+    /// than `purge_after` (the caller passes `10 x member_ttl`) and leaves them
+    /// out; other clusters' rows are left to their own snapshots. Rows that do
+    /// not parse are left out and logged.
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
@@ -78,6 +188,14 @@ pub enum RegistryError {
         /// The id.
         id: InstanceId,
     },
+    /// The URL names no backend, or one this build does not include.
+    #[error("unsupported registry URL `{url}`: {reason}")]
+    BadUrl {
+        /// The URL, password hidden.
+        url: String,
+        /// Why, and what is expected.
+        reason: String,
+    },
     /// Anything else (unreachable, timeout, corrupt, replaced file...).
     #[error("registry {url}: {message}")]
     Backend {
@@ -86,4 +204,196 @@ pub enum RegistryError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl RegistryError {
+    #[allow(dead_code)] // a build without database backends has no use for it
+    pub(crate) fn backend(url: &str, message: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Backend { url: url.to_owned(), message: message.to_string() }
+    }
+}
+
+/// Opens the registry at `url` (see the [module docs](self) for the forms),
+/// creating its table if missing, behind the trait.
+///
+/// Fails with [`RegistryError::BadUrl`] for a URL of no known form or of a
+/// backend this build leaves out (its cargo feature is off), and with
+/// [`RegistryError::Backend`] when the database cannot be opened or reached.
+pub async fn open(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
+    match url_kind(url) {
+        Some(UrlKind::Sqlite) => open_sqlite(url).await,
+        Some(UrlKind::Postgres) => open_postgres(url).await,
+        None => Err(RegistryError::BadUrl {
+            url: redact_password(url),
+            reason: "expected `sqlite://PATH`, `sqlite:///ABSOLUTE/PATH`, `sqlite::memory:` \
+                     or `postgres://USER@HOST:PORT/DB` (also `postgresql://`)"
+                .to_owned(),
+        }),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlKind {
+    Sqlite,
+    Postgres,
+}
+
+fn url_kind(url: &str) -> Option<UrlKind> {
+    if url == "sqlite::memory:" || url.starts_with("sqlite://") {
+        Some(UrlKind::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some(UrlKind::Postgres)
+    } else {
+        None
+    }
+}
+
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
+    Ok(Arc::new(SqliteRegistry::open(url).await?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
+    Err(missing_feature(url, "sqlite"))
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
+    Ok(Arc::new(PostgresRegistry::connect(url).await?))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
+    Err(missing_feature(url, "postgres"))
+}
+
+#[allow(dead_code)] // used only by builds without one of the backends
+fn missing_feature(url: &str, feature: &str) -> RegistryError {
+    RegistryError::BadUrl {
+        url: redact_password(url),
+        reason: format!(
+            "this build of aos-cluster-tokio has no {feature} backend; \
+             enable its cargo feature `{feature}`"
+        ),
+    }
+}
+
+/// `url` with the password of `user:password@` and of a `password=` query
+/// parameter replaced by `***`, so errors and logs can name the registry.
+pub fn redact_password(url: &str) -> String {
+    let mut shown = url.to_owned();
+    if let Some(scheme_end) = shown.find("://").map(|i| i + 3) {
+        let authority_end = shown[scheme_end..].find(['/', '?']).map_or(shown.len(), |i| scheme_end + i);
+        if let Some(at) = shown[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) {
+            if let Some(colon) = shown[scheme_end..at].find(':').map(|i| scheme_end + i) {
+                shown.replace_range(colon + 1..at, "***");
+            }
+        }
+    }
+    if let Some(query_start) = shown.find('?') {
+        let (head, query) = shown.split_at(query_start + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown = format!("{head}{}", query.join("&"));
+    }
+    shown
+}
+
+/// How a role is stored: the same snake_case names as its serde form.
+pub fn role_text(role: Role) -> &'static str {
+    match role {
+        Role::Serving => "serving",
+        Role::LoadBalancerOnly => "load_balancer_only",
+        Role::Standalone => "standalone",
+        // A role newer than this crate: stored under a name no reader parses,
+        // so the row is skipped rather than misread.
+        _ => "unknown",
+    }
+}
+
+/// The role stored as `text`, if it is one.
+pub fn parse_role(text: &str) -> Option<Role> {
+    [Role::Serving, Role::LoadBalancerOnly, Role::Standalone]
+        .into_iter()
+        .find(|&role| role_text(role) == text)
+}
+
+/// A duration as whole milliseconds for SQL arithmetic, capped far below
+/// overflow (a century), so `now - ttl` stays a valid number.
+#[allow(dead_code)] // not every backend combination uses it
+pub(crate) fn sql_millis(duration: Duration) -> i64 {
+    const CENTURY_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
+    i64::try_from(duration.as_millis().min(CENTURY_MS)).unwrap_or(i64::MAX)
+}
+
+/// A row as stored, before it is checked.
+#[derive(Debug)]
+pub(crate) struct StoredRow {
+    pub(crate) id: i64,
+    pub(crate) endpoint: String,
+    pub(crate) role: String,
+    pub(crate) accepting: bool,
+    pub(crate) max_sessions: i64,
+    pub(crate) connected: i64,
+    /// Heartbeat age by the database's clock, in microseconds (negative:
+    /// from the future, read as zero).
+    pub(crate) age_micros: i64,
+}
+
+impl StoredRow {
+    fn into_member(self) -> Result<MemberRecord, String> {
+        let id = u32::try_from(self.id).map_err(|_| format!("id {} is not a u32", self.id))?;
+        let endpoint = Endpoint::from_str(&self.endpoint)
+            .map_err(|e| format!("bad endpoint `{}`: {e}", self.endpoint))?;
+        let role = parse_role(&self.role).ok_or_else(|| format!("unknown role `{}`", self.role))?;
+        let max_sessions = u32::try_from(self.max_sessions)
+            .map_err(|_| format!("max_sessions {} is not a u32", self.max_sessions))?;
+        let connected = u32::try_from(self.connected)
+            .map_err(|_| format!("connected {} is not a u32", self.connected))?;
+        Ok(MemberRecord {
+            id: InstanceId(id),
+            endpoint,
+            role,
+            accepting: self.accepting,
+            workload: Workload::new(connected, max_sessions),
+            heartbeat_age: Duration::from_micros(u64::try_from(self.age_micros).unwrap_or(0)),
+        })
+    }
+}
+
+/// Turns stored rows into members, skipping (and logging) those that do not
+/// parse. Each skipped row is logged when it first shows up (or its reason
+/// changes), not at every snapshot, so a bad row does not flood the log.
+#[derive(Debug, Default)]
+pub(crate) struct RowChecker {
+    last_skipped: Mutex<BTreeSet<(i64, String)>>,
+}
+
+impl RowChecker {
+    #[allow(dead_code)] // not every backend combination uses it
+    pub(crate) fn members(&self, registry: &str, rows: Vec<StoredRow>) -> Vec<MemberRecord> {
+        let mut members = Vec::with_capacity(rows.len());
+        let mut skipped = BTreeSet::new();
+        for row in rows {
+            let id = row.id;
+            match row.into_member() {
+                Ok(member) => members.push(member),
+                Err(reason) => {
+                    skipped.insert((id, reason));
+                }
+            }
+        }
+        let mut last = self.last_skipped.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, reason) in skipped.difference(&last) {
+            tracing::warn!(registry, row_id = id, "registry row id {id} skipped: {reason}");
+        }
+        *last = skipped;
+        members
+    }
 }

@@ -1,0 +1,45 @@
+use std::time::Duration;
+
+use aos_cluster::client::AttemptRecord;
+use aos_cluster::wire::SessionId;
+use aos_cluster::{Endpoint, InstanceId};
+
+/// What is known about an open session: who admitted it, how it was found.
+/// Both clients' sessions expose it, and the same accessors directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub(crate) instance: Option<InstanceId>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) session_id: SessionId,
+    pub(crate) time_to_session: Duration,
+    pub(crate) attempts: Vec<AttemptRecord>,
+}
+
+impl SessionInfo {
+    /// The instance that admitted the session: from the ranked list, or in
+    /// direct mode when the answering seed listed itself (else `None`).
+    pub fn instance(&self) -> Option<InstanceId> {
+        self.instance
+    }
+
+    /// Where the session is.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The instance's name for the session.
+    pub fn session_id(&self) -> SessionId {
+        self.session_id
+    }
+
+    /// From the start of `connect` to the accepting reply.
+    pub fn time_to_session(&self) -> Duration {
+        self.time_to_session
+    }
+
+    /// The Connector's attempt log: every handshake and session request of
+    /// every round, in the order they started, the accepted one last.
+    pub fn attempts(&self) -> &[AttemptRecord] {
+        &self.attempts
+    }
+}

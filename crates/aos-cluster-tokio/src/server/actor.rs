@@ -1,0 +1,294 @@
+//! The actor: the one task that owns the [`Instance`](aos_cluster::Instance)
+//! machine. Connection tasks, peer links, registry tasks and the handle talk
+//! to it through one bounded channel; it feeds each input to the machine,
+//! drains the machine's actions and sleeps until `poll_timeout`.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use aos_cluster::instance::{self, Action, ConnectionId, Instance};
+use aos_cluster::registry::Heartbeat;
+use aos_cluster::wire::{Message, QueryId, SessionId};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant as TokioInstant};
+use tracing::{debug, error, info, warn};
+
+use super::conn::{stopped, ToConn};
+use super::limits::{Counters, RateLimitedWarning};
+use super::peer::PeerLinks;
+use super::{Command, Input, ServerError, ServerStats, Shared, Stop};
+use crate::now;
+use crate::registry::{Registry, RegistryError};
+
+pub(super) struct Actor {
+    pub machine: Instance,
+    pub shared: Arc<Shared>,
+    pub inbox: mpsc::Sender<Input>,
+    pub registry: Arc<dyn Registry>,
+    /// Connections that sent a request and hold no session: where replies go.
+    pub conns: HashMap<ConnectionId, mpsc::Sender<ToConn>>,
+    pub peers: PeerLinks,
+    pub heartbeats: Option<watch::Sender<Option<Heartbeat>>>,
+    pub heartbeat_task: Option<JoinHandle<()>>,
+    pub done: watch::Sender<bool>,
+}
+
+impl Actor {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        let mut stop = self.shared.stop.subscribe();
+        let mut saturated = self.shared.limiter.subscribe();
+        let mut outbox: Vec<(ConnectionId, Message, Option<SessionId>)> = Vec::new();
+        // Near the limit saturation may come and go often: say so at most every 5 s.
+        let mut saturation_warning = RateLimitedWarning::new(std::time::Duration::from_secs(5));
+        loop {
+            self.drain(&mut outbox);
+            let deadline = self.machine.poll_timeout();
+            tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => break,
+                Ok(()) = saturated.changed() => {
+                    let saturated = *saturated.borrow_and_update();
+                    if saturated {
+                        if let Some(count) = saturation_warning.hit() {
+                            warn!(id = %self.machine.id(), open = self.shared.limiter.open(), count,
+                                "connection limit reached or accept failing: advertising accepting = false");
+                        }
+                    } else {
+                        debug!(id = %self.machine.id(), "below the connection limit again: advertising as configured");
+                    }
+                    self.machine.set_saturated(saturated, now());
+                }
+                input = rx.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => break,
+                },
+                _ = sleep_until(TokioInstant::from_std(deadline.unwrap_or_else(now))), if deadline.is_some() => {
+                    self.machine.handle_timeout(now());
+                }
+            }
+        }
+        let how = *stop.borrow();
+        self.finish(how).await;
+    }
+
+    async fn finish(mut self, how: Stop) {
+        // Connection tasks waiting on a reply see their channel close.
+        self.conns.clear();
+        self.heartbeats = None;
+        let timeout = self.shared.config.instance.registry_timeout;
+        if let Some(mut task) = self.heartbeat_task.take() {
+            // The write in progress finishes first (within its deadline), so
+            // the removal below is the last word.
+            if how == Stop::Crash || tokio::time::timeout(timeout, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        let registered =
+            self.shared.registered && !self.shared.counters.registration_lost.load(Ordering::Relaxed);
+        if how == Stop::Graceful && registered {
+            let id = self.machine.id();
+            match tokio::time::timeout(timeout, self.registry.remove(id, self.shared.incarnation)).await {
+                Ok(Ok(true)) => info!(%id, "registry row removed"),
+                Ok(Ok(false)) => warn!(%id, "registry row was no longer ours; left as is"),
+                Ok(Err(e)) => warn!(%id, error = %e, "could not remove the registry row"),
+                Err(_) => warn!(%id, "registry row removal timed out"),
+            }
+        }
+        info!(id = %self.machine.id(), ?how, "instance stopped");
+        self.done.send_replace(true);
+    }
+
+    fn feed(&mut self, event: instance::Event) {
+        if let Err(e) = self.machine.handle_event(event, now()) {
+            // A driver bug, not a peer's fault: say so and keep serving.
+            warn!(error = %e, "instance refused an event");
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Request { conn, event, replies } => {
+                if let Some(replies) = replies {
+                    self.conns.insert(conn, replies);
+                }
+                self.feed(event);
+            }
+            Input::Closed { conn } => {
+                self.conns.remove(&conn);
+                self.feed(instance::Event::ConnectionClosed { conn });
+            }
+            Input::Event(event) => self.feed(event),
+            Input::Snapshot { query_id, members } => {
+                self.peers.follow(&members);
+                self.feed(instance::Event::RegistrySnapshot { query_id, members });
+            }
+            Input::Command(command) => self.command(command),
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::SetAccepting(accepting) => self.machine.set_accepting(accepting, now()),
+            Command::SetMaxSessions(max, reply) => {
+                let result = self.machine.set_max_sessions(max, now()).map_err(ServerError::InvalidArgument);
+                let _ = reply.send(result);
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+        }
+    }
+
+    fn stats(&self) -> ServerStats {
+        let c = &self.shared.counters;
+        ServerStats {
+            id: self.machine.id(),
+            endpoint: self.shared.endpoint.clone(),
+            instance: self.machine.stats().clone(),
+            workload: self.machine.workload(),
+            accepting: self.machine.accepting(),
+            saturated: self.machine.saturated(),
+            connections_open: self.shared.limiter.open(),
+            refused_at_cap: Counters::get(&c.refused_at_cap),
+            refused_per_ip: Counters::get(&c.refused_per_ip),
+            closed_first_frame_timeout: Counters::get(&c.closed_first_frame_timeout),
+            closed_idle_timeout: Counters::get(&c.closed_idle_timeout),
+            closed_write_timeout: Counters::get(&c.closed_write_timeout),
+            malformed_frames: Counters::get(&c.malformed_frames),
+            accept_errors: Counters::get(&c.accept_errors),
+            sessions_handed_over: Counters::get(&c.sessions_handed_over),
+            sessions_dropped_queue_full: Counters::get(&c.sessions_dropped_queue_full),
+            peer_links: self.peers.len(),
+            peer_dials: Counters::get(&c.peer_dials),
+            peer_links_replaced: Counters::get(&c.peer_links_replaced),
+            heartbeat_failures: Counters::get(&c.heartbeat_failures),
+            registration_lost: c.registration_lost.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Carries out every queued action. Replies are sent once the machine is
+    /// drained, so a reply that opens a session travels with that news
+    /// (`SessionOpened` follows its `Reply`) and the connection task never
+    /// reads past the hand-off.
+    fn drain(&mut self, outbox: &mut Vec<(ConnectionId, Message, Option<SessionId>)>) {
+        loop {
+            let mut unreachable = Vec::new();
+            while let Some(action) = self.machine.poll_action() {
+                match action {
+                    Action::Reply { conn, message } => outbox.push((conn, message, None)),
+                    Action::SessionOpened { conn, session_id } => {
+                        match outbox.iter_mut().rev().find(|(c, ..)| *c == conn) {
+                            Some(last) => last.2 = Some(session_id),
+                            // The contract queues it right after its reply; if
+                            // not, the session cannot be handed over: end it.
+                            None => {
+                                warn!(conn = conn.0, %session_id, "SessionOpened without its reply; closing");
+                                self.conns.remove(&conn);
+                                unreachable.push(instance::Event::ConnectionClosed { conn });
+                            }
+                        }
+                    }
+                    Action::QueryPeer { query_id, peer, endpoint, query } => {
+                        if let Err(reason) = self.peers.query(peer, endpoint, query_id, query) {
+                            unreachable.push(instance::Event::PeerUnreachable { query_id, peer, reason });
+                        }
+                    }
+                    Action::QueryRegistry { query_id, cluster } => self.query_registry(query_id, cluster),
+                    Action::PublishHeartbeat(heartbeat) => {
+                        if let Some(heartbeats) = &self.heartbeats {
+                            heartbeats.send_replace(Some(heartbeat));
+                        }
+                    }
+                    // An action this driver predates: nothing it could carry out.
+                    other => warn!(action = ?other, "unknown instance action ignored"),
+                }
+            }
+            for (conn, message, opened) in outbox.drain(..) {
+                let delivered = match self.conns.get(&conn) {
+                    // Capacity 1 and one outstanding request: full means a bug
+                    // or a gone task; either way that connection is done.
+                    Some(tx) => tx.try_send(ToConn { message, opened }).is_ok(),
+                    None => false,
+                };
+                if !delivered || opened.is_some() {
+                    // A session's connection takes no more protocol replies.
+                    self.conns.remove(&conn);
+                }
+                if !delivered {
+                    // The connection went away while the machine worked on it.
+                    self.feed(instance::Event::ConnectionClosed { conn });
+                }
+            }
+            if unreachable.is_empty() {
+                return;
+            }
+            for event in unreachable {
+                self.feed(event);
+            }
+        }
+    }
+
+    fn query_registry(&self, query_id: QueryId, cluster: String) {
+        let registry = self.registry.clone();
+        let inbox = self.inbox.clone();
+        let timeout = self.shared.config.instance.registry_timeout;
+        let purge_after = self.shared.config.instance.member_ttl * 10;
+        tokio::spawn(async move {
+            let input = match tokio::time::timeout(timeout, registry.snapshot(Some(&cluster), purge_after))
+                .await
+            {
+                Ok(Ok(members)) => Input::Snapshot { query_id, members },
+                Ok(Err(e)) => {
+                    warn!(error = %e, "registry snapshot failed; ranking from the last one, marked stale");
+                    Input::Event(instance::Event::RegistryFailed { query_id, reason: e.to_string() })
+                }
+                Err(_) => Input::Event(instance::Event::RegistryFailed {
+                    query_id,
+                    reason: "registry snapshot timed out".into(),
+                }),
+            };
+            let _ = inbox.send(input).await;
+        });
+    }
+}
+
+/// Keeps this incarnation's row fresh with the latest heartbeat, in order (a
+/// slow write is never overtaken by an older one). Stops for good when the
+/// row turns out to belong to another process: it is theirs now.
+pub(super) async fn publish_heartbeats(
+    registry: Arc<dyn Registry>,
+    shared: Arc<Shared>,
+    mut latest: watch::Receiver<Option<Heartbeat>>,
+) {
+    let timeout = shared.config.instance.registry_timeout;
+    let mut warning = RateLimitedWarning::new(std::time::Duration::from_secs(5));
+    while latest.changed().await.is_ok() {
+        let Some(heartbeat) = latest.borrow_and_update().clone() else { continue };
+        let result = tokio::time::timeout(timeout, registry.heartbeat(&heartbeat, shared.incarnation)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(RegistryError::Superseded { id })) => {
+                shared.counters.registration_lost.store(true, Ordering::Relaxed);
+                error!(
+                    %id,
+                    "REGISTRY ROW TAKEN OVER: another process now holds instance id {id}; this one stops \
+                     heartbeating and will not overwrite it. Peers will stop ranking this instance. \
+                     Fix the duplicate id and restart."
+                );
+                return;
+            }
+            other => {
+                Counters::bump(&shared.counters.heartbeat_failures);
+                let reason = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_owned(),
+                };
+                if let Some(count) = warning.hit() {
+                    warn!(id = %heartbeat.id, %reason, count, "heartbeat not published");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The listener and the per-connection tasks: accept under the caps, read one
+//! frame at a time under deadlines, hand each to the actor, write its reply,
+//! and hand a connection that became a session to the application.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aos_cluster::instance::{self, ConnectionId};
+use aos_cluster::wire::{Message, SessionId};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::limits::{ConnSlot, Counters, RateLimitedWarning, Refusal};
+use super::stream::AppStream;
+use super::{Accepted, Input, SessionInfo, Shared, Stop};
+use crate::frames::{write_frame, FrameReader, ReadError, WriteError};
+
+/// What the actor sends a connection task: the reply to its one outstanding
+/// request, and whether that reply opened a session on it.
+#[derive(Debug)]
+pub(super) struct ToConn {
+    pub message: Message,
+    pub opened: Option<SessionId>,
+}
+
+/// Resolves once the server is told to stop (or is gone).
+pub(super) async fn stopped(stop: &mut watch::Receiver<Stop>) {
+    let _ = stop.wait_for(|s| *s != Stop::Running).await;
+}
+
+/// Errors that concern one connection, not the listener: accept again at once.
+fn per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock)
+}
+
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    inbox: mpsc::Sender<Input>,
+    accepted: mpsc::Sender<Accepted>,
+) {
+    let mut stop = shared.stop.subscribe();
+    let mut next_conn = 0u64;
+    let mut backoff: Option<Duration> = None;
+    let mut warning = RateLimitedWarning::new(Duration::from_secs(5));
+    loop {
+        // While accept is failing, an accept that stays pending for a backoff
+        // period means nothing is failing any more (the kernel reports
+        // EMFILE only for a waiting connection): advertise again then,
+        // without waiting for a client that an unadvertised instance may never get.
+        let calm = async {
+            match backoff {
+                Some(_) => tokio::time::sleep(shared.config.accept_error_backoff).await,
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => return,
+            result = listener.accept() => result,
+            _ = calm => {
+                backoff = None;
+                shared.limiter.set_accept_failing(false);
+                continue;
+            }
+        };
+        match result {
+            Ok((stream, peer)) => {
+                if backoff.take().is_some() {
+                    shared.limiter.set_accept_failing(false);
+                }
+                match shared.limiter.admit(peer.ip()) {
+                    Ok(slot) => {
+                        next_conn += 1;
+                        let conn = ConnectionId(next_conn);
+                        let task = Connection {
+                            conn,
+                            peer,
+                            shared: shared.clone(),
+                            inbox: inbox.clone(),
+                            accepted: accepted.clone(),
+                        };
+                        tokio::spawn(task.serve(stream, slot));
+                    }
+                    // Refused at once: closing costs the client one round trip,
+                    // where queueing it would cost its whole timeout.
+                    Err(Refusal::AtCap) => Counters::bump(&shared.counters.refused_at_cap),
+                    Err(Refusal::PerIp) => Counters::bump(&shared.counters.refused_per_ip),
+                }
+            }
+            Err(e) if per_connection(&e) => Counters::bump(&shared.counters.accept_errors),
+            Err(e) => {
+                // Out of descriptors or memory: the listener cannot take more
+                // now. Stop advertising, pause, and say so without flooding.
+                Counters::bump(&shared.counters.accept_errors);
+                shared.limiter.set_accept_failing(true);
+                let pause = match backoff {
+                    None => shared.config.accept_error_backoff,
+                    Some(d) => (d * 2).min(shared.config.accept_error_backoff_max),
+                };
+                backoff = Some(pause);
+                if let Some(count) = warning.hit() {
+                    warn!(error = %e, count, ?pause, "accept failed; pausing (saturated, not advertised)");
+                }
+                tokio::select! {
+                    biased;
+                    _ = stopped(&mut stop) => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+}
+
+/// How a protocol connection ended.
+enum End {
+    Closed,
+    Session,
+}
+
+struct Connection {
+    conn: ConnectionId,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    inbox: mpsc::Sender<Input>,
+    accepted: mpsc::Sender<Accepted>,
+}
+
+impl Connection {
+    async fn serve(self, mut stream: TcpStream, slot: ConnSlot) {
+        let _ = stream.set_nodelay(true);
+        let mut stop = self.shared.stop.subscribe();
+        let config = &self.shared.config;
+        let counters = &self.shared.counters;
+        let limits = self.shared.limits;
+        let mut reader = FrameReader::new(limits, config.first_frame_timeout);
+        // Capacity 1 is enough: one outstanding request, one reply. The
+        // sender goes to the actor with the first request and is kept nowhere
+        // else, so if the actor forgets this connection the wait below ends.
+        let (reply_tx, mut replies) = mpsc::channel::<ToConn>(1);
+        let mut reply_tx = Some(reply_tx);
+        let mut known = false;
+        let mut first = true;
+        let mut deadline = Instant::now() + config.first_frame_timeout;
+        let mut scratch = Vec::new();
+        let mut slot = Some(slot);
+        let end = loop {
+            let read = tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => break End::Closed,
+                read = reader.read_frame(&mut stream, Some(deadline)) => read,
+            };
+            let message = match read {
+                Ok(message) => message,
+                Err(ReadError::Timeout { partial }) => {
+                    if first || partial {
+                        Counters::bump(&counters.closed_first_frame_timeout);
+                    } else {
+                        Counters::bump(&counters.closed_idle_timeout);
+                    }
+                    debug!(conn = %self.conn.0, peer = %self.peer, partial, first, "read deadline passed; closing");
+                    break End::Closed;
+                }
+                Err(ReadError::Decode(e)) => {
+                    Counters::bump(&counters.malformed_frames);
+                    debug!(conn = %self.conn.0, peer = %self.peer, error = %e, "malformed frame; closing");
+                    break End::Closed;
+                }
+                Err(e) => {
+                    debug!(conn = %self.conn.0, peer = %self.peer, error = %e, "connection ended");
+                    break End::Closed;
+                }
+            };
+            let event = match instance::Event::from_message(self.conn, message) {
+                Ok(event) => event,
+                Err(unexpected) => {
+                    // A reply or report sent to an instance: not a client we understand.
+                    Counters::bump(&counters.malformed_frames);
+                    debug!(conn = %self.conn.0, peer = %self.peer, %unexpected, "unexpected message; closing");
+                    break End::Closed;
+                }
+            };
+            let replies_to = reply_tx.take();
+            if self.inbox.send(Input::Request { conn: self.conn, event, replies: replies_to }).await.is_err()
+            {
+                break End::Closed;
+            }
+            known = true;
+            // One outstanding request: nothing more is read until this is written.
+            let reply = tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => break End::Closed,
+                reply = replies.recv() => reply,
+            };
+            let Some(ToConn { message, opened }) = reply else { break End::Closed };
+            let write_deadline = Instant::now() + config.write_timeout;
+            match write_frame(&mut stream, &message, &limits, &mut scratch, write_deadline).await {
+                Ok(()) => {}
+                Err(WriteError::Timeout) => {
+                    Counters::bump(&counters.closed_write_timeout);
+                    debug!(conn = %self.conn.0, peer = %self.peer, "client does not read its replies; closing");
+                    break End::Closed;
+                }
+                Err(e) => {
+                    debug!(conn = %self.conn.0, peer = %self.peer, error = %e, "write failed");
+                    break End::Closed;
+                }
+            }
+            if let Some(session_id) = opened {
+                let slot = slot.take().unwrap_or_else(|| unreachable!("the slot is taken only here"));
+                self.hand_over(stream, reader, slot, session_id, stop).await;
+                break End::Session;
+            }
+            first = false;
+            deadline = Instant::now() + config.idle_timeout;
+        };
+        if matches!(end, End::Closed) {
+            // Close the socket (and free its slot) before telling the actor.
+            drop(slot);
+        }
+        if known {
+            // Bounded and awaited: the machine must hear every close once.
+            let _ = self.inbox.send(Input::Closed { conn: self.conn }).await;
+        }
+    }
+
+    /// The reply that accepted `session_id` is written: the connection is the
+    /// application's now. Returns when the session has ended.
+    async fn hand_over(
+        &self,
+        stream: TcpStream,
+        reader: FrameReader,
+        slot: ConnSlot,
+        session_id: SessionId,
+        mut stop: watch::Receiver<Stop>,
+    ) {
+        let config = &self.shared.config;
+        if let Some(idle) = config.tcp_keepalive {
+            let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+            if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+                debug!(conn = %self.conn.0, error = %e, "could not set TCP keepalive");
+            }
+        }
+        let (ended_tx, ended_rx) = oneshot::channel();
+        let mut app_stop = stop.clone();
+        let app_stopped = Box::pin(async move { stopped(&mut app_stop).await });
+        let app = AppStream::new(stream, reader.into_leftover(), app_stopped, slot, ended_tx);
+        let info =
+            SessionInfo { session_id, peer_addr: self.peer, conn: self.conn, accepted_at: crate::now() };
+        match self.accepted.try_send(Accepted { info, stream: app }) {
+            Ok(()) => {
+                Counters::bump(&self.shared.counters.sessions_handed_over);
+                tokio::select! {
+                    // The application dropped the stream (the sender with it).
+                    _ = ended_rx => {}
+                    _ = stopped(&mut stop) => {}
+                }
+            }
+            Err(e) => {
+                // Nobody is accepting fast enough: end the session (the
+                // connection closes with the dropped stream) rather than
+                // letting the queue grow.
+                Counters::bump(&self.shared.counters.sessions_dropped_queue_full);
+                debug!(conn = %self.conn.0, session = %session_id, "accept queue full; session closed");
+                drop(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Connection accounting: the global and per-IP caps, saturation, and the
+//! driver's counters.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The driver's own figures, updated by every task without a lock.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub refused_at_cap: AtomicU64,
+    pub refused_per_ip: AtomicU64,
+    pub closed_first_frame_timeout: AtomicU64,
+    pub closed_idle_timeout: AtomicU64,
+    pub closed_write_timeout: AtomicU64,
+    pub malformed_frames: AtomicU64,
+    pub accept_errors: AtomicU64,
+    pub sessions_handed_over: AtomicU64,
+    pub sessions_dropped_queue_full: AtomicU64,
+    pub peer_dials: AtomicU64,
+    pub peer_links_replaced: AtomicU64,
+    pub heartbeat_failures: AtomicU64,
+    pub registration_lost: AtomicBool,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a new connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    AtCap,
+    PerIp,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    open: usize,
+    per_ip: HashMap<IpAddr, usize>,
+    at_cap: bool,
+    accept_failing: bool,
+}
+
+/// Counts open connections and says when the instance is saturated: at the
+/// connection cap, or unable to accept (out of descriptors). Saturation is
+/// published on a watch the actor turns into `set_saturated`.
+#[derive(Debug)]
+pub(super) struct Limiter {
+    max: usize,
+    max_per_ip: usize,
+    /// Saturation ends once `open` is at most this: a little hysteresis, so a
+    /// cluster at its limit does not flip the advertisement on every close.
+    low_water: usize,
+    state: Mutex<State>,
+    saturated: watch::Sender<bool>,
+}
+
+impl Limiter {
+    pub fn new(max: usize, max_per_ip: usize) -> Self {
+        let low_water = max - (max / 20).max(1);
+        Limiter {
+            max,
+            max_per_ip,
+            low_water,
+            state: Mutex::new(State::default()),
+            saturated: watch::Sender::new(false),
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.saturated.subscribe()
+    }
+
+    pub fn open(&self) -> usize {
+        self.lock().open
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the counts torn (each
+        // update is a few integer writes), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for a new connection from `ip`, or why not.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, Refusal> {
+        let mut state = self.lock();
+        if state.open >= self.max {
+            state.at_cap = true;
+            self.publish(&state);
+            return Err(Refusal::AtCap);
+        }
+        let from_ip = state.per_ip.entry(ip).or_insert(0);
+        if *from_ip >= self.max_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        *from_ip += 1;
+        state.open += 1;
+        if state.open >= self.max {
+            state.at_cap = true;
+            self.publish(&state);
+        }
+        Ok(ConnSlot { limiter: self.clone(), ip })
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut state = self.lock();
+        state.open = state.open.saturating_sub(1);
+        if let Some(n) = state.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                state.per_ip.remove(&ip);
+            }
+        }
+        if state.at_cap && state.open <= self.low_water {
+            state.at_cap = false;
+            self.publish(&state);
+        }
+    }
+
+    pub fn set_accept_failing(&self, failing: bool) {
+        let mut state = self.lock();
+        if state.accept_failing != failing {
+            state.accept_failing = failing;
+            self.publish(&state);
+        }
+    }
+
+    fn publish(&self, state: &State) {
+        let saturated = state.at_cap || state.accept_failing;
+        self.saturated.send_if_modified(|s| std::mem::replace(s, saturated) != saturated);
+    }
+}
+
+/// One open connection's place under the caps; freed on drop, wherever the
+/// connection ends (protocol task or the application's stream).
+#[derive(Debug)]
+pub(super) struct ConnSlot {
+    limiter: Arc<Limiter>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.limiter.release(self.ip);
+    }
+}
+
+/// At most one warning per `every`, saying how many were held back.
+#[derive(Debug)]
+pub(super) struct RateLimitedWarning {
+    every: Duration,
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl RateLimitedWarning {
+    pub fn new(every: Duration) -> Self {
+        RateLimitedWarning { every, last: None, held_back: 0 }
+    }
+
+    /// `Some(count)` (this occurrence plus those held back) when it is time
+    /// to warn again.
+    pub fn hit(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now.duration_since(last) < self.every) {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back) + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_refuse_and_saturation_clears_below_the_limit() {
+        let limiter = Arc::new(Limiter::new(3, 2));
+        let rx = limiter.subscribe();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let s1 = limiter.admit(a).unwrap();
+        let _s2 = limiter.admit(a).unwrap();
+        assert_eq!(limiter.admit(a).unwrap_err(), Refusal::PerIp);
+        assert!(!*rx.borrow());
+        let _s3 = limiter.admit(b).unwrap();
+        assert!(*rx.borrow(), "the third connection reaches the cap");
+        assert_eq!(limiter.admit(b).unwrap_err(), Refusal::AtCap);
+        drop(s1);
+        assert!(!*rx.borrow(), "one below the cap is not saturated");
+        assert_eq!(limiter.open(), 2);
+        assert!(limiter.admit(a).is_ok());
+    }
+
+    #[test]
+    fn accept_failures_saturate_until_cleared() {
+        let limiter = Arc::new(Limiter::new(10, 10));
+        let rx = limiter.subscribe();
+        limiter.set_accept_failing(true);
+        assert!(*rx.borrow());
+        limiter.set_accept_failing(false);
+        assert!(!*rx.borrow());
+    }
+}

@@ -1,0 +1,454 @@
+//! The instance server: an [`Instance`](aos_cluster::Instance) machine on a
+//! TCP listener, hardened for the open internet, that hands each admitted
+//! session's connection to the application.
+//!
+//! ```no_run
+//! # async fn run(registry: std::sync::Arc<dyn aos_cluster_tokio::registry::Registry>)
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! use aos_cluster::{Endpoint, InstanceConfig, InstanceId};
+//! use aos_cluster_tokio::server::{Server, ServerConfig};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let instance = InstanceConfig {
+//!     cluster: Some("prod".into()),
+//!     ..InstanceConfig::new(InstanceId(1), Endpoint::new("aos1", 2712)?, 500)
+//! };
+//! let mut server = Server::bind(ServerConfig::new("0.0.0.0:2712".parse()?, instance), registry).await?;
+//! while let Some(accepted) = server.accept().await {
+//!     let mut stream = accepted.stream;
+//!     tokio::spawn(async move {
+//!         // The application's own bytes, both ways (here: an echo service).
+//!         let mut buf = [0u8; 1024];
+//!         while let Ok(n @ 1..) = stream.read(&mut buf).await {
+//!             if stream.write_all(&buf[..n]).await.is_err() { break }
+//!         }
+//!         // Dropping the stream ends the session.
+//!     });
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Inside
+//!
+//! One actor task owns the machine ([`actor`]); one task per connection reads
+//! one frame at a time under deadlines and writes its reply ([`conn`]); peer
+//! links carry workload queries ([`peer`]); a writer keeps the registry row
+//! fresh. Every channel is bounded, so memory is a function of the
+//! configuration (connections x one frame), never of what clients send.
+//!
+//! # Limits (SPEC "Drivers: limits")
+//!
+//! - One outstanding request per connection: the next frame is not read
+//!   until the reply is written; a reply the client does not take within
+//!   `write_timeout` closes the connection.
+//! - `first_frame_timeout`: no complete frame within it of opening (or of a
+//!   frame's first byte) closes the connection; `idle_timeout`: no session
+//!   and nothing sent for it after the last reply closes the connection.
+//! - `max_connections` and `max_connections_per_ip`: beyond them a new
+//!   connection is accepted and closed at once. At the global cap, or while
+//!   `accept` fails (out of descriptors), the instance is *saturated*: it
+//!   advertises `accepting = false` (heartbeats, workload reports, its own
+//!   rankings) until it is 5 % below the cap (at least one connection) or
+//!   `accept` works again. Accept errors back off (`accept_error_backoff`,
+//!   doubling to `accept_error_backoff_max`) and warn at most every 5 s.
+//! - The registry: an incarnation per start; a live row of the same id
+//!   refuses the start ([`ServerError::Registry`] with `IdInUse`); a
+//!   heartbeat answered `Superseded` stops this process's heartbeats for
+//!   good (logged as an error) instead of overwriting the other's row.
+
+mod actor;
+mod config;
+mod conn;
+mod limits;
+mod peer;
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aos_cluster::instance::{self, ConnectionId};
+use aos_cluster::registry::{Heartbeat, MemberRecord};
+use aos_cluster::wire::{self, QueryId, SessionId};
+use aos_cluster::{Endpoint, Instance, InstanceId, InstanceStats, Role, UsageError, Workload};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::info;
+
+use self::actor::{publish_heartbeats, Actor};
+pub use self::config::ServerConfig;
+use self::limits::{Counters, Limiter};
+pub use self::stream::AppStream;
+use crate::registry::{Incarnation, Registry, RegistryError};
+
+/// Inputs queued to the actor (bounded: every sender waits when it is full).
+const INBOX: usize = 1024;
+/// The listener's accept queue: `TcpListener::bind` uses 128, which a burst
+/// of clients overflows, costing each a one-second SYN retransmission.
+const BACKLOG: u32 = 1024;
+
+/// Why the server could not start, or a command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid (every problem listed).
+    #[error("invalid server configuration: {0}")]
+    Config(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Registration failed; `IdInUse` means another live process has this id.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Registration did not answer within `registry_timeout`.
+    #[error("the registry did not answer the registration in time")]
+    RegistryTimeout,
+    /// The server has stopped.
+    #[error("the server has stopped")]
+    Stopped,
+    /// The machine refused a command (for example `max_sessions` 0).
+    #[error(transparent)]
+    InvalidArgument(#[from] UsageError),
+}
+
+/// Who an admitted session is.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The id the instance handed out.
+    pub session_id: SessionId,
+    /// The client's address.
+    pub peer_addr: SocketAddr,
+    /// The connection's id (as in the server's logs).
+    pub conn: ConnectionId,
+    /// When the session was accepted (the driver's clock).
+    pub accepted_at: Instant,
+}
+
+/// An admitted session: who, and its byte stream for the application.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Accepted {
+    /// Who.
+    pub info: SessionInfo,
+    /// The connection, positioned at the first application byte.
+    pub stream: AppStream,
+}
+
+/// A running server's figures: the machine's plus the driver's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// This instance.
+    pub id: InstanceId,
+    /// Where it is advertised.
+    pub endpoint: Endpoint,
+    /// The machine's counters.
+    pub instance: InstanceStats,
+    /// Sessions open and the maximum.
+    pub workload: Workload,
+    /// The admin setting (not draining).
+    pub accepting: bool,
+    /// At the connection cap or unable to accept: advertised as not accepting.
+    pub saturated: bool,
+    /// Connections open now (protocol connections and sessions).
+    pub connections_open: usize,
+    /// New connections refused at `max_connections`.
+    pub refused_at_cap: u64,
+    /// New connections refused at `max_connections_per_ip`.
+    pub refused_per_ip: u64,
+    /// Closed for no complete frame within `first_frame_timeout` (of opening,
+    /// or of a frame's first byte).
+    pub closed_first_frame_timeout: u64,
+    /// Closed after `idle_timeout` with nothing sent.
+    pub closed_idle_timeout: u64,
+    /// Closed because the client did not take a reply within `write_timeout`.
+    pub closed_write_timeout: u64,
+    /// Closed on a malformed or unexpected frame.
+    pub malformed_frames: u64,
+    /// `accept` calls that failed.
+    pub accept_errors: u64,
+    /// Sessions handed to the application.
+    pub sessions_handed_over: u64,
+    /// Sessions closed because the accept queue was full.
+    pub sessions_dropped_queue_full: u64,
+    /// Peer links open.
+    pub peer_links: usize,
+    /// Connections dialled to peers.
+    pub peer_dials: u64,
+    /// Peer links replaced because the member moved or the link died.
+    pub peer_links_replaced: u64,
+    /// Heartbeats that failed (the registry unreachable or slow).
+    pub heartbeat_failures: u64,
+    /// Another process took over this id's registry row; heartbeats stopped.
+    pub registration_lost: bool,
+}
+
+/// How the server stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// Close everything and remove this incarnation's registry row.
+    Graceful,
+    /// Vanish as a crashed process would: the row stays until it goes stale.
+    Crash,
+}
+
+/// What everyone inside the server shares.
+struct Shared {
+    config: ServerConfig,
+    limits: wire::Limits,
+    counters: Counters,
+    limiter: Arc<Limiter>,
+    stop: watch::Sender<Stop>,
+    endpoint: Endpoint,
+    incarnation: Incarnation,
+    /// Whether a registry row was written (not for a standalone instance).
+    registered: bool,
+}
+
+enum Input {
+    /// A decoded request from a connection; `replies` the first time.
+    Request {
+        conn: ConnectionId,
+        event: instance::Event,
+        replies: Option<mpsc::Sender<conn::ToConn>>,
+    },
+    /// A connection that sent requests closed (or its session ended).
+    Closed {
+        conn: ConnectionId,
+    },
+    /// A registry snapshot (peer links follow it).
+    Snapshot {
+        query_id: QueryId,
+        members: Vec<MemberRecord>,
+    },
+    /// Any other event for the machine (peer reports, registry failures).
+    Event(instance::Event),
+    Command(Command),
+}
+
+enum Command {
+    SetAccepting(bool),
+    SetMaxSessions(u32, oneshot::Sender<Result<(), ServerError>>),
+    Stats(oneshot::Sender<ServerStats>),
+}
+
+/// A running instance server. [`accept`](Self::accept) yields the admitted
+/// sessions; [`handle`](Self::handle) controls it from anywhere. Dropping it
+/// shuts the server down gracefully.
+pub struct Server {
+    accepted: mpsc::Receiver<Accepted>,
+    handle: ServerHandle,
+    local_addr: SocketAddr,
+}
+
+/// Controls a running server; cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    inbox: mpsc::Sender<Input>,
+    shared: Arc<Shared>,
+    done: watch::Receiver<bool>,
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // Each RandomState is freshly keyed from the OS's randomness (per process,
+    // then stepped per call): enough for an incarnation, no extra dependency.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+impl Server {
+    /// Validates `config`, binds its listener (backlog 1024), registers this
+    /// process start (a fresh incarnation) and starts serving. A live
+    /// registry row with the same id and another incarnation is
+    /// [`RegistryError::IdInUse`]: the server does not start.
+    pub async fn bind(mut config: ServerConfig, registry: Arc<dyn Registry>) -> Result<Server, ServerError> {
+        config.validate()?;
+        let listener =
+            listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        if config.listen.port() == 0 {
+            let endpoint = &config.instance.endpoint;
+            config.instance.endpoint =
+                Endpoint::with_instance(endpoint.instance(), endpoint.host(), local_addr.port())
+                    .map_err(|e| ServerError::Config(format!("instance.endpoint: {e}")))?;
+        }
+        let instance = &config.instance;
+        let incarnation = Incarnation(random_u64());
+        let registered = instance.role != Role::Standalone;
+        if registered {
+            let heartbeat = Heartbeat {
+                id: instance.id,
+                endpoint: instance.endpoint.clone(),
+                cluster: instance.cluster.clone(),
+                role: instance.role,
+                accepting: instance.accepting,
+                workload: Workload::new(0, instance.max_sessions),
+            };
+            let register = registry.register(&heartbeat, incarnation, instance.member_ttl);
+            tokio::time::timeout(instance.registry_timeout, register)
+                .await
+                .map_err(|_| ServerError::RegistryTimeout)??;
+        }
+        let machine = Instance::new(config.instance.clone(), crate::now(), random_u64())
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        let limits = wire::Limits::default().with_max_list_len(config.instance.max_list_len);
+        let shared = Arc::new(Shared {
+            limits,
+            counters: Counters::default(),
+            limiter: Arc::new(Limiter::new(config.max_connections, config.max_connections_per_ip)),
+            stop: watch::Sender::new(Stop::Running),
+            endpoint: config.instance.endpoint.clone(),
+            incarnation,
+            registered,
+            config,
+        });
+        let (inbox, rx) = mpsc::channel(INBOX);
+        let (accepted_tx, accepted) = mpsc::channel(shared.config.accept_queue);
+        let (done_tx, done) = watch::channel(false);
+        let (heartbeats, heartbeat_task) = if registered {
+            let (tx, rx) = watch::channel(None);
+            (Some(tx), Some(tokio::spawn(publish_heartbeats(registry.clone(), shared.clone(), rx))))
+        } else {
+            (None, None)
+        };
+        let actor = Actor {
+            machine,
+            shared: shared.clone(),
+            inbox: inbox.clone(),
+            registry,
+            conns: Default::default(),
+            peers: peer::PeerLinks::new(shared.clone(), inbox.clone()),
+            heartbeats,
+            heartbeat_task,
+            done: done_tx,
+        };
+        tokio::spawn(actor.run(rx));
+        tokio::spawn(conn::accept_loop(listener, shared.clone(), inbox.clone(), accepted_tx));
+        let instance = &shared.config.instance;
+        info!(id = %instance.id, endpoint = %shared.endpoint, %local_addr, max_sessions = instance.max_sessions,
+            incarnation = incarnation.0, "instance serving");
+        Ok(Server { accepted, handle: ServerHandle { inbox, shared, done }, local_addr })
+    }
+
+    /// The next admitted session; `None` once the server has stopped.
+    /// Sessions admitted while nobody calls this wait in a queue of
+    /// `accept_queue`; beyond it they are closed.
+    pub async fn accept(&mut self) -> Option<Accepted> {
+        let mut done = self.handle.done.clone();
+        tokio::select! {
+            biased;
+            accepted = self.accepted.recv() => accepted,
+            _ = done.wait_for(|d| *d) => None,
+        }
+    }
+
+    /// A handle to control the server from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The endpoint the instance advertises.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.handle.shared.endpoint
+    }
+
+    /// This process start's incarnation (the registry row's owner tag).
+    pub fn incarnation(&self) -> Incarnation {
+        self.handle.shared.incarnation
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.handle.shared.stop.send_if_modified(|s| {
+            let running = *s == Stop::Running;
+            if running {
+                *s = Stop::Graceful;
+            }
+            running
+        });
+    }
+}
+
+impl ServerHandle {
+    async fn send(&self, command: Command) -> Result<(), ServerError> {
+        self.inbox.send(Input::Command(command)).await.map_err(|_| ServerError::Stopped)
+    }
+
+    /// Admit new sessions (`true`) or drain (`false`: "Reject new clients");
+    /// published at once in a heartbeat.
+    pub async fn set_accepting(&self, accepting: bool) -> Result<(), ServerError> {
+        self.send(Command::SetAccepting(accepting)).await
+    }
+
+    /// Changes "Max concurrent sessions" (at least 1); existing sessions stay.
+    pub async fn set_max_sessions(&self, max: u32) -> Result<(), ServerError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::SetMaxSessions(max, tx)).await?;
+        rx.await.map_err(|_| ServerError::Stopped)?
+    }
+
+    /// The machine's and the driver's figures.
+    pub async fn stats(&self) -> Result<ServerStats, ServerError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Stats(tx)).await?;
+        rx.await.map_err(|_| ServerError::Stopped)
+    }
+
+    /// The address clients and peers are told.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.shared.endpoint
+    }
+
+    /// Stops gracefully and waits: no new connections, open connections and
+    /// sessions end, and this incarnation's registry row is removed.
+    pub async fn shutdown(&self) {
+        self.stop(Stop::Graceful).await
+    }
+
+    /// Stops as a crashed process would (for tests and fault drills):
+    /// connections drop and heartbeats stop, but the registry row stays
+    /// until it goes stale.
+    pub async fn crash(&self) {
+        self.stop(Stop::Crash).await
+    }
+
+    async fn stop(&self, how: Stop) {
+        self.shared.stop.send_if_modified(|s| {
+            let running = *s == Stop::Running;
+            if running {
+                *s = how;
+            }
+            running
+        });
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// Whether the server has stopped.
+    pub fn is_stopped(&self) -> bool {
+        *self.done.borrow()
+    }
+}

@@ -1,0 +1,831 @@
+//! The registry backends against the SPEC "Membership" rules.
+//!
+//! One suite, run against every backend: [`MemoryRegistry`], SQLite (a fresh
+//! file per test in its own temporary directory) and PostgreSQL (a fresh
+//! schema per test in the server named by `AOS_TEST_POSTGRES_URL`, which
+//! `.ci/postgres.sh` starts and exports). Without that variable the PostgreSQL
+//! half says so on the terminal and runs nothing.
+
+// The harness serves every backend; a build without one leaves parts unused.
+#![cfg_attr(
+    not(all(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports, unused_variables)
+)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::Duration;
+
+use aos_cluster::registry::{Heartbeat, MemberRecord};
+use aos_cluster::{Endpoint, InstanceId, Role, Workload};
+#[cfg(feature = "postgres")]
+use aos_cluster_tokio::registry::PostgresRegistry;
+#[cfg(feature = "sqlite")]
+use aos_cluster_tokio::registry::SqliteRegistry;
+use aos_cluster_tokio::registry::{self, Incarnation, MemoryRegistry, Registry, RegistryError};
+
+const POSTGRES_URL_VAR: &str = "AOS_TEST_POSTGRES_URL";
+const TTL: Duration = Duration::from_secs(30);
+const PURGE: Duration = Duration::from_secs(300);
+/// Two incarnations whose top bit is set: their stored `i64` is negative, so
+/// a wrong conversion would show.
+const A: Incarnation = Incarnation(0xdead_beef_0000_0001);
+const B: Incarnation = Incarnation(u64::MAX - 6);
+
+// ---- log capture -------------------------------------------------------------------
+
+/// Every log line of this test binary (one global subscriber: the registries
+/// log from tokio's blocking threads, which a per-thread one would miss).
+/// Tests look for lines naming their own file or row.
+fn logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || LogWriter(logs))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        logs
+    })
+}
+
+struct LogWriter(&'static Mutex<Vec<u8>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logged_lines(needle: &str) -> Vec<String> {
+    let logs = logs().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    String::from_utf8_lossy(&logs).lines().filter(|line| line.contains(needle)).map(str::to_owned).collect()
+}
+
+// ---- the databases -------------------------------------------------------------------
+
+/// One test's database, and ways to reach it: new connections, and writes
+/// behind the registry's back.
+enum TestDb {
+    Memory(MemoryRegistry),
+    #[cfg(feature = "sqlite")]
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresDb),
+}
+
+#[cfg(feature = "postgres")]
+struct PostgresDb {
+    base_url: String,
+    schema: String,
+    admin: tokio_postgres::Client,
+}
+
+impl TestDb {
+    fn memory() -> TestDb {
+        TestDb::Memory(MemoryRegistry::new())
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("registry.db");
+        TestDb::Sqlite { _dir: dir, path }
+    }
+
+    /// A fresh schema named after the test, or `None` (said once per run on
+    /// the terminal, past the test harness's capture) without a server.
+    #[cfg(feature = "postgres")]
+    async fn postgres(test: &str) -> Option<TestDb> {
+        let Ok(base_url) = std::env::var(POSTGRES_URL_VAR) else {
+            static SAID: Once = Once::new();
+            SAID.call_once(|| {
+                let line = format!("postgres registry tests did not run: {POSTGRES_URL_VAR} is not set\n");
+                drop(std::io::stderr().lock().write_all(line.as_bytes()));
+            });
+            return None;
+        };
+        let (admin, connection) = tokio_postgres::connect(&base_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR}={base_url} is set but unreachable: {e}"));
+        tokio::spawn(connection);
+        let schema = format!("aos_tokio_test_{test}");
+        admin
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"))
+            .await
+            .expect("a fresh schema for the test");
+        Some(TestDb::Postgres(PostgresDb { base_url, schema, admin }))
+    }
+
+    async fn finish(self) {
+        #[cfg(feature = "postgres")]
+        if let TestDb::Postgres(pg) = self {
+            pg.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", pg.schema)).await.expect("drop schema");
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            TestDb::Memory(_) => "memory".to_owned(),
+            #[cfg(feature = "sqlite")]
+            TestDb::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
+            // The test's schema first on the search path, and as application
+            // name so the test can find its connections.
+            #[cfg(feature = "postgres")]
+            TestDb::Postgres(pg) => {
+                let separator = if pg.base_url.contains('?') { '&' } else { '?' };
+                format!(
+                    "{}{separator}options=-csearch_path%3D{schema}&application_name={schema}",
+                    pg.base_url,
+                    schema = pg.schema
+                )
+            }
+        }
+    }
+
+    /// A new connection to the database, behind the trait, opened by URL
+    /// as a program would (memory: a handle on the same rows).
+    async fn connect(&self) -> Arc<dyn Registry> {
+        match self {
+            TestDb::Memory(memory) => Arc::new(memory.clone()),
+            #[allow(unreachable_patterns)]
+            _ => {
+                let url = self.url();
+                registry::open(&url).await.unwrap_or_else(|e| panic!("open {url}: {e}"))
+            }
+        }
+    }
+
+    /// Makes the row of `id` look `age` old, through a connection of its own.
+    async fn age(&self, id: u32, age: Duration) {
+        let found = match self {
+            TestDb::Memory(memory) => memory.age_row_for_tests(InstanceId(id), age).await,
+            #[cfg(feature = "sqlite")]
+            TestDb::Sqlite { .. } => {
+                SqliteRegistry::open(&self.url())
+                    .await
+                    .expect("open")
+                    .age_row_for_tests(InstanceId(id), age)
+                    .await
+            }
+            #[cfg(feature = "postgres")]
+            TestDb::Postgres(_) => {
+                PostgresRegistry::connect(&self.url())
+                    .await
+                    .expect("connect")
+                    .age_row_for_tests(InstanceId(id), age)
+                    .await
+            }
+        };
+        assert!(found.expect("age the row"), "row {id} exists");
+    }
+
+    /// Runs `sql` on the database directly (SQL backends only).
+    async fn raw(&self, sql: &str) {
+        match self {
+            TestDb::Memory(_) => panic!("the memory registry has no SQL"),
+            #[cfg(feature = "sqlite")]
+            TestDb::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("open the test file directly");
+                conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+                conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            #[cfg(feature = "postgres")]
+            TestDb::Postgres(pg) => pg
+                .admin
+                .batch_execute(&format!("SET search_path = {}; {sql}; RESET search_path", pg.schema))
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+}
+
+fn endpoint(text: &str) -> Endpoint {
+    Endpoint::from_str(text).expect("test endpoint")
+}
+
+fn heartbeat(id: u32, host: &str, connected: u32) -> Heartbeat {
+    Heartbeat {
+        id: InstanceId(id),
+        endpoint: endpoint(&format!("AOS{id:02}@{host}:2712")),
+        cluster: Some("c".to_owned()),
+        role: Role::Serving,
+        accepting: true,
+        workload: Workload::new(connected, 100),
+    }
+}
+
+async fn members(registry: &dyn Registry, cluster: Option<&str>) -> Vec<MemberRecord> {
+    registry.snapshot(cluster, PURGE).await.expect("snapshot")
+}
+
+fn ids(members: &[MemberRecord]) -> Vec<u32> {
+    members.iter().map(|m| m.id.0).collect()
+}
+
+fn assert_in_use(result: Result<(), RegistryError>, id: u32, older_than: Duration, younger_than: Duration) {
+    match result {
+        Err(RegistryError::IdInUse { id: got, age }) => {
+            assert_eq!(got, InstanceId(id));
+            assert!(
+                older_than <= age && age < younger_than,
+                "age {age:?} not in {older_than:?}..{younger_than:?}"
+            );
+        }
+        other => panic!("expected IdInUse for {id}, got {other:?}"),
+    }
+}
+
+// ---- the suite: every function runs once per backend -------------------------------
+
+async fn register_then_snapshot_round_trips(db: &TestDb) {
+    let registry = db.connect().await;
+    let hb = Heartbeat {
+        role: Role::LoadBalancerOnly,
+        accepting: false,
+        workload: Workload::new(u32::MAX, u32::MAX),
+        ..heartbeat(u32::MAX, "aos1.contoso.com", 0)
+    };
+    registry.register(&hb, A, TTL).await.expect("register");
+    let other = Heartbeat { endpoint: endpoint("[fe80::1]:2713"), ..heartbeat(7, "x", 3) };
+    registry.register(&other, B, TTL).await.expect("register another id");
+    let lonely = Heartbeat { cluster: None, ..heartbeat(8, "y", 0) };
+    registry.register(&lonely, B, TTL).await.expect("register one in no cluster");
+
+    let read = members(&*registry, Some("c")).await;
+    assert_eq!(ids(&read), [7, u32::MAX], "ordered by id, one cluster");
+    let m = &read[1];
+    assert_eq!(
+        (m.id, &m.endpoint, m.role, m.accepting, m.workload),
+        (hb.id, &hb.endpoint, hb.role, hb.accepting, hb.workload)
+    );
+    assert!(m.heartbeat_age < Duration::from_secs(5), "a fresh row is {:?} old", m.heartbeat_age);
+    assert_eq!(read[0].endpoint, other.endpoint);
+    assert_eq!(ids(&members(&*registry, None).await), [8], "None selects the rows of no cluster");
+    assert!(members(&*registry, Some("C")).await.is_empty(), "cluster names compare exactly");
+
+    // A heartbeat of the same incarnation rewrites the figures.
+    let busier = Heartbeat { workload: Workload::new(5, 100), ..other.clone() };
+    registry.heartbeat(&busier, B).await.expect("heartbeat");
+    assert_eq!(members(&*registry, Some("c")).await[0].workload, Workload::new(5, 100));
+    // Registering again with the same incarnation (a retried start) is fine.
+    registry.register(&other, B, TTL).await.expect("same incarnation registers again");
+}
+
+async fn a_live_row_of_another_incarnation_is_refused(db: &TestDb) {
+    let first = db.connect().await;
+    let second = db.connect().await;
+    first.register(&heartbeat(1, "first", 1), A, TTL).await.expect("first start");
+    db.age(1, Duration::from_secs(10)).await;
+
+    assert_in_use(
+        second.register(&heartbeat(1, "second", 2), B, TTL).await,
+        1,
+        Duration::from_secs(10),
+        Duration::from_secs(15),
+    );
+    let read = members(&*first, Some("c")).await;
+    assert_eq!(read[0].endpoint, endpoint("AOS01@first:2712"), "the refused start wrote nothing");
+    assert_eq!(read[0].workload, Workload::new(1, 100));
+    first.heartbeat(&heartbeat(1, "first", 1), A).await.expect("the owner keeps heartbeating");
+}
+
+async fn a_stale_row_is_taken_over_and_its_owner_is_superseded(db: &TestDb) {
+    let old = db.connect().await;
+    let new = db.connect().await;
+    old.register(&heartbeat(1, "old", 1), A, TTL).await.expect("first start");
+    db.age(1, TTL + Duration::from_secs(1)).await;
+
+    new.register(&heartbeat(1, "new", 2), B, TTL).await.expect("a stale row is taken over");
+    let read = members(&*new, Some("c")).await;
+    assert_eq!(
+        (read[0].endpoint.clone(), read[0].workload),
+        (endpoint("AOS01@new:2712"), Workload::new(2, 100))
+    );
+    assert!(read[0].heartbeat_age < Duration::from_secs(5), "{:?}", read[0].heartbeat_age);
+
+    // The crashed predecessor comes back to life: it may not write.
+    match old.heartbeat(&heartbeat(1, "old", 9), A).await {
+        Err(RegistryError::Superseded { id }) => assert_eq!(id, InstanceId(1)),
+        other => panic!("expected Superseded, got {other:?}"),
+    }
+    assert!(!old.remove(InstanceId(1), A).await.expect("remove"), "not its row any more");
+    let read = members(&*new, Some("c")).await;
+    assert_eq!(
+        (read[0].endpoint.clone(), read[0].workload),
+        (endpoint("AOS01@new:2712"), Workload::new(2, 100))
+    );
+    new.heartbeat(&heartbeat(1, "new", 3), B).await.expect("the new owner heartbeats");
+}
+
+async fn remove_touches_only_its_own_incarnation(db: &TestDb) {
+    let registry = db.connect().await;
+    registry.register(&heartbeat(1, "a", 0), A, TTL).await.expect("register");
+    registry.register(&heartbeat(2, "b", 0), B, TTL).await.expect("register");
+    assert!(!registry.remove(InstanceId(1), B).await.expect("remove"), "wrong incarnation");
+    assert!(!registry.remove(InstanceId(99), A).await.expect("remove"), "no such row");
+    assert_eq!(ids(&members(&*registry, Some("c")).await), [1, 2]);
+
+    assert!(registry.remove(InstanceId(1), A).await.expect("remove"));
+    assert!(!registry.remove(InstanceId(1), A).await.expect("remove again"), "already gone");
+    assert_eq!(ids(&members(&*registry, Some("c")).await), [2]);
+    match registry.heartbeat(&heartbeat(1, "a", 0), A).await {
+        Err(RegistryError::Superseded { .. }) => {}
+        other => panic!("a heartbeat after removal must not recreate the row: {other:?}"),
+    }
+    assert_eq!(ids(&members(&*registry, Some("c")).await), [2]);
+}
+
+async fn rows_older_than_purge_after_vanish(db: &TestDb) {
+    let registry = db.connect().await;
+    for id in 1..=3 {
+        registry.register(&heartbeat(id, "h", 0), A, TTL).await.expect("register");
+    }
+    let elsewhere = Heartbeat { cluster: Some("d".to_owned()), ..heartbeat(4, "h", 0) };
+    registry.register(&elsewhere, A, TTL).await.expect("register");
+    db.age(2, PURGE + Duration::from_secs(1)).await;
+    db.age(3, PURGE - Duration::from_secs(60)).await;
+    db.age(4, PURGE + Duration::from_secs(1)).await;
+
+    let read = members(&*registry, Some("c")).await;
+    assert_eq!(ids(&read), [1, 3], "the row past purge_after is gone, the merely stale one stays");
+    let age = read[1].heartbeat_age;
+    assert!(Duration::from_secs(240) <= age && age < Duration::from_secs(245), "stale row: {age:?}");
+
+    // Deleted, not just hidden: any incarnation may claim the id now, even
+    // with a TTL that would still count the old row as live.
+    let patient = Duration::from_secs(3600);
+    registry.register(&heartbeat(2, "h", 0), B, patient).await.expect("the purged id is free");
+    // A snapshot purges only its own cluster's rows.
+    assert_in_use(registry.register(&elsewhere, B, patient).await, 4, PURGE, PURGE + Duration::from_secs(5));
+}
+
+async fn concurrent_registers_of_one_id_have_one_winner(db: &TestDb) {
+    let a = db.connect().await;
+    let b = db.connect().await;
+    for round in 0..10u32 {
+        let id = 100 + round;
+        let (hb_a, hb_b) = (heartbeat(id, "a", 0), heartbeat(id, "b", 0));
+        let (won_a, won_b) = tokio::join!(
+            tokio::spawn({
+                let (a, hb) = (Arc::clone(&a), hb_a.clone());
+                async move { a.register(&hb, A, TTL).await }
+            }),
+            tokio::spawn({
+                let (b, hb) = (Arc::clone(&b), hb_b.clone());
+                async move { b.register(&hb, B, TTL).await }
+            }),
+        );
+        let (won_a, won_b) = (won_a.expect("task a"), won_b.expect("task b"));
+        let winner = match (&won_a, &won_b) {
+            (Ok(()), Err(RegistryError::IdInUse { .. })) => &hb_a,
+            (Err(RegistryError::IdInUse { .. }), Ok(())) => &hb_b,
+            other => panic!("round {round}: exactly one must win, got {other:?}"),
+        };
+        let read = members(&*a, Some("c")).await;
+        let row = read.iter().find(|m| m.id.0 == id).expect("the winner's row");
+        assert_eq!(row.endpoint, winner.endpoint, "round {round}");
+    }
+}
+
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(&super::TestDb::memory()).await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "sqlite")]
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(&super::TestDb::sqlite()).await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(db) = super::TestDb::postgres(stringify!($test)).await else { return };
+                    super::$test(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    register_then_snapshot_round_trips,
+    a_live_row_of_another_incarnation_is_refused,
+    a_stale_row_is_taken_over_and_its_owner_is_superseded,
+    remove_touches_only_its_own_incarnation,
+    rows_older_than_purge_after_vanish,
+    concurrent_registers_of_one_id_have_one_winner,
+);
+
+// ---- SQL backends: rows written behind the registry's back ---------------------------
+
+async fn a_heartbeat_from_the_future_reads_as_age_zero(db: &TestDb, one_hour_ahead: &str) {
+    let registry = db.connect().await;
+    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+    db.raw(one_hour_ahead).await;
+    assert_eq!(members(&*registry, Some("c")).await[0].heartbeat_age, Duration::ZERO);
+}
+
+async fn rows_that_do_not_parse_are_skipped_and_logged_once(db: &TestDb, test: &str) {
+    let registry = db.connect().await;
+    // Ids unique to this test, so the log lines it looks for are its own.
+    let base = if test.starts_with("sqlite") { 1_000 } else { 2_000 };
+    for id in base..base + 4 {
+        registry.register(&heartbeat(id, "h", 0), A, TTL).await.expect("register");
+    }
+    db.raw(&format!(
+        "UPDATE aos_members_v1 SET endpoint = 'aos2:99999' WHERE id = {};
+         UPDATE aos_members_v1 SET role = 'emperor' WHERE id = {};
+         UPDATE aos_members_v1 SET connected = -1 WHERE id = {}",
+        base + 1,
+        base + 2,
+        base + 3
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(ids(&members(&*registry, Some("c")).await), [base], "bad rows do not fail the snapshot");
+    }
+    for (id, reason) in [(base + 1, "aos2:99999"), (base + 2, "emperor"), (base + 3, "connected -1")] {
+        let lines = logged_lines(&format!("registry row id {id} skipped"));
+        assert_eq!(lines.len(), 1, "one warning per bad row, not one per snapshot: {lines:?}");
+        assert!(lines[0].contains("WARN") && lines[0].contains(reason), "{}", lines[0]);
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_heartbeat_from_the_future_reads_as_age_zero() {
+    let db = TestDb::sqlite();
+    a_heartbeat_from_the_future_reads_as_age_zero(
+        &db,
+        "UPDATE aos_members_v1 SET heartbeat_at = heartbeat_at + 3600000",
+    )
+    .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_heartbeat_from_the_future_reads_as_age_zero() {
+    let Some(db) = TestDb::postgres("future").await else { return };
+    let sql = "UPDATE aos_members_v1 SET heartbeat_at = heartbeat_at + INTERVAL '1 hour'";
+    a_heartbeat_from_the_future_reads_as_age_zero(&db, sql).await;
+    db.finish().await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_rows_that_do_not_parse_are_skipped_and_logged_once() {
+    logs();
+    rows_that_do_not_parse_are_skipped_and_logged_once(&TestDb::sqlite(), "sqlite").await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_rows_that_do_not_parse_are_skipped_and_logged_once() {
+    logs();
+    let Some(db) = TestDb::postgres("skipped").await else { return };
+    rows_that_do_not_parse_are_skipped_and_logged_once(&db, "postgres").await;
+    db.finish().await;
+}
+
+// ---- SQLite: the file --------------------------------------------------------------------
+
+/// Every kind of call on `registry` fails, saying that the file was deleted
+/// or replaced, and the log says it once.
+#[cfg(feature = "sqlite")]
+async fn assert_every_call_fails_loudly(registry: &dyn Registry, path: &std::path::Path, what: &str) {
+    let hb = heartbeat(1, "h", 0);
+    let results = [
+        registry.register(&hb, A, TTL).await.err(),
+        registry.heartbeat(&hb, A).await.err(),
+        registry.snapshot(Some("c"), PURGE).await.err(),
+        registry.remove(InstanceId(1), A).await.err(),
+        registry.register(&hb, B, TTL).await.err(),
+    ];
+    for error in results {
+        match error {
+            Some(RegistryError::Backend { message, .. }) => {
+                assert!(message.contains(&path.display().to_string()), "{message}");
+                assert!(message.contains(what), "{message}");
+                assert!(message.contains("split the cluster"), "{message}");
+            }
+            other => panic!("expected the loud backend error, got {other:?}"),
+        }
+    }
+    let lines = logged_lines(&format!("THE REGISTRY DATABASE FILE {} WAS", path.display()));
+    assert_eq!(lines.len(), 1, "logged once: {lines:?}");
+    assert!(lines[0].contains("ERROR"), "{}", lines[0]);
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_file_deleted_fails_every_call_loudly() {
+    logs();
+    let db = TestDb::sqlite();
+    let TestDb::Sqlite { path, .. } = &db else { unreachable!() };
+    let registry = db.connect().await;
+    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+    for suffix in ["", "-wal", "-shm"] {
+        drop(std::fs::remove_file(format!("{}{suffix}", path.display())));
+    }
+    assert_every_call_fails_loudly(&*registry, path, "DELETED").await;
+
+    // Another process starting on the path creates a fresh file there; this
+    // registry still refuses (the split is what it must not take part in).
+    let newcomer = db.connect().await;
+    newcomer.register(&heartbeat(1, "other", 0), B, TTL).await.expect("the newcomer starts on a new file");
+    assert_every_call_fails_loudly(&*registry, path, "DELETED").await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_file_replaced_fails_every_call_loudly() {
+    logs();
+    let db = TestDb::sqlite();
+    let TestDb::Sqlite { path, .. } = &db else { unreachable!() };
+    let registry = db.connect().await;
+    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+
+    // Another registry file (say, restored from elsewhere) moved over the path.
+    let other = TestDb::sqlite();
+    let TestDb::Sqlite { path: other_path, .. } = &other else { unreachable!() };
+    other.connect().await.register(&heartbeat(1, "other", 0), B, TTL).await.expect("register");
+    std::fs::rename(other_path, path).expect("move the other file over");
+    assert_every_call_fails_loudly(&*registry, path, "REPLACED").await;
+}
+
+/// Same inode, other contents (a backup copied over the file in place): the
+/// device and inode still match, the registry id written into the file does
+/// not.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_file_overwritten_in_place_fails_every_call_loudly() {
+    logs();
+    let db = TestDb::sqlite();
+    let TestDb::Sqlite { path, .. } = &db else { unreachable!() };
+    let registry = db.connect().await;
+    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+    // Our pages into the main file, so what is read next is the copy's.
+    db.raw("PRAGMA wal_checkpoint(TRUNCATE)").await;
+
+    let other = TestDb::sqlite();
+    let TestDb::Sqlite { path: other_path, .. } = &other else { unreachable!() };
+    let writer = other.connect().await;
+    writer.register(&heartbeat(1, "other", 0), B, TTL).await.expect("register");
+    drop(writer); // its last connection closes: everything is in its main file
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).expect("stat"));
+    std::fs::copy(other_path, path).expect("copy the other file over, in place");
+    #[cfg(unix)]
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).expect("stat")), inode);
+    assert_every_call_fails_loudly(&*registry, path, "REPLACED").await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_two_handles_on_one_file_share_rows_and_the_file_is_in_wal_mode() {
+    let db = TestDb::sqlite();
+    let TestDb::Sqlite { path, .. } = &db else { unreachable!() };
+    let first = db.connect().await;
+    let second = db.connect().await;
+    first.register(&heartbeat(1, "a", 0), A, TTL).await.expect("register");
+    second.register(&heartbeat(2, "b", 0), B, TTL).await.expect("register");
+    assert_eq!(ids(&members(&*first, Some("c")).await), [1, 2]);
+    let conn = rusqlite::Connection::open(path).expect("open directly");
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("journal mode");
+    assert_eq!(mode, "wal");
+    let incarnation: i64 = conn
+        .query_row("SELECT incarnation FROM aos_members_v1 WHERE id = 1", [], |row| row.get(0))
+        .expect("the row");
+    assert_eq!(incarnation as u64, A.0, "the incarnation is stored as the i64 of the same bits");
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_in_memory_works_and_is_private() {
+    let first = registry::open("sqlite::memory:").await.expect("memory");
+    let second = registry::open("sqlite::memory:").await.expect("memory");
+    first.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+    assert_eq!(ids(&members(&*first, Some("c")).await), [1]);
+    assert!(members(&*second, Some("c")).await.is_empty());
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_in_a_missing_directory_fails_at_start() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}/missing/registry.db", dir.path().display());
+    match registry::open(&url).await {
+        Err(RegistryError::Backend { url: shown, message }) => {
+            assert_eq!(shown, url);
+            assert!(message.contains("unable to open database file"), "{message}");
+        }
+        other => panic!("{url}: {:?}", other.map(|_| ())),
+    }
+}
+
+/// Another process holds the write lock: reads still answer at once (WAL),
+/// a write fails within its deadline, and meanwhile the async runtime (one
+/// thread here) keeps running other tasks: the blocking call is elsewhere.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_locked_file_fails_writes_on_time_without_blocking_the_runtime() {
+    let db = TestDb::sqlite();
+    let TestDb::Sqlite { path, .. } = &db else { unreachable!() };
+    let registry = db.connect().await;
+    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+    let holder = rusqlite::Connection::open(path).expect("open directly");
+    holder.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+
+    let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let ticker = tokio::spawn({
+        let ticks = Arc::clone(&ticks);
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let started = tokio::time::Instant::now();
+    assert_eq!(ids(&members(&*registry, Some("c")).await), [1], "a read does not wait for the writer");
+    assert!(started.elapsed() < Duration::from_secs(1), "read took {:?}", started.elapsed());
+
+    let started = tokio::time::Instant::now();
+    let result = registry.heartbeat(&heartbeat(1, "h", 1), A).await;
+    let took = started.elapsed();
+    ticker.abort();
+    match result {
+        Err(RegistryError::Backend { message, .. }) => assert!(message.contains("locked"), "{message}"),
+        other => panic!("expected a locked-database error, got {other:?}"),
+    }
+    assert!(Duration::from_secs(3) < took && took < Duration::from_secs(7), "failed after {took:?}");
+    let ticked = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(ticked > 100, "the runtime ran other tasks only {ticked} times in {took:?}");
+
+    holder.execute_batch("ROLLBACK").expect("release");
+    registry.heartbeat(&heartbeat(1, "h", 2), A).await.expect("writes work again");
+}
+
+// ---- PostgreSQL: the connection --------------------------------------------------------
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_reconnects_after_losing_its_connection() {
+    let Some(db) = TestDb::postgres("reconnects").await else { return };
+    let TestDb::Postgres(pg) = &db else { unreachable!() };
+    let registry = db.connect().await;
+    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+    let killed: i64 = pg
+        .admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            &[&pg.schema],
+        )
+        .await
+        .expect("terminate backends")
+        .get(0);
+    assert_eq!(killed, 1);
+
+    // The call that meets the dead connection may fail (with an error, never
+    // a panic); the next one reconnects and finds the row still there.
+    let mut recovered = None;
+    for attempt in 0..20 {
+        match registry.snapshot(Some("c"), PURGE).await {
+            Ok(read) => {
+                recovered = Some((attempt, read));
+                break;
+            }
+            Err(e) => {
+                assert!(matches!(e, RegistryError::Backend { .. }), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let (attempt, read) = recovered.expect("the registry reconnects within a second");
+    assert!(attempt <= 1, "one failed call at most, took {attempt}");
+    assert_eq!(ids(&read), [1]);
+    registry.heartbeat(&heartbeat(1, "h", 0), A).await.expect("heartbeat after reconnecting");
+    db.finish().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn unreachable_postgres_fails_at_start_without_showing_the_password() {
+    // A loopback port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("postgres://aos:secret@127.0.0.1:{port}/aos");
+    match registry::open(&url).await {
+        Err(e @ RegistryError::Backend { .. }) => {
+            let message = e.to_string();
+            assert!(
+                message
+                    .starts_with(&format!("registry postgres://aos:***@127.0.0.1:{port}/aos: cannot open")),
+                "{message}"
+            );
+            assert!(!message.contains("secret"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+/// A server that accepts the connection and never answers: opening fails
+/// within its deadline instead of hanging.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_silent_postgres_server_fails_the_open_on_time() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let result = registry::open(&format!("postgres://aos@127.0.0.1:{port}/aos")).await;
+    let took = started.elapsed();
+    silent.abort();
+    match result {
+        Err(RegistryError::Backend { message, .. }) => {
+            assert!(message.starts_with("cannot open"), "{message}")
+        }
+        other => panic!("expected an open error, got {:?}", other.map(|_| ())),
+    }
+    assert!(Duration::from_secs(4) < took && took < Duration::from_secs(8), "failed after {took:?}");
+}
+
+// ---- URLs ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn unknown_urls_are_refused_naming_the_url() {
+    for url in ["mysql://root@localhost/aos", "registry.db", "", "sqlite:/x.db", "postgres:/x", "sqlite://"] {
+        match registry::open(url).await {
+            Err(e @ RegistryError::BadUrl { .. }) => {
+                assert!(e.to_string().contains(&format!("`{url}`")), "{e}");
+                assert!(e.to_string().contains("sqlite://") || e.to_string().contains("sqlite"), "{e}");
+            }
+            other => panic!("{url}: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+#[tokio::test]
+async fn a_postgres_url_without_the_feature_says_which_feature() {
+    match registry::open("postgres://aos:pw@127.0.0.1/aos").await {
+        Err(e @ RegistryError::BadUrl { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("feature `postgres`"), "{message}");
+            assert!(!message.contains(":pw@"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn passwords_are_redacted_from_shown_urls() {
+    for (url, shown) in [
+        ("postgres://aos:pw@db:5432/aos", "postgres://aos:***@db:5432/aos"),
+        ("postgres://aos@db/aos", "postgres://aos@db/aos"),
+        ("postgres://a:b:c@db/aos?sslmode=disable", "postgres://a:***@db/aos?sslmode=disable"),
+        ("postgresql://db/aos?user=a&password=pw&x=1", "postgresql://db/aos?user=a&password=***&x=1"),
+        ("sqlite:///var/lib/aos/registry.db", "sqlite:///var/lib/aos/registry.db"),
+        ("postgres://db/a@b", "postgres://db/a@b"),
+    ] {
+        assert_eq!(registry::redact_password(url), shown, "{url}");
+    }
+}
+
+#[test]
+fn incarnations_differ_between_starts() {
+    let drawn: std::collections::BTreeSet<u64> = (0..100).map(|_| Incarnation::random().0).collect();
+    assert_eq!(drawn.len(), 100);
+}
