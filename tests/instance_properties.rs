@@ -385,7 +385,7 @@ proptest! {
                 // session is closed again at once, so only max 1 is full).
                 let verdict = h.session(100 + r, r);
                 if max >= 2 {
-                    let aos_cluster::wire::SessionOutcome::Accepted { session_id } = verdict else {
+                    let aos_cluster::wire::SessionOutcome::Accepted { .. } = verdict else {
                         panic!("a free instance admits another connection, got {verdict:?}");
                     };
                     h.event(Event::ConnectionClosed { conn: ConnectionId(100 + r) });

@@ -234,3 +234,55 @@ fn a_session_after_its_reservation_expired_does_not_consume_it() {
     assert_eq!(h.inst.reservations(), 0);
     assert_eq!(h.inst.stats().reservations_expired_unused, 1);
 }
+
+#[test]
+fn a_long_list_of_long_host_names_is_cut_to_one_decodable_frame() {
+    use aos_cluster::wire::{encode, entries_that_fit, Decoder, Limits};
+    use aos_cluster::Endpoint;
+    // 1 024 members whose host names are 253 bytes (the longest a name may
+    // be): the whole list would need ~340 KiB, the default frame holds 64.
+    let long_host = |id: u32| {
+        let label = format!("{id:0>63}");
+        let name = format!("{label}.{label}.{label}.{}", "h".repeat(253 - 3 * 64));
+        Endpoint::new(&name, 2712).expect("a 253-byte host name is valid")
+    };
+    let mut h = Harness::new(config(1, Role::Serving, 10));
+    h.expect_heartbeat();
+    let mut members: Vec<_> = (2..=1024).map(|id| member(id, Role::Serving, 0, 10)).collect();
+    for m in &mut members {
+        m.endpoint = long_host(m.id.0);
+    }
+    h.event(Event::HandshakeRequest { conn: ConnectionId(1), request: handshake(1, 0) });
+    let q = h.expect_registry_query();
+    h.event(Event::RegistrySnapshot { query_id: q, members });
+    let mut queries = Vec::new();
+    while let Some(Action::QueryPeer { query_id, peer, .. }) = h.queue.front().cloned() {
+        h.queue.pop_front();
+        queries.push((query_id, peer));
+    }
+    assert_eq!(queries.len(), 1023);
+    for (query_id, peer) in queries {
+        h.event(Event::WorkloadReport { report: report(query_id, peer.0, 0, 10) });
+    }
+    let list = h.expect_ranked(1, 1);
+    assert!(list.entries.len() > 100 && list.entries.len() < 1024, "cut to {}", list.entries.len());
+    let reply = Message::HandshakeReply(aos_cluster::wire::HandshakeReply {
+        request_id: 1,
+        outcome: aos_cluster::wire::HandshakeOutcome::Ranked(list.clone()),
+    });
+    let mut bytes = Vec::new();
+    encode(&reply, &mut bytes).expect("the cut list encodes under the default limits");
+    let mut decoder = Decoder::new();
+    decoder.feed(&bytes);
+    assert_eq!(decoder.next(), Ok(Some(reply)), "and a default decoder takes it");
+    // Cut at the last entry that fits: every entry kept fits, one more would not.
+    assert_eq!(entries_that_fit(&list.entries, &Limits::default()), list.entries.len());
+    let mut longer = list.entries.clone();
+    let extra = aos_cluster::wire::RankedEntry {
+        id: aos_cluster::InstanceId(5000),
+        endpoint: long_host(5000),
+        workload: Workload::new(0, 10),
+    };
+    longer.push(extra);
+    assert_eq!(entries_that_fit(&longer, &Limits::default()), list.entries.len());
+}

@@ -209,7 +209,7 @@ impl Connector {
             Targets::Ranked(entries)
         } else {
             let endpoint = self.config.seeds[seed_index].clone();
-            let instance = list.entries.iter().find(|e| e.endpoint == endpoint).map(|e| e.id);
+            let instance = list.entries.iter().find(|e| e.endpoint.same_target(&endpoint)).map(|e| e.id);
             self.finish(attempt, AttemptOutcome::Answered, now);
             Targets::Direct { endpoint, instance }
         };

@@ -8,6 +8,7 @@ use super::handshake::HandshakeWalk;
 use super::log::{AttemptId, AttemptOutcome, Phase};
 use super::{Action, Connector, Stage, Timer};
 use crate::endpoint::Endpoint;
+use crate::wire::dedup::{drop_repeats, DedupScratch};
 use crate::wire::{RankedEntry, SessionOutcome, SessionReply, SessionRequest};
 use crate::workload::InstanceId;
 
@@ -58,8 +59,7 @@ impl TargetWalk {
 pub(super) struct Spare {
     walk: HandshakeWalk,
     targets: Vec<RankedEntry>,
-    order: Vec<(u64, usize)>,
-    repeat: Vec<bool>,
+    dedup: DedupScratch,
 }
 
 impl Spare {
@@ -91,9 +91,10 @@ impl Spare {
         }
     }
 
-    /// Drops every entry whose target or instance id appeared earlier.
+    /// Drops every entry whose target (host and port) or instance id
+    /// appeared earlier: the one duplicate finder the decoder uses too.
     pub(super) fn drop_repeats(&mut self, entries: &mut Vec<RankedEntry>) {
-        dedup_entries(entries, &mut self.order, &mut self.repeat);
+        drop_repeats(entries, &mut self.dedup);
     }
 }
 
@@ -149,100 +150,5 @@ impl Connector {
             Session { attempt, endpoint: endpoint.clone(), instance, session_id, round: self.round };
         self.enter(Stage::Connected(session));
         self.actions.push_back(Action::Connected { attempt, endpoint, instance, session_id });
-    }
-}
-
-/// Lists up to this long are deduplicated by direct comparison; longer ones
-/// through sorted indices, so a 1024-entry list costs O(n log n), not O(n^2).
-const SMALL_LIST: usize = 16;
-
-/// Drops every entry whose endpoint or instance id appeared earlier in the
-/// list (a repeat of anything earlier, kept or not), preserving order, in
-/// place. `order` and `repeat` are scratch space whose capacity is reused.
-fn dedup_entries(entries: &mut Vec<RankedEntry>, order: &mut Vec<(u64, usize)>, repeat: &mut Vec<bool>) {
-    repeat.clear();
-    if entries.len() <= SMALL_LIST {
-        repeat.extend((0..entries.len()).map(|i| {
-            entries[..i].iter().any(|e| e.endpoint == entries[i].endpoint || e.id == entries[i].id)
-        }));
-    } else {
-        repeat.resize(entries.len(), false);
-        // Sorting by (key, position) puts each key's first occurrence first in
-        // its run. Endpoints are keyed by a fingerprint (equal endpoints, equal
-        // fingerprints), so the sort compares integers, not text; only a run
-        // of equal fingerprints is then sorted by the endpoints themselves.
-        order.clear();
-        order.extend(entries.iter().enumerate().map(|(i, e)| (fingerprint(&e.endpoint), i)));
-        order.sort_unstable();
-        for run in order.chunk_by_mut(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
-            run.sort_unstable_by(|&(_, a), &(_, b)| {
-                entries[a].endpoint.cmp(&entries[b].endpoint).then(a.cmp(&b))
-            });
-            for pair in run.windows(2) {
-                if entries[pair[0].1].endpoint == entries[pair[1].1].endpoint {
-                    repeat[pair[1].1] = true;
-                }
-            }
-        }
-        order.clear();
-        order.extend(entries.iter().enumerate().map(|(i, e)| (u64::from(e.id.0), i)));
-        order.sort_unstable();
-        for pair in order.windows(2) {
-            if pair[0].0 == pair[1].0 {
-                repeat[pair[1].1] = true;
-            }
-        }
-    }
-    let mut position = 0;
-    entries.retain(|_| {
-        position += 1;
-        !repeat[position - 1]
-    });
-}
-
-/// FNV-1a over an endpoint's parts: equal endpoints give equal values.
-fn fingerprint(endpoint: &Endpoint) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |byte: u8| hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
-    // `@` never occurs in a name, so it keeps instance and host apart.
-    for &byte in
-        endpoint.instance().unwrap_or("").as_bytes().iter().chain(b"@").chain(endpoint.host().as_bytes())
-    {
-        eat(byte);
-    }
-    endpoint.port().to_le_bytes().into_iter().for_each(eat);
-    hash
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::workload::Workload;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// Both dedup paths (short and long lists) keep exactly the entries
-        /// whose endpoint and id appear nowhere earlier, in order.
-        #[test]
-        fn dedup_keeps_first_occurrences(keys in proptest::collection::vec((0..12u16, 0..12u32), 0..40)) {
-            let mut entries: Vec<RankedEntry> = keys
-                .iter()
-                .map(|&(port, id)| RankedEntry {
-                    id: InstanceId(id),
-                    endpoint: Endpoint::new("aos", port + 1).expect("valid"),
-                    workload: Workload::new(0, 1),
-                })
-                .collect();
-            let expected: Vec<(u16, u32)> = keys
-                .iter()
-                .enumerate()
-                .filter(|(i, k)| !keys[..*i].iter().any(|e| e.0 == k.0 || e.1 == k.1))
-                .map(|(_, &k)| k)
-                .collect();
-            dedup_entries(&mut entries, &mut Vec::new(), &mut Vec::new());
-            let got: Vec<(u16, u32)> = entries.iter().map(|e| (e.endpoint.port() - 1, e.id.0)).collect();
-            prop_assert_eq!(got, expected);
-        }
     }
 }

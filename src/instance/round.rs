@@ -13,8 +13,8 @@ use super::{Instance, Timer};
 use crate::endpoint::Endpoint;
 use crate::registry::MemberRecord;
 use crate::wire::{
-    HandshakeOutcome, HandshakeRequest, QueryId, RankedEntry, RankedList, RefuseReason, WorkloadQuery,
-    WorkloadReport,
+    entries_that_fit, HandshakeOutcome, HandshakeRequest, Limits, QueryId, RankedEntry, RankedList,
+    RefuseReason, WorkloadQuery, WorkloadReport,
 };
 use crate::workload::{rank_into, Candidate, InstanceId, Role};
 
@@ -317,7 +317,7 @@ impl Instance {
         let pending = std::mem::take(&mut self.pending);
         for handshake in &pending {
             self.rank_for(&mut ranking, handshake.salt);
-            let entries: Vec<RankedEntry> = ranking
+            let mut entries: Vec<RankedEntry> = ranking
                 .order
                 .iter()
                 .take(self.config.max_list_len)
@@ -337,6 +337,9 @@ impl Instance {
                     RankedEntry { id, endpoint, workload }
                 })
                 .collect();
+            // SPEC 2.7: never more than fits in one frame the client's decoder
+            // takes with the default limits (long host names cut the list).
+            entries.truncate(entries_that_fit(&entries, &self.reply_limits()));
             if let (true, Some(&head)) = (herd, ranking.order.first()) {
                 let head_id = ranking.sources[head].0;
                 self.herd.headed(head_id);
@@ -364,6 +367,12 @@ impl Instance {
             self.pending = pending;
         }
         self.ranking = ranking;
+    }
+
+    /// The limits a reply must fit: the wire's default frame, this
+    /// instance's list length.
+    fn reply_limits(&self) -> Limits {
+        Limits::default().with_max_list_len(self.config.max_list_len)
     }
 
     /// Candidate `i`'s predicted figures: reported plus live reservations.

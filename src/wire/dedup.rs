@@ -138,7 +138,6 @@ pub(crate) fn first_repeat(
 /// (earlier removed entries included: the test is on the list as received),
 /// keeping the order of the rest. The client's cleanup of a ranked list that
 /// did not come through the decoder's check.
-#[cfg_attr(not(test), allow(dead_code))] // the client's (issue 9 rewrite in progress)
 pub(crate) fn drop_repeats(entries: &mut Vec<RankedEntry>, scratch: &mut DedupScratch) {
     if entries.len() < 2 {
         return;
