@@ -65,7 +65,7 @@ fn read_config(path: &str) -> Result<(ServerConfig, String), Error> {
 async fn serve_echo(mut server: Server, label: Arc<str>) {
     while let Some(accepted) = server.accept().await {
         let label = label.clone();
-        info!(session = %accepted.info.session_id, peer = %accepted.info.peer_addr, "session");
+        tracing::debug!(session = %accepted.info.session_id, peer = %accepted.info.peer_addr, "session");
         tokio::spawn(async move {
             let (read, mut write) = tokio::io::split(accepted.stream);
             let mut read = BufReader::new(read);
