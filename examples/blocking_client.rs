@@ -78,7 +78,10 @@ fn exchange(session: aos_cluster_tokio::blocking::Session, lines: &[String]) -> 
         let mut reply = String::new();
         (&mut session).take(4096).read_line(&mut reply)?;
         if reply.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the instance closed the session"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the instance closed the session",
+            ));
         }
         println!("> {line}\n< {}", reply.trim_end());
     }

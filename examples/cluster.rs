@@ -176,7 +176,11 @@ fn client_config(seeds: Vec<Endpoint>) -> ClientConfig {
         cluster: Some(CLUSTER.to_owned()),
         handshake_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(2),
-        retry: RetryPolicy { base: Duration::from_millis(50), cap: Duration::from_millis(500), max_rounds: 5 },
+        retry: RetryPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(500),
+            max_rounds: 5,
+        },
         ..ClientConfig::with_seeds(seeds)
     }
 }
@@ -354,9 +358,15 @@ async fn exchange(session: &mut BufReader<Session>, client: u64, requests: u32) 
 
 /// Redraws one progress line (every 100 ms on a terminal, a plain line every
 /// second otherwise) until `wave` ends.
-async fn progress_until(mut wave: tokio::task::JoinHandle<()>, nodes: &[Node], counters: &Counters, total: usize) {
+async fn progress_until(
+    mut wave: tokio::task::JoinHandle<()>,
+    nodes: &[Node],
+    counters: &Counters,
+    total: usize,
+) {
     let terminal = std::io::stdout().is_terminal();
-    let mut tick = tokio::time::interval(if terminal { Duration::from_millis(100) } else { Duration::from_secs(1) });
+    let mut tick =
+        tokio::time::interval(if terminal { Duration::from_millis(100) } else { Duration::from_secs(1) });
     loop {
         let finished = tokio::select! {
             _ = &mut wave => true,

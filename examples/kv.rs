@@ -177,9 +177,14 @@ async fn main() -> Result<(), Error> {
         let id = InstanceId(i as u32 + 1);
         let instance = InstanceConfig {
             cluster: Some(CLUSTER.to_owned()),
-            ..InstanceConfig::new(id, Endpoint::with_instance(Some(&format!("KV{}", id.0)), "127.0.0.1", 1)?, max_sessions)
+            ..InstanceConfig::new(
+                id,
+                Endpoint::with_instance(Some(&format!("KV{}", id.0)), "127.0.0.1", 1)?,
+                max_sessions,
+            )
         };
-        let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse()?, instance), registry.clone()).await?;
+        let server =
+            Server::bind(ServerConfig::new("127.0.0.1:0".parse()?, instance), registry.clone()).await?;
         seeds.push(server.endpoint().clone());
         let requests = Arc::new(AtomicU64::new(0));
         nodes.push((server.handle(), requests.clone()));
@@ -202,7 +207,11 @@ async fn main() -> Result<(), Error> {
             }
         }
     }
-    println!("{} clients done, {failures} failed; {} keys stored", sessions.len(), store.lock().expect("not poisoned").len());
+    println!(
+        "{} clients done, {failures} failed; {} keys stored",
+        sessions.len(),
+        store.lock().expect("not poisoned").len()
+    );
     println!("{:<12} {:>15} {:>9}", "instance", "sessions/max", "requests");
     for (handle, requests) in &nodes {
         let s = handle.stats().await?;

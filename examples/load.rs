@@ -83,7 +83,11 @@ async fn main() -> Result<(), Error> {
         cluster: Some(CLUSTER.to_owned()),
         handshake_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(5),
-        retry: RetryPolicy { base: Duration::from_millis(50), cap: Duration::from_millis(500), max_rounds: 5 },
+        retry: RetryPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(500),
+            max_rounds: 5,
+        },
         ..ClientConfig::with_seeds(seeds)
     };
     println!(
@@ -164,7 +168,10 @@ async fn run(args: &Args, config: ClientConfig, plain: std::net::SocketAddr) -> 
         plain_streams.push(stream);
     }
     let over_plain = exchanges_per_second(plain_streams, args.exchanges).await?;
-    println!("{} exchanges of {MESSAGE} bytes each way per connection, all connections at once:", args.exchanges);
+    println!(
+        "{} exchanges of {MESSAGE} bytes each way per connection, all connections at once:",
+        args.exchanges
+    );
     println!("  over balanced sessions:     {over_sessions:>9.0} exchanges/s");
     println!("  over plain TCP (tokio echo): {over_plain:>8.0} exchanges/s");
     println!("  plain / sessions: {:.2}x", over_plain / over_sessions);
