@@ -110,7 +110,7 @@ async fn main() -> Result<(), Error> {
     if args.capacities.len() < 3 {
         return Err("the demo crashes one instance and drains another: give at least 3".into());
     }
-    if !(args.rate > 0.0) {
+    if !args.rate.is_finite() || args.rate <= 0.0 {
         return Err("--rate must be positive".into());
     }
 
