@@ -1,72 +1,90 @@
-//! The main job: a cluster of instances on 127.0.0.1, a SQLite registry in a
-//! temp directory, and a stream of clients. Shows where the sessions go, then
-//! crashes one instance, drains another, and shows where new clients go.
+//! The main job: a cluster of instances on 127.0.0.1 sharing one registry
+//! (SQLite in a temp directory unless `--registry` names another), and a
+//! stream of clients. Every instance serves a small line-echo application on
+//! the sessions it admits; every client exchanges `--requests` request/reply
+//! pairs over its balanced session and then keeps it. The demo shows where the
+//! sessions went and the traffic each instance carried, then crashes one
+//! instance, drains another, waits until the crashed one's heartbeat is older
+//! than `member_ttl`, and shows that new clients go to neither.
 //!
 //! ```text
 //! cargo run --release --example cluster -- [--capacities 50,100,150,200 | --instances N]
-//!     [--clients 300] [--after 80] [--rate 500] [--registry URL]
+//!     [--clients 300] [--after 80] [--rate 500] [--requests 5] [--registry URL]
 //! ```
 //! `--instances N` gives instance `i` (from 1) `50 * i` sessions.
 //! `--registry postgres://user:pass@host/db` uses PostgreSQL instead of SQLite.
+//! The run ends on its own (in about 5 s with the defaults); Ctrl-C stops it
+//! cleanly at any point. The progress line is redrawn in place on a terminal
+//! and printed as plain lines otherwise.
+//!
+//! The application protocol: the client sends `PING <client> <n>\n`, the
+//! instance answers `PONG <client> <n> from <instance id>\n`.
 
-#[path = "support/mod.rs"]
-mod support;
-
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aos_cluster::InstanceId;
-use support::cluster::{LocalCluster, Timing};
-use support::server::Stats;
-use tokio::sync::{watch, Mutex};
-use tracing::info;
+use aos_cluster::{ClientConfig, Endpoint, InstanceConfig, InstanceId, RetryPolicy};
+use aos_cluster_tokio::registry::{self, Registry};
+use aos_cluster_tokio::{Server, ServerConfig, ServerHandle, Session};
+use clap::Parser;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
-const USAGE: &str =
-    "usage: cluster [--capacities 50,100,150,200 | --instances N] [--clients 300] [--after 80] \
-                     [--rate 500] [--registry URL]";
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The cluster name every local instance uses.
+const CLUSTER: &str = "local";
+/// Timers short enough for the demo to see a crashed member go stale quickly.
+const MEMBER_TTL: Duration = Duration::from_secs(2);
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest application line either side accepts: a client cannot make an
+/// instance buffer more than this.
+const MAX_LINE: u64 = 256;
+
+/// A loopback cluster, a stream of clients, a crash and a drain.
+#[derive(Parser)]
+#[command(name = "cluster")]
 struct Args {
+    /// Each instance's max_sessions, comma separated (at least 3 instances).
+    #[arg(long, value_delimiter = ',', default_value = "50,100,150,200")]
     capacities: Vec<u32>,
+    /// N instances, instance i (from 1) with 50 * i sessions (instead of --capacities).
+    #[arg(long, conflicts_with = "capacities")]
+    instances: Option<u32>,
+    /// Clients in the first wave.
+    #[arg(long, default_value_t = 300)]
     clients: usize,
+    /// Clients after the crash and the drain.
+    #[arg(long, default_value_t = 80)]
     after: usize,
+    /// Client arrivals per second.
+    #[arg(long, default_value_t = 500.0)]
     rate: f64,
+    /// Request/reply exchanges each client makes over its session.
+    #[arg(long, default_value_t = 5)]
+    requests: u32,
+    /// The registry URL (sqlite://PATH, postgres://...); default: SQLite in a temp dir.
+    #[arg(long)]
     registry: Option<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args =
-        Args { capacities: vec![50, 100, 150, 200], clients: 300, after: 80, rate: 500.0, registry: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--capacities" => {
-                args.capacities = value()?
-                    .split(',')
-                    .map(|c| c.trim().parse().map_err(|e| format!("--capacities: {e}")))
-                    .collect::<Result<_, _>>()?
-            }
-            "--instances" => {
-                let n: usize = value()?.parse().map_err(|e| format!("--instances: {e}"))?;
-                args.capacities = (1..=n as u32).map(|i| 50 * i).collect();
-            }
-            "--clients" => args.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?,
-            "--after" => args.after = value()?.parse().map_err(|e| format!("--after: {e}"))?,
-            "--rate" => args.rate = value()?.parse().map_err(|e| format!("--rate: {e}"))?,
-            "--registry" => args.registry = Some(value()?),
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
-    if args.capacities.len() < 3 {
-        return Err("the demo crashes one instance and drains another: give at least 3".into());
-    }
-    if args.rate <= 0.0 {
-        return Err("--rate must be positive".into());
-    }
-    Ok(args)
+/// The application traffic one instance served.
+#[derive(Default)]
+struct Traffic {
+    requests: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+/// One instance of the demo: its control handle and its traffic.
+struct Node {
+    handle: ServerHandle,
+    capacity: u32,
+    traffic: Arc<Traffic>,
+    state: &'static str,
 }
 
 /// What the client tasks count, shared with the progress line.
@@ -75,139 +93,246 @@ struct Counters {
     started: AtomicU64,
     connected: AtomicU64,
     failed: AtomicU64,
+    exchanges: AtomicU64,
+    app_errors: AtomicU64,
     lost: AtomicU64,
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    support::init_tracing("warn");
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
+async fn main() -> Result<(), Error> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let mut args = Args::parse();
+    if let Some(n) = args.instances {
+        args.capacities = (1..=n).map(|i| 50 * i).collect();
+    }
+    if args.capacities.len() < 3 {
+        return Err("the demo crashes one instance and drains another: give at least 3".into());
+    }
+    if !args.rate.is_finite() || args.rate <= 0.0 {
+        return Err("--rate must be positive".into());
+    }
+
+    let dir = tempfile_dir()?;
+    let url = match &args.registry {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", dir.join("registry.db").display()),
     };
-    let timing = Timing {
-        member_ttl: Duration::from_secs(2),
-        heartbeat_interval: Duration::from_millis(250),
-        ..Timing::FAST
-    };
-    let cluster =
-        Arc::new(Mutex::new(LocalCluster::start(&args.capacities, args.registry.as_deref(), timing).await?));
+    let registry = registry::open(&url).await?;
+    let mut nodes = Vec::new();
+    let mut seeds = Vec::new();
+    for (i, &capacity) in args.capacities.iter().enumerate() {
+        let id = InstanceId(i as u32 + 1);
+        let server = Server::bind(server_config(id, capacity)?, registry.clone()).await?;
+        seeds.push(server.endpoint().clone());
+        let traffic = Arc::new(Traffic::default());
+        nodes.push(Node { handle: server.handle(), capacity, traffic: traffic.clone(), state: "serving" });
+        tokio::spawn(serve_pong(server, id, traffic));
+    }
+
     let (stop_clients, clients_stop) = watch::channel(false);
     let outcome = tokio::select! {
-        outcome = run(&args, cluster.clone(), clients_stop) => outcome,
+        outcome = run(&args, &url, &*registry, &mut nodes, seeds, clients_stop) => outcome,
         _ = tokio::signal::ctrl_c() => {
             println!("\ninterrupted; shutting down");
             Ok(())
         }
     };
     let _ = stop_clients.send(true);
-    let cluster = Arc::try_unwrap(cluster).ok().expect("the scenario has ended").into_inner();
-    cluster.shutdown().await;
+    for node in &nodes {
+        node.handle.shutdown().await;
+    }
+    drop(registry);
+    let _ = std::fs::remove_dir_all(&dir);
     outcome
+}
+
+/// A fresh directory for the default SQLite registry.
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("aos-cluster-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn server_config(id: InstanceId, max_sessions: u32) -> Result<ServerConfig, Error> {
+    // Port 0: the system picks a free port and the advertised endpoint takes it.
+    let endpoint = Endpoint::with_instance(Some(&format!("AOS{:02}", id.0)), "127.0.0.1", 1)?;
+    let instance = InstanceConfig {
+        cluster: Some(CLUSTER.to_owned()),
+        member_ttl: MEMBER_TTL,
+        heartbeat_interval: HEARTBEAT_INTERVAL,
+        snapshot_ttl: Duration::from_millis(200),
+        peer_timeout: Duration::from_millis(500),
+        ..InstanceConfig::new(id, endpoint, max_sessions)
+    };
+    Ok(ServerConfig::new("127.0.0.1:0".parse()?, instance))
+}
+
+fn client_config(seeds: Vec<Endpoint>) -> ClientConfig {
+    // Loopback instances answer in microseconds or not at all.
+    ClientConfig {
+        cluster: Some(CLUSTER.to_owned()),
+        handshake_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        retry: RetryPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(500),
+            max_rounds: 5,
+        },
+        ..ClientConfig::with_seeds(seeds)
+    }
+}
+
+/// The instance's application: answers every `PING` line with a `PONG` line
+/// until the client leaves (or the server stops, which ends the stream).
+async fn serve_pong(mut server: Server, id: InstanceId, traffic: Arc<Traffic>) {
+    while let Some(accepted) = server.accept().await {
+        let traffic = traffic.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = tokio::io::split(accepted.stream);
+            let mut read = BufReader::new(read);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match (&mut read).take(MAX_LINE).read_line(&mut line).await {
+                    Ok(n) if n > 0 && line.ends_with('\n') => {}
+                    // End of stream, an error, or a line too long or cut: the session ends.
+                    _ => break,
+                }
+                let Some(rest) = line.strip_prefix("PING ") else { break };
+                let reply = format!("PONG {} from {id}\n", rest.trim_end());
+                if write.write_all(reply.as_bytes()).await.is_err() {
+                    break;
+                }
+                traffic.requests.fetch_add(1, Ordering::Relaxed);
+                traffic.bytes_in.fetch_add(line.len() as u64, Ordering::Relaxed);
+                traffic.bytes_out.fetch_add(reply.len() as u64, Ordering::Relaxed);
+            }
+        });
+    }
 }
 
 async fn run(
     args: &Args,
-    cluster: Arc<Mutex<LocalCluster>>,
+    url: &str,
+    registry: &dyn Registry,
+    nodes: &mut [Node],
+    seeds: Vec<Endpoint>,
     stop: watch::Receiver<bool>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (config, url) = {
-        let c = cluster.lock().await;
-        c.wait_registered().await?;
-        (c.client_config(), c.registry_url.clone())
-    };
-    println!("aos-cluster: {} instances on 127.0.0.1, registry {url}", args.capacities.len());
-    for (i, (endpoint, cap)) in config.seeds.iter().zip(&args.capacities).enumerate() {
-        println!("  #{} {endpoint} max_sessions {cap}", i + 1);
+) -> Result<(), Error> {
+    wait_registered(registry, nodes.len()).await?;
+    println!(
+        "aos-cluster: {} instances on 127.0.0.1, registry {}",
+        nodes.len(),
+        registry::redact_password(url)
+    );
+    for (endpoint, node) in seeds.iter().zip(nodes.iter()) {
+        println!("  {endpoint} max_sessions {}", node.capacity);
     }
-
+    let config = client_config(seeds);
     let counters = Arc::new(Counters::default());
-    let placed = Arc::new(std::sync::Mutex::new(Vec::<Option<InstanceId>>::new()));
-    println!("\n{} clients arriving at {}/s:", args.clients, args.rate);
-    let wave = stream_clients(args, &config, 0, &counters, &placed, &stop);
-    progress_until(wave, &cluster, &counters, args.clients).await;
-    let before = cluster.lock().await.stats().await;
-    print_table(&before, &args.capacities);
+    let placed = Arc::new(Mutex::new(Vec::<Option<InstanceId>>::new()));
+
+    println!(
+        "\n{} clients arriving at {}/s, each making {} request/reply exchanges:",
+        args.clients, args.rate, args.requests
+    );
+    let wave = stream_clients(args, &config, 0, args.clients, &counters, &placed, &stop);
+    progress_until(wave, nodes, &counters, args.clients).await;
+    print_table(nodes).await;
 
     let (crashed, drained) = (1usize, 2usize);
-    let timing = {
-        let mut c = cluster.lock().await;
-        println!("\ncrashing #{} and draining #{} ...", crashed + 1, drained + 1);
-        c.crash(crashed).await;
-        c.server(drained).set_accepting(false);
-        c.timing
-    };
-    println!("waiting until #{}'s heartbeat is older than member_ttl ({:?})", crashed + 1, timing.member_ttl);
-    cluster.lock().await.wait_until_stale(InstanceId(crashed as u32 + 1)).await?;
+    println!("\ncrashing #{} and draining #{} ...", crashed + 1, drained + 1);
+    nodes[crashed].handle.crash().await;
+    nodes[crashed].state = "crashed";
+    nodes[drained].handle.set_accepting(false).await?;
+    nodes[drained].state = "draining";
+    println!("waiting until #{}'s heartbeat is older than member_ttl ({MEMBER_TTL:?})", crashed + 1);
+    wait_until_stale(registry, InstanceId(crashed as u32 + 1)).await?;
+    // The crashed instance's sessions saw their stream end; give their tasks a moment to count it.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     println!("{} sessions on #{} were lost with it", counters.lost.load(Ordering::Relaxed), crashed + 1);
 
     let already = placed.lock().expect("not poisoned").len();
     println!("\n{} new clients:", args.after);
-    let wave = stream_clients(args, &config, args.clients as u64, &counters, &placed, &stop);
-    progress_until(wave, &cluster, &counters, args.clients + args.after).await;
-    let after = cluster.lock().await.stats().await;
+    let wave = stream_clients(args, &config, args.clients as u64, args.after, &counters, &placed, &stop);
+    progress_until(wave, nodes, &counters, args.clients + args.after).await;
     let new: Vec<Option<InstanceId>> = placed.lock().expect("not poisoned")[already..].to_vec();
     println!("\nwhere the {} new clients went:", new.len());
     println!("{:<9} {:<9} {:>12} {:>15}", "instance", "state", "new sessions", "connected/max");
-    for (i, cap) in args.capacities.iter().enumerate() {
+    for (i, node) in nodes.iter().enumerate() {
         let id = InstanceId(i as u32 + 1);
-        let state = match i {
-            _ if i == crashed => "crashed",
-            _ if i == drained => "draining",
-            _ => "serving",
+        let connected = match node.handle.stats().await {
+            Ok(s) => format!("{}/{}", s.workload.connected, s.workload.max_sessions),
+            Err(_) => "-".to_owned(),
         };
-        let connected = after[i].map_or("-".to_owned(), |s| format!("{}/{cap}", s.workload.connected));
         let count = new.iter().filter(|&&n| n == Some(id)).count();
-        println!("{:<9} {:<9} {:>12} {:>15}", id.to_string(), state, count, connected);
+        println!("{:<9} {:<9} {:>12} {:>15}", format!("#{}", id.0), node.state, count, connected);
     }
     let misplaced = new
         .iter()
         .filter(|&&n| n == Some(InstanceId(crashed as u32 + 1)) || n == Some(InstanceId(drained as u32 + 1)));
     println!("sent to the crashed or draining instance: {}", misplaced.count());
+    println!(
+        "application: {} exchanges completed, {} failed",
+        counters.exchanges.load(Ordering::Relaxed),
+        counters.app_errors.load(Ordering::Relaxed)
+    );
     Ok(())
 }
 
-/// Starts `args.clients` (or `args.after`) clients at `args.rate` per second;
-/// each keeps its session until `stop`. Returns when all have an outcome.
+/// Starts `count` clients at `args.rate` per second; each exchanges its
+/// requests, then keeps its session until `stop` (counting it lost if the
+/// instance ends it). The task ends when every client has had its exchanges.
 fn stream_clients(
     args: &Args,
-    config: &aos_cluster::ClientConfig,
+    config: &ClientConfig,
     first_seed: u64,
+    count: usize,
     counters: &Arc<Counters>,
-    placed: &Arc<std::sync::Mutex<Vec<Option<InstanceId>>>>,
+    placed: &Arc<Mutex<Vec<Option<InstanceId>>>>,
     stop: &watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let count = if first_seed == 0 { args.clients } else { args.after };
     let gap = Duration::from_secs_f64(1.0 / args.rate);
+    let requests = args.requests;
     let (config, counters, placed, stop) = (config.clone(), counters.clone(), placed.clone(), stop.clone());
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(gap);
-        let mut outcomes = tokio::task::JoinSet::new();
-        for n in 0..count as u64 {
+        let mut outcomes = JoinSet::new();
+        for n in first_seed..first_seed + count as u64 {
             ticker.tick().await;
             counters.started.fetch_add(1, Ordering::Relaxed);
             let (config, counters, placed, mut stop) =
                 (config.clone(), counters.clone(), placed.clone(), stop.clone());
             let (done_tx, done) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
-                match support::client::connect(config, first_seed + n).await {
-                    Ok(mut session) => {
-                        counters.connected.fetch_add(1, Ordering::Relaxed);
-                        placed.lock().expect("not poisoned").push(session.instance);
-                        let _ = done_tx.send(());
-                        tokio::select! {
-                            _ = session.closed() => { counters.lost.fetch_add(1, Ordering::Relaxed); }
-                            _ = stop.changed() => {}
-                        }
-                    }
+                let session = match aos_cluster_tokio::connect_seeded(&config, n).await {
+                    Ok(session) => session,
                     Err(e) => {
-                        info!(error = %e, "client failed");
+                        tracing::info!(error = %e, "client failed");
                         counters.failed.fetch_add(1, Ordering::Relaxed);
                         let _ = done_tx.send(());
+                        return;
                     }
+                };
+                counters.connected.fetch_add(1, Ordering::Relaxed);
+                placed.lock().expect("not poisoned").push(session.instance());
+                let mut session = BufReader::new(session);
+                match exchange(&mut session, n, requests).await {
+                    Ok(()) => counters.exchanges.fetch_add(u64::from(requests), Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::info!(error = %e, "exchange failed");
+                        counters.app_errors.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                let _ = done_tx.send(());
+                let mut rest = [0u8; 64];
+                tokio::select! {
+                    // The instance has nothing more to say: a read ending means the session ended.
+                    _ = session.read(&mut rest) => { counters.lost.fetch_add(1, Ordering::Relaxed); }
+                    _ = stop.changed() => {}
                 }
             });
             outcomes.spawn(done);
@@ -216,62 +341,115 @@ fn stream_clients(
     })
 }
 
-/// Redraws one progress line every 100 ms until `wave` ends.
+/// `requests` PING/PONG exchanges on `session`, each reply checked.
+async fn exchange(session: &mut BufReader<Session>, client: u64, requests: u32) -> std::io::Result<()> {
+    let mut line = String::new();
+    for n in 0..requests {
+        session.get_mut().write_all(format!("PING {client} {n}\n").as_bytes()).await?;
+        line.clear();
+        tokio::time::timeout(Duration::from_secs(5), (&mut *session).take(MAX_LINE).read_line(&mut line))
+            .await??;
+        if !line.starts_with(&format!("PONG {client} {n} from ")) {
+            return Err(std::io::Error::other(format!("unexpected reply {line:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// Redraws one progress line (every 100 ms on a terminal, a plain line every
+/// second otherwise) until `wave` ends.
 async fn progress_until(
     mut wave: tokio::task::JoinHandle<()>,
-    cluster: &Arc<Mutex<LocalCluster>>,
+    nodes: &[Node],
     counters: &Counters,
     total: usize,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let terminal = std::io::stdout().is_terminal();
+    let mut tick =
+        tokio::time::interval(if terminal { Duration::from_millis(100) } else { Duration::from_secs(1) });
     loop {
         let finished = tokio::select! {
             _ = &mut wave => true,
             _ = tick.tick() => false,
         };
-        let stats = cluster.lock().await.stats().await;
-        let per_instance: Vec<String> = stats
-            .iter()
-            .map(|s| {
-                s.map_or("down".to_owned(), |s| {
-                    format!("{}/{}", s.workload.connected, s.workload.max_sessions)
-                })
-            })
-            .enumerate()
-            .map(|(i, s)| format!("#{} {s}", i + 1))
-            .collect();
-        print!(
-            "\r  [{:>5}/{total} started] connected {:>5}  failed {:>3}  | {}   ",
+        let mut per_instance = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let load = match node.handle.stats().await {
+                Ok(s) => format!("{}/{}", s.workload.connected, s.workload.max_sessions),
+                Err(_) => "down".to_owned(),
+            };
+            per_instance.push(format!("#{} {load}", i + 1));
+        }
+        let line = format!(
+            "  [{:>5}/{total} started] connected {:>5}  failed {:>3}  exchanges {:>6}  | {}",
             counters.started.load(Ordering::Relaxed),
             counters.connected.load(Ordering::Relaxed),
             counters.failed.load(Ordering::Relaxed),
+            counters.exchanges.load(Ordering::Relaxed),
             per_instance.join("  ")
         );
-        let _ = std::io::stdout().flush();
+        if terminal {
+            print!("\r{line}   ");
+            let _ = std::io::stdout().flush();
+            if finished {
+                println!();
+            }
+        } else {
+            println!("{line}");
+        }
         if finished {
-            println!();
             return;
         }
     }
 }
 
-fn print_table(stats: &[Option<Stats>], capacities: &[u32]) {
-    let total: u32 = stats.iter().flatten().map(|s| s.workload.connected).sum();
-    let capacity: u32 = capacities.iter().sum();
+async fn print_table(nodes: &[Node]) {
+    let mut rows = Vec::new();
+    for node in nodes {
+        rows.push(node.handle.stats().await.ok().map(|s| s.workload));
+    }
+    let total: u32 = rows.iter().flatten().map(|w| w.connected).sum();
+    let capacity: u32 = nodes.iter().map(|n| n.capacity).sum();
     println!(
-        "\n{:<9} {:>15} {:>8} {:>15} {:>7}",
-        "instance", "connected/max", "share", "capacity share", "ratio"
+        "\n{:<9} {:>13} {:>7} {:>9} {:>6} {:>9} {:>9} {:>9}",
+        "instance", "connected/max", "share", "cap share", "ratio", "requests", "bytes in", "bytes out"
     );
-    for (i, s) in stats.iter().enumerate() {
-        let Some(s) = s else { continue };
-        let w = s.workload;
+    for (i, (node, workload)) in nodes.iter().zip(&rows).enumerate() {
+        let Some(w) = workload else { continue };
         println!(
-            "{:<9} {:>15} {:>7.1}% {:>14.1}% {:>7.3}",
+            "{:<9} {:>13} {:>6.1}% {:>8.1}% {:>6.3} {:>9} {:>9} {:>9}",
             format!("#{}", i + 1),
             format!("{}/{}", w.connected, w.max_sessions),
             100.0 * f64::from(w.connected) / f64::from(total.max(1)),
             100.0 * f64::from(w.max_sessions) / f64::from(capacity),
             f64::from(w.connected) / f64::from(w.max_sessions),
+            node.traffic.requests.load(Ordering::Relaxed),
+            node.traffic.bytes_in.load(Ordering::Relaxed),
+            node.traffic.bytes_out.load(Ordering::Relaxed),
         );
+    }
+}
+
+/// Waits until all `n` instances have a registry row.
+async fn wait_registered(registry: &dyn Registry, n: usize) -> Result<(), Error> {
+    loop {
+        if registry.snapshot(Some(CLUSTER), 10 * MEMBER_TTL).await?.len() >= n {
+            return Ok(());
+        }
+        tokio::time::sleep(HEARTBEAT_INTERVAL / 4).await;
+    }
+}
+
+/// Waits (reading the registry) until member `id`'s row is older than
+/// `member_ttl`: from then on no instance counts it as active.
+async fn wait_until_stale(registry: &dyn Registry, id: InstanceId) -> Result<(), Error> {
+    loop {
+        let members = registry.snapshot(Some(CLUSTER), 10 * MEMBER_TTL).await?;
+        match members.iter().find(|m| m.id == id) {
+            Some(m) if m.heartbeat_age <= MEMBER_TTL => {
+                tokio::time::sleep(MEMBER_TTL - m.heartbeat_age + Duration::from_millis(10)).await
+            }
+            _ => return Ok(()),
+        }
     }
 }
