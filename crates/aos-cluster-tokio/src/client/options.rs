@@ -54,6 +54,6 @@ impl ClientOptions {
 
     #[cfg(feature = "tls")]
     pub(crate) fn rustls(&self) -> Option<&std::sync::Arc<rustls::ClientConfig>> {
-        self.tls.as_ref().map(ClientTls::rustls)
+        self.tls.as_ref().map(ClientTls::rustls_config)
     }
 }

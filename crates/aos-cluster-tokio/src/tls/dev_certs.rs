@@ -80,14 +80,18 @@ fn leaf_params(names: &[&str], common_name: &str) -> Result<CertificateParams, T
 }
 
 impl DevPki {
-    /// A new CA ("aos-cluster dev CA") in a new temporary directory.
+    /// A new CA ("aos-cluster dev CA ...") in a new temporary directory.
     pub fn new() -> Result<Self, TlsError> {
         let dir = tempfile::Builder::new()
             .prefix("aos-cluster-dev-pki-")
             .tempdir()
             .map_err(|e| TlsError::Config(format!("temporary directory: {e}")))?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
-        params.distinguished_name.push(DnType::CommonName, "aos-cluster dev CA");
+        // A name of its own (the directory's random part): two throwaway CAs
+        // must not look like one, or a stranger's certificate reads as a bad
+        // signature rather than an unknown issuer.
+        let suffix = dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        params.distinguished_name.push(DnType::CommonName, format!("aos-cluster dev CA {suffix}"));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let key = KeyPair::generate().map_err(rcgen_error)?;

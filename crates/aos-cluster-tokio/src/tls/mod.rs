@@ -195,7 +195,8 @@ impl ClientTls {
         ClientTls { config }
     }
 
-    pub(crate) fn rustls(&self) -> &Arc<rustls::ClientConfig> {
+    /// The rustls configuration (shared by every connection of a client).
+    pub fn rustls_config(&self) -> &Arc<rustls::ClientConfig> {
         &self.config
     }
 }
