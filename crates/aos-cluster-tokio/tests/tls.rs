@@ -526,4 +526,11 @@ async fn the_postgres_registry_connects_with_sslmode_verify_full() {
     let wrong = format!("{}&sslrootcert={}", base.join("&"), stranger.ca_cert().display());
     let error = PostgresRegistry::connect(&wrong).await.expect_err("a server certificate of another CA");
     assert!(error.to_string().contains("certificate"), "{error}");
+    let error =
+        PostgresRegistry::connect(&wrong.replace("verify-full", "verify-ca")).await.expect_err("verify-ca");
+    assert!(error.to_string().contains("certificate"), "{error}");
+    // `require` without a root encrypts without checking the chain (libpq's meaning).
+    let require = base.join("&").replace("sslmode=verify-full", "sslmode=require");
+    assert!(!require.contains("sslrootcert") && require.contains("sslmode=require"), "{require}");
+    PostgresRegistry::connect(&require).await.expect("sslmode=require without sslrootcert");
 }
