@@ -14,6 +14,9 @@
 //!
 //! `cargo bench -p aos-cluster-tokio --features dev-certs --bench tls`
 
+// `criterion_group!` defines an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
