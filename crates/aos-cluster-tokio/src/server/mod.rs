@@ -1,4 +1,4 @@
-//! The instance server: an [`Instance`](aos_cluster::Instance) machine on a
+//! The instance server: an [`aos_cluster::Instance`] machine on a
 //! TCP listener, hardened for the open internet, that hands each admitted
 //! session's connection to the application.
 //!
@@ -30,11 +30,19 @@
 //!
 //! # Inside
 //!
-//! One actor task owns the machine ([`actor`]); one task per connection reads
-//! one frame at a time under deadlines and writes its reply ([`conn`]); peer
-//! links carry workload queries ([`peer`]); a writer keeps the registry row
+//! One actor task owns the machine (`actor`); one task per connection reads
+//! one frame at a time under deadlines and writes its reply (`conn`); peer
+//! links carry workload queries (`peer`); a writer keeps the registry row
 //! fresh. Every channel is bounded, so memory is a function of the
 //! configuration (connections x one frame), never of what clients send.
+//!
+//! # Trust (SPEC "Drivers: trust"; feature `tls`)
+//!
+//! [`Server::bind_with`] with [`ServerOptions::with_tls`]: every inbound
+//! connection is TLS (the handshake within `first_frame_timeout`); a client
+//! certificate is asked for, not required, and must chain to the cluster CA
+//! when presented; a `WorkloadQuery` on a connection without one closes it
+//! (`peer_queries_refused`); peer links present this instance's certificate.
 //!
 //! # Limits (SPEC "Drivers: limits")
 //!
