@@ -5,6 +5,12 @@
 #   bash .ci/postgres.sh        # the same, printing the `export` line to paste
 #   bash .ci/postgres.sh stop   # stops it and deletes its files
 #
+# With AOS_PG_TLS=1 the server also speaks TLS with a certificate generated now (a throwaway CA
+# and a server certificate for 127.0.0.1 and localhost, under $AOS_PG_DIR/tls, by the openssl
+# command-line tool, installed from Debian if missing), and AOS_TEST_POSTGRES_TLS_URL is exported
+# too: the same database with `sslmode=verify-full&sslrootcert=<the CA>`. Plain connections keep
+# working, so AOS_TEST_POSTGRES_URL is unchanged. No key is kept anywhere but that directory.
+#
 # Installs the Debian `postgresql` package if no server binaries are found (as root), runs the
 # server as the `postgres` system user when called as root (PostgreSQL refuses to run as root),
 # listens on loopback only with trust authentication, and keeps its data under
@@ -46,6 +52,38 @@ aos_pg_port_is_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# Writes a throwaway CA and a server certificate for 127.0.0.1/localhost into $1 (2 days valid).
+aos_pg_make_certs() {
+  local dir="$1"
+  if ! command -v openssl >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+      aos_pg_say "AOS_PG_TLS=1 needs the openssl command (and cannot install it)"
+      return 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq openssl >/dev/null || return 1
+  fi
+  mkdir -p "$dir" || return 1
+  (
+    cd "$dir" || exit 1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj "/CN=aos-cluster CI PostgreSQL CA" -keyout ca.key -out ca.pem \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=127.0.0.1" -keyout server.key -out server.csr &&
+      printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >server.ext &&
+      openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile server.ext -out server.pem &&
+      rm -f ca.key server.csr server.ext ca.srl &&
+      chmod 600 server.key
+  ) >"$dir.log" 2>&1 || {
+    aos_pg_say "generating the TLS certificate failed:"
+    cat "$dir.log" >&2
+    return 1
+  }
+}
+
 aos_pg_stop() {
   local base="$1" bin
   if bin="$(aos_pg_bindir)" && [ -f "$base/data/PG_VERSION" ]; then
@@ -56,7 +94,8 @@ aos_pg_stop() {
 
 aos_pg_main() {
   local base="${AOS_PG_DIR:-${TMPDIR:-/tmp}/aos-cluster-postgres}"
-  local db=aos_test bin port attempt
+  local db=aos_test bin port attempt tls_opts=""
+  local want_tls="${AOS_PG_TLS:-0}"
 
   if [ "${1:-}" = stop ]; then
     aos_pg_stop "$base"
@@ -85,7 +124,11 @@ aos_pg_main() {
     return 1
   fi
 
-  # Reuse the server from an earlier run if it still answers.
+  # Reuse the server from an earlier run if it still answers (and speaks TLS when asked to).
+  if [ "$want_tls" = 1 ] && [ -f "$base/port" ] && [ ! -f "$base/tls/ca.pem" ]; then
+    aos_pg_say "the running server has no TLS; restarting it with TLS"
+    rm -f "$base/port"
+  fi
   if [ -f "$base/port" ]; then
     port="$(cat "$base/port")"
     if "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 5; then
@@ -98,6 +141,10 @@ aos_pg_main() {
   if [ -z "${port:-}" ]; then
     aos_pg_stop "$base"
     mkdir -p "$base/socket" || return 1
+    if [ "$want_tls" = 1 ]; then
+      aos_pg_make_certs "$base/tls" || return 1
+      tls_opts="-c ssl=on -c ssl_cert_file=$base/tls/server.pem -c ssl_key_file=$base/tls/server.key"
+    fi
     if [ "$(id -u)" -eq 0 ]; then
       chown -R postgres: "$base" || return 1
     fi
@@ -112,7 +159,7 @@ aos_pg_main() {
       local candidate=$((54320 + RANDOM % 10000))
       aos_pg_port_is_free "$candidate" || continue
       if aos_pg_as_owner "$bin/pg_ctl" -D "$base/data" -l "$base/server.log" -w -t 60 \
-        -o "-h 127.0.0.1 -p $candidate -k $base/socket -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-h 127.0.0.1 -p $candidate -k $base/socket -c fsync=off -c synchronous_commit=off -c full_page_writes=off $tls_opts" \
         start >/dev/null 2>&1; then
         port="$candidate"
         break
@@ -137,15 +184,22 @@ aos_pg_main() {
 
   export AOS_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/$db"
   aos_pg_say "AOS_TEST_POSTGRES_URL=$AOS_TEST_POSTGRES_URL"
+  if [ "$want_tls" = 1 ]; then
+    export AOS_TEST_POSTGRES_TLS_URL="$AOS_TEST_POSTGRES_URL?sslmode=verify-full&sslrootcert=$base/tls/ca.pem"
+    aos_pg_say "AOS_TEST_POSTGRES_TLS_URL=$AOS_TEST_POSTGRES_TLS_URL"
+  fi
 }
 
 aos_pg_main "$@"
 aos_pg_status=$?
-unset -f aos_pg_say aos_pg_bindir aos_pg_as_owner aos_pg_port_is_free aos_pg_stop aos_pg_main
+unset -f aos_pg_say aos_pg_bindir aos_pg_as_owner aos_pg_port_is_free aos_pg_make_certs aos_pg_stop aos_pg_main
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   # Executed rather than sourced: hand the variable over as text.
   if [ "$aos_pg_status" -eq 0 ] && [ "${1:-}" != stop ]; then
     echo "export AOS_TEST_POSTGRES_URL=$AOS_TEST_POSTGRES_URL"
+    if [ -n "${AOS_TEST_POSTGRES_TLS_URL:-}" ]; then
+      echo "export AOS_TEST_POSTGRES_TLS_URL='$AOS_TEST_POSTGRES_TLS_URL'"
+    fi
   fi
   exit "$aos_pg_status"
 fi

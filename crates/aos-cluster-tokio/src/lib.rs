@@ -12,6 +12,9 @@
 //! - [`server`]: the instance server; [`Server::accept`] yields each admitted
 //!   session's byte stream.
 //! - [`frames`]: framed protocol I/O with deadlines, shared by client and server.
+//! - [`tls`] (feature `tls`): clients verify every instance, instances use
+//!   mutual TLS between themselves; [`client::AllowList`] limits where a
+//!   ranked list may send a client, with or without TLS.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,11 +24,19 @@ mod client_frames;
 pub mod frames;
 pub mod registry;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod transport;
 
 // The server's `SessionInfo` stays at `server::SessionInfo`: the root one is the client's.
-pub use server::{Accepted, AppStream, Server, ServerConfig, ServerError, ServerHandle, ServerStats};
+pub use server::{
+    Accepted, AppStream, Server, ServerConfig, ServerError, ServerHandle, ServerOptions, ServerStats,
+};
 
-pub use client::{connect, connect_seeded, ConnectError, Session, SessionInfo};
+pub use client::{
+    connect, connect_seeded, connect_with, connect_with_seeded, AllowList, ClientOptions, ConnectError,
+    Session, SessionInfo,
+};
 
 /// The driver's clock: the one place this crate reads it. The machines never
 /// do; they get `now` as an argument.

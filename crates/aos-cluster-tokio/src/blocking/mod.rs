@@ -47,7 +47,7 @@ use aos_cluster::wire::{Limits, Message, SessionId};
 use aos_cluster::{ClientConfig, Endpoint, InstanceId};
 
 use crate::client::{random_seed, reply_event};
-pub use crate::client::{ConnectError, SessionInfo};
+pub use crate::client::{ClientOptions, ConnectError, SessionInfo};
 use crate::client_frames::{describe, encode_request, reply_limits, OneFrame};
 use crate::now;
 
@@ -68,9 +68,29 @@ pub fn connect(config: &ClientConfig) -> Result<Session, ConnectError> {
 
 /// [`connect`] with the Connector's `rng_seed` given.
 pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, ConnectError> {
+    connect_with_seeded(config, &ClientOptions::default(), rng_seed)
+}
+
+/// [`connect`] with TLS and an allow-list as `options` say (see
+/// [`crate::client::connect_with`]): the TLS handshake runs on the attempt's
+/// thread within the attempt's deadline.
+pub fn connect_with(config: &ClientConfig, options: &ClientOptions) -> Result<Session, ConnectError> {
+    connect_with_seeded(config, options, random_seed())
+}
+
+/// [`connect_with`] with the Connector's `rng_seed` given.
+pub fn connect_with_seeded(
+    config: &ClientConfig,
+    options: &ClientOptions,
+    rng_seed: u64,
+) -> Result<Session, ConnectError> {
+    let transport = Transport {
+        limits: reply_limits(config),
+        #[cfg(feature = "tls")]
+        tls: options.rustls().cloned(),
+    };
     let started = now();
     let mut machine = Connector::new(config.clone(), started, rng_seed)?;
-    let limits = reply_limits(config);
     let capacity = config.seeds.len().saturating_add(1).min(MAX_QUEUED_REPORTS);
     let (reports_tx, reports) = mpsc::sync_channel::<Report>(capacity);
     let mut attempts = Attempts::default();
@@ -81,6 +101,10 @@ pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, C
                     (attempt, endpoint, Message::HandshakeRequest(request), config.handshake_timeout)
                 }
                 Action::SendSessionRequest { attempt, endpoint, request, .. } => {
+                    if let Some(reason) = options.refuse_target(config, &endpoint) {
+                        deliver(&mut machine, Event::TransportFailed { attempt, reason });
+                        continue;
+                    }
                     (attempt, endpoint, Message::SessionRequest(request), config.connect_timeout)
                 }
                 Action::Connected { attempt, endpoint, instance, session_id } => {
@@ -113,7 +137,8 @@ pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, C
                 }
             };
             let deadline = now() + timeout;
-            if let Err(reason) = attempts.start(attempt, endpoint, request, deadline, limits, &reports_tx) {
+            if let Err(reason) = attempts.start(attempt, endpoint, request, deadline, &transport, &reports_tx)
+            {
                 deliver(&mut machine, Event::TransportFailed { attempt, reason });
             }
         }
@@ -127,10 +152,13 @@ pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, C
             None => IDLE_WAKE,
         };
         match reports.recv_timeout(wait) {
-            Ok(Report { attempt, reply }) => {
+            Ok(Report { attempt, reply, stream }) => {
                 // A report for an attempt the machine closed meanwhile is moot.
                 if !attempts.live.contains_key(&attempt) {
                     continue;
+                }
+                if let Some(stream) = stream {
+                    attempts.open.insert(attempt, stream);
                 }
                 deliver(&mut machine, reply_event(attempt, reply));
             }
@@ -147,10 +175,19 @@ fn deliver(machine: &mut Connector, event: Event) {
     }
 }
 
-/// One attempt thread's result.
+/// One attempt thread's result, with its transport when a reply came.
 struct Report {
     attempt: AttemptId,
     reply: Result<Message, String>,
+    stream: Option<SessionStream>,
+}
+
+/// How attempts reach instances: the reply limits, and TLS if configured.
+#[derive(Clone)]
+struct Transport {
+    limits: Limits,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// An attempt's transport as the calling thread holds it.
@@ -158,7 +195,7 @@ struct Report {
 struct Slot {
     /// The machine closed the attempt: its thread must drop its socket.
     closed: bool,
-    /// A clone of the attempt's socket once connected.
+    /// A clone of the attempt's socket once connected, to shut it down.
     stream: Option<TcpStream>,
 }
 
@@ -173,6 +210,8 @@ fn lock(slot: &SharedSlot) -> MutexGuard<'_, Slot> {
 #[derive(Default)]
 struct Attempts {
     live: BTreeMap<AttemptId, SharedSlot>,
+    /// Transports whose reply came (the thread handed them over).
+    open: BTreeMap<AttemptId, SessionStream>,
 }
 
 impl Attempts {
@@ -182,18 +221,23 @@ impl Attempts {
         endpoint: Endpoint,
         request: Message,
         deadline: Instant,
-        limits: Limits,
+        transport: &Transport,
         reports: &SyncSender<Report>,
     ) -> Result<(), String> {
         let slot = SharedSlot::default();
         self.live.insert(attempt, Arc::clone(&slot));
         let reports = reports.clone();
+        let transport = transport.clone();
         thread::Builder::new()
             .name(format!("aos-attempt-{attempt}"))
             .spawn(move || {
-                if let Some(reply) = exchange(&endpoint, &request, deadline, limits, &slot) {
+                if let Some(result) = exchange(&endpoint, &request, deadline, &transport, &slot) {
+                    let (reply, stream) = match result {
+                        Ok((message, stream)) => (Ok(message), Some(stream)),
+                        Err(reason) => (Err(reason), None),
+                    };
                     // Fails only once `connect` returned: nobody waits for this report.
-                    let _ = reports.send(Report { attempt, reply });
+                    let _ = reports.send(Report { attempt, reply, stream });
                 }
             })
             .map(drop)
@@ -211,13 +255,13 @@ impl Attempts {
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }
+        self.open.remove(&attempt);
     }
 
     /// The accepted attempt's transport: the session.
-    fn take_transport(&mut self, attempt: AttemptId) -> Option<TcpStream> {
-        let slot = self.live.remove(&attempt)?;
-        let stream = lock(&slot).stream.take();
-        stream
+    fn take_transport(&mut self, attempt: AttemptId) -> Option<SessionStream> {
+        self.live.remove(&attempt)?;
+        self.open.remove(&attempt)
     }
 }
 
@@ -238,9 +282,10 @@ fn exchange(
     endpoint: &Endpoint,
     request: &Message,
     deadline: Instant,
-    limits: Limits,
+    transport: &Transport,
     slot: &SharedSlot,
-) -> Option<Result<Message, String>> {
+) -> Option<Result<(Message, SessionStream), String>> {
+    let limits = transport.limits;
     let target = endpoint.socket_addr_string();
     let addrs = match target.to_socket_addrs() {
         Ok(addrs) => addrs,
@@ -262,17 +307,17 @@ fn exchange(
             Err(e) => last_error = Some(e),
         }
     }
-    let Some(mut stream) = connected else {
+    let Some(tcp) = connected else {
         return Some(Err(match last_error {
             Some(e) => format!("connect to {target}: {}", describe(&e)),
             None => format!("resolve {target}: no address"),
         }));
     };
-    let io_failure = |what: &str, e: io::Error| -> Option<Result<Message, String>> {
+    let io_failure = |what: &str, e: io::Error| -> Option<Result<(Message, SessionStream), String>> {
         let gone = lock(slot).closed || deadline <= now();
         (!gone).then(|| Err(format!("{what} {target}: {}", describe(&e))))
     };
-    if let Err(e) = stream.set_nodelay(true) {
+    if let Err(e) = tcp.set_nodelay(true) {
         return io_failure("set TCP_NODELAY on", e);
     }
     {
@@ -280,11 +325,22 @@ fn exchange(
         if slot.closed {
             return None;
         }
-        match stream.try_clone() {
+        match tcp.try_clone() {
             Ok(clone) => slot.stream = Some(clone),
             Err(e) => return Some(Err(format!("clone socket to {target}: {}", describe(&e)))),
         }
     }
+    #[cfg(feature = "tls")]
+    let mut stream = match &transport.tls {
+        None => SessionStream::Plain(tcp),
+        Some(config) => match tls_handshake(config, endpoint.host(), tcp, deadline, slot) {
+            Some(Ok(stream)) => SessionStream::Tls(Box::new(stream)),
+            Some(Err(reason)) => return Some(Err(reason)),
+            None => return None,
+        },
+    };
+    #[cfg(not(feature = "tls"))]
+    let mut stream = SessionStream::Plain(tcp);
     let bytes = match encode_request(request, &limits) {
         Ok(bytes) => bytes,
         Err(reason) => return Some(Err(reason)),
@@ -293,7 +349,12 @@ fn exchange(
     if left.is_zero() {
         return None;
     }
-    if let Err(e) = stream.set_write_timeout(Some(left)).and_then(|()| stream.write_all(&bytes)) {
+    let sent = stream
+        .get_ref()
+        .set_write_timeout(Some(left))
+        .and_then(|()| stream.write_all(&bytes))
+        .and_then(|()| stream.flush());
+    if let Err(e) = sent {
         return io_failure("send to", e);
     }
     let mut frame = OneFrame::new(limits);
@@ -302,7 +363,7 @@ fn exchange(
         if left.is_zero() {
             return None;
         }
-        if let Err(e) = stream.set_read_timeout(Some(left)) {
+        if let Err(e) = stream.get_ref().set_read_timeout(Some(left)) {
             return io_failure("set read timeout on", e);
         }
         match stream.read(frame.unfilled()) {
@@ -327,10 +388,127 @@ fn exchange(
         }
     };
     // The socket may become the session: it must carry no timeout of ours.
-    if let Err(e) = stream.set_read_timeout(None).and_then(|()| stream.set_write_timeout(None)) {
+    let tcp = stream.get_ref();
+    if let Err(e) = tcp.set_read_timeout(None).and_then(|()| tcp.set_write_timeout(None)) {
         return io_failure("clear timeouts on", e);
     }
-    Some(Ok(message))
+    Some(Ok((message, stream)))
+}
+
+/// The TLS handshake on an attempt's thread, within its deadline. `None`:
+/// the deadline passed or the machine closed the attempt.
+#[cfg(feature = "tls")]
+fn tls_handshake(
+    config: &Arc<rustls::ClientConfig>,
+    host: &str,
+    mut tcp: TcpStream,
+    deadline: Instant,
+    slot: &SharedSlot,
+) -> Option<Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String>> {
+    let name = match crate::tls::server_name(host) {
+        Ok(name) => name,
+        Err(reason) => return Some(Err(reason)),
+    };
+    let mut conn = match rustls::ClientConnection::new(config.clone(), name) {
+        Ok(conn) => conn,
+        Err(e) => return Some(Err(format!("TLS with {host}: {e}"))),
+    };
+    while conn.is_handshaking() {
+        let left = deadline.saturating_duration_since(now());
+        if left.is_zero() || lock(slot).closed {
+            return None;
+        }
+        if let Err(e) = tcp.set_read_timeout(Some(left)).and_then(|()| tcp.set_write_timeout(Some(left))) {
+            return Some(Err(format!("set timeouts on {host}: {}", describe(&e))));
+        }
+        match conn.complete_io(&mut tcp) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                if lock(slot).closed {
+                    return None;
+                }
+                return Some(Err(crate::tls::handshake_failure(host, &e)));
+            }
+        }
+    }
+    Some(Ok(rustls::StreamOwned::new(conn, tcp)))
+}
+
+/// A blocking session's byte stream: plain TCP or TLS over it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SessionStream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP, the instance's certificate verified.
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl SessionStream {
+    /// The TCP stream underneath (for socket options such as timeouts, and
+    /// addresses; reading or writing it directly would break TLS).
+    pub fn get_ref(&self) -> &TcpStream {
+        match self {
+            SessionStream::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            SessionStream::Tls(s) => s.get_ref(),
+        }
+    }
+
+    /// Whether the stream is TLS.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, SessionStream::Plain(_))
+    }
+}
+
+impl Read for SessionStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            SessionStream::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            SessionStream::Tls(s) => s.read(buf),
+        }
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        match self {
+            SessionStream::Plain(s) => s.read_vectored(bufs),
+            #[cfg(feature = "tls")]
+            SessionStream::Tls(s) => s.read_vectored(bufs),
+        }
+    }
+}
+
+impl Write for SessionStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            SessionStream::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            SessionStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            SessionStream::Plain(s) => s.write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            SessionStream::Tls(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            SessionStream::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            SessionStream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// An open session: the application's byte stream to the instance that
@@ -341,7 +519,7 @@ fn exchange(
 /// or call [`shutdown`](Self::shutdown).
 #[derive(Debug)]
 pub struct Session {
-    stream: TcpStream,
+    stream: SessionStream,
     info: SessionInfo,
 }
 
@@ -378,17 +556,22 @@ impl Session {
 
     /// Ends the session: end-of-stream both ways (the instance sees it at once).
     pub fn shutdown(&self) -> io::Result<()> {
-        self.stream.shutdown(Shutdown::Both)
+        self.stream.get_ref().shutdown(Shutdown::Both)
     }
 
     /// The underlying TCP stream, for socket options (timeouts) and addresses.
     pub fn get_ref(&self) -> &TcpStream {
-        &self.stream
+        self.stream.get_ref()
+    }
+
+    /// Whether the session runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// The stream and the session's details, for callers that want to own
-    /// the socket (the session lasts as long as the stream).
-    pub fn into_parts(self) -> (TcpStream, SessionInfo) {
+    /// the stream (the session lasts as long as the stream).
+    pub fn into_parts(self) -> (SessionStream, SessionInfo) {
         (self.stream, self.info)
     }
 }
@@ -417,18 +600,38 @@ impl Write for Session {
     }
 }
 
+/// Reading and writing through a shared reference works on plain TCP only
+/// (as `&TcpStream` does); a TLS session has one state for both directions and
+/// answers `Unsupported` here: use `&mut Session`.
 impl Read for &Session {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.stream).read(buf)
+        match &self.stream {
+            SessionStream::Plain(s) => (&*s).read(buf),
+            #[cfg(feature = "tls")]
+            SessionStream::Tls(_) => Err(shared_tls()),
+        }
     }
 }
 
 impl Write for &Session {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&self.stream).write(buf)
+        match &self.stream {
+            SessionStream::Plain(s) => (&*s).write(buf),
+            #[cfg(feature = "tls")]
+            SessionStream::Tls(_) => Err(shared_tls()),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        (&self.stream).flush()
+        match &self.stream {
+            SessionStream::Plain(s) => (&*s).flush(),
+            #[cfg(feature = "tls")]
+            SessionStream::Tls(_) => Err(shared_tls()),
+        }
     }
+}
+
+#[cfg(feature = "tls")]
+fn shared_tls() -> io::Error {
+    io::Error::new(ErrorKind::Unsupported, "a TLS session is read and written through &mut Session only")
 }

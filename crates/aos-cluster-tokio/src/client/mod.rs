@@ -24,8 +24,10 @@
 //! bytes an instance sends right after accepting (SPEC 3.6) are the first
 //! bytes the [`Session`] reads.
 
+mod allow;
 mod error;
 mod info;
+mod options;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -44,6 +46,9 @@ use tokio::time::{sleep_until, Instant as TokioInstant};
 use crate::client_frames::{describe, encode_request, reply_limits, OneFrame};
 use crate::now;
 
+pub use self::allow::{AllowList, AllowListError};
+pub use self::options::ClientOptions;
+pub use crate::transport::SessionStream;
 pub use error::ConnectError;
 pub use info::SessionInfo;
 
@@ -60,9 +65,29 @@ pub async fn connect(config: &ClientConfig) -> Result<Session, ConnectError> {
 /// [`connect`] with the Connector's `rng_seed` given: the same seed and the
 /// same answers give the same attempts (tests, simulations).
 pub async fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, ConnectError> {
+    connect_with_seeded(config, &ClientOptions::default(), rng_seed).await
+}
+
+/// [`connect`] with TLS and an allow-list as `options` say: with TLS every
+/// instance, seed or ranked entry, must present a certificate valid for its
+/// endpoint's host, and one that does not is a failed attempt
+/// (`certificate for HOST not valid: ...`); ranked entries outside the
+/// allow-list are skipped (a failed attempt too).
+pub async fn connect_with(config: &ClientConfig, options: &ClientOptions) -> Result<Session, ConnectError> {
+    connect_with_seeded(config, options, random_seed()).await
+}
+
+/// [`connect_with`] with the Connector's `rng_seed` given.
+pub async fn connect_with_seeded(
+    config: &ClientConfig,
+    options: &ClientOptions,
+    rng_seed: u64,
+) -> Result<Session, ConnectError> {
     let started = now();
     let mut machine = Connector::new(config.clone(), started, rng_seed)?;
     let mut driver = Driver {
+        #[cfg(feature = "tls")]
+        tls: options.rustls().cloned(),
         limits: reply_limits(config),
         tasks: JoinSet::new(),
         running: BTreeMap::new(),
@@ -75,6 +100,10 @@ pub async fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Sess
                     driver.start(attempt, endpoint, Message::HandshakeRequest(request));
                 }
                 Action::SendSessionRequest { attempt, endpoint, request, .. } => {
+                    if let Some(reason) = options.refuse_target(config, &endpoint) {
+                        feed(&mut machine, Event::TransportFailed { attempt, reason });
+                        continue;
+                    }
                     driver.start(attempt, endpoint, Message::SessionRequest(request));
                 }
                 Action::Connected { attempt, endpoint, instance, session_id } => {
@@ -110,14 +139,18 @@ pub async fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Sess
                 // An aborted task (its attempt closed) has nothing to report.
                 let Ok(finished) = joined else { continue };
                 if let Some(event) = driver.finished(finished) {
-                    // Errs only for a session end without a session; this driver sends none.
-                    if let Err(e) = machine.handle_event(event, now()) {
-                        tracing::debug!(error = %e, "event refused");
-                    }
+                    feed(&mut machine, event);
                 }
             }
             () = sleep_until(TokioInstant::from_std(wake)) => machine.handle_timeout(now()),
         }
+    }
+}
+
+fn feed(machine: &mut Connector, event: Event) {
+    // Errs only for a session end without a session; this driver sends none.
+    if let Err(e) = machine.handle_event(event, now()) {
+        tracing::debug!(error = %e, "event refused");
     }
 }
 
@@ -131,23 +164,32 @@ pub(crate) fn random_seed() -> u64 {
 /// The transports of one `connect`: running attempts and finished ones whose
 /// transport the machine has not closed yet.
 struct Driver {
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     limits: Limits,
     tasks: JoinSet<Finished>,
     running: BTreeMap<AttemptId, AbortHandle>,
-    open: BTreeMap<AttemptId, TcpStream>,
+    open: BTreeMap<AttemptId, SessionStream>,
 }
 
 /// What an attempt's task returns: its reply or why there is none, and its
 /// transport if one was opened (closed only when the machine says).
 struct Finished {
     attempt: AttemptId,
-    stream: Option<TcpStream>,
+    stream: Option<SessionStream>,
     reply: Result<Message, String>,
 }
 
 impl Driver {
     fn start(&mut self, attempt: AttemptId, endpoint: Endpoint, request: Message) {
-        let handle = self.tasks.spawn(exchange(attempt, endpoint, request, self.limits));
+        let handle = self.tasks.spawn(exchange(
+            attempt,
+            endpoint,
+            request,
+            self.limits,
+            #[cfg(feature = "tls")]
+            self.tls.clone(),
+        ));
         self.running.insert(attempt, handle);
     }
 
@@ -182,8 +224,25 @@ pub(crate) fn reply_event(attempt: AttemptId, reply: Result<Message, String>) ->
 }
 
 /// One attempt: open a transport, send the request, read one reply frame.
-async fn exchange(attempt: AttemptId, endpoint: Endpoint, request: Message, limits: Limits) -> Finished {
-    let mut stream = match open_transport(&endpoint).await {
+async fn exchange(
+    attempt: AttemptId,
+    endpoint: Endpoint,
+    request: Message,
+    limits: Limits,
+    #[cfg(feature = "tls")] tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Finished {
+    let tcp = match open_transport(&endpoint).await {
+        Ok(stream) => stream,
+        Err(reason) => return Finished { attempt, stream: None, reply: Err(reason) },
+    };
+    let opened = SessionStream::handshake(
+        tcp,
+        endpoint.host(),
+        #[cfg(feature = "tls")]
+        tls.as_ref(),
+    )
+    .await;
+    let mut stream = match opened {
         Ok(stream) => stream,
         Err(reason) => return Finished { attempt, stream: None, reply: Err(reason) },
     };
@@ -216,7 +275,7 @@ async fn open_transport(endpoint: &Endpoint) -> Result<TcpStream, String> {
 }
 
 async fn request_reply(
-    stream: &mut TcpStream,
+    stream: &mut SessionStream,
     endpoint: &Endpoint,
     request: &Message,
     limits: Limits,
@@ -249,7 +308,7 @@ async fn request_reply(
 /// and lets the instance's last bytes still be read).
 #[derive(Debug)]
 pub struct Session {
-    stream: TcpStream,
+    stream: SessionStream,
     info: SessionInfo,
 }
 
@@ -284,14 +343,20 @@ impl Session {
         &self.info.attempts
     }
 
-    /// The underlying TCP stream, for socket options and addresses.
+    /// The underlying TCP stream, for socket options and addresses (under
+    /// TLS, reading or writing it directly would break the session).
     pub fn get_ref(&self) -> &TcpStream {
-        &self.stream
+        self.stream.get_ref()
+    }
+
+    /// Whether the session runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// The stream and the session's details, for callers that want to own
-    /// the socket (the session lasts as long as the stream).
-    pub fn into_parts(self) -> (TcpStream, SessionInfo) {
+    /// the stream (the session lasts as long as the stream).
+    pub fn into_parts(self) -> (SessionStream, SessionInfo) {
         (self.stream, self.info)
     }
 }

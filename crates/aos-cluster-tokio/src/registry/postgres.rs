@@ -26,8 +26,8 @@ use super::{
 /// this transaction-scoped advisory lock ("aos_reg" in ASCII).
 const SCHEMA_LOCK_KEY: i64 = 0x61_6f73_5f72_6567;
 
-/// How a connection is made: the seam where TLS goes (a later connector
-/// builds the client with a TLS `MakeTlsConnect` instead of `NoTls`).
+/// How a connection is made: without TLS, or with rustls as the URL's
+/// `sslmode` says (feature `tls`).
 type Connector = Arc<dyn Fn(Config) -> BoxFuture<'static, Result<Client, String>> + Send + Sync>;
 
 /// The registry in a PostgreSQL database.
@@ -56,8 +56,24 @@ const AGE_MICROS: &str = "(EXTRACT(EPOCH FROM now() - heartbeat_at) * 1000000)::
 
 impl PostgresRegistry {
     /// Connects to the database at `url` (`postgres://` or `postgresql://`,
-    /// with the usual parameters), creating the table if missing. Without TLS.
+    /// with the usual parameters, or `key=value` pairs), creating the table if
+    /// missing.
+    ///
+    /// TLS (feature `tls`, rustls) as libpq's `sslmode` says: `require`
+    /// (encrypted; the chain checked only when `sslrootcert` is given),
+    /// `verify-ca` (chain checked) or `verify-full` (chain and host name
+    /// checked). `sslrootcert=PATH` names the CA (PEM); `sslrootcert=system`,
+    /// or no `sslrootcert` and no `~/.postgresql/root.crt`, uses the platform
+    /// store. `disable`, `allow`, `prefer` and no `sslmode` connect without
+    /// TLS. Without feature `tls`, a mode that needs TLS is
+    /// [`RegistryError::BadUrl`].
     pub async fn connect(url: &str) -> Result<PostgresRegistry, RegistryError> {
+        let shown_url = redact_password(url);
+        let bad_url = |reason: String| RegistryError::BadUrl { url: shown_url.clone(), reason };
+        let ssl = SslParams::split(url).map_err(bad_url)?;
+        if let Some(mode) = ssl.mode.as_deref().filter(|m| needs_tls(m)) {
+            return PostgresRegistry::connect_tls(&ssl.url, mode, ssl.rootcert.as_deref()).await;
+        }
         let connector: Connector = Arc::new(|config: Config| {
             Box::pin(async move {
                 let (client, connection) =
@@ -69,7 +85,45 @@ impl PostgresRegistry {
                 Ok(client)
             })
         });
+        PostgresRegistry::connect_with(&ssl.url, connector).await
+    }
+
+    #[cfg(feature = "tls")]
+    async fn connect_tls(
+        url: &str,
+        mode: &str,
+        rootcert: Option<&str>,
+    ) -> Result<PostgresRegistry, RegistryError> {
+        use crate::tls::postgres::{client_config, PgSslMode};
+        let mode = match mode {
+            "require" => PgSslMode::Require,
+            "verify-ca" => PgSslMode::VerifyCa,
+            _ => PgSslMode::VerifyFull,
+        };
+        let tls = client_config(mode, rootcert)
+            .map_err(|reason| RegistryError::BadUrl { url: redact_password(url), reason })?;
+        let make_tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+        let connector: Connector = Arc::new(move |config: Config| {
+            let make_tls = make_tls.clone();
+            Box::pin(async move {
+                let (client, connection) = config.connect(make_tls).await.map_err(|e| error_text(&e))?;
+                tokio::spawn(async move { drop(connection.await) });
+                Ok(client)
+            })
+        });
         PostgresRegistry::connect_with(url, connector).await
+    }
+
+    #[cfg(not(feature = "tls"))]
+    async fn connect_tls(
+        url: &str,
+        mode: &str,
+        _rootcert: Option<&str>,
+    ) -> Result<PostgresRegistry, RegistryError> {
+        Err(RegistryError::BadUrl {
+            url: redact_password(url),
+            reason: format!("sslmode={mode} needs TLS: build aos-cluster-tokio with the `tls` feature"),
+        })
     }
 
     async fn connect_with(url: &str, connector: Connector) -> Result<PostgresRegistry, RegistryError> {
@@ -177,6 +231,93 @@ impl PostgresRegistry {
         .await
         .map(|updated| updated > 0)
     }
+}
+
+fn needs_tls(mode: &str) -> bool {
+    matches!(mode, "require" | "verify-ca" | "verify-full")
+}
+
+/// The URL's TLS parameters, taken out: tokio-postgres refuses `verify-ca`,
+/// `verify-full` and `sslrootcert`, so a mode that needs TLS reaches it as
+/// `require` and the verification is ours.
+#[derive(Debug, PartialEq, Eq)]
+struct SslParams {
+    /// The URL for tokio-postgres.
+    url: String,
+    mode: Option<String>,
+    rootcert: Option<String>,
+}
+
+impl SslParams {
+    fn split(url: &str) -> Result<SslParams, String> {
+        let mut mode = None;
+        let mut rootcert = None;
+        let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let (base, params, separator) = if is_url {
+            match url.split_once('?') {
+                Some((base, query)) => (base, query, '&'),
+                None => (url, "", '&'),
+            }
+        } else {
+            ("", url, ' ')
+        };
+        let mut kept = Vec::new();
+        for param in params.split(separator).filter(|p| !p.trim().is_empty()) {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            let (key, value) = (key.trim(), value.trim());
+            let value = if is_url { percent_decode(value) } else { value.trim_matches('\'').to_owned() };
+            match key {
+                "sslmode" => {
+                    if !matches!(
+                        value.as_str(),
+                        "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full"
+                    ) {
+                        return Err(format!("sslmode={value} is not a libpq sslmode"));
+                    }
+                    if needs_tls(&value) {
+                        kept.push("sslmode=require".to_owned());
+                    } else {
+                        // Without TLS support in the connector, tokio-postgres's `prefer`
+                        // and `allow` connect in plain text; `disable` says so.
+                        kept.push("sslmode=disable".to_owned());
+                    }
+                    mode = Some(value);
+                }
+                "sslrootcert" => rootcert = Some(value),
+                _ => kept.push(param.trim().to_owned()),
+            }
+        }
+        let url = if is_url {
+            if kept.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            }
+        } else {
+            kept.join(" ")
+        };
+        Ok(SslParams { url, mode, rootcert })
+    }
+}
+
+/// `%XX` escapes of a URL query value (a path in `sslrootcert`).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A PostgreSQL error with the server's own message when there is one
@@ -363,5 +504,34 @@ impl Registry for PostgresRegistry {
             .await
             .map(|deleted| deleted > 0)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_the_url() {
+        let got = SslParams::split(
+            "postgres://u@127.0.0.1:5432/db?application_name=x&sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem",
+        )
+        .unwrap();
+        assert_eq!(got.url, "postgres://u@127.0.0.1:5432/db?application_name=x&sslmode=require");
+        assert_eq!(got.mode.as_deref(), Some("verify-full"));
+        assert_eq!(got.rootcert.as_deref(), Some("/tmp/ca.pem"));
+
+        let plain = SslParams::split("postgres://u@h/db").unwrap();
+        assert_eq!((plain.url.as_str(), plain.mode, plain.rootcert), ("postgres://u@h/db", None, None));
+
+        let prefer = SslParams::split("postgresql://u@h/db?sslmode=prefer").unwrap();
+        assert_eq!(prefer.url, "postgresql://u@h/db?sslmode=disable");
+
+        let pairs = SslParams::split("host=h user=u sslmode=verify-ca sslrootcert=/ca.pem").unwrap();
+        assert_eq!(pairs.url, "host=h user=u sslmode=require");
+        assert_eq!(pairs.mode.as_deref(), Some("verify-ca"));
+        assert_eq!(pairs.rootcert.as_deref(), Some("/ca.pem"));
+
+        assert!(SslParams::split("postgres://h/db?sslmode=sometimes").is_err());
     }
 }

@@ -164,6 +164,8 @@ impl Actor {
             peer_dials: Counters::get(&c.peer_dials),
             peer_links_replaced: Counters::get(&c.peer_links_replaced),
             heartbeat_failures: Counters::get(&c.heartbeat_failures),
+            tls_handshake_failures: Counters::get(&c.tls_handshake_failures),
+            peer_queries_refused: Counters::get(&c.peer_queries_refused),
             registration_lost: c.registration_lost.load(Ordering::Relaxed),
         }
     }

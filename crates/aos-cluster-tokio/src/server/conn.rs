@@ -17,6 +17,7 @@ use super::limits::{ConnSlot, Counters, RateLimitedWarning, Refusal};
 use super::stream::AppStream;
 use super::{Accepted, Input, SessionInfo, Shared, Stop};
 use crate::frames::{write_frame, FrameReader, ReadError, WriteError};
+use crate::transport::ServerStream;
 
 /// What the actor sends a connection task: the reply to its one outstanding
 /// request, and whether that reply opened a session on it.
@@ -131,9 +132,44 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, mut stream: TcpStream, slot: ConnSlot) {
-        let _ = stream.set_nodelay(true);
+    /// The TLS handshake when the server has TLS (bounded by
+    /// `first_frame_timeout`, like a first frame); `None` when it failed or
+    /// the server stopped (the connection is closed then).
+    async fn open(&self, tcp: TcpStream, stop: &mut watch::Receiver<Stop>) -> Option<ServerStream> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.shared.tls {
+            let deadline = Instant::now() + self.shared.config.first_frame_timeout;
+            let handshake = tokio::time::timeout_at(deadline, tls.acceptor().accept(tcp));
+            let result = tokio::select! {
+                biased;
+                _ = stopped(stop) => return None,
+                result = handshake => result,
+            };
+            return match result {
+                Ok(Ok(stream)) => Some(ServerStream::Tls(Box::new(stream))),
+                Ok(Err(e)) => {
+                    Counters::bump(&self.shared.counters.tls_handshake_failures);
+                    debug!(conn = %self.conn.0, peer = %self.peer, error = %e, "TLS handshake failed; closing");
+                    None
+                }
+                Err(_) => {
+                    Counters::bump(&self.shared.counters.tls_handshake_failures);
+                    debug!(conn = %self.conn.0, peer = %self.peer, "TLS handshake not done in time; closing");
+                    None
+                }
+            };
+        }
+        let _ = stop;
+        Some(ServerStream::Plain(tcp))
+    }
+
+    async fn serve(self, tcp: TcpStream, slot: ConnSlot) {
+        let _ = tcp.set_nodelay(true);
         let mut stop = self.shared.stop.subscribe();
+        let Some(mut stream) = self.open(tcp, &mut stop).await else { return };
+        // A workload query is answered only to a member of the cluster (SPEC
+        // "Drivers: trust"): a client certificate chaining to the cluster CA.
+        let may_query = !self.shared.tls_enabled() || stream.is_cluster_member();
         let config = &self.shared.config;
         let counters = &self.shared.counters;
         let limits = self.shared.limits;
@@ -175,6 +211,11 @@ impl Connection {
                     break End::Closed;
                 }
             };
+            if !may_query && matches!(message, Message::WorkloadQuery(_)) {
+                Counters::bump(&counters.peer_queries_refused);
+                debug!(conn = %self.conn.0, peer = %self.peer, "workload query without a cluster certificate; closing");
+                break End::Closed;
+            }
             let event = match instance::Event::from_message(self.conn, message) {
                 Ok(event) => event,
                 Err(unexpected) => {
@@ -232,7 +273,7 @@ impl Connection {
     /// application's now. Returns when the session has ended.
     async fn hand_over(
         &self,
-        stream: TcpStream,
+        stream: ServerStream,
         reader: FrameReader,
         slot: ConnSlot,
         session_id: SessionId,
@@ -241,7 +282,7 @@ impl Connection {
         let config = &self.shared.config;
         if let Some(idle) = config.tcp_keepalive {
             let keepalive = socket2::TcpKeepalive::new().with_time(idle);
-            if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+            if let Err(e) = socket2::SockRef::from(stream.tcp()).set_tcp_keepalive(&keepalive) {
                 debug!(conn = %self.conn.0, error = %e, "could not set TCP keepalive");
             }
         }

@@ -25,6 +25,8 @@ pub(super) struct Counters {
     pub peer_dials: AtomicU64,
     pub peer_links_replaced: AtomicU64,
     pub heartbeat_failures: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub peer_queries_refused: AtomicU64,
     pub registration_lost: AtomicBool,
 }
 

@@ -1,4 +1,4 @@
-//! The instance server: an [`Instance`](aos_cluster::Instance) machine on a
+//! The instance server: an [`aos_cluster::Instance`] machine on a
 //! TCP listener, hardened for the open internet, that hands each admitted
 //! session's connection to the application.
 //!
@@ -30,11 +30,19 @@
 //!
 //! # Inside
 //!
-//! One actor task owns the machine ([`actor`]); one task per connection reads
-//! one frame at a time under deadlines and writes its reply ([`conn`]); peer
-//! links carry workload queries ([`peer`]); a writer keeps the registry row
+//! One actor task owns the machine (`actor`); one task per connection reads
+//! one frame at a time under deadlines and writes its reply (`conn`); peer
+//! links carry workload queries (`peer`); a writer keeps the registry row
 //! fresh. Every channel is bounded, so memory is a function of the
 //! configuration (connections x one frame), never of what clients send.
+//!
+//! # Trust (SPEC "Drivers: trust"; feature `tls`)
+//!
+//! [`Server::bind_with`] with [`ServerOptions::with_tls`]: every inbound
+//! connection is TLS (the handshake within `first_frame_timeout`); a client
+//! certificate is asked for, not required, and must chain to the cluster CA
+//! when presented; a `WorkloadQuery` on a connection without one closes it
+//! (`peer_queries_refused`); peer links present this instance's certificate.
 //!
 //! # Limits (SPEC "Drivers: limits")
 //!
@@ -185,6 +193,13 @@ pub struct ServerStats {
     pub peer_links_replaced: u64,
     /// Heartbeats that failed (the registry unreachable or slow).
     pub heartbeat_failures: u64,
+    /// Connections closed because their TLS handshake failed or took longer
+    /// than `first_frame_timeout` (a certificate not of the cluster, a
+    /// client that does not trust ours, plain TCP to a TLS port).
+    pub tls_handshake_failures: u64,
+    /// Connections closed for a `WorkloadQuery` without a client certificate
+    /// of the cluster (TLS on).
+    pub peer_queries_refused: u64,
     /// Another process took over this id's registry row; heartbeats stopped.
     pub registration_lost: bool,
 }
@@ -210,6 +225,41 @@ struct Shared {
     incarnation: Incarnation,
     /// Whether a registry row was written (not for a standalone instance).
     registered: bool,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ServerTls>,
+}
+
+impl Shared {
+    fn tls_enabled(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+}
+
+/// What a server adds to its [`ServerConfig`] beyond the protocol: TLS
+/// (feature `tls`). The default is plain TCP, exactly [`Server::bind`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Every inbound connection over TLS; mutual TLS between instances.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ServerTls>,
+}
+
+impl ServerOptions {
+    /// Plain TCP.
+    pub fn new() -> Self {
+        ServerOptions::default()
+    }
+
+    /// Every inbound connection over TLS, peer links with mutual TLS.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
 }
 
 enum Input {
@@ -277,7 +327,21 @@ impl Server {
     /// process start (a fresh incarnation) and starts serving. A live
     /// registry row with the same id and another incarnation is
     /// [`RegistryError::IdInUse`]: the server does not start.
-    pub async fn bind(mut config: ServerConfig, registry: Arc<dyn Registry>) -> Result<Server, ServerError> {
+    pub async fn bind(config: ServerConfig, registry: Arc<dyn Registry>) -> Result<Server, ServerError> {
+        Server::bind_with(config, registry, ServerOptions::default()).await
+    }
+
+    /// [`bind`](Self::bind) with `options`: with TLS every inbound connection
+    /// is TLS, a `WorkloadQuery` is answered only on a connection whose client
+    /// certificate chains to the cluster CA, and peer links present this
+    /// instance's certificate.
+    pub async fn bind_with(
+        mut config: ServerConfig,
+        registry: Arc<dyn Registry>,
+        options: ServerOptions,
+    ) -> Result<Server, ServerError> {
+        #[cfg(not(feature = "tls"))]
+        let ServerOptions {} = options;
         config.validate()?;
         let listener =
             listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
@@ -318,6 +382,8 @@ impl Server {
             incarnation,
             registered,
             config,
+            #[cfg(feature = "tls")]
+            tls: options.tls,
         });
         let (inbox, rx) = mpsc::channel(INBOX);
         let (accepted_tx, accepted) = mpsc::channel(shared.config.accept_queue);
@@ -343,7 +409,7 @@ impl Server {
         tokio::spawn(conn::accept_loop(listener, shared.clone(), inbox.clone(), accepted_tx));
         let instance = &shared.config.instance;
         info!(id = %instance.id, endpoint = %shared.endpoint, %local_addr, max_sessions = instance.max_sessions,
-            incarnation = incarnation.0, "instance serving");
+            incarnation = incarnation.0, tls = shared.tls_enabled(), "instance serving");
         Ok(Server { accepted, handle: ServerHandle { inbox, shared, done }, local_addr })
     }
 

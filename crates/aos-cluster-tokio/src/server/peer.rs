@@ -2,7 +2,9 @@
 //! keyed by its id and endpoint. A member whose endpoint changed gets a new
 //! link (the old one is dropped); a member gone from the registry loses its
 //! link. Each query carries its deadline (`peer_timeout`); one query at a
-//! time per link, queued in a small bounded channel.
+//! time per link, queued in a small bounded channel. With TLS a link
+//! presents this instance's certificate and verifies the peer's against the
+//! cluster CA and the peer's endpoint host.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use tracing::debug;
 use super::limits::Counters;
 use super::{Input, Shared};
 use crate::frames::{write_frame, FrameReader, ReadError};
+use crate::transport::SessionStream;
 
 struct Query {
     query_id: QueryId,
@@ -96,7 +99,7 @@ async fn run_link(
     shared: Arc<Shared>,
     inbox: mpsc::Sender<Input>,
 ) {
-    let mut link: Option<(TcpStream, FrameReader)> = None;
+    let mut link: Option<(SessionStream, FrameReader)> = None;
     let mut scratch = Vec::new();
     while let Some(query) = queries.recv().await {
         let event = match ask(&mut link, &endpoint, &query, &shared, &mut scratch).await {
@@ -112,8 +115,25 @@ async fn run_link(
     }
 }
 
+/// A new link's transport: TCP, then TLS with this instance's certificate
+/// when the server has TLS.
+async fn dial(endpoint: &Endpoint, shared: &Shared) -> Result<SessionStream, String> {
+    let tcp = TcpStream::connect(endpoint.socket_addr_string()).await.map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.tls {
+        let name = crate::tls::server_name(endpoint.host())?;
+        return match tls.peer_connector().connect(name, tcp).await {
+            Ok(stream) => Ok(SessionStream::Tls(Box::new(stream))),
+            Err(e) => Err(crate::tls::handshake_failure(endpoint.host(), &e)),
+        };
+    }
+    let _ = shared;
+    Ok(SessionStream::Plain(tcp))
+}
+
 async fn ask(
-    link: &mut Option<(TcpStream, FrameReader)>,
+    link: &mut Option<(SessionStream, FrameReader)>,
     endpoint: &Endpoint,
     query: &Query,
     shared: &Shared,
@@ -128,13 +148,11 @@ async fn ask(
         let reused = link.is_some();
         if link.is_none() {
             Counters::bump(&shared.counters.peer_dials);
-            let connect = TcpStream::connect(endpoint.socket_addr_string());
-            let stream = match tokio::time::timeout_at(query.deadline, connect).await {
+            let stream = match tokio::time::timeout_at(query.deadline, dial(endpoint, shared)).await {
                 Err(_) => return Err("connect timed out".into()),
-                Ok(Err(e)) => return Err(format!("connect: {e}")),
+                Ok(Err(reason)) => return Err(reason),
                 Ok(Ok(stream)) => stream,
             };
-            let _ = stream.set_nodelay(true);
             let reader = FrameReader::new(shared.limits, shared.config.instance.peer_timeout);
             *link = Some((stream, reader));
         }

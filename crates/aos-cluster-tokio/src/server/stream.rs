@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::limits::ConnSlot;
+use crate::transport::ServerStream;
 
 type Stopped = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
@@ -23,7 +24,7 @@ type Stopped = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// `connected` goes down). A graceful shutdown or crash of the server ends it
 /// too: reads and writes then fail with `ConnectionAborted`.
 pub struct AppStream {
-    stream: TcpStream,
+    stream: ServerStream,
     /// Application bytes read before the hand-off, and how many were given out.
     prefix: Vec<u8>,
     prefix_pos: usize,
@@ -45,7 +46,7 @@ impl std::fmt::Debug for AppStream {
 
 impl AppStream {
     pub(super) fn new(
-        stream: TcpStream,
+        stream: ServerStream,
         prefix: Vec<u8>,
         stopped: Stopped,
         slot: ConnSlot,
@@ -57,12 +58,17 @@ impl AppStream {
     /// The underlying socket (for its addresses and options). Reading from it
     /// directly would skip bytes still held in this stream.
     pub fn get_ref(&self) -> &TcpStream {
-        &self.stream
+        self.stream.tcp()
     }
 
     /// The client's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
+    }
+
+    /// Whether the session runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self.stream, ServerStream::Plain(_))
     }
 
     /// Fails once the server has stopped.
