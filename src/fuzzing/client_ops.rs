@@ -392,6 +392,8 @@ struct Model {
     /// attempt, list).
     candidates: Vec<(Instant, usize, AttemptId, RankedList)>,
     session_lost: Option<String>,
+    /// A handshake was closed since the last input.
+    handshake_ended_in_drain: bool,
 }
 
 impl Model {
@@ -408,6 +410,7 @@ impl Model {
             last_handshake_start: None,
             candidates: Vec::new(),
             session_lost: None,
+            handshake_ended_in_drain: false,
         }
     }
 
@@ -546,7 +549,9 @@ impl Model {
                 let others = self.live_of_round(Phase::Handshake).count();
                 match (self.config.attempt_delay, self.last_handshake_start) {
                     (None, _) => assert_eq!(others, 0, "two handshakes at once without staggering"),
-                    (Some(delay), Some(last)) if others > 0 => {
+                    // A failure starts the next seed at once; otherwise the
+                    // delay must have passed since the last start.
+                    (Some(delay), Some(last)) if others > 0 && !self.handshake_ended_in_drain => {
                         assert!(now >= last + delay, "a staggered handshake before its delay")
                     }
                     _ => {}
@@ -622,6 +627,7 @@ impl Model {
                 assert!(self.is_live(*attempt), "Close for {attempt}, which is not live");
                 if let Some(a) = self.attempts.get_mut(attempt) {
                     a.closed = true;
+                    self.handshake_ended_in_drain |= a.phase == Phase::Handshake;
                 }
             }
             Action::Connected { attempt, endpoint, instance, session_id } => {
@@ -709,6 +715,7 @@ impl Model {
 
     /// After every input: the predicted effects happened.
     fn after(&mut self, c: &Connector, cause: Cause, now: Instant) {
+        self.handshake_ended_in_drain = false;
         let state = match self.stage {
             Stage::Handshaking => State::Handshaking,
             Stage::Connecting { .. } => State::Connecting,
