@@ -250,7 +250,10 @@ impl Connector {
     /// `now`, earliest first. Extra calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clamp(now);
-        self.settle_held(now, true);
+        // A reply held past the overall deadline must not start phase 3 only to be cancelled.
+        if !self.timers.get(Timer::Deadline).is_some_and(|d| d <= now) {
+            self.settle_held(now, true);
+        }
         loop {
             // The overall deadline overrides anything else due.
             if self.timers.get(Timer::Deadline).is_some_and(|d| d <= now) {

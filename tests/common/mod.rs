@@ -20,6 +20,7 @@ pub fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 
 pub mod client;
 pub mod instance;
+pub mod pair;
 
 /// The tests' one clock read: machines and fuzz bodies only see offsets from it.
 #[allow(clippy::disallowed_methods)]
