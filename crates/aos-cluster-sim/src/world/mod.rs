@@ -31,8 +31,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aos_cluster::instance::{self, Instance};
-use aos_cluster::ClientConfig;
-use aos_cluster::Endpoint;
+use aos_cluster::{ClientConfig, Endpoint, InstanceStats};
 
 use self::hash::FastHash;
 use self::state::{ClientState, Conn, Ev, InstanceState, Target};
@@ -76,6 +75,10 @@ pub struct Outcome {
     pub trace: Vec<String>,
     /// When the run stopped, since the epoch.
     pub stopped_at: Duration,
+    /// Each instance machine's counters when the run stopped, in index
+    /// order (`None` for an instance not running then: its counters went
+    /// with its process).
+    pub instance_stats: Vec<Option<InstanceStats>>,
 }
 
 /// One simulation run: a scenario, a strategy and a seed.

@@ -65,6 +65,15 @@ impl Simulation {
             hostile_handshakes: self.hostile_sent,
             hostile_answered: self.hostile_answered,
         });
-        Outcome { metrics, clients: self.records, series: self.series, trace: self.trace, stopped_at }
+        let instance_stats =
+            self.instances.iter().map(|s| s.machine.as_ref().map(|m| m.stats().clone())).collect();
+        Outcome {
+            metrics,
+            clients: self.records,
+            series: self.series,
+            trace: self.trace,
+            stopped_at,
+            instance_stats,
+        }
     }
 }
