@@ -1,7 +1,7 @@
 //! The strategies compared in the same harness, on the same arrivals.
 //!
 //! Two are the protocol itself (herd control off or on, set in every
-//! [`InstanceConfig`](crate::InstanceConfig)). The two baselines are small
+//! [`InstanceConfig`](aos_cluster::InstanceConfig)). The two baselines are small
 //! client-side transforms of the ranked list a client received, applied by
 //! the simulator to the reply message before the real `Connector` sees it, so
 //! neither the client nor the instance carries any baseline code.
