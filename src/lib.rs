@@ -83,14 +83,14 @@
 //!
 //! Real drivers (blocking std, tokio with a SQLite or PostgreSQL registry)
 //! are in the repository's `examples/`; the deterministic cluster simulator
-//! that drives these same machines is the `sim` module (feature `sim`).
+//! that drives these same machines is the workspace's `aos-cluster-sim`
+//! crate (its `simulate` example compares the balancing strategies).
 //!
 //! ## Features
 //!
 //! - `serde` (default): (de)serialization of configurations and registry rows.
 //! - `arbitrary`: `Arbitrary` for messages, configurations and events.
 //! - `fuzzing`: the fuzz bodies in `aos_cluster::fuzzing`.
-//! - `sim` (default; no extra dependency): the deterministic cluster simulator in `aos_cluster::sim`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -103,8 +103,6 @@ pub mod fuzzing;
 pub mod instance;
 pub mod registry;
 pub mod rng;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub(crate) mod timer;
 pub mod wire;
 pub mod workload;

@@ -1,7 +1,8 @@
-//! A deterministic discrete-event simulator of a whole cluster (feature `sim`).
+//! A deterministic discrete-event simulator of a whole `aos-cluster` cluster.
 //!
-//! It drives the **real** machines: one [`Connector`](crate::client::Connector)
-//! per client and one [`Instance`](crate::instance::Instance) per instance,
+//! It drives the **real** machines, through the core's public API only: one
+//! [`Connector`](aos_cluster::client::Connector) per client and one
+//! [`Instance`](aos_cluster::instance::Instance) per instance,
 //! wired through a simulated network ([`net`]), a simulated registry
 //! ([`registry`]) and client arrival processes ([`arrivals`]), under the
 //! faults a [`Scenario`] lists. Nothing here re-implements the protocol.
@@ -13,7 +14,8 @@
 //! event, ties in scheduling order, and every machine's timer is scheduled at
 //! exactly the instant its `poll_timeout` names, so time jumps straight to the
 //! next thing that happens. Every random draw comes from SplitMix64 streams
-//! derived from the run seed and the party's identity (arrivals, network,
+//! (the simulator's own [`rng`], the same algorithm as the core's) derived
+//! from the run seed and the party's identity (arrivals, network,
 //! faults, each instance, each client), so the same scenario, strategy and
 //! seed replay the identical event trace, and two strategies run on the same
 //! arrivals and session lengths. A run that processes more events than its
@@ -21,7 +23,7 @@
 //!
 //! # Messages
 //!
-//! Messages travel as [`Message`](crate::wire::Message) values, not encoded
+//! Messages travel as [`Message`](aos_cluster::wire::Message) values, not encoded
 //! bytes: the codec is tested on its own, and encoding every simulated
 //! message would only cost time against the sessions-per-minute goal.
 //!
@@ -45,27 +47,34 @@
 //! ```no_run
 //! # #[allow(clippy::disallowed_methods)]
 //! # let epoch = std::time::Instant::now();
-//! use aos_cluster::sim::{Scenario, Simulation, Strategy};
+//! use aos_cluster_sim::{Scenario, Simulation, Strategy};
 //! let scenario = Scenario::login_storm(8, 1000);
 //! let outcome = Simulation::new(&scenario, Strategy::Default, 1, epoch).unwrap().run().unwrap();
 //! assert_eq!(outcome.metrics.lost, 0);
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod arrivals;
+pub mod builtin;
 pub mod dist;
 pub mod metrics;
 pub mod net;
 pub mod queue;
 pub mod registry;
 pub mod report;
+pub mod rng;
 pub mod scenario;
 pub mod strategy;
 mod world;
 
 use std::time::{Duration, Instant};
 
+pub use arrivals::Flood;
+pub use builtin::{BUILTIN, FLOOD_FACTORS};
 pub use metrics::{ClientOutcome, ClientRecord, RunMetrics, Stat, Summary};
-pub use scenario::{Fault, FaultKind, InstanceGroup, RunLimits, Scenario, Seed, BUILTIN};
+pub use scenario::{Fault, FaultKind, InstanceGroup, RunLimits, Scenario, Seed};
 pub use strategy::Strategy;
 pub use world::{Outcome, Record, Series, Simulation};
 

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use aos_cluster::sim::{Scenario, Simulation, Strategy};
+use aos_cluster_sim::{Scenario, Simulation, Strategy};
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn login_storm(c: &mut Criterion) {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::duration;
 use crate::rng::Rng;
+use aos_cluster::config::duration;
 
 /// A distribution of durations (a one-way network latency, a session length).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::metrics::{Stat, Summary};
+use crate::metrics::{Stat, Summary};
 
 fn pair(s: Stat, digits: usize) -> String {
     format!("{:.digits$} / {:.digits$}", s.p50, s.p99)
@@ -69,7 +69,7 @@ pub fn table(rows: &[Summary]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::metrics::RunMetrics;
+    use crate::metrics::RunMetrics;
 
     #[test]
     fn table_has_a_row_per_summary_with_aligned_columns() {
@@ -92,6 +92,8 @@ mod tests {
             end_of_arrivals_ms: 1000.0,
             utilisation: vec![],
             steps: 5,
+            hostile_handshakes: 0,
+            hostile_answered: 0,
         };
         let unjudged = RunMetrics { arrival_peak_ratio: 0.0, ..run.clone() };
         let rows = [

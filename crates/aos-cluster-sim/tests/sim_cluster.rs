@@ -1,11 +1,10 @@
 //! The simulator's invariants and the protocol's quality goals, over the
 //! built-in scenarios, driving the real Connector and Instance machines.
-#![cfg(feature = "sim")]
 
 use std::time::{Duration, Instant};
 
-use aos_cluster::sim::dist::Dist;
-use aos_cluster::sim::{
+use aos_cluster_sim::dist::Dist;
+use aos_cluster_sim::{
     run_seeds, ClientOutcome, Record, RunMetrics, Scenario, Simulation, Stat, Strategy, BUILTIN,
 };
 

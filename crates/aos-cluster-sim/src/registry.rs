@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::duration;
-use crate::registry::{Heartbeat, MemberRecord};
-use crate::workload::InstanceId;
+use aos_cluster::config::duration;
+use aos_cluster::registry::{Heartbeat, MemberRecord};
+use aos_cluster::workload::InstanceId;
 
 /// How the registry behaves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -105,8 +105,8 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::{Role, Workload};
-    use crate::Endpoint;
+    use aos_cluster::workload::{Role, Workload};
+    use aos_cluster::Endpoint;
 
     fn hb(id: u32, connected: u32) -> Heartbeat {
         Heartbeat {

@@ -1,22 +1,22 @@
 //! Runs a simulated cluster scenario with every strategy and compares them.
 //!
 //! ```text
-//! cargo run --release --features sim --example simulate -- SCENARIO [--seeds N] [--strategy S|all] [--json]
+//! cargo run --release -p aos-cluster-sim --example simulate -- SCENARIO [--seeds N] [--strategy S|all] [--json]
 //! ```
 //!
 //! `SCENARIO` is a built-in name (`login-storm`, `heterogeneous`, `rejections`,
-//! `dead-seeds`, `crash`, `join`, `drain`, or `all`) or a path to a scenario
-//! file in TOML or JSON (see `aos_cluster::sim::Scenario`). It prints a table
+//! `dead-seeds`, `crash`, `join`, `drain`, `handshake-flood`, or `all`) or a path to a scenario
+//! file in TOML or JSON (see `aos_cluster_sim::Scenario`). It prints a table
 //! (p50 / p99 over seeds) or, with `--json`, the summaries as JSON, and writes
 //! SVG charts to `target/sim/`: sessions per instance over time (seed 0, one
 //! chart per strategy) and a bar chart comparing the strategies.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use aos_cluster::sim::{report, Record, Scenario, Series, Simulation, Strategy, Summary, BUILTIN};
+use aos_cluster_sim::{report, Record, Scenario, Series, Simulation, Strategy, Summary, BUILTIN};
 use plotters::prelude::*;
 
 struct Args {
@@ -135,7 +135,9 @@ fn main() -> ExitCode {
     };
     #[allow(clippy::disallowed_methods)] // the simulation's epoch: every reported time is relative to it
     let epoch = Instant::now();
-    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sim");
+    // The workspace's target directory, two levels above this crate.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out_dir = manifest.ancestors().nth(2).unwrap_or(manifest).join("target/sim");
     if let Err(e) = std::fs::create_dir_all(&out_dir) {
         eprintln!("{}: {e}", out_dir.display());
         return ExitCode::FAILURE;

@@ -1,7 +1,7 @@
 //! The strategies compared in the same harness, on the same arrivals.
 //!
 //! Two are the protocol itself (herd control off or on, set in every
-//! [`InstanceConfig`](crate::InstanceConfig)). The two baselines are small
+//! [`InstanceConfig`](aos_cluster::InstanceConfig)). The two baselines are small
 //! client-side transforms of the ranked list a client received, applied by
 //! the simulator to the reply message before the real `Connector` sees it, so
 //! neither the client nor the instance carries any baseline code.
@@ -12,7 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
-use crate::wire::RankedEntry;
+use aos_cluster::wire::RankedEntry;
 
 /// How clients pick among the instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -96,8 +96,8 @@ impl FromStr for Strategy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::{InstanceId, Workload};
-    use crate::Endpoint;
+    use aos_cluster::workload::{InstanceId, Workload};
+    use aos_cluster::Endpoint;
 
     fn list(loads: &[u32]) -> Vec<RankedEntry> {
         loads

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::dist::{chance, Dist};
-use crate::config::duration;
+use crate::dist::{chance, Dist};
 use crate::rng::Rng;
+use aos_cluster::config::duration;
 
 /// Latencies, loss and partitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

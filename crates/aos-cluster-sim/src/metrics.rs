@@ -106,6 +106,11 @@ pub struct RunMetrics {
     pub utilisation: Vec<f64>,
     /// Events processed.
     pub steps: u64,
+    /// Handshakes sent by hostile clients (a flood); never measured above:
+    /// they hold no session and have no time to session.
+    pub hostile_handshakes: u64,
+    /// Of those, answered (the reply reached the hostile client).
+    pub hostile_answered: u64,
 }
 
 /// Everything [`RunMetrics::compute`] needs.
@@ -128,6 +133,10 @@ pub struct RunData<'a> {
     pub admitted_while_draining: u32,
     /// Events processed.
     pub steps: u64,
+    /// Hostile handshakes sent.
+    pub hostile_handshakes: u64,
+    /// Hostile handshakes answered.
+    pub hostile_answered: u64,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -194,6 +203,8 @@ impl RunMetrics {
             end_of_arrivals_ms: ms(data.end_of_arrivals),
             utilisation,
             steps: data.steps,
+            hostile_handshakes: data.hostile_handshakes,
+            hostile_answered: data.hostile_answered,
         }
     }
 }
@@ -313,6 +324,8 @@ pub struct Summary {
     pub steps: u64,
     /// Measured sessions over all seeds.
     pub sessions: u64,
+    /// Hostile handshakes over all seeds.
+    pub hostile_handshakes: u64,
 }
 
 impl Summary {
@@ -338,6 +351,7 @@ impl Summary {
             admitted_while_draining: total(|r| r.admitted_while_draining),
             steps: runs.iter().map(|r| r.steps).sum(),
             sessions: total(|r| r.sessions),
+            hostile_handshakes: runs.iter().map(|r| r.hostile_handshakes).sum(),
         }
     }
 }
@@ -411,6 +425,8 @@ mod tests {
             over_capacity: 0,
             admitted_while_draining: 0,
             steps: 0,
+            hostile_handshakes: 0,
+            hostile_answered: 0,
         });
         assert!((m.spread_points - 40.0).abs() < 1e-9);
         assert!((m.busiest_over_mean - 0.9 / (1.9 / 3.0)).abs() < 1e-9);

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::dist::{exponential_unit, SessionLength};
-use crate::config::duration;
+use crate::dist::{exponential_unit, SessionLength};
 use crate::rng::Rng;
+use aos_cluster::config::duration;
 
 /// How a group's clients arrive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +102,53 @@ pub struct ArrivalGroup {
 
 fn yes() -> bool {
     true
+}
+
+/// Hostile clients: each handshakes on a new connection, closes it once the
+/// reply is in, and never asks for a session (a handshake flood). They are
+/// never measured; the real clients are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flood {
+    /// When the flood begins.
+    #[serde(with = "duration", default)]
+    pub start: Duration,
+    /// How long it lasts (it stops earlier if the run does: a flood never
+    /// keeps a run going).
+    #[serde(with = "duration")]
+    pub duration: Duration,
+    /// Handshakes per second, all hostile clients together (exponential
+    /// gaps: a Poisson process).
+    pub rate_per_sec: f64,
+    /// The instances they handshake with, one drawn uniformly per
+    /// handshake. Empty: the first instance of the clients' seed list, the
+    /// one every real client handshakes with while it answers.
+    #[serde(default)]
+    pub targets: Vec<u32>,
+}
+
+impl Flood {
+    /// The instances to hit: `targets`, or `default` when none are named.
+    pub fn targets_or(&self, default: Vec<u32>) -> Vec<u32> {
+        if self.targets.is_empty() {
+            default
+        } else {
+            self.targets.clone()
+        }
+    }
+
+    /// About how many handshakes the flood sends (for the step bound).
+    pub fn expected_handshakes(&self) -> u64 {
+        (self.rate_per_sec * self.duration.as_secs_f64()).ceil().max(0.0) as u64
+    }
+
+    /// Checks the rate makes sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0) {
+            return Err(format!("flood rate_per_sec must be positive, got {}", self.rate_per_sec));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,236 @@
+//! The built-in scenarios: the situations the protocol's quality goals are
+//! stated for, each a plain [`Scenario`] value (print one as TOML or JSON to
+//! start a scenario of your own).
+
+use std::time::Duration;
+
+use aos_cluster::config::{duration, DEFAULT_ATTEMPT_DELAY};
+
+use crate::arrivals::{ArrivalGroup, Flood, Process};
+use crate::dist::SessionLength;
+use crate::scenario::{default_return_window, Fault, FaultKind, InstanceGroup, Scenario, Seed};
+
+/// Every built-in scenario family name, in report order.
+pub const BUILTIN: [&str; 8] =
+    ["login-storm", "heterogeneous", "rejections", "dead-seeds", "crash", "join", "drain", "handshake-flood"];
+
+/// The flood rates of the `handshake-flood` family, as multiples of the real
+/// clients' arrival rate.
+pub const FLOOD_FACTORS: [u32; 3] = [1, 3, 10];
+
+impl Scenario {
+    /// The built-in family `name` (several variants for `dead-seeds` and
+    /// `handshake-flood`), or `None`.
+    pub fn builtin(name: &str) -> Option<Vec<Scenario>> {
+        Some(match name {
+            "login-storm" => vec![Scenario::login_storm(8, 1000)],
+            "heterogeneous" => vec![Scenario::heterogeneous()],
+            "rejections" => vec![Scenario::rejections()],
+            "dead-seeds" => {
+                let mut all = Vec::new();
+                for delay in [None, Some(DEFAULT_ATTEMPT_DELAY)] {
+                    for k in 0..=3 {
+                        all.push(Scenario::dead_seeds(k, delay));
+                    }
+                }
+                all
+            }
+            "crash" => vec![Scenario::crash()],
+            "join" => vec![Scenario::join()],
+            "drain" => vec![Scenario::drain()],
+            "handshake-flood" => FLOOD_FACTORS.iter().map(|&f| Scenario::handshake_flood(f)).collect(),
+            _ => return None,
+        })
+    }
+
+    /// `clients` clients log in within one second to `instances` equal
+    /// instances (each sized so the storm fills half the cluster), and every
+    /// ranking works from 5 s old figures wherever the protocol allows it:
+    /// heartbeats every 5 s, registry snapshots reused for 5 s. Peers still
+    /// answer workload queries live, so the herd comes from concurrent
+    /// handshakes ranked on the same figures (one shared query round) and
+    /// from sessions in flight that no figure shows yet.
+    pub fn login_storm(instances: u32, clients: u32) -> Self {
+        let max = (2 * clients).div_ceil(instances).max(1);
+        let mut s = Scenario::base(
+            if instances == 8 && clients == 1000 {
+                "login-storm".into()
+            } else {
+                format!("login-storm-{instances}x{clients}")
+            },
+            "clients log in within 1 s to equal instances, 5 s stale snapshots",
+            vec![InstanceGroup::serving(instances, max)],
+            vec![ArrivalGroup {
+                start: Duration::from_millis(200),
+                process: Process::Burst { count: clients, within: Duration::from_secs(1) },
+                session: SessionLength::Forever,
+                measured: true,
+            }],
+        );
+        s.instance.heartbeat_interval = Duration::from_secs(5);
+        s.instance.snapshot_ttl = Duration::from_secs(5);
+        s
+    }
+
+    /// Instances of 50, 100, 200 and 400 sessions (two of each), filled to 80 %.
+    pub fn heterogeneous() -> Self {
+        let sizes = [50, 100, 200, 400];
+        let total: u32 = sizes.iter().sum::<u32>() * 2;
+        Scenario::base(
+            "heterogeneous".into(),
+            "max_sessions 50/100/200/400 (two of each) filled to 80 % within 2 s",
+            sizes.iter().map(|&m| InstanceGroup::serving(2, m)).collect(),
+            vec![ArrivalGroup {
+                start: Duration::from_millis(200),
+                process: Process::Burst { count: total * 8 / 10, within: Duration::from_secs(2) },
+                session: SessionLength::Forever,
+                measured: true,
+            }],
+        )
+    }
+
+    /// Eight instances of 100 filled to 90 % within one second.
+    pub fn rejections() -> Self {
+        Scenario::base(
+            "rejections".into(),
+            "8 x 100 sessions, 90 % aggregate utilisation reached within 1 s",
+            vec![InstanceGroup::serving(8, 100)],
+            vec![ArrivalGroup {
+                start: Duration::from_millis(200),
+                process: Process::Burst { count: 720, within: Duration::from_secs(1) },
+                session: SessionLength::Forever,
+                measured: true,
+            }],
+        )
+    }
+
+    /// The first `k` seeds are blackholed hosts, then three live seeds; the
+    /// top-ranked instance is dead to clients (it refuses connections but
+    /// still answers its peers, so it ranks first: it looks empty).
+    pub fn dead_seeds(k: u32, attempt_delay: Option<Duration>) -> Self {
+        let delay = match attempt_delay {
+            Some(d) => duration::format(d),
+            None => "off".into(),
+        };
+        let mut s = Scenario::base(
+            format!("dead-seeds-k{k}-delay-{delay}"),
+            "k blackholed seeds before the live ones; the top-ranked entry refuses clients",
+            vec![InstanceGroup::serving(8, 100)],
+            vec![ArrivalGroup {
+                start: Duration::from_millis(200),
+                process: Process::Poisson { count: 200, rate_per_sec: 100.0 },
+                session: SessionLength::Forever,
+                measured: true,
+            }],
+        );
+        s.seeds = (0..k).map(|_| Seed::Blackhole).chain((0..3).map(Seed::Instance)).collect();
+        s.client.attempt_delay = attempt_delay;
+        s.faults.push(Fault { at: Duration::ZERO, instance: 7, kind: FaultKind::RefuseClients });
+        s
+    }
+
+    /// Eight instances hold 200 sessions each; one crashes and its clients
+    /// come back within 500 ms.
+    pub fn crash() -> Self {
+        let mut s = Scenario::base(
+            "crash".into(),
+            "8 x 250, 200 sessions each; instance 0 crashes at 20 s, its clients return within 500 ms",
+            vec![InstanceGroup::serving(8, 250)],
+            vec![ArrivalGroup {
+                start: Duration::from_millis(200),
+                process: Process::Even { count: 1600, within: Duration::from_secs(16) },
+                session: SessionLength::Forever,
+                measured: false,
+            }],
+        );
+        s.faults.push(Fault {
+            at: Duration::from_secs(20),
+            instance: 0,
+            kind: FaultKind::Crash {
+                host_down: false,
+                clients_return: true,
+                return_within: default_return_window(),
+                measure_returns: true,
+            },
+        });
+        s
+    }
+
+    /// An empty instance joins a cluster at 70 % while clients keep arriving.
+    pub fn join() -> Self {
+        let mut instances = vec![InstanceGroup::serving(8, 250)];
+        instances.push(InstanceGroup { start_at: Duration::from_secs(15), ..InstanceGroup::serving(1, 250) });
+        Scenario::base(
+            "join".into(),
+            "8 x 250 at 70 %; an empty ninth joins at 15 s; 200 clients arrive at 100/s from 16 s",
+            instances,
+            vec![
+                ArrivalGroup {
+                    start: Duration::from_millis(200),
+                    process: Process::Even { count: 1400, within: Duration::from_secs(14) },
+                    session: SessionLength::Forever,
+                    measured: false,
+                },
+                ArrivalGroup {
+                    start: Duration::from_secs(16),
+                    process: Process::Poisson { count: 200, rate_per_sec: 100.0 },
+                    session: SessionLength::Forever,
+                    measured: true,
+                },
+            ],
+        )
+    }
+
+    /// One instance of a busy cluster drains while sessions come and go.
+    pub fn drain() -> Self {
+        let mut s = Scenario::base(
+            "drain".into(),
+            "8 x 250 with 20-40 s sessions; instance 0 drains at 15 s; 400 more clients from 16 s",
+            vec![InstanceGroup::serving(8, 250)],
+            vec![
+                ArrivalGroup {
+                    start: Duration::from_millis(200),
+                    process: Process::Even { count: 1200, within: Duration::from_secs(12) },
+                    session: SessionLength::Uniform {
+                        min: Duration::from_secs(20),
+                        max: Duration::from_secs(40),
+                    },
+                    measured: false,
+                },
+                ArrivalGroup {
+                    start: Duration::from_secs(16),
+                    process: Process::Poisson { count: 400, rate_per_sec: 100.0 },
+                    session: SessionLength::Forever,
+                    measured: true,
+                },
+            ],
+        );
+        s.faults.push(Fault { at: Duration::from_secs(15), instance: 0, kind: FaultKind::Drain });
+        s
+    }
+
+    /// `login-storm` (1 000 clients within 1 s to 8 instances, 5 s stale
+    /// snapshots) while hostile clients handshake at `factor` times the real
+    /// clients' arrival rate (1 000/s), each on a new connection that it
+    /// closes after the reply, never asking for a session. They all go to the
+    /// first seed, the instance every real client handshakes with, so every
+    /// hostile handshake runs a ranking there (and, with herd control,
+    /// reserves the head of its list) among the real ones. The flood runs
+    /// from the start for 5 s, past the storm and its stragglers.
+    pub fn handshake_flood(factor: u32) -> Self {
+        let mut s = Scenario::login_storm(8, 1000);
+        let real_rate = f64::from(s.client_count()); // they arrive within 1 s
+        s.name = format!("handshake-flood-{factor}x");
+        s.description = format!(
+            "login-storm while hostile clients handshake with the first seed at {factor}x the real \
+             arrival rate and never ask for a session"
+        );
+        s.floods.push(Flood {
+            start: Duration::ZERO,
+            duration: Duration::from_secs(5),
+            rate_per_sec: real_rate * f64::from(factor),
+            targets: Vec::new(),
+        });
+        s
+    }
+}
