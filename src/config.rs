@@ -15,8 +15,10 @@ pub const MIN_ATTEMPT_DELAY: Duration = Duration::from_millis(10);
 pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// Default handshake and session timeouts: the documents say "a timeout period" only.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default cap on a ranked list's length (AX allows up to 99 instances per environment).
-pub const DEFAULT_MAX_LIST_LEN: usize = 1024;
+/// Default cap on a ranked list's length (AX allows up to 99 instances per
+/// environment): the wire's own default, so the client, the instance and
+/// the decoder agree.
+pub use crate::wire::DEFAULT_MAX_LIST_LEN;
 
 /// Full-jitter exponential backoff between rounds (AWS architecture blog):
 /// after failed round `r` (from 0), wait `rand(0, min(cap, base * 2^r))`.
@@ -59,7 +61,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Opt-in RFC 8305 staggering: start the next handshake after this delay
     /// while earlier ones are still pending. `None`: one at a time (the seed).
-    #[cfg_attr(feature = "serde", serde(with = "opt_duration"))]
+    /// In TOML or JSON, `true` switches it on with [`DEFAULT_ATTEMPT_DELAY`]
+    /// (250 ms), `false` or no value leaves it off, and a duration string
+    /// such as `"100ms"` sets it.
+    #[cfg_attr(feature = "serde", serde(with = "attempt_delay"))]
     pub attempt_delay: Option<Duration>,
     /// Opt-in seeded shuffle of the seed list before each walk.
     pub shuffle_seeds: bool,
@@ -98,16 +103,23 @@ impl ClientConfig {
         ClientConfig { seeds, ..ClientConfig::default() }
     }
 
+    /// These settings with RFC 8305 staggering switched on at its
+    /// recommended [`DEFAULT_ATTEMPT_DELAY`] (250 ms).
+    pub fn with_default_attempt_delay(self) -> Self {
+        ClientConfig { attempt_delay: Some(DEFAULT_ATTEMPT_DELAY), ..self }
+    }
+
     /// Every problem with this configuration, or `Ok` when there is none.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if self.seeds.is_empty() {
             problems.push(ConfigProblem::EmptySeedList);
         }
-        for (i, seed) in self.seeds.iter().enumerate() {
-            if let Some(first) = self.seeds[..i].iter().position(|s| s == seed) {
-                problems.push(ConfigProblem::DuplicateSeed { endpoint: seed.clone(), first, again: i });
-            }
+        // Seeds are compared as targets (SPEC.md phase 1, item 5): `AOS01@h:2712`,
+        // `h:2712` and `H` are one target, tried once.
+        for (again, first) in crate::wire::dedup::repeated_seeds(&self.seeds) {
+            let endpoint = self.seeds[again].clone();
+            problems.push(ConfigProblem::DuplicateSeed { endpoint, first, again });
         }
         zero_check(&mut problems, "handshake_timeout", self.handshake_timeout);
         zero_check(&mut problems, "connect_timeout", self.connect_timeout);
@@ -286,7 +298,9 @@ pub enum ConfigProblem {
     /// A client with no seed cannot reach anything.
     #[error("the seed list is empty")]
     EmptySeedList,
-    /// The same endpoint twice in the seed list.
+    /// The same target twice in the seed list (host compared ASCII
+    /// case-insensitively, the instance name ignored: see
+    /// [`Endpoint::same_target`]).
     #[error("seed {again} ({endpoint}) repeats seed {first}")]
     DuplicateSeed {
         /// The repeated endpoint.
@@ -414,6 +428,50 @@ pub mod duration {
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = <String as serde::Deserialize>::deserialize(d)?;
         parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// serde for `attempt_delay`: a human string, or a switch (`true` is
+/// [`DEFAULT_ATTEMPT_DELAY`], `false` is off); written back as a string.
+#[cfg(feature = "serde")]
+mod attempt_delay {
+    use std::fmt;
+    use std::time::Duration;
+
+    pub use super::opt_duration::serialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        d.deserialize_any(Setting)
+    }
+
+    struct Setting;
+
+    impl<'de> serde::de::Visitor<'de> for Setting {
+        type Value = Option<Duration>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as \"250ms\", or true (250ms) or false (off)")
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Self::Value, E> {
+            Ok(on.then_some(super::DEFAULT_ATTEMPT_DELAY))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            super::duration::parse(text).map(Some).map_err(E::custom)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Setting)
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! bracketed host must be an IPv6 address. Names are never resolved.
 //! [`Endpoint`]'s `Display` always writes the port, so `parse(display(e)) == e`.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::net::Ipv6Addr;
 use std::str::FromStr;
@@ -29,9 +30,11 @@ pub const MAX_INSTANCE_LEN: usize = 64;
 
 /// Where an instance listens: an optional instance name, a host and a port.
 ///
-/// Hosts are compared as written (ASCII case-insensitively is the caller's
-/// choice): `aos1:2712` and `AOS1:2712` are different endpoints here, since the
-/// crate never resolves names.
+/// `==`, ordering and hashing compare the parts as written: `aos1:2712` and
+/// `AOS1:2712` are different endpoints, since the crate never resolves names.
+/// Whether two endpoints reach the same *target* (SPEC.md phase 1, item 5:
+/// host case-insensitive, port equal, instance name a label) is
+/// [`Endpoint::same_target`].
 ///
 /// Endpoints are immutable and shared: a clone is a reference-count increment,
 /// never an allocation, since the machines copy them into every attempt,
@@ -138,10 +141,115 @@ impl Endpoint {
         self.0.port
     }
 
+    /// Whether `self` and `other` are the same target (SPEC.md phase 1, item
+    /// 5): equal ports and equal hosts, names compared ASCII
+    /// case-insensitively and IPv6 hosts as addresses (`[::1]` and
+    /// `[0:0::1]` are one host). The `instance@` name is a label and plays
+    /// no part: `AOS01@aos1:2712`, `aos1` and `AOS1:2712` are one target.
+    ///
+    /// This is the equality seed lists and ranked lists are deduplicated
+    /// with. `==` and `Hash` stay structural (every part, as written).
+    pub fn same_target(&self, other: &Endpoint) -> bool {
+        self.port() == other.port() && self.target_host() == other.target_host()
+    }
+
+    /// A total order whose equal elements are exactly the [`same_target`](Self::same_target)
+    /// pairs: by host (names before IPv6 addresses, names by their ASCII
+    /// lowercase bytes, addresses by value), then port.
+    pub(crate) fn cmp_target(&self, other: &Endpoint) -> Ordering {
+        let by_host = match (self.target_host(), other.target_host()) {
+            (TargetHost::Name(a), TargetHost::Name(b)) => {
+                a.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+            }
+            (TargetHost::Name(_), TargetHost::V6(_)) => Ordering::Less,
+            (TargetHost::V6(_), TargetHost::Name(_)) => Ordering::Greater,
+            (TargetHost::V6(a), TargetHost::V6(b)) => a.cmp(&b),
+        };
+        by_host.then(self.port().cmp(&other.port()))
+    }
+
+    /// A 64-bit fingerprint of the target: endpoints that are the
+    /// [`same_target`](Self::same_target) have equal fingerprints, so long
+    /// lists are deduplicated by sorting integers; equal fingerprints are
+    /// then settled by [`cmp_target`](Self::cmp_target), so the mix only
+    /// needs to spread, not to resist collisions.
+    ///
+    /// Names are folded eight bytes at a time with `| 0x20`: that lowercases
+    /// ASCII letters and keeps every other name character (`0-9 . -` have
+    /// the bit; `_` becomes the DEL byte, which no name holds), so names equal
+    /// ignoring case fold to equal words.
+    pub(crate) fn target_fingerprint(&self) -> u64 {
+        const FOLD: u64 = 0x2020_2020_2020_2020;
+        // The multiplier of FxHash (rustc's hasher): odd, bits well spread.
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(K);
+        let port = u64::from(self.port());
+        match self.target_host() {
+            TargetHost::Name(name) => {
+                let mut chunks = name.as_bytes().chunks_exact(8);
+                let mut hash = mix(0, port);
+                for chunk in &mut chunks {
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(chunk);
+                    hash = mix(hash, u64::from_le_bytes(word) | FOLD);
+                }
+                let mut tail = [0u8; 8];
+                tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+                // The length keeps `ab` apart from `ab` followed by folded zero bytes.
+                mix(mix(hash, u64::from_le_bytes(tail) | FOLD), name.len() as u64)
+            }
+            TargetHost::V6(addr) => {
+                let bits = u128::from(addr);
+                // The top bit of the seed keeps an address apart from a name.
+                mix(mix(mix(1 << 63, port), (bits >> 64) as u64), bits as u64)
+            }
+        }
+    }
+
+    /// Whether the host is an IPv6 address (written bracketed). A checked
+    /// name never holds `:`, and an IPv6 address always has one within its
+    /// first five characters (a group has at most four digits, or the text
+    /// starts with `::`), so five bytes decide; the encoder asks this of
+    /// every entry.
+    pub(crate) fn has_ipv6_host(&self) -> bool {
+        self.host().as_bytes().iter().take(5).any(|&b| b == b':')
+    }
+
+    /// The host as a target compares it. An IPv6 host is a checked address
+    /// (see `check_host`), so the parse succeeds; were it ever to fail, the
+    /// text would still compare consistently as a name.
+    fn target_host(&self) -> TargetHost<'_> {
+        let host = self.host();
+        if self.has_ipv6_host() {
+            if let Ok(addr) = host.parse::<Ipv6Addr>() {
+                return TargetHost::V6(addr);
+            }
+        }
+        TargetHost::Name(host)
+    }
+
     /// `host:port` as a socket address string (IPv6 bracketed), ready for
     /// `ToSocketAddrs`; the instance name is not part of it.
     pub fn socket_addr_string(&self) -> String {
         SocketAddrText(self).to_string()
+    }
+}
+
+/// A host as targets compare it.
+enum TargetHost<'a> {
+    /// A name or IPv4 address, compared ASCII case-insensitively.
+    Name(&'a str),
+    /// An IPv6 address, compared by value.
+    V6(Ipv6Addr),
+}
+
+impl PartialEq for TargetHost<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (TargetHost::Name(a), TargetHost::Name(b)) => a.eq_ignore_ascii_case(b),
+            (TargetHost::V6(a), TargetHost::V6(b)) => a == b,
+            _ => false,
+        }
     }
 }
 
@@ -355,6 +463,21 @@ mod tests {
     fn hash_of(value: &impl std::hash::Hash) -> u64 {
         use std::hash::{BuildHasher, BuildHasherDefault};
         BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
+    }
+
+    proptest::proptest! {
+        /// Five bytes decide whether a checked host is IPv6, in every textual
+        /// form: compressed, full with leading zeros, IPv4-embedded.
+        #[test]
+        fn five_bytes_tell_an_ipv6_host(bits: u128, name in "[A-Za-z0-9._-]{1,30}") {
+            let addr = Ipv6Addr::from(bits);
+            let full = addr.segments().map(|s| format!("{s:04x}")).join(":");
+            let embedded = format!("::ffff:{}", std::net::Ipv4Addr::from((bits >> 96) as u32));
+            for host in [addr.to_string(), full, embedded, name] {
+                let e = Endpoint::new(&host, 1).unwrap();
+                proptest::prop_assert_eq!(e.has_ipv6_host(), host.contains(':'), "{}", host);
+            }
+        }
     }
 
     #[test]

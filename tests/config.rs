@@ -407,3 +407,109 @@ proptest! {
         let _ = duration::parse(&text);
     }
 }
+
+// ---- one default for the list length (issue 9, 5b) ---------------------------------
+
+#[test]
+fn client_instance_and_codec_share_one_list_length_default() {
+    use aos_cluster::wire::{Limits, DEFAULT_MAX_LIST_LEN};
+    assert_eq!(aos_cluster::config::DEFAULT_MAX_LIST_LEN, DEFAULT_MAX_LIST_LEN);
+    assert_eq!(ClientConfig::default().max_list_len, Limits::default().max_list_len);
+    assert_eq!(InstanceConfig::default().max_list_len, Limits::default().max_list_len);
+}
+
+// ---- seeds compared as targets (issue 9, 5c; SPEC.md phase 1, item 5) -----------------
+
+fn seed_problems(seeds: &[&str]) -> Vec<ConfigProblem> {
+    client_problems(|c| c.seeds = seeds.iter().map(|s| ep(s)).collect())
+}
+
+fn dup(endpoint: &str, first: usize, again: usize) -> ConfigProblem {
+    ConfigProblem::DuplicateSeed { endpoint: ep(endpoint), first, again }
+}
+
+#[test]
+fn seeds_naming_one_target_are_duplicates_whatever_their_label_or_case() {
+    assert_eq!(seed_problems(&["AOS01@h:2712", "h:2712"]), vec![dup("h:2712", 0, 1)]);
+    assert_eq!(seed_problems(&["H:2712", "h:2712"]), vec![dup("h:2712", 0, 1)]);
+    assert_eq!(seed_problems(&["AOS01@h", "AOS02@H:2712"]), vec![dup("AOS02@H:2712", 0, 1)]);
+    assert_eq!(seed_problems(&["[::1]", "[0:0::1]:2712"]), vec![dup("[0:0::1]:2712", 0, 1)]);
+    // Another port, another host: other targets.
+    assert_eq!(seed_problems(&["h:2712", "h:2713", "AOS01@h2:2712", "[::2]"]), vec![]);
+    // Every repeat names the first occurrence of its target, in seed order.
+    assert_eq!(
+        seed_problems(&["a", "b", "A@A", "B:2712", "c", "a:2712"]),
+        vec![dup("A@A", 0, 2), dup("B:2712", 1, 3), dup("a:2712", 0, 5)]
+    );
+}
+
+#[test]
+fn a_long_seed_list_reports_its_repeats_in_order() {
+    // Past the finder's pairwise range: the sorting path gives the same report.
+    let mut seeds: Vec<String> = (0..200).map(|i| format!("host{i}")).collect();
+    seeds[150] = "HOST7:2712".into();
+    seeds[199] = "X@host150".into();
+    seeds[60] = "host3".into();
+    let texts: Vec<&str> = seeds.iter().map(String::as_str).collect();
+    assert_eq!(
+        seed_problems(&texts),
+        vec![dup("host3", 3, 60), dup("HOST7:2712", 7, 150)],
+        "host150 is gone (replaced), so X@host150 repeats nothing"
+    );
+}
+
+// ---- attempt_delay switched on without a value (issue 9, 5d) ----------------------------
+
+fn client_toml(line: &str) -> Result<ClientConfig, String> {
+    toml::from_str(&format!("seeds = [\"aos1\"]\n{line}")).map_err(|e| e.to_string())
+}
+
+fn client_json(field: &str) -> Result<ClientConfig, String> {
+    serde_json::from_str(&format!(r#"{{"seeds": ["aos1"]{field}}}"#)).map_err(|e| e.to_string())
+}
+
+#[test]
+fn attempt_delay_true_means_the_rfc_8305_default() {
+    for (text, expected) in [
+        ("attempt_delay = true", Some(DEFAULT_ATTEMPT_DELAY)),
+        ("attempt_delay = false", None),
+        ("", None),
+        (r#"attempt_delay = "100ms""#, Some(ms(100))),
+    ] {
+        assert_eq!(client_toml(text).map(|c| c.attempt_delay), Ok(expected), "{text:?}");
+    }
+    for (field, expected) in [
+        (r#", "attempt_delay": true"#, Some(DEFAULT_ATTEMPT_DELAY)),
+        (r#", "attempt_delay": false"#, None),
+        (r#", "attempt_delay": null"#, None),
+        ("", None),
+        (r#", "attempt_delay": "1s""#, Some(secs(1))),
+    ] {
+        assert_eq!(client_json(field).map(|c| c.attempt_delay), Ok(expected), "{field:?}");
+    }
+    assert_eq!(client_toml("attempt_delay = true").unwrap().attempt_delay, Some(ms(250)));
+}
+
+#[test]
+fn attempt_delay_refuses_what_is_neither_a_switch_nor_a_duration() {
+    for text in
+        ["attempt_delay = 5", r#"attempt_delay = "5""#, r#"attempt_delay = "soon""#, "attempt_delay = [1]"]
+    {
+        let err = client_toml(text).unwrap_err();
+        assert!(err.contains("attempt_delay"), "{text:?}: {err}");
+    }
+    let err = client_json(r#", "attempt_delay": 250"#).unwrap_err();
+    assert!(err.contains("true (250ms) or false"), "{err}");
+}
+
+#[test]
+fn a_switched_on_attempt_delay_is_written_as_its_duration() {
+    let on = ClientConfig::with_seeds(vec![ep("aos1")]).with_default_attempt_delay();
+    assert_eq!(on.attempt_delay, Some(DEFAULT_ATTEMPT_DELAY));
+    assert_eq!(on.validate(), Ok(()));
+    let text = toml::to_string(&on).unwrap();
+    assert!(text.contains(r#"attempt_delay = "250ms""#), "{text}");
+    assert_eq!(toml::from_str::<ClientConfig>(&text).unwrap(), on);
+    let json = serde_json::to_string(&on).unwrap();
+    assert_eq!(serde_json::from_str::<ClientConfig>(&json).unwrap(), on);
+}

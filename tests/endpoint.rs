@@ -177,3 +177,86 @@ proptest! {
         }
     }
 }
+
+// ---- targets (SPEC.md phase 1, item 5) -------------------------------------------------
+
+#[test]
+fn same_target_ignores_the_label_and_the_host_case_but_not_the_port() {
+    let same = [
+        ("AOS01@h:2712", "h:2712"),
+        ("H:2712", "h"),
+        ("AOS01@aos1.Contoso.com", "aos02@AOS1.contoso.COM:2712"),
+        ("[::1]", "[0:0:0:0:0:0:0:1]:2712"),
+        ("[FE80::A]:1", "x@[fe80::a]:1"),
+        ("10.0.0.7:80", "10.0.0.7:80"),
+    ];
+    for (a, b) in same {
+        assert!(ep_(a).same_target(&ep_(b)), "{a} and {b} are one target");
+        assert!(ep_(b).same_target(&ep_(a)), "{b} and {a} are one target");
+    }
+    let different = [
+        ("h:2712", "h:2713"),
+        ("h", "h2"),
+        ("AOS01@h", "AOS01@g"),
+        ("[::1]", "[::2]"),
+        // A name is never an address, even one that would resolve to it.
+        ("localhost", "[::1]"),
+        ("[::ffff:10.0.0.7]", "10.0.0.7"),
+    ];
+    for (a, b) in different {
+        assert!(!ep_(a).same_target(&ep_(b)), "{a} and {b} are two targets");
+    }
+}
+
+#[test]
+fn equality_and_hash_stay_structural() {
+    use std::collections::HashSet;
+    let texts = ["h:2712", "H:2712", "AOS01@h:2712", "[::1]", "[0::1]"];
+    let endpoints: HashSet<Endpoint> = texts.iter().map(|t| ep_(t)).collect();
+    assert_eq!(endpoints.len(), texts.len(), "five spellings, five endpoints");
+    assert_ne!(ep_("H:2712"), ep_("h:2712"));
+    assert_ne!(ep_("AOS01@h"), ep_("h"));
+    assert_eq!(ep_("h"), ep_("h:2712"), "a missing port is still 2712");
+}
+
+fn ep_(text: &str) -> Endpoint {
+    text.parse().unwrap_or_else(|e| panic!("{text:?}: {e}"))
+}
+
+/// Another spelling of the same target: random case, another or no label.
+fn respell(e: &Endpoint, upper: &[bool], label: Option<&str>) -> Endpoint {
+    let host: String = e
+        .host()
+        .chars()
+        .zip(upper.iter().cycle())
+        .map(|(c, &up)| if up { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+        .collect();
+    Endpoint::with_instance(label, &host, e.port()).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn same_target_is_an_equivalence_that_respelling_keeps(
+        instance in proptest::option::of(name()),
+        (host, _) in host(),
+        port in 1u16..=u16::MAX,
+        other_port in 1u16..=u16::MAX,
+        upper in proptest::collection::vec(any::<bool>(), 1..8),
+        label in proptest::option::of(name()),
+    ) {
+        let e = Endpoint::with_instance(instance.as_deref(), &host, port).unwrap();
+        prop_assert!(e.same_target(&e));
+        let again = respell(&e, &upper, label.as_deref());
+        prop_assert!(e.same_target(&again) && again.same_target(&e));
+        let third = respell(&again, &[true], None);
+        prop_assert!(e.same_target(&third), "transitive through {}", again);
+        let moved = Endpoint::with_instance(instance.as_deref(), &host, other_port).unwrap();
+        prop_assert_eq!(e.same_target(&moved), port == other_port);
+        // `==` implies the same target, never the other way round necessarily.
+        if e == again {
+            prop_assert!(e.same_target(&again));
+        }
+    }
+}

@@ -30,10 +30,10 @@ fn ranked_list(max_len: usize) -> impl Strategy<Value = RankedList> {
         workload,
     });
     (any::<bool>(), vec(entry, 0..=max_len)).prop_map(|(stale, mut entries)| {
-        // Keep first occurrences only: a valid list repeats no id or endpoint.
+        // Keep first occurrences only: a valid list repeats no id or target.
         let mut kept: Vec<RankedEntry> = Vec::new();
         entries.retain(|e| {
-            let fresh = kept.iter().all(|k| k.id != e.id && k.endpoint != e.endpoint);
+            let fresh = kept.iter().all(|k| k.id != e.id && !k.endpoint.same_target(&e.endpoint));
             if fresh {
                 kept.push(e.clone());
             }
@@ -651,4 +651,154 @@ fn the_longest_endpoint_fits_its_cap_and_a_big_frame_limit_takes_the_full_list()
 fn an_empty_ranked_list_round_trips() {
     let msg = reply_with(Vec::new());
     assert_eq!(decode_one(&frame_of(&msg)), Ok(msg));
+}
+
+// ---- cutting a list to one frame (issue 9, 5b) ---------------------------------------------
+
+fn ranked_payload_len(entries: &[RankedEntry]) -> usize {
+    14 + entries.iter().map(|e| 14 + e.endpoint.to_string().len()).sum::<usize>()
+}
+
+#[test]
+fn a_thousand_maximal_entries_are_cut_to_exactly_what_fits_one_default_frame() {
+    let entries = (0..1024).map(|i| entry(i as u32, long_endpoint(i))).collect::<Vec<_>>();
+    assert_eq!(entries[0].endpoint.host().len(), aos_cluster::endpoint::MAX_HOST_LEN);
+    let limits = Limits::default();
+    let fit = entries_that_fit(&entries, &limits);
+    // 14 fixed bytes, then 14 + 324 per entry: 193 entries in 65 536 bytes.
+    assert_eq!(fit, (DEFAULT_MAX_FRAME_LEN - 14) / (14 + 324));
+    assert_eq!(fit, 193);
+    assert!(ranked_payload_len(&entries[..fit]) <= DEFAULT_MAX_FRAME_LEN);
+    assert!(ranked_payload_len(&entries[..fit + 1]) > DEFAULT_MAX_FRAME_LEN, "the bound is exact");
+
+    // The cut list encodes and decodes with the default limits on both sides.
+    let cut = reply_with(entries[..fit].to_vec());
+    let frame = frame_of(&cut);
+    assert_eq!(decode_one(&frame), Ok(cut));
+    // One more entry does not fit.
+    let over = reply_with(entries[..fit + 1].to_vec());
+    let len = ranked_payload_len(&entries[..fit + 1]);
+    assert_eq!(
+        encode(&over, &mut Vec::new()),
+        Err(EncodeError::FrameTooLarge { len, max: DEFAULT_MAX_FRAME_LEN })
+    );
+}
+
+#[test]
+fn entries_that_fit_honours_both_limits_and_the_empty_reply() {
+    let short = (0..50).map(|i| entry(i, format!("a{i}:1").parse().unwrap())).collect::<Vec<_>>();
+    assert_eq!(entries_that_fit(&short, &Limits::default()), 50, "a short list is whole");
+    assert_eq!(entries_that_fit(&short, &Limits::default().with_max_list_len(7)), 7);
+    assert_eq!(entries_that_fit(&[], &Limits::default()), 0);
+    // Exactly the first entry's bytes, then one byte less.
+    let first = ranked_payload_len(&short[..1]);
+    assert_eq!(entries_that_fit(&short, &Limits::default().with_max_frame_len(first)), 1);
+    assert_eq!(entries_that_fit(&short, &Limits::default().with_max_frame_len(first - 1)), 0);
+    // Below the reply's own 14 bytes nothing fits, not even an empty list.
+    assert_eq!(entries_that_fit(&short, &Limits::default().with_max_frame_len(13)), 0);
+    let limits = Limits::default().with_max_frame_len(13);
+    assert_eq!(
+        encode_with_limits(&reply_with(Vec::new()), &limits, &mut Vec::new()),
+        Err(EncodeError::FrameTooLarge { len: 14, max: 13 })
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Under any frame and list limit, the cut encodes and one entry more does not.
+    #[test]
+    fn entries_that_fit_is_the_exact_bound(
+        list in ranked_list(40),
+        max_frame_len in 0usize..4000,
+        max_list_len in 0usize..50,
+    ) {
+        let limits = Limits::default().with_max_frame_len(max_frame_len).with_max_list_len(max_list_len);
+        let fit = entries_that_fit(&list.entries, &limits);
+        let msg = |n: usize| reply_with(list.entries[..n].to_vec());
+        if max_frame_len >= 14 {
+            let mut out = Vec::new();
+            prop_assert_eq!(encode_with_limits(&msg(fit), &limits, &mut out), Ok(()));
+            prop_assert_eq!(decode_split(&out, &[], limits), vec![Ok(msg(fit))]);
+        } else {
+            prop_assert_eq!(fit, 0);
+        }
+        if fit < list.entries.len() {
+            let refused = encode_with_limits(&msg(fit + 1), &limits, &mut Vec::new());
+            prop_assert!(
+                matches!(refused, Err(EncodeError::FrameTooLarge { .. } | EncodeError::ListTooLong { .. })),
+                "{:?}", refused
+            );
+        }
+    }
+}
+
+// ---- duplicates compared as targets (issue 9, 5c) -------------------------------------------
+
+#[test]
+fn a_target_repeated_under_another_label_or_case_is_a_duplicate_both_ways() {
+    let cases: [(&str, &str); 4] =
+        [("AOS01@h:2712", "h:2712"), ("H:2712", "h"), ("A@aos1:7", "B@AOS1:7"), ("[::1]:5", "[0:0::1]:5")];
+    for (first, again) in cases {
+        let raw =
+            raw_ranked(&[raw_entry(1, 0, 1, first), raw_entry(2, 0, 1, "x:1"), raw_entry(3, 0, 1, again)]);
+        let expected = DecodeError::DuplicateEntry { index: 2, what: Duplicate::Endpoint };
+        assert_eq!(decode_one(&raw), Err(expected), "{first} then {again}");
+        let msg = reply_with(vec![
+            entry(1, first.parse().unwrap()),
+            entry(2, "x:1".parse().unwrap()),
+            entry(3, again.parse().unwrap()),
+        ]);
+        let mut out = vec![7];
+        let expected = EncodeError::DuplicateEntry { index: 2, what: Duplicate::Endpoint };
+        assert_eq!(encode(&msg, &mut out), Err(expected), "{first} then {again}");
+        assert_eq!(out, [7]);
+    }
+    // Same host on another port, or another host: no duplicate.
+    let fine = reply_with(vec![entry(1, "h:1".parse().unwrap()), entry(2, "H:2".parse().unwrap())]);
+    assert_eq!(decode_one(&frame_of(&fine)), Ok(fine));
+}
+
+#[test]
+fn long_lists_find_the_first_repeat_like_short_ones() {
+    // 300 entries: the sorting path. The earliest repeat wins, an id repeat
+    // before a target repeat at the same position.
+    let mut entries: Vec<RankedEntry> =
+        (0..300).map(|i| entry(i, format!("host{i}:1").parse().unwrap())).collect();
+    entries[250] = entry(250, "X@HOST17:1".parse().unwrap());
+    entries[200] = entry(3, "host200:1".parse().unwrap());
+    let msg = reply_with(entries.clone());
+    let expected = Duplicate::Id(InstanceId(3));
+    assert_eq!(
+        encode(&msg, &mut Vec::new()),
+        Err(EncodeError::DuplicateEntry { index: 200, what: expected })
+    );
+    entries[200] = entry(200, "host200:1".parse().unwrap());
+    entries[120] = entry(17, "HOST17:1".parse().unwrap());
+    let msg = reply_with(entries);
+    assert_eq!(
+        encode(&msg, &mut Vec::new()),
+        Err(EncodeError::DuplicateEntry { index: 120, what: Duplicate::Id(InstanceId(17)) })
+    );
+}
+
+// ---- the encoder checks in the decoder's order --------------------------------------------
+
+#[test]
+fn an_oversized_overlong_list_is_refused_for_its_size_on_both_sides() {
+    // Too many entries AND too many bytes: the decoder sees the length in the
+    // header first, so the encoder reports the size too.
+    let entries = (0..30).map(|i| entry(i, long_endpoint(i as usize))).collect::<Vec<_>>();
+    let limits = Limits::default().with_max_list_len(10).with_max_frame_len(5000);
+    let msg = reply_with(entries.clone());
+    let len = ranked_payload_len(&entries);
+    assert_eq!(
+        encode_with_limits(&msg, &limits, &mut Vec::new()),
+        Err(EncodeError::FrameTooLarge { len, max: 5000 })
+    );
+    let mut loose = Vec::new();
+    encode_with_limits(&msg, &Limits::default(), &mut loose).unwrap();
+    let mut decoder = Decoder::with_limits(limits);
+    decoder.feed(&loose);
+    assert_eq!(decoder.next(), Err(DecodeError::Oversized { len: len as u32, max: 5000 }));
 }

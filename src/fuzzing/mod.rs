@@ -11,9 +11,13 @@
 pub mod endpoint;
 pub use self::endpoint::endpoint;
 
-/// Frame decoding from arbitrary splits.
+/// Frame decoding from arbitrary splits under arbitrary limits.
 pub mod decode;
 pub use self::decode::decode;
+
+/// Encoding arbitrary messages under arbitrary limits, against the decoder.
+pub mod encode;
+pub use self::encode::encode;
 
 /// The Connector under arbitrary events and time advances.
 pub mod client_ops;

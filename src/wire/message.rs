@@ -88,7 +88,8 @@ pub enum HandshakeOutcome {
 pub struct RankedList {
     /// Ranked from an old registry snapshot because the registry did not answer.
     pub stale: bool,
-    /// The entries, best first; no endpoint or id appears twice.
+    /// The entries, best first; no target (see [`Endpoint::same_target`]) or id
+    /// appears twice.
     pub entries: Vec<RankedEntry>,
 }
 

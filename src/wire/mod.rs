@@ -17,8 +17,9 @@
 //! | 2      | 4    | payload length `L` in bytes (header excluded)  |
 //! | 6      | `L`  | payload                                        |
 //!
-//! A receiver refuses `L > max_frame_len` (default 65536) from the header
-//! alone, and refuses a payload with bytes left over after its message.
+//! A receiver refuses `L > max_frame_len` (default 65536,
+//! [`DEFAULT_MAX_FRAME_LEN`]) from the header alone, and refuses a payload
+//! with bytes left over after its message.
 //!
 //! ## Field types
 //!
@@ -47,9 +48,13 @@
 //! Type 0 and types above 6 are unknown.
 //!
 //! - Ranked (outcome 0 of type 2): stale `bool`, count `u32` (at most
-//!   `max_list_len`, default 1024), then `count` entries, each: id `u32`,
-//!   connected `u32`, max_sessions `u32`, `endpoint`. No two entries share an
-//!   id or an endpoint (compared as parsed endpoints).
+//!   `max_list_len`, default 1024, [`DEFAULT_MAX_LIST_LEN`]), then `count`
+//!   entries, each: id `u32`, connected `u32`, max_sessions `u32`,
+//!   `endpoint`. No two entries share an id or a target (host compared ASCII
+//!   case-insensitively, an IPv6 host as an address, and port; the instance
+//!   name is a label: [`Endpoint::same_target`](crate::Endpoint::same_target)).
+//!   A ranked reply's payload is 14 bytes plus, per entry, 14 plus its
+//!   endpoint text; [`entries_that_fit`] says how many entries fit a frame.
 //! - Refused (outcome 1 of type 2): reason `tag`: 0 Busy, 1 WrongCluster.
 //! - Accepted (outcome 0 of type 4): session_id `u64`.
 //! - Rejected (outcome 1 of type 4): reason `tag`: 0 Full, 1 Draining, 2 NotServing, 3 Busy, 4 AlreadyInSession.
@@ -84,8 +89,22 @@
 //! frame (its length was known) is reported once and skipped. See
 //! [`DecodeError`].
 
-mod codec;
+// One concern per file: the values, the layout's numbers, the limits, the
+// errors, each direction of the codec, the stream decoder and the duplicate
+// finder the codec shares with the client and the configuration.
+mod decode;
+mod decoder;
+pub(crate) mod dedup;
+mod encode;
+mod error;
+mod layout;
+mod limits;
 mod message;
 
-pub use codec::*;
+pub use decoder::Decoder;
+pub(crate) use encode::write_frame_unchecked;
+pub use encode::{encode, encode_with_limits};
+pub use error::{DecodeError, Duplicate, EncodeError};
+pub use layout::{HEADER_LEN, MAX_CLUSTER_NAME_LEN, MAX_ENDPOINT_TEXT_LEN, PROTOCOL_VERSION};
+pub use limits::{entries_that_fit, Limits, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_LIST_LEN};
 pub use message::*;
