@@ -12,18 +12,27 @@
 //! - [`server`]: the instance server; [`Server::accept`] yields each admitted
 //!   session's byte stream.
 //! - [`frames`]: framed protocol I/O with deadlines, shared by client and server.
+//! - `admin` and `config_file` (feature `admin`, on by default): the
+//!   `aos-instance` binary's configuration file, Prometheus metrics and admin
+//!   endpoint.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod blocking;
 pub mod client;
 mod client_frames;
+#[cfg(feature = "admin")]
+pub mod config_file;
 pub mod frames;
 pub mod registry;
 pub mod server;
 
 // The server's `SessionInfo` stays at `server::SessionInfo`: the root one is the client's.
-pub use server::{Accepted, AppStream, Server, ServerConfig, ServerError, ServerHandle, ServerStats};
+pub use server::{
+    Accepted, AppStream, RankObserver, Server, ServerConfig, ServerError, ServerHandle, ServerStats,
+};
 
 pub use client::{connect, connect_seeded, ConnectError, Session, SessionInfo};
 

@@ -210,7 +210,14 @@ struct Shared {
     incarnation: Incarnation,
     /// Whether a registry row was written (not for a standalone instance).
     registered: bool,
+    /// Told each handshake's time to rank (see [`ServerHandle::set_rank_observer`]).
+    rank_observer: std::sync::OnceLock<RankObserver>,
 }
+
+/// Receives the time from a handshake's arrival (its frame decoded) to its
+/// reply being queued for the connection: the time to rank, registry and
+/// peer queries included. Called on the connection's task; keep it cheap.
+pub type RankObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 enum Input {
     /// A decoded request from a connection; `replies` the first time.
@@ -317,6 +324,7 @@ impl Server {
             endpoint: config.instance.endpoint.clone(),
             incarnation,
             registered,
+            rank_observer: std::sync::OnceLock::new(),
             config,
         });
         let (inbox, rx) = mpsc::channel(INBOX);
@@ -420,6 +428,12 @@ impl ServerHandle {
     /// The address clients and peers are told.
     pub fn endpoint(&self) -> &Endpoint {
         &self.shared.endpoint
+    }
+
+    /// Installs the observer of each handshake's time to rank (for metrics).
+    /// One per server: `false` if one was installed already.
+    pub fn set_rank_observer(&self, observer: RankObserver) -> bool {
+        self.shared.rank_observer.set(observer).is_ok()
     }
 
     /// Stops gracefully and waits: no new connections, open connections and
