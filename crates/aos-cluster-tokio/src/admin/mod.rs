@@ -32,7 +32,7 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -42,6 +42,8 @@ use crate::server::{ServerHandle, ServerStats};
 
 /// Request bodies are a word or a number: anything longer is refused.
 const MAX_BODY: usize = 1024;
+/// The longest an admin connection may stay open (keep-alive included).
+const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The admin endpoint's shared state.
 pub struct Admin {
@@ -75,10 +77,14 @@ impl Admin {
                     async move { Ok::<_, Infallible>(admin.route(req).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
                     .header_read_timeout(std::time::Duration::from_secs(10))
                     .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = conn.await {
-                    debug!(%peer, error = %e, "admin connection ended");
+                // A client that trickles its body or never reads is cut off.
+                match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, error = %e, "admin connection ended"),
+                    Err(_) => debug!(%peer, "admin connection timed out"),
                 }
             });
         }

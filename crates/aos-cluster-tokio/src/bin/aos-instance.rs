@@ -45,11 +45,11 @@ const EXIT_RUNTIME: u8 = 1;
 Exit codes: 0 ok; 1 failed while running; 2 usage or configuration error; 3 could not start.
 
 Admin endpoint (address `admin` in the file, loopback by default):
-  curl -s http://ADMIN/metrics                     Prometheus metrics
-  curl -s http://ADMIN/stats                       figures as JSON
-  curl -s -X POST --data on http://ADMIN/drain      reject new clients (`off`: admit again)
-  curl -s -X POST --data 50 http://ADMIN/max-sessions
-  curl -s -X POST http://ADMIN/shutdown            graceful stop (registry row removed)"
+  curl -s http://ADMIN/metrics                         Prometheus metrics
+  curl -s http://ADMIN/stats                           figures as JSON
+  curl -s -X POST --data on http://ADMIN/drain         reject new clients (`off`: admit again)
+  curl -s -X POST --data 50 http://ADMIN/max-sessions  Max concurrent sessions
+  curl -s -X POST http://ADMIN/shutdown                graceful stop (registry row removed)"
 )]
 struct Cli {
     #[command(subcommand)]
