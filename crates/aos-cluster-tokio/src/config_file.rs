@@ -188,14 +188,44 @@ fn locate(text: &str, field: &str) -> Option<usize> {
 }
 
 fn parse_problem(text: &str, e: &toml::de::Error) -> FileProblem {
-    let line = e.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
     // toml's Display repeats the file's text with a caret; the message alone is the sentence.
     let message = e.message().trim().to_owned();
     let message = match message.strip_prefix("unknown field ") {
         Some(rest) => format!("unknown setting {rest}"),
         None => message,
     };
+    // Settings read through `#[serde(flatten)]` lose their spans (the error
+    // points at the whole document): find the line by what the message names.
+    let named = first_field(&message).and_then(|needle| find_line(text, needle));
+    if let Some((line, key)) = named {
+        return FileProblem { line: Some(line), message: format!("{key}: {message}") };
+    }
+    let line = e.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
     FileProblem { line, message }
+}
+
+/// The first line whose key is `needle`, or else whose value holds it: its
+/// 1-based number and its dotted key (`instance.member_ttl`).
+fn find_line(text: &str, needle: &str) -> Option<(usize, String)> {
+    let mut table = String::new();
+    let mut by_value = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = name.trim().to_owned();
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let key = key.trim();
+        let dotted = if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") };
+        if key == needle {
+            return Some((i + 1, dotted));
+        }
+        if by_value.is_none() && value.contains(needle) {
+            by_value = Some((i + 1, dotted));
+        }
+    }
+    by_value
 }
 
 #[cfg(test)]
@@ -236,9 +266,23 @@ max_sessions = 10
         let text = GOOD.replace("max_sessions = 10", "max_sessions = 10\nmax_sesions = 3");
         let e = InstanceFile::parse(Path::new("i.toml"), &text).unwrap_err();
         let shown = e.to_string();
-        assert!(shown.starts_with("i.toml:9: "), "{shown}");
-        assert!(shown.contains("max_sesions"), "{shown}");
+        assert!(
+            shown.starts_with("i.toml:9: instance.max_sesions: unknown setting `max_sesions`"),
+            "{shown}"
+        );
         assert!(!shown.contains("FileError"), "{shown}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_line_and_field() {
+        let text = GOOD.replace("max_sessions = 10", "max_sessions = 10\nmember_ttl = \"5 parsecs\"");
+        let e = InstanceFile::parse(Path::new("i.toml"), &text).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.starts_with("i.toml:9: instance.member_ttl: `5 parsecs`: expected"), "{shown}");
+        let text =
+            GOOD.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nidle_timeout = \"soon\"");
+        let shown = InstanceFile::parse(Path::new("i.toml"), &text).unwrap_err().to_string();
+        assert!(shown.starts_with("i.toml:3: idle_timeout: `soon`"), "{shown}");
     }
 
     #[test]
