@@ -286,6 +286,18 @@ max_sessions = 10
     }
 
     #[test]
+    fn the_shipped_sample_files_are_valid() {
+        for (name, text) in [
+            ("instance-1.toml", include_str!("../config/instance-1.toml")),
+            ("instance-2.toml", include_str!("../config/instance-2.toml")),
+            ("instance-3.toml", include_str!("../config/instance-3.toml")),
+        ] {
+            let file = InstanceFile::parse(Path::new(name), text).unwrap_or_else(|e| panic!("{e}"));
+            assert!(file.admin.ip().is_loopback(), "{name}");
+        }
+    }
+
+    #[test]
     fn a_bad_registry_url_is_refused() {
         let text = GOOD.replace("sqlite::memory:", "mysql://x");
         let e = InstanceFile::parse(Path::new("i.toml"), &text).unwrap_err();

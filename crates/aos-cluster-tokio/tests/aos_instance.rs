@@ -210,6 +210,25 @@ async fn three_instances_are_scraped_drained_and_shut_down_over_http() {
         .map(|m| m.id)
         .collect();
     assert_eq!(ids, BTreeSet::from([InstanceId(1), InstanceId(2)]));
+
+    // SIGTERM stops as gracefully as the admin request does.
+    #[cfg(unix)]
+    {
+        let mut two = two;
+        let status = Command::new("kill").arg("-TERM").arg(two.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + PATIENCE;
+        let code = loop {
+            if let Some(code) = two.child.try_wait().unwrap() {
+                break code;
+            }
+            assert!(Instant::now() < deadline, "SIGTERM did not stop the instance");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(code.code(), Some(0));
+        let rows = registry.snapshot(Some("ci"), Duration::from_secs(3600)).await.unwrap();
+        assert_eq!(rows.iter().map(|m| m.id).collect::<Vec<_>>(), vec![InstanceId(1)]);
+    }
     drop(held);
 }
 
