@@ -155,6 +155,13 @@ async fn three_instances_are_scraped_drained_and_shut_down_over_http() {
         {
             assert!(text.contains(family), "{family} missing from\n{text}");
         }
+        // One that ranked has read the registry, and recently (-1 is "never").
+        let age = metric(&text, "aos_registry_snapshot_age_seconds");
+        if metric(&text, "aos_handshakes_total") > 0.0 {
+            assert!((0.0..60.0).contains(&age), "snapshot age {age}");
+        } else {
+            assert!(age == -1.0 || (0.0..60.0).contains(&age), "snapshot age {age}");
+        }
         ranked += metric(&text, "aos_time_to_rank_seconds_count");
     }
     assert!(ranked >= held.len() as f64, "{ranked} timed rankings for {} sessions", held.len());

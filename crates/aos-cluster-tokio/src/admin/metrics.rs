@@ -35,6 +35,7 @@ pub struct Metrics {
     peer_timeouts: Counter,
     peer_unreachable: Counter,
     registry_errors: Family<Labels, Counter>,
+    snapshot_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     stale_replies: Counter,
     reservations: Counter,
     reservations_expired_unused: Counter,
@@ -83,6 +84,7 @@ impl Metrics {
             peer_timeouts: Counter::default(),
             peer_unreachable: Counter::default(),
             registry_errors: Family::default(),
+            snapshot_age: Gauge::default(),
             stale_replies: Counter::default(),
             reservations: Counter::default(),
             reservations_expired_unused: Counter::default(),
@@ -129,6 +131,11 @@ impl Metrics {
             "registry_errors",
             "Registry operations that failed or timed out, by operation",
             m.registry_errors.clone(),
+        );
+        registry.register(
+            "registry_snapshot_age_seconds",
+            "Age of the last registry snapshot received (-1: none yet)",
+            m.snapshot_age.clone(),
         );
         registry.register(
             "stale_replies",
@@ -188,6 +195,7 @@ impl Metrics {
         set(&self.peer_unreachable, i.peer_unreachable);
         set_in(&self.registry_errors, "operation", "snapshot", i.registry_failures);
         set_in(&self.registry_errors, "operation", "heartbeat", stats.heartbeat_failures);
+        self.snapshot_age.set(stats.snapshot_age.map_or(-1.0, |d| d.as_secs_f64()));
         set(&self.stale_replies, i.stale_replies);
         set(&self.reservations, i.reservations_made);
         set(&self.reservations_expired_unused, i.reservations_expired_unused);

@@ -260,6 +260,7 @@ pub fn stats_json(s: &ServerStats) -> serde_json::Value {
         "peer_links_replaced": s.peer_links_replaced,
         "heartbeat_failures": s.heartbeat_failures,
         "registration_lost": s.registration_lost,
+        "snapshot_age_seconds": s.snapshot_age.map(|d| d.as_secs_f64()),
         "instance": instance,
     })
 }

@@ -33,6 +33,8 @@ pub(super) struct Actor {
     pub heartbeats: Option<watch::Sender<Option<Heartbeat>>>,
     pub heartbeat_task: Option<JoinHandle<()>>,
     pub done: watch::Sender<bool>,
+    /// When the last registry snapshot arrived (for `ServerStats::snapshot_age`).
+    pub last_snapshot: Option<std::time::Instant>,
 }
 
 impl Actor {
@@ -121,6 +123,7 @@ impl Actor {
             }
             Input::Event(event) => self.feed(event),
             Input::Snapshot { query_id, members } => {
+                self.last_snapshot = Some(now());
                 self.peers.follow(&members);
                 self.feed(instance::Event::RegistrySnapshot { query_id, members });
             }
@@ -165,6 +168,7 @@ impl Actor {
             peer_links_replaced: Counters::get(&c.peer_links_replaced),
             heartbeat_failures: Counters::get(&c.heartbeat_failures),
             registration_lost: c.registration_lost.load(Ordering::Relaxed),
+            snapshot_age: self.last_snapshot.map(|at| now().saturating_duration_since(at)),
         }
     }
 

@@ -187,6 +187,8 @@ pub struct ServerStats {
     pub heartbeat_failures: u64,
     /// Another process took over this id's registry row; heartbeats stopped.
     pub registration_lost: bool,
+    /// How long ago the last registry snapshot arrived (`None`: none yet).
+    pub snapshot_age: Option<std::time::Duration>,
 }
 
 /// How the server stops.
@@ -346,6 +348,7 @@ impl Server {
             heartbeats,
             heartbeat_task,
             done: done_tx,
+            last_snapshot: None,
         };
         tokio::spawn(actor.run(rx));
         tokio::spawn(conn::accept_loop(listener, shared.clone(), inbox.clone(), accepted_tx));
