@@ -162,7 +162,16 @@ async fn three_instances_are_scraped_drained_and_shut_down_over_http() {
         } else {
             assert!(age == -1.0 || (0.0..60.0).contains(&age), "snapshot age {age}");
         }
-        ranked += metric(&text, "aos_time_to_rank_seconds_count");
+        let (count, sum) =
+            (metric(&text, "aos_time_to_rank_seconds_count"), metric(&text, "aos_time_to_rank_seconds_sum"));
+        if count > 0.0 {
+            eprintln!(
+                "{}: {count} handshakes, mean time to rank {:.3} ms",
+                instance.admin,
+                sum / count * 1e3
+            );
+        }
+        ranked += count;
     }
     assert!(ranked >= held.len() as f64, "{ranked} timed rankings for {} sessions", held.len());
 
