@@ -140,6 +140,17 @@ impl ClientConfig {
         if let Some(deadline) = self.overall_deadline {
             zero_check(&mut problems, "overall_deadline", deadline);
         }
+        if self.retry.base > self.retry.cap && !self.retry.cap.is_zero() {
+            problems.push(ConfigProblem::RetryBaseAboveCap { base: self.retry.base, cap: self.retry.cap });
+        }
+        if let Some(delay) = self.attempt_delay {
+            if delay >= self.handshake_timeout && !self.handshake_timeout.is_zero() {
+                problems.push(ConfigProblem::AttemptDelayNotBelowHandshakeTimeout {
+                    attempt_delay: delay,
+                    handshake_timeout: self.handshake_timeout,
+                });
+            }
+        }
         ConfigError::from_problems(problems)
     }
 }
@@ -255,7 +266,6 @@ impl InstanceConfig {
         for (name, d) in [
             ("peer_timeout", self.peer_timeout),
             ("registry_timeout", self.registry_timeout),
-            ("reservation_ttl", self.reservation_ttl),
             ("member_ttl", self.member_ttl),
             ("heartbeat_interval", self.heartbeat_interval),
         ] {
@@ -280,6 +290,21 @@ impl InstanceConfig {
         }
         if self.heartbeat_interval >= self.member_ttl && !self.member_ttl.is_zero() {
             problems.push(ConfigProblem::HeartbeatSlowerThanTtl);
+        }
+        if self.snapshot_ttl >= self.member_ttl && !self.member_ttl.is_zero() {
+            problems.push(ConfigProblem::SnapshotTtlNotBelowMemberTtl {
+                snapshot_ttl: self.snapshot_ttl,
+                member_ttl: self.member_ttl,
+            });
+        }
+        // Without herd control reservations are never made: their settings do not matter.
+        if self.herd_control {
+            if self.reservation_ttl.is_zero() {
+                problems.push(ConfigProblem::ZeroWithHerdControl("reservation_ttl"));
+            }
+            if self.limits.max_reservations == 0 {
+                problems.push(ConfigProblem::ZeroWithHerdControl("limits.max_reservations"));
+            }
         }
         ConfigError::from_problems(problems)
     }
@@ -314,7 +339,7 @@ pub enum ConfigProblem {
     #[error("`{0}` must not be zero")]
     Zero(&'static str),
     /// RFC 8305 forbids attempt delays below 10 ms.
-    #[error("attempt_delay {0:?} is below the 10ms minimum of RFC 8305")]
+    #[error("`attempt_delay` ({}) is below the 10ms minimum of RFC 8305", duration::format(*.0))]
     AttemptDelayTooShort(Duration),
     /// A clustered role needs a cluster name.
     #[error("a serving or load-balancer-only instance needs a cluster name")]
@@ -323,8 +348,51 @@ pub enum ConfigProblem {
     #[error("a standalone instance must not name a cluster")]
     StandaloneInCluster,
     /// Heartbeats must come more often than members expire.
-    #[error("heartbeat_interval must be shorter than member_ttl")]
+    #[error(
+        "`heartbeat_interval` must be shorter than `member_ttl`, or a live member would expire between beats"
+    )]
     HeartbeatSlowerThanTtl,
+    /// The first backoff's bound is above the cap: every backoff would be the
+    /// cap, which is never what was meant.
+    #[error(
+        "`retry.base` ({}) is longer than `retry.cap` ({}): every backoff would be cut to the cap",
+        duration::format(*base),
+        duration::format(*cap)
+    )]
+    RetryBaseAboveCap {
+        /// `retry.base`.
+        base: Duration,
+        /// `retry.cap`.
+        cap: Duration,
+    },
+    /// Staggering that starts no earlier than the timeout staggers nothing.
+    #[error(
+        "`attempt_delay` ({}) must be shorter than `handshake_timeout` ({}), or the next seed is never tried early",
+        duration::format(*attempt_delay),
+        duration::format(*handshake_timeout)
+    )]
+    AttemptDelayNotBelowHandshakeTimeout {
+        /// `attempt_delay`.
+        attempt_delay: Duration,
+        /// `handshake_timeout`.
+        handshake_timeout: Duration,
+    },
+    /// A snapshot reused for as long as members live keeps ranking members
+    /// that have stopped.
+    #[error(
+        "`snapshot_ttl` ({}) must be shorter than `member_ttl` ({}), or a reused snapshot keeps members that expired",
+        duration::format(*snapshot_ttl),
+        duration::format(*member_ttl)
+    )]
+    SnapshotTtlNotBelowMemberTtl {
+        /// `snapshot_ttl`.
+        snapshot_ttl: Duration,
+        /// `member_ttl`.
+        member_ttl: Duration,
+    },
+    /// A herd-control setting that is zero while herd control is on.
+    #[error("`{0}` must not be zero while `herd_control` is on (switch `herd_control` off instead)")]
+    ZeroWithHerdControl(&'static str),
 }
 
 /// A configuration that failed [`ClientConfig::validate`] or
@@ -350,14 +418,37 @@ impl ConfigError {
     }
 }
 
-/// Human durations: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, `"100us"`;
+/// Human durations: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, `"100us"`,
+/// and compounds such as `"1m30s"` or `"1h2m3.5s"`;
 /// written back in the largest unit that keeps the value exact.
 pub mod duration {
     use std::time::Duration;
 
-    /// Parses a human duration.
+    /// Parses a human duration: one or more number-and-unit parts, summed
+    /// (`"250ms"`, `"1.5s"`, `"1m30s"`, `"1h 2m 3.5s"`).
     pub fn parse(text: &str) -> Result<Duration, String> {
         let t = text.trim();
+        if t.is_empty() {
+            return Err(format!("`{text}`: expected a number and a unit (ns, us, ms, s, m, h)"));
+        }
+        let mut total: u128 = 0;
+        let mut rest = t;
+        while !rest.is_empty() {
+            // A part runs to the first digit after its unit.
+            let unit_start = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let end = rest[unit_start..]
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .map_or(rest.len(), |i| unit_start + i);
+            let nanos = part(text, &rest[..end])?;
+            total = total.checked_add(nanos).ok_or_else(|| format!("`{text}`: too large"))?;
+            rest = rest[end..].trim_start();
+        }
+        let secs = u64::try_from(total / 1_000_000_000).map_err(|_| format!("`{text}`: too large"))?;
+        Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+    }
+
+    /// One number-and-unit part, in nanoseconds; `text` is the whole, for errors.
+    fn part(text: &str, t: &str) -> Result<u128, String> {
         let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
         let (number, unit) = (&t[..split], t[split..].trim());
         let nanos_per: u128 = match unit {
@@ -367,7 +458,11 @@ pub mod duration {
             "s" => 1_000_000_000,
             "m" | "min" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            _ => return Err(format!("`{text}`: expected a number and a unit (ns, us, ms, s, m, h)")),
+            _ => {
+                return Err(format!(
+                    "`{text}`: expected a number and a unit (ns, us, ms, s, m, h), or several such as 1m30s"
+                ))
+            }
         };
         let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
         if whole.is_empty() && frac.is_empty() || frac.contains('.') || frac.len() > 9 {
@@ -389,12 +484,10 @@ pub mod duration {
             }
             scaled / scale
         };
-        let nanos = whole
+        whole
             .checked_mul(nanos_per)
             .and_then(|n| n.checked_add(frac_nanos))
-            .ok_or_else(|| format!("`{text}`: too large"))?;
-        let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| format!("`{text}`: too large"))?;
-        Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+            .ok_or_else(|| format!("`{text}`: too large"))
     }
 
     /// Formats a duration in the largest exact unit.

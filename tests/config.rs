@@ -323,7 +323,10 @@ fn each_instance_problem_is_reported() {
     assert_eq!(instance_problems(|i| i.max_sessions = 0), vec![Zero("max_sessions")]);
     assert_eq!(instance_problems(|i| i.peer_timeout = Duration::ZERO), vec![Zero("peer_timeout")]);
     assert_eq!(instance_problems(|i| i.registry_timeout = Duration::ZERO), vec![Zero("registry_timeout")]);
-    assert_eq!(instance_problems(|i| i.reservation_ttl = Duration::ZERO), vec![Zero("reservation_ttl")]);
+    assert_eq!(
+        instance_problems(|i| i.reservation_ttl = Duration::ZERO),
+        vec![ZeroWithHerdControl("reservation_ttl")]
+    );
     assert_eq!(instance_problems(|i| i.max_list_len = 0), vec![Zero("max_list_len")]);
     assert_eq!(instance_problems(|i| i.limits.max_members = 0), vec![Zero("limits.max_members")]);
     assert_eq!(instance_problems(|i| i.cluster = None), vec![MissingCluster]);
@@ -512,4 +515,116 @@ fn a_switched_on_attempt_delay_is_written_as_its_duration() {
     assert_eq!(toml::from_str::<ClientConfig>(&text).unwrap(), on);
     let json = serde_json::to_string(&on).unwrap();
     assert_eq!(serde_json::from_str::<ClientConfig>(&json).unwrap(), on);
+}
+
+#[test]
+fn compound_durations_parse_as_their_sum() {
+    use aos_cluster::config::duration::parse;
+    assert_eq!(parse("1m30s"), Ok(secs(90)));
+    assert_eq!(parse("1h2m3.5s"), Ok(Duration::from_millis(3_723_500)));
+    assert_eq!(parse("1h 2m 3s"), Ok(secs(3723)));
+    assert_eq!(parse("250ms"), Ok(ms(250)));
+    // `ms` is one unit, not minutes then seconds.
+    assert_eq!(parse("1m250ms"), Ok(ms(60_250)));
+    assert_eq!(parse("2s500us"), Ok(Duration::from_micros(2_000_500)));
+    for bad in ["1m30", "1m30x", "m30s", "1.2.3s", "", "1h-2m"] {
+        assert!(parse(bad).is_err(), "{bad:?} parsed");
+    }
+    let toml_text = r#"seeds = ["aos1"]
+handshake_timeout = "1m30s"
+"#;
+    let c: ClientConfig = toml::from_str(toml_text).unwrap();
+    assert_eq!(c.handshake_timeout, secs(90));
+}
+
+#[test]
+fn cross_field_client_problems_name_both_fields() {
+    use ConfigProblem::*;
+    let problems = client_problems(|c| {
+        c.retry.base = secs(10);
+        c.retry.cap = ms(1);
+    });
+    assert_eq!(problems, vec![RetryBaseAboveCap { base: secs(10), cap: ms(1) }]);
+    assert_eq!(
+        problems[0].to_string(),
+        "`retry.base` (10s) is longer than `retry.cap` (1ms): every backoff would be cut to the cap"
+    );
+    // Equal is fine: a flat backoff.
+    assert_eq!(
+        client_problems(|c| {
+            c.retry.base = secs(5);
+            c.retry.cap = secs(5);
+        }),
+        vec![]
+    );
+    let problems = client_problems(|c| {
+        c.handshake_timeout = secs(3600);
+        c.attempt_delay = Some(secs(7200));
+    });
+    assert_eq!(
+        problems,
+        vec![AttemptDelayNotBelowHandshakeTimeout {
+            attempt_delay: secs(7200),
+            handshake_timeout: secs(3600)
+        }]
+    );
+    let text = problems[0].to_string();
+    assert!(text.contains("`attempt_delay` (2h)") && text.contains("`handshake_timeout` (1h)"), "{text}");
+    assert_eq!(
+        client_problems(|c| c.attempt_delay = Some(c.handshake_timeout)),
+        vec![AttemptDelayNotBelowHandshakeTimeout { attempt_delay: secs(5), handshake_timeout: secs(5) }]
+    );
+    // A zero timeout is reported once, as zero, not also as a cross-field problem.
+    assert_eq!(
+        client_problems(|c| {
+            c.handshake_timeout = Duration::ZERO;
+            c.attempt_delay = Some(ms(250));
+        }),
+        vec![Zero("handshake_timeout")]
+    );
+}
+
+#[test]
+fn cross_field_instance_problems_name_both_fields() {
+    use ConfigProblem::*;
+    let problems = instance_problems(|i| {
+        i.snapshot_ttl = secs(3600);
+        i.member_ttl = secs(1);
+        i.heartbeat_interval = ms(500);
+    });
+    assert_eq!(
+        problems,
+        vec![SnapshotTtlNotBelowMemberTtl { snapshot_ttl: secs(3600), member_ttl: secs(1) }]
+    );
+    assert_eq!(
+        problems[0].to_string(),
+        "`snapshot_ttl` (1h) must be shorter than `member_ttl` (1s), or a reused snapshot keeps members that expired"
+    );
+    assert!(instance_problems(|i| i.heartbeat_interval = secs(30))[0]
+        .to_string()
+        .contains("`heartbeat_interval` must be shorter than `member_ttl`"));
+    assert_eq!(
+        instance_problems(|i| i.limits.max_reservations = 0),
+        vec![ZeroWithHerdControl("limits.max_reservations")]
+    );
+    // With herd control off, reservations are never made: zero is allowed.
+    assert_eq!(
+        instance_problems(|i| {
+            i.herd_control = false;
+            i.reservation_ttl = Duration::ZERO;
+            i.limits.max_reservations = 0;
+        }),
+        vec![]
+    );
+    let message = {
+        let mut i = valid_instance();
+        i.reservation_ttl = Duration::ZERO;
+        i.snapshot_ttl = i.member_ttl;
+        i.validate().unwrap_err().to_string()
+    };
+    assert!(
+        message.contains("`reservation_ttl` must not be zero while `herd_control` is on")
+            && message.contains("`snapshot_ttl` (30s)"),
+        "{message}"
+    );
 }

@@ -15,12 +15,19 @@
 //! - [`tls`] (feature `tls`): clients verify every instance, instances use
 //!   mutual TLS between themselves; [`client::AllowList`] limits where a
 //!   ranked list may send a client, with or without TLS.
+//! - `admin` and `config_file` (feature `admin`, on by default): the
+//!   `aos-instance` binary's configuration file, Prometheus metrics and admin
+//!   endpoint.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod blocking;
 pub mod client;
 mod client_frames;
+#[cfg(feature = "admin")]
+pub mod config_file;
 pub mod frames;
 pub mod registry;
 pub mod server;
@@ -30,7 +37,8 @@ mod transport;
 
 // The server's `SessionInfo` stays at `server::SessionInfo`: the root one is the client's.
 pub use server::{
-    Accepted, AppStream, Server, ServerConfig, ServerError, ServerHandle, ServerOptions, ServerStats,
+    Accepted, AppStream, RankObserver, Server, ServerConfig, ServerError, ServerHandle, ServerOptions,
+    ServerStats,
 };
 
 pub use client::{

@@ -33,6 +33,8 @@ pub(super) struct Actor {
     pub heartbeats: Option<watch::Sender<Option<Heartbeat>>>,
     pub heartbeat_task: Option<JoinHandle<()>>,
     pub done: watch::Sender<bool>,
+    /// When the last registry snapshot arrived (for `ServerStats::snapshot_age`).
+    pub last_snapshot: Option<std::time::Instant>,
 }
 
 impl Actor {
@@ -121,6 +123,7 @@ impl Actor {
             }
             Input::Event(event) => self.feed(event),
             Input::Snapshot { query_id, members } => {
+                self.last_snapshot = Some(now());
                 self.peers.follow(&members);
                 self.feed(instance::Event::RegistrySnapshot { query_id, members });
             }
@@ -167,6 +170,7 @@ impl Actor {
             tls_handshake_failures: Counters::get(&c.tls_handshake_failures),
             peer_queries_refused: Counters::get(&c.peer_queries_refused),
             registration_lost: c.registration_lost.load(Ordering::Relaxed),
+            snapshot_age: self.last_snapshot.map(|at| now().saturating_duration_since(at)),
         }
     }
 

@@ -11,7 +11,7 @@ use aos_cluster::wire::{Message, SessionId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info_span, warn, Instrument};
 
 use super::limits::{ConnSlot, Counters, RateLimitedWarning, Refusal};
 use super::stream::AppStream;
@@ -226,8 +226,21 @@ impl Connection {
                 }
             };
             let replies_to = reply_tx.take();
-            if self.inbox.send(Input::Request { conn: self.conn, event, replies: replies_to }).await.is_err()
-            {
+            let handshake = matches!(event, instance::Event::HandshakeRequest { .. });
+            let span = if handshake {
+                info_span!("handshake", conn = self.conn.0, peer = %self.peer)
+            } else if matches!(event, instance::Event::SessionRequest { .. }) {
+                info_span!("session_request", conn = self.conn.0, peer = %self.peer)
+            } else {
+                tracing::Span::none()
+            };
+            let arrived = Instant::now();
+            let sent = self
+                .inbox
+                .send(Input::Request { conn: self.conn, event, replies: replies_to })
+                .instrument(span.clone())
+                .await;
+            if sent.is_err() {
                 break End::Closed;
             }
             known = true;
@@ -235,11 +248,20 @@ impl Connection {
             let reply = tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => break End::Closed,
-                reply = replies.recv() => reply,
+                reply = replies.recv().instrument(span.clone()) => reply,
             };
+            if handshake {
+                // Arrival to reply queued for this connection: the time to rank.
+                if let Some(observe) = self.shared.rank_observer.get() {
+                    observe(arrived.elapsed());
+                }
+            }
             let Some(ToConn { message, opened }) = reply else { break End::Closed };
             let write_deadline = Instant::now() + config.write_timeout;
-            match write_frame(&mut stream, &message, &limits, &mut scratch, write_deadline).await {
+            match write_frame(&mut stream, &message, &limits, &mut scratch, write_deadline)
+                .instrument(span)
+                .await
+            {
                 Ok(()) => {}
                 Err(WriteError::Timeout) => {
                     Counters::bump(&counters.closed_write_timeout);

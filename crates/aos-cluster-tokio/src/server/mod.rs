@@ -202,6 +202,8 @@ pub struct ServerStats {
     pub peer_queries_refused: u64,
     /// Another process took over this id's registry row; heartbeats stopped.
     pub registration_lost: bool,
+    /// How long ago the last registry snapshot arrived (`None`: none yet).
+    pub snapshot_age: Option<std::time::Duration>,
 }
 
 /// How the server stops.
@@ -225,6 +227,8 @@ struct Shared {
     incarnation: Incarnation,
     /// Whether a registry row was written (not for a standalone instance).
     registered: bool,
+    /// Told each handshake's time to rank (see [`ServerHandle::set_rank_observer`]).
+    rank_observer: std::sync::OnceLock<RankObserver>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
 }
@@ -261,6 +265,11 @@ impl ServerOptions {
         self
     }
 }
+
+/// Receives the time from a handshake's arrival (its frame decoded) to its
+/// reply being queued for the connection: the time to rank, registry and
+/// peer queries included. Called on the connection's task; keep it cheap.
+pub type RankObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 enum Input {
     /// A decoded request from a connection; `replies` the first time.
@@ -381,6 +390,7 @@ impl Server {
             endpoint: config.instance.endpoint.clone(),
             incarnation,
             registered,
+            rank_observer: std::sync::OnceLock::new(),
             config,
             #[cfg(feature = "tls")]
             tls: options.tls,
@@ -404,6 +414,7 @@ impl Server {
             heartbeats,
             heartbeat_task,
             done: done_tx,
+            last_snapshot: None,
         };
         tokio::spawn(actor.run(rx));
         tokio::spawn(conn::accept_loop(listener, shared.clone(), inbox.clone(), accepted_tx));
@@ -486,6 +497,12 @@ impl ServerHandle {
     /// The address clients and peers are told.
     pub fn endpoint(&self) -> &Endpoint {
         &self.shared.endpoint
+    }
+
+    /// Installs the observer of each handshake's time to rank (for metrics).
+    /// One per server: `false` if one was installed already.
+    pub fn set_rank_observer(&self, observer: RankObserver) -> bool {
+        self.shared.rank_observer.set(observer).is_ok()
     }
 
     /// Stops gracefully and waits: no new connections, open connections and

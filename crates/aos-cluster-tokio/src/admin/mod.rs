@@ -1,0 +1,266 @@
+//! The admin endpoint of a running instance: Prometheus metrics and
+//! controls over plain HTTP/1.1, on a loopback address by default. It needs
+//! no signals, so it works the same on every platform.
+//!
+//! | request | effect |
+//! | --- | --- |
+//! | `GET /metrics` | Prometheus text format (OpenMetrics) |
+//! | `GET /stats` | the server's figures as JSON |
+//! | `POST /drain` body `on` or `off` | drain ("Reject new clients") or admit again |
+//! | `POST /max-sessions` body `N` | "Max concurrent sessions" (at least 1) |
+//! | `POST /shutdown` | graceful stop: sessions end, the registry row is removed |
+//! | `GET /health` | `ok` while serving |
+//!
+//! ```text
+//! curl -s http://127.0.0.1:9711/metrics
+//! curl -s http://127.0.0.1:9711/stats
+//! curl -s -X POST --data on  http://127.0.0.1:9711/drain
+//! curl -s -X POST --data off http://127.0.0.1:9711/drain
+//! curl -s -X POST --data 250 http://127.0.0.1:9711/max-sessions
+//! curl -s -X POST http://127.0.0.1:9711/shutdown
+//! ```
+//!
+//! Built on `hyper` 1 (the HTTP implementation under axum, reqwest and
+//! tonic; a handful of fixed routes needs no router) and `prometheus-client`
+//! (the Prometheus project's own Rust client, OpenMetrics text).
+
+mod metrics;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+pub use self::metrics::Metrics;
+use crate::server::{ServerHandle, ServerStats};
+
+/// Request bodies are a word or a number: anything longer is refused.
+const MAX_BODY: usize = 1024;
+/// The longest an admin connection may stay open (keep-alive included).
+const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The admin endpoint's shared state.
+pub struct Admin {
+    handle: ServerHandle,
+    metrics: Arc<Metrics>,
+    shutdown: Arc<Notify>,
+}
+
+impl Admin {
+    /// Controls `handle`, publishes `metrics`; `POST /shutdown` notifies `shutdown`
+    /// (the caller stops the server, so a signal and this share one path).
+    pub fn new(handle: ServerHandle, metrics: Arc<Metrics>, shutdown: Arc<Notify>) -> Arc<Admin> {
+        Arc::new(Admin { handle, metrics, shutdown })
+    }
+
+    /// Serves HTTP/1.1 on `listener` until the task is dropped or aborted.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let admin = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(admin.route(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service);
+                // A client that trickles its body or never reads is cut off.
+                match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, error = %e, "admin connection ended"),
+                    Err(_) => debug!(%peer, "admin connection timed out"),
+                }
+            });
+        }
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        match (method, path.as_str()) {
+            (Method::GET, "/metrics") => match self.handle.stats().await {
+                Ok(stats) => {
+                    let text = self.metrics.render(&stats);
+                    let mut resp = text_response(StatusCode::OK, text);
+                    resp.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
+                    );
+                    resp
+                }
+                Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+            },
+            (Method::GET, "/stats") => match self.handle.stats().await {
+                Ok(stats) => {
+                    let mut resp = text_response(StatusCode::OK, stats_json(&stats).to_string() + "\n");
+                    resp.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("application/json"),
+                    );
+                    resp
+                }
+                Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+            },
+            (Method::GET, "/health") => {
+                if self.handle.is_stopped() {
+                    text_response(StatusCode::SERVICE_UNAVAILABLE, "stopped\n".into())
+                } else {
+                    text_response(StatusCode::OK, "ok\n".into())
+                }
+            }
+            (Method::POST, "/drain") => {
+                let body = match read_body(req).await {
+                    Ok(body) => body,
+                    Err(resp) => return resp,
+                };
+                let drain = match body.as_str() {
+                    "on" | "true" | "1" => true,
+                    "off" | "false" | "0" => false,
+                    _ => {
+                        return text_response(
+                            StatusCode::BAD_REQUEST,
+                            "POST /drain takes `on` (reject new clients) or `off` (admit again)\n".into(),
+                        )
+                    }
+                };
+                match self.handle.set_accepting(!drain).await {
+                    Ok(()) => {
+                        info!(drain, "admin: drain set");
+                        text_response(StatusCode::OK, format!("draining: {drain}\n"))
+                    }
+                    Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+                }
+            }
+            (Method::POST, "/max-sessions") => {
+                let body = match read_body(req).await {
+                    Ok(body) => body,
+                    Err(resp) => return resp,
+                };
+                let Ok(max) = body.parse::<u32>() else {
+                    return text_response(
+                        StatusCode::BAD_REQUEST,
+                        "POST /max-sessions takes a whole number of at least 1\n".into(),
+                    );
+                };
+                match self.handle.set_max_sessions(max).await {
+                    Ok(()) => {
+                        info!(max, "admin: max_sessions set");
+                        text_response(StatusCode::OK, format!("max_sessions: {max}\n"))
+                    }
+                    Err(crate::ServerError::Stopped) => {
+                        text_response(StatusCode::SERVICE_UNAVAILABLE, "the server has stopped\n".into())
+                    }
+                    Err(e) => text_response(StatusCode::BAD_REQUEST, format!("{e}\n")),
+                }
+            }
+            (Method::POST, "/shutdown") => {
+                info!("admin: shutdown requested");
+                self.shutdown.notify_one();
+                text_response(StatusCode::ACCEPTED, "shutting down\n".into())
+            }
+            (_, "/metrics" | "/stats" | "/health" | "/drain" | "/max-sessions" | "/shutdown") => {
+                text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into())
+            }
+            _ => text_response(
+                StatusCode::NOT_FOUND,
+                "not found: try GET /metrics, GET /stats, POST /drain, POST /max-sessions, POST /shutdown\n"
+                    .into(),
+            ),
+        }
+    }
+}
+
+fn text_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<String, Response<Full<Bytes>>> {
+    let collected = Limited::new(req.into_body(), MAX_BODY).collect().await.map_err(|_| {
+        text_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the body must be under {MAX_BODY} bytes\n"))
+    })?;
+    String::from_utf8(collected.to_bytes().to_vec())
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| text_response(StatusCode::BAD_REQUEST, "the body must be UTF-8 text\n".into()))
+}
+
+/// The server's figures as JSON (`GET /stats`).
+pub fn stats_json(s: &ServerStats) -> serde_json::Value {
+    let i = &s.instance;
+    // Two literals: one would pass serde_json's macro recursion limit.
+    let instance = serde_json::json!({
+        "handshakes": i.handshakes,
+        "refused_busy": i.refused_busy,
+        "refused_wrong_cluster": i.refused_wrong_cluster,
+        "direct_replies": i.direct_replies,
+        "abandoned_handshakes": i.abandoned_handshakes,
+        "rounds": i.rounds,
+        "registry_queries": i.registry_queries,
+        "registry_failures": i.registry_failures,
+        "stale_replies": i.stale_replies,
+        "peer_queries": i.peer_queries,
+        "peer_reports": i.peer_reports,
+        "peer_unreachable": i.peer_unreachable,
+        "peer_silent": i.peer_silent,
+        "contradictory_reports": i.contradictory_reports,
+        "ignored_replies": i.ignored_replies,
+        "members_dropped": i.members_dropped,
+        "reservations_made": i.reservations_made,
+        "reservations_replaced": i.reservations_replaced,
+        "reservations_expired_unused": i.reservations_expired_unused,
+        "reservations_dropped": i.reservations_dropped,
+        "ranked_replies": i.ranked_replies,
+        "sessions_accepted": i.sessions_accepted,
+        "sessions_rejected": i.sessions_rejected,
+        "rejected_already_in_session": i.rejected_already_in_session,
+        "sessions_ended": i.sessions_ended,
+        "ignored_session_ends": i.ignored_session_ends,
+        "heartbeats": i.heartbeats,
+        "workload_queries_answered": i.workload_queries_answered,
+        "clamped": i.clamped,
+    });
+    serde_json::json!({
+        "id": s.id.0,
+        "endpoint": s.endpoint.to_string(),
+        "connected": s.workload.connected,
+        "max_sessions": s.workload.max_sessions,
+        "accepting": s.accepting,
+        "saturated": s.saturated,
+        "connections_open": s.connections_open,
+        "refused_at_cap": s.refused_at_cap,
+        "refused_per_ip": s.refused_per_ip,
+        "closed_first_frame_timeout": s.closed_first_frame_timeout,
+        "closed_idle_timeout": s.closed_idle_timeout,
+        "closed_write_timeout": s.closed_write_timeout,
+        "malformed_frames": s.malformed_frames,
+        "accept_errors": s.accept_errors,
+        "sessions_handed_over": s.sessions_handed_over,
+        "sessions_dropped_queue_full": s.sessions_dropped_queue_full,
+        "peer_links": s.peer_links,
+        "peer_dials": s.peer_dials,
+        "peer_links_replaced": s.peer_links_replaced,
+        "heartbeat_failures": s.heartbeat_failures,
+        "registration_lost": s.registration_lost,
+        "snapshot_age_seconds": s.snapshot_age.map(|d| d.as_secs_f64()),
+        "instance": instance,
+    })
+}

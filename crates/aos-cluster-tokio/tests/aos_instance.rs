@@ -1,0 +1,283 @@
+//! The `aos-instance` binary end to end: three processes on one SQLite
+//! registry over loopback, scraped and driven through their admin endpoints
+//! with plain HTTP/1.1 requests, and clients that avoid the drained one.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use aos_cluster::{ClientConfig, Endpoint, InstanceId};
+use aos_cluster_tokio::registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{timeout, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aos-instance");
+/// The longest any wait below may take (a loaded CI machine included).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running `aos-instance`; killed if the test ends without stopping it.
+struct Instance {
+    child: Child,
+    listen: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, id: u32, db: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("instance-{id}.toml"));
+    let text = format!(
+        r#"registry = "{db}"
+admin = "127.0.0.1:0"
+listen = "127.0.0.1:0"
+
+[instance]
+id = {id}
+endpoint = "127.0.0.1:1"
+cluster = "ci"
+max_sessions = 100
+member_ttl = "3s"
+heartbeat_interval = "200ms"
+snapshot_ttl = "100ms"
+"#
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts the binary and reads the line that says where it listens.
+fn start(config: &Path) -> Instance {
+    let mut child = Command::new(BIN)
+        .args(["run"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    // The read ends at the line or at EOF (the process exited): bounded by the process.
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    let field = |name: &str| -> SocketAddr {
+        let value = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"));
+        value.trim_start_matches("http://").parse().unwrap()
+    };
+    let (listen, admin) = (field("listen="), field("admin="));
+    Instance { child, listen, admin }
+}
+
+/// One HTTP/1.1 request; the status code and the body.
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        String::from_utf8(response).unwrap()
+    };
+    let response = timeout(Duration::from_secs(10), exchange).await.expect("the admin endpoint answers");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of an unlabelled metric line `name value`.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+fn client(instances: &[&Instance]) -> ClientConfig {
+    let seeds = instances.iter().map(|i| Endpoint::new("127.0.0.1", i.listen.port()).unwrap()).collect();
+    ClientConfig {
+        cluster: Some("ci".into()),
+        handshake_timeout: Duration::from_secs(3),
+        connect_timeout: Duration::from_secs(3),
+        ..ClientConfig::with_seeds(seeds)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_are_scraped_drained_and_shut_down_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cluster.db").display());
+    let configs: Vec<_> = (1..=3).map(|id| write_config(dir.path(), id, &db)).collect();
+    // One at a time: the first creates the database's table.
+    let one = start(&configs[0]);
+    let two = start(&configs[1]);
+    let mut three = start(&configs[2]);
+    let all = [&one, &two, &three];
+    let port_of = |id: InstanceId| match id.0 {
+        1 => one.listen.port(),
+        2 => two.listen.port(),
+        3 => three.listen.port(),
+        other => panic!("unknown instance {other}"),
+    };
+
+    // Sessions spread over all three while all admit (held open, so the load rises).
+    let mut held = Vec::new();
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + PATIENCE;
+    while seen.len() < 3 {
+        assert!(Instant::now() < deadline && held.len() < 60, "sessions never reached all three: {seen:?}");
+        let session = aos_cluster_tokio::connect(&client(&all)).await.expect("a session");
+        seen.insert(session.info().instance().expect("a ranked session names its instance"));
+        held.push(session);
+    }
+
+    // Every instance is scraped; the handshakes they ranked were timed.
+    let mut ranked = 0.0;
+    for instance in all {
+        let (status, text) = http(instance.admin, "GET", "/metrics", "").await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(metric(&text, "aos_max_sessions"), 100.0);
+        assert_eq!(metric(&text, "aos_accepting"), 1.0);
+        assert!(metric(&text, "aos_connected") >= 1.0, "{text}");
+        assert_eq!(metric(&text, "aos_handshakes_total"), metric(&text, "aos_time_to_rank_seconds_count"));
+        for family in ["aos_sessions_rejected_total{reason=", "aos_connections_refused_total{limit=", "# EOF"]
+        {
+            assert!(text.contains(family), "{family} missing from\n{text}");
+        }
+        // One that ranked has read the registry, and recently (-1 is "never").
+        let age = metric(&text, "aos_registry_snapshot_age_seconds");
+        if metric(&text, "aos_handshakes_total") > 0.0 {
+            assert!((0.0..60.0).contains(&age), "snapshot age {age}");
+        } else {
+            assert!(age == -1.0 || (0.0..60.0).contains(&age), "snapshot age {age}");
+        }
+        let (count, sum) =
+            (metric(&text, "aos_time_to_rank_seconds_count"), metric(&text, "aos_time_to_rank_seconds_sum"));
+        if count > 0.0 {
+            eprintln!(
+                "{}: {count} handshakes, mean time to rank {:.3} ms",
+                instance.admin,
+                sum / count * 1e3
+            );
+        }
+        ranked += count;
+    }
+    assert!(ranked >= held.len() as f64, "{ranked} timed rankings for {} sessions", held.len());
+
+    // Drain the third with a POST; its own figures say so at once.
+    let (status, body) = http(three.admin, "POST", "/drain", "on").await;
+    assert_eq!((status, body.as_str()), (200, "draining: true\n"));
+    let (_, stats) = http(three.admin, "GET", "/stats", "").await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["accepting"], false, "{stats}");
+    assert_eq!(stats["id"], 3);
+    let (_, text) = http(three.admin, "GET", "/metrics", "").await;
+    assert_eq!(metric(&text, "aos_accepting"), 0.0);
+
+    // New clients, whichever seed they walk first, never land on it.
+    let drained_port = three.listen.port();
+    for i in 0..12 {
+        let mut seeds = all.to_vec();
+        seeds.rotate_left(i % 3);
+        let session = aos_cluster_tokio::connect(&client(&seeds)).await.expect("a session");
+        let id = session.info().instance().unwrap();
+        assert_ne!(port_of(id), drained_port, "client {i} went to the drained instance");
+        held.push(session);
+    }
+
+    // Bad admin requests are refused plainly.
+    assert_eq!(http(three.admin, "POST", "/drain", "maybe").await.0, 400);
+    assert_eq!(http(three.admin, "POST", "/max-sessions", "0").await.0, 400);
+    assert_eq!(http(three.admin, "GET", "/nowhere", "").await.0, 404);
+    let (status, _) = http(two.admin, "POST", "/max-sessions", "7").await;
+    assert_eq!(status, 200);
+    let (_, text) = http(two.admin, "GET", "/metrics", "").await;
+    assert_eq!(metric(&text, "aos_max_sessions"), 7.0);
+
+    // A graceful shutdown over HTTP: the process exits 0 and its row is gone.
+    let (status, _) = http(three.admin, "POST", "/shutdown", "").await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + PATIENCE;
+    let code = loop {
+        if let Some(code) = three.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "the instance did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code.code(), Some(0));
+    let registry = registry::open(&db).await.unwrap();
+    let ids: BTreeSet<InstanceId> = registry
+        .snapshot(Some("ci"), Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, BTreeSet::from([InstanceId(1), InstanceId(2)]));
+
+    // SIGTERM stops as gracefully as the admin request does.
+    #[cfg(unix)]
+    {
+        let mut two = two;
+        let status = Command::new("kill").arg("-TERM").arg(two.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + PATIENCE;
+        let code = loop {
+            if let Some(code) = two.child.try_wait().unwrap() {
+                break code;
+            }
+            assert!(Instant::now() < deadline, "SIGTERM did not stop the instance");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(code.code(), Some(0));
+        let rows = registry.snapshot(Some("ci"), Duration::from_secs(3600)).await.unwrap();
+        assert_eq!(rows.iter().map(|m| m.id).collect::<Vec<_>>(), vec![InstanceId(1)]);
+    }
+    drop(held);
+}
+
+#[test]
+fn check_prints_the_effective_configuration_and_names_the_line_of_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), 1, "sqlite::memory:");
+    let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    for needle in ["idle_timeout = \"1m\"", "admin = \"127.0.0.1:0\"", "herd_control = true"] {
+        assert!(printed.contains(needle), "{needle} missing from\n{printed}");
+    }
+
+    let text =
+        std::fs::read_to_string(&path).unwrap().replace("snapshot_ttl = \"100ms\"", "snapshot_ttl = \"1h\"");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let message = String::from_utf8(out.stderr).unwrap();
+    let expected = format!(
+        "{}:12: instance: `snapshot_ttl` (1h) must be shorter than `member_ttl` (3s)",
+        path.display()
+    );
+    assert!(message.starts_with(&expected), "{message}");
+
+    let out = Command::new(BIN).args(["run", "/nonexistent/instance.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().starts_with("/nonexistent/instance.toml: cannot read"));
+
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("Exit codes"));
+    let out = Command::new(BIN).arg("rn").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
