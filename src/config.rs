@@ -139,6 +139,16 @@ impl ClientConfig {
         }
         if let Some(deadline) = self.overall_deadline {
             zero_check(&mut problems, "overall_deadline", deadline);
+            length_check(&mut problems, "overall_deadline", deadline);
+        }
+        for (name, d) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("retry.base", self.retry.base),
+            ("retry.cap", self.retry.cap),
+            ("attempt_delay", self.attempt_delay.unwrap_or_default()),
+        ] {
+            length_check(&mut problems, name, d);
         }
         if self.retry.base > self.retry.cap && !self.retry.cap.is_zero() {
             problems.push(ConfigProblem::RetryBaseAboveCap { base: self.retry.base, cap: self.retry.cap });
@@ -271,6 +281,16 @@ impl InstanceConfig {
         ] {
             zero_check(&mut problems, name, d);
         }
+        for (name, d) in [
+            ("peer_timeout", self.peer_timeout),
+            ("registry_timeout", self.registry_timeout),
+            ("member_ttl", self.member_ttl),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("snapshot_ttl", self.snapshot_ttl),
+            ("reservation_ttl", self.reservation_ttl),
+        ] {
+            length_check(&mut problems, name, d);
+        }
         if self.max_list_len == 0 {
             problems.push(ConfigProblem::Zero("max_list_len"));
         }
@@ -316,6 +336,16 @@ fn zero_check(problems: &mut Vec<ConfigProblem>, name: &'static str, d: Duration
     }
 }
 
+/// The longest any timer may be: far beyond any sensible setting, and small
+/// enough that `now + timer` never overflows an `Instant` on any platform.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn length_check(problems: &mut Vec<ConfigProblem>, name: &'static str, d: Duration) {
+    if d > MAX_DURATION {
+        problems.push(ConfigProblem::TooLong { field: name, value: d });
+    }
+}
+
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -338,6 +368,14 @@ pub enum ConfigProblem {
     /// A setting that must be positive is zero.
     #[error("`{0}` must not be zero")]
     Zero(&'static str),
+    /// A duration above [`MAX_DURATION`] (one year).
+    #[error("`{field}` ({value:?}) is longer than a year")]
+    TooLong {
+        /// The setting.
+        field: &'static str,
+        /// Its value.
+        value: Duration,
+    },
     /// RFC 8305 forbids attempt delays below 10 ms.
     #[error("`attempt_delay` ({}) is below the 10ms minimum of RFC 8305", duration::format(*.0))]
     AttemptDelayTooShort(Duration),

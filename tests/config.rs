@@ -628,3 +628,23 @@ fn cross_field_instance_problems_name_both_fields() {
         "{message}"
     );
 }
+
+/// No input panics: a timeout too long to add to an `Instant` is a
+/// configuration error, not an overflow inside the machine (found by the
+/// client_ops fuzz body with `Duration::MAX`).
+#[test]
+fn absurdly_long_durations_are_refused_not_overflowed() {
+    use aos_cluster::{ClientConfig, Connector, Endpoint, Instance, InstanceConfig, InstanceId};
+    use std::time::{Duration, Instant};
+    #[allow(clippy::disallowed_methods)] // a test is its own driver
+    let now = Instant::now();
+    let mut client = ClientConfig::with_seeds(vec![Endpoint::new("aos1", 2712).unwrap()]);
+    client.handshake_timeout = Duration::MAX;
+    let error = Connector::new(client, now, 1).expect_err("refused");
+    assert!(error.to_string().contains("handshake_timeout"), "{error}");
+    let mut instance = InstanceConfig::new(InstanceId(1), Endpoint::new("aos1", 2712).unwrap(), 5);
+    instance.cluster = Some("c".into());
+    instance.reservation_ttl = Duration::MAX;
+    let error = Instance::new(instance, now, 1).expect_err("refused");
+    assert!(error.to_string().contains("reservation_ttl"), "{error}");
+}

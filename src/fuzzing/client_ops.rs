@@ -128,10 +128,10 @@ pub fn client_ops(data: &[u8], base: Instant) {
     assert_eq!(first, second, "same seed and inputs gave different actions");
 }
 
-/// The model's target equality (SPEC 1.5). The `wire` branch brings
-/// `Endpoint::same_target` (host case-insensitive, port; label ignored): use it here once it lands.
+/// The model's target equality (SPEC 1.5): host case-insensitive and port;
+/// the `instance@` label ignored.
 fn same_target(a: &Endpoint, b: &Endpoint) -> bool {
-    a == b
+    a.same_target(b)
 }
 
 fn pool(setup: &Setup) -> Option<Vec<Endpoint>> {
@@ -176,7 +176,14 @@ fn config(setup: &Setup, pool: &[Endpoint]) -> Option<ClientConfig> {
     // A seed list with a repeated target is a configuration error; without
     // the repeats the same input goes on.
     let repeats = picked.iter().enumerate().any(|(i, s)| picked[..i].iter().any(|p| same_target(p, s)));
-    assert_eq!(config.validate().is_err(), repeats || picked.is_empty(), "seed validation: {picked:?}");
+    let seed_problem = |p: &crate::config::ConfigProblem| {
+        matches!(
+            p,
+            crate::config::ConfigProblem::EmptySeedList | crate::config::ConfigProblem::DuplicateSeed { .. }
+        )
+    };
+    let refused = config.validate().err().is_some_and(|e| e.problems.iter().any(seed_problem));
+    assert_eq!(refused, repeats || picked.is_empty(), "seed validation: {picked:?}");
     config.seeds.clear();
     for seed in picked {
         if !config.seeds.iter().any(|s| same_target(s, &seed)) {
