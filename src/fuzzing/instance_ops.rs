@@ -77,9 +77,10 @@ impl Timers {
         let ms = |n: u64| Duration::from_millis(n);
         config.peer_timeout = ms(1 + u64::from(self.peer_timeout_ms) % 2_000);
         config.registry_timeout = ms(1 + u64::from(self.registry_timeout_ms) % 3_000);
-        config.snapshot_ttl = ms(u64::from(self.snapshot_ttl_ms) % 5_001);
         config.reservation_ttl = ms(1 + u64::from(self.reservation_ttl_ms));
         let member_ttl = 500 + u64::from(self.member_ttl_ms) % 50_001;
+        // A snapshot must be reused for less than a member lives (validation).
+        config.snapshot_ttl = ms(u64::from(self.snapshot_ttl_ms) % 5_001 % member_ttl);
         config.member_ttl = ms(member_ttl);
         config.heartbeat_interval = ms(250 + u64::from(self.heartbeat_interval_ms) % (member_ttl - 250));
     }
