@@ -52,7 +52,6 @@ fn candidates(n: u32) -> Vec<Candidate> {
         .map(|id| Candidate {
             role: Role::Serving,
             accepting: true,
-            fresh: true,
             workload: if id == 0 { Workload::new(0, 1_000_000) } else { figures(id) },
         })
         .collect()

@@ -18,7 +18,6 @@
 
 use std::hint::black_box;
 
-use aos_cluster::rng::Rng;
 use aos_cluster::workload::{rank_into, Candidate, Role, Workload};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 
@@ -31,19 +30,18 @@ fn cluster(n: usize, seed: u64) -> Vec<Candidate> {
         .map(|_| {
             let max_sessions = CAPACITIES[rng.below_or_eq(CAPACITIES.len() as u64 - 1) as usize];
             let connected = rng.below_or_eq(u64::from(max_sessions)) as u32;
-            let (role, accepting, fresh) = match rng.below_or_eq(29) {
-                0 => (Role::LoadBalancerOnly, true, true),
-                1 => (Role::Serving, false, true),
-                2 => (Role::Serving, true, false),
-                _ => (Role::Serving, true, true),
+            let (role, accepting) = match rng.below_or_eq(29) {
+                0 => (Role::LoadBalancerOnly, true),
+                1 | 2 => (Role::Serving, false),
+                _ => (Role::Serving, true),
             };
-            Candidate { role, accepting, fresh, workload: Workload::new(connected, max_sessions) }
+            Candidate { role, accepting, workload: Workload::new(connected, max_sessions) }
         })
         .collect()
 }
 
 fn eligible(c: &Candidate) -> bool {
-    c.role == Role::Serving && c.accepting && c.fresh && c.workload.connected < c.workload.max_sessions
+    c.role == Role::Serving && c.accepting && c.workload.connected < c.workload.max_sessions
 }
 
 fn bench_rank(c: &mut Criterion) {
@@ -112,3 +110,20 @@ fn bench_rank(c: &mut Criterion) {
 
 criterion_group!(benches, bench_rank);
 criterion_main!(benches);
+
+/// SplitMix64, for test data only (the crate's own generator is private).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    fn below_or_eq(&mut self, max: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((u128::from(z ^ (z >> 31)) * (u128::from(max) + 1)) >> 64) as u64
+    }
+}

@@ -40,22 +40,23 @@ struct Row {
 
 impl Row {
     fn candidate(&self, member_ttl: Duration) -> Candidate {
+        // A stale row is left out, as the Instance leaves it out of every
+        // round: here by not letting it accept.
+        let fresh = self.heartbeat_age < member_ttl;
         Candidate {
             role: self.role,
-            accepting: self.accepting,
-            fresh: self.heartbeat_age < member_ttl,
+            accepting: self.accepting && fresh,
             workload: Workload::new(self.connected, self.max_sessions),
         }
     }
 
     fn left_out_because(&self, member_ttl: Duration) -> &'static str {
-        let c = self.candidate(member_ttl);
-        if c.role != Role::Serving {
-            "not serving"
-        } else if !c.accepting {
-            "draining"
-        } else if !c.fresh {
+        if self.heartbeat_age >= member_ttl {
             "stale heartbeat"
+        } else if self.role != Role::Serving {
+            "not serving"
+        } else if !self.accepting {
+            "draining"
         } else {
             "full"
         }

@@ -102,7 +102,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod instance;
 pub mod registry;
-pub mod rng;
+pub(crate) mod rng;
 pub(crate) mod timer;
 pub mod wire;
 pub mod workload;

@@ -93,16 +93,15 @@ pub struct Candidate {
     pub role: Role,
     /// Accepting new sessions (not draining).
     pub accepting: bool,
-    /// Heartbeat younger than `member_ttl` and answered this round.
-    pub fresh: bool,
     /// Its live (or predicted) figures.
     pub workload: Workload,
 }
 
 impl Candidate {
-    /// May enter a ranked list: `Serving`, accepting, fresh and not full.
+    /// May enter a ranked list: `Serving`, accepting and not full. (Members
+    /// whose figures are stale or missing never become candidates.)
     pub fn is_eligible(&self) -> bool {
-        self.role == Role::Serving && self.accepting && self.fresh && !self.workload.is_full()
+        self.role == Role::Serving && self.accepting && !self.workload.is_full()
     }
 }
 
@@ -369,12 +368,7 @@ mod tests {
     use super::*;
 
     fn serving(connected: u32, max: u32) -> Candidate {
-        Candidate {
-            role: Role::Serving,
-            accepting: true,
-            fresh: true,
-            workload: Workload::new(connected, max),
-        }
+        Candidate { role: Role::Serving, accepting: true, workload: Workload::new(connected, max) }
     }
 
     #[test]
@@ -395,12 +389,10 @@ mod tests {
     fn ineligible_members_are_left_out() {
         let mut draining = serving(0, 10);
         draining.accepting = false;
-        let mut stale = serving(0, 10);
-        stale.fresh = false;
         let mut lb = serving(0, 10);
         lb.role = Role::LoadBalancerOnly;
-        let c = [serving(10, 10), draining, stale, lb, serving(9, 10)];
-        assert_eq!(rank(&c, 0), vec![4]);
+        let c = [serving(10, 10), draining, lb, serving(9, 10)];
+        assert_eq!(rank(&c, 0), vec![3]);
     }
 
     #[test]

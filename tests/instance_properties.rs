@@ -275,10 +275,10 @@ proptest! {
         let mut replies = replies.into_iter();
         // The model: self first by id (1), then peers 2.. in id order.
         let mut ids = vec![InstanceId(1)];
-        let mut model = vec![Candidate { role: Role::Serving, accepting: true, fresh: true, workload: Workload::new(0, own_max) }];
+        let mut model = vec![Candidate { role: Role::Serving, accepting: true, workload: Workload::new(0, own_max) }];
         for (i, &(connected, max)) in figures.iter().enumerate() {
             ids.push(InstanceId(i as u32 + 2));
-            model.push(Candidate { role: Role::Serving, accepting: true, fresh: true, workload: Workload::new(connected, max) });
+            model.push(Candidate { role: Role::Serving, accepting: true, workload: Workload::new(connected, max) });
         }
         let reported = model.clone();
         // The reply number at which each model member last headed a list.

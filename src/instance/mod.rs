@@ -417,7 +417,6 @@ impl Instance {
         Candidate {
             role: self.config.role,
             accepting: self.advertised_accepting(),
-            fresh: true,
             workload: Workload::new(self.connected(), self.max_sessions),
         }
     }

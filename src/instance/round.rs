@@ -236,7 +236,6 @@ impl Instance {
             slot.state = PeerState::Answered(Candidate {
                 role: report.role,
                 accepting: report.accepting,
-                fresh: true,
                 workload: report.workload,
             });
             self.stats.peer_reports += 1;

@@ -163,7 +163,6 @@ impl World {
         Candidate {
             role: self.config().role,
             accepting: self.advertised(),
-            fresh: true,
             workload: Workload::new(self.connected(), self.admin.max_sessions),
         }
     }

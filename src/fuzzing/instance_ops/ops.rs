@@ -78,7 +78,7 @@ impl World {
                         self.expect.peer_unreachable += 1;
                     } else {
                         self.expect.peer_reports += 1;
-                        self.round.answers.insert(id, Candidate { role, accepting, fresh: true, workload });
+                        self.round.answers.insert(id, Candidate { role, accepting, workload });
                         let asked_at = self.round.asked_at.expect("queries went out");
                         let max_members = self.config().limits.max_members;
                         self.herd.cover(id, workload.connected, asked_at, max_members);

@@ -29,7 +29,8 @@ impl World {
         config.limits.max_tracked_sessions = usize::from(setup.max_tracked.max(1));
         // Herd control needs room for one reservation (validation); 1 still
         // exercises the limit.
-        config.limits.max_reservations = usize::from(setup.max_reservations).max(usize::from(config.herd_control));
+        config.limits.max_reservations =
+            usize::from(setup.max_reservations).max(usize::from(config.herd_control));
         setup.timers.apply(&mut config);
         let bound = config.registry_timeout + config.peer_timeout;
         let admin = Admin { accepting: true, saturated: false, max_sessions: config.max_sessions };
