@@ -102,6 +102,7 @@ mod limits;
 mod message;
 
 pub use decoder::Decoder;
+#[cfg(any(fuzzing, feature = "fuzzing"))]
 pub(crate) use encode::write_frame_unchecked;
 pub use encode::{encode, encode_with_limits};
 pub use error::{DecodeError, Duplicate, EncodeError};

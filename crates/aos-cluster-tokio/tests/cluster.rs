@@ -375,6 +375,7 @@ async fn instances_in_two_processes_share_one_sqlite_file() {
             cluster: Some(CLUSTER.to_owned()),
             member_ttl: MEMBER_TTL,
             heartbeat_interval: Duration::from_millis(100),
+            snapshot_ttl: Duration::from_millis(100),
             ..InstanceConfig::new(InstanceId(2), Endpoint::new("127.0.0.1", 1).unwrap(), 10)
         };
         let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), instance);
