@@ -196,7 +196,9 @@ impl Default for InstanceLimits {
 /// What an instance (an AOS) needs to rank, admit and heartbeat (phase 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+// No container default: `id` and `endpoint` are required in a file (SPEC
+// defaults table: a silent default id 0 collides); every other field has one.
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct InstanceConfig {
     /// This instance's id in the registry.
@@ -204,38 +206,110 @@ pub struct InstanceConfig {
     /// Where clients and peers reach it.
     pub endpoint: Endpoint,
     /// The cluster name; `None` for a `Standalone` instance.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::cluster"))]
     pub cluster: Option<String>,
     /// Serving, load balancer only, or standalone.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::role"))]
     pub role: Role,
     /// "Max concurrent sessions": required, at least 1.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::max_sessions"))]
     pub max_sessions: u32,
     /// Admitting new sessions (`false`: draining, "Reject new clients").
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::accepting"))]
     pub accepting: bool,
     /// How long a peer may take to report its workload.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::peer_timeout"))]
     #[cfg_attr(feature = "serde", serde(with = "duration"))]
     pub peer_timeout: Duration,
     /// How long the registry may take to answer a snapshot query.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::registry_timeout"))]
     #[cfg_attr(feature = "serde", serde(with = "duration"))]
     pub registry_timeout: Duration,
     /// A registry snapshot is reused while younger than this.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::snapshot_ttl"))]
     #[cfg_attr(feature = "serde", serde(with = "duration"))]
     pub snapshot_ttl: Duration,
     /// How long herd control counts a provisional session.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::reservation_ttl"))]
     #[cfg_attr(feature = "serde", serde(with = "duration"))]
     pub reservation_ttl: Duration,
     /// A member whose heartbeat is older than this is not active.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::member_ttl"))]
     #[cfg_attr(feature = "serde", serde(with = "duration"))]
     pub member_ttl: Duration,
     /// How often the instance publishes its heartbeat.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::heartbeat_interval"))]
     #[cfg_attr(feature = "serde", serde(with = "duration"))]
     pub heartbeat_interval: Duration,
     /// Rank by predicted load (on) or by reported load only (the seed's plain
     /// behaviour).
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::herd_control"))]
     pub herd_control: bool,
     /// Longest ranked list sent.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::max_list_len"))]
     pub max_list_len: usize,
     /// Memory bounds.
+    #[cfg_attr(feature = "serde", serde(default = "serde_defaults::limits"))]
     pub limits: InstanceLimits,
+}
+
+/// Defaults of the optional fields of an [`InstanceConfig`] file, one per
+/// field, from [`InstanceConfig::default`].
+#[cfg(feature = "serde")]
+mod serde_defaults {
+    use super::*;
+
+    pub(super) fn cluster() -> Option<String> {
+        InstanceConfig::default().cluster
+    }
+
+    pub(super) fn role() -> Role {
+        InstanceConfig::default().role
+    }
+
+    pub(super) fn max_sessions() -> u32 {
+        InstanceConfig::default().max_sessions
+    }
+
+    pub(super) fn accepting() -> bool {
+        InstanceConfig::default().accepting
+    }
+
+    pub(super) fn peer_timeout() -> Duration {
+        InstanceConfig::default().peer_timeout
+    }
+
+    pub(super) fn registry_timeout() -> Duration {
+        InstanceConfig::default().registry_timeout
+    }
+
+    pub(super) fn snapshot_ttl() -> Duration {
+        InstanceConfig::default().snapshot_ttl
+    }
+
+    pub(super) fn reservation_ttl() -> Duration {
+        InstanceConfig::default().reservation_ttl
+    }
+
+    pub(super) fn member_ttl() -> Duration {
+        InstanceConfig::default().member_ttl
+    }
+
+    pub(super) fn heartbeat_interval() -> Duration {
+        InstanceConfig::default().heartbeat_interval
+    }
+
+    pub(super) fn herd_control() -> bool {
+        InstanceConfig::default().herd_control
+    }
+
+    pub(super) fn max_list_len() -> usize {
+        InstanceConfig::default().max_list_len
+    }
+
+    pub(super) fn limits() -> InstanceLimits {
+        InstanceConfig::default().limits
+    }
 }
 
 impl Default for InstanceConfig {

@@ -648,3 +648,21 @@ fn absurdly_long_durations_are_refused_not_overflowed() {
     let error = Instance::new(instance, now, 1).expect_err("refused");
     assert!(error.to_string().contains("reservation_ttl"), "{error}");
 }
+
+/// SPEC defaults table: an instance's `id` and `endpoint` have no default
+/// (a silent id 0 at `localhost:2712` collided); a file without them is
+/// refused and says which field is missing.
+#[test]
+fn an_instance_file_without_id_or_endpoint_is_refused() {
+    let without_id = "endpoint = \"aos1:2712\"\ncluster = \"c\"\nmax_sessions = 5\n";
+    let error = toml::from_str::<aos_cluster::InstanceConfig>(without_id).expect_err("id is required");
+    assert!(error.to_string().contains("missing field `id`"), "{error}");
+    let without_endpoint = "id = 1\ncluster = \"c\"\nmax_sessions = 5\n";
+    let error =
+        toml::from_str::<aos_cluster::InstanceConfig>(without_endpoint).expect_err("endpoint is required");
+    assert!(error.to_string().contains("missing field `endpoint`"), "{error}");
+    let minimal = "id = 1\nendpoint = \"aos1:2712\"\ncluster = \"c\"\nmax_sessions = 5\n";
+    let config: aos_cluster::InstanceConfig = toml::from_str(minimal).expect("the rest has defaults");
+    assert_eq!(config.member_ttl, std::time::Duration::from_secs(30));
+    config.validate().expect("valid");
+}
