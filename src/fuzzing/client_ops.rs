@@ -1,7 +1,7 @@
 //! Fuzz body `client_ops`: an arbitrary client configuration (timeouts,
 //! staggering, retry policy, overall deadline and cluster name all drawn from
 //! the input) and an arbitrary sequence of replies, failures and time
-//! advances through a [`Connector`], checked after every action against a
+//! advances through a [`Connector`](crate::client::Connector), checked after every action against a
 //! reference model that predicts:
 //!
 //! - the winning handshake reply: among the valid, non-empty replies
