@@ -20,7 +20,7 @@
 //! The application protocol: the client sends `PING <client> <n>\n`, the
 //! instance answers `PONG <client> <n> from <instance id>\n`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -365,6 +365,15 @@ async fn progress_until(
     total: usize,
 ) {
     let terminal = std::io::stdout().is_terminal();
+    // On a terminal the line is redrawn in place by indicatif; elsewhere it is
+    // printed once a second as plain lines.
+    let bar = terminal.then(|| {
+        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg}") {
+            bar.set_style(style);
+        }
+        bar
+    });
     let mut tick =
         tokio::time::interval(if terminal { Duration::from_millis(100) } else { Duration::from_secs(1) });
     loop {
@@ -388,14 +397,10 @@ async fn progress_until(
             counters.exchanges.load(Ordering::Relaxed),
             per_instance.join("  ")
         );
-        if terminal {
-            print!("\r{line}   ");
-            let _ = std::io::stdout().flush();
-            if finished {
-                println!();
-            }
-        } else {
-            println!("{line}");
+        match &bar {
+            Some(bar) if finished => bar.finish_with_message(line),
+            Some(bar) => bar.set_message(line),
+            None => println!("{line}"),
         }
         if finished {
             return;

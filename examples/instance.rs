@@ -25,15 +25,21 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// The longest line the echo accepts; a longer one ends the session.
 const MAX_LINE: u64 = 4096;
 
+/// One instance of a cluster, serving a line echo on its sessions.
+#[derive(Debug, clap::Parser)]
+#[command(name = "instance")]
+struct Args {
+    /// The instance's file: `listen`, `registry` and an `[instance]` table.
+    config: std::path::PathBuf,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: instance CONFIG.toml");
-        std::process::exit(2);
-    };
+    let args = <Args as clap::Parser>::parse();
+    let path = args.config.display().to_string();
     let (config, url) = read_config(&path)?;
     let registry = registry::open(&url).await?;
     let server = Server::bind(config, registry).await?;

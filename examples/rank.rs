@@ -79,21 +79,26 @@ fn line(report: &mut String, text: &str) {
     report.push('\n');
 }
 
+/// Ranks a cluster file's members exactly as an instance would.
+#[derive(Debug, clap::Parser)]
+#[command(name = "rank")]
+struct Args {
+    /// The cluster file (default: the embedded `examples/cluster.toml`).
+    cluster: Option<String>,
+    /// The request's salt, which rotates tied members.
+    #[arg(default_value_t = 0)]
+    salt: u64,
+}
+
 /// The report for `args`, or what is wrong with them.
-fn run(args: &[String]) -> Result<String, String> {
-    if args.len() > 2 {
-        return Err("usage: rank [CLUSTER.toml] [SALT]".to_owned());
-    }
-    let (name, text) = match args.first() {
+fn run(args: &Args) -> Result<String, String> {
+    let (name, text) = match &args.cluster {
         Some(path) => {
             (path.clone(), std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?)
         }
         None => ("embedded examples/cluster.toml".to_owned(), EMBEDDED.to_owned()),
     };
-    let salt = match args.get(1) {
-        Some(s) => s.parse::<u64>().map_err(|e| format!("salt `{s}`: {e}"))?,
-        None => 0,
-    };
+    let salt = args.salt;
     let cluster: Cluster = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
     let mut ids: Vec<InstanceId> = cluster.instance.iter().map(|r| r.id).collect();
     ids.sort_unstable();
@@ -152,7 +157,7 @@ fn run(args: &[String]) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = <Args as clap::Parser>::parse();
     match run(&args) {
         // A closed pipe (`| head`) is the reader's choice, not a failure.
         Ok(report) => match std::io::stdout().write_all(report.as_bytes()) {

@@ -11,56 +11,42 @@
 //! SVG charts to `target/sim/`: sessions per instance over time (seed 0, one
 //! chart per strategy) and a bar chart comparing the strategies.
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use aos_cluster_sim::{report, Record, Scenario, Series, Simulation, Strategy, Summary, BUILTIN};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use plotters::prelude::*;
 
+/// Runs simulated cluster scenarios with every strategy and compares them.
+#[derive(Debug, clap::Parser)]
+#[command(name = "simulate")]
 struct Args {
+    /// A built-in scenario (login-storm, heterogeneous, rejections, dead-seeds, crash, join,
+    /// drain, handshake-flood), `all`, or a scenario file (TOML or JSON).
     scenario: String,
+    /// Seeds per strategy (p50 / p99 are over these).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
-    strategies: Vec<Strategy>,
+    /// One strategy (ax-plain, default, random, p2c) or `all`.
+    #[arg(long, default_value = "all", value_parser = parse_strategies)]
+    strategy: Strategies,
+    /// Print the summaries as JSON instead of a table.
+    #[arg(long)]
     json: bool,
 }
 
-fn usage() -> String {
-    format!(
-        "usage: simulate SCENARIO [--seeds N] [--strategy S|all] [--json]\n  SCENARIO: {} | all | FILE.toml | FILE.json",
-        BUILTIN.join(" | ")
-    )
-}
+#[derive(Debug, Clone)]
+struct Strategies(Vec<Strategy>);
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let mut parsed =
-        Args { scenario: String::new(), seeds: 20, strategies: Strategy::ALL.to_vec(), json: false };
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--seeds" => {
-                let n = args.next().ok_or("--seeds needs a number")?;
-                parsed.seeds = n.parse().map_err(|_| format!("--seeds: `{n}` is not a number"))?;
-                if parsed.seeds == 0 {
-                    return Err("--seeds must be at least 1".into());
-                }
-            }
-            "--strategy" => {
-                let s = args.next().ok_or("--strategy needs a name")?;
-                parsed.strategies = if s == "all" { Strategy::ALL.to_vec() } else { vec![s.parse()?] };
-            }
-            "--json" => parsed.json = true,
-            "-h" | "--help" => return Err(usage()),
-            other if other.starts_with("--") => return Err(format!("unknown option `{other}`\n{}", usage())),
-            other if parsed.scenario.is_empty() => parsed.scenario = other.to_owned(),
-            other => return Err(format!("unexpected argument `{other}`\n{}", usage())),
-        }
+fn parse_strategies(text: &str) -> Result<Strategies, String> {
+    if text == "all" {
+        Ok(Strategies(Strategy::ALL.to_vec()))
+    } else {
+        Ok(Strategies(vec![text.parse()?]))
     }
-    if parsed.scenario.is_empty() {
-        return Err(usage());
-    }
-    Ok(parsed)
 }
 
 fn load(name: &str) -> Result<Vec<Scenario>, String> {
@@ -81,51 +67,41 @@ fn load(name: &str) -> Result<Vec<Scenario>, String> {
     Ok(vec![scenario])
 }
 
-/// A one-line progress bar on stderr, redrawn in place.
+/// Progress over all runs: a bar redrawn in place on a terminal (indicatif
+/// draws nothing when stderr is not one), and a plain line per scenario and
+/// strategy otherwise, so `simulate all > out.txt` gets no control characters.
 struct Progress {
-    total: u64,
-    done: u64,
-    started: Instant,
-    shown: bool,
+    bar: ProgressBar,
+    terminal: bool,
 }
 
 impl Progress {
-    fn tick(&mut self, label: &str) {
-        self.done += 1;
-        #[allow(clippy::disallowed_methods)] // wall time for the progress display only
-        let elapsed = Instant::now().duration_since(self.started);
-        if elapsed.as_millis() < 300 && self.done < self.total {
-            return;
+    fn new(total: u64) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("[{bar:30}] {pos}/{len} runs {elapsed:>4} {msg}") {
+            bar.set_style(style.progress_chars("#> "));
         }
-        self.shown = true;
-        let width = 30;
-        let filled = (self.done * width / self.total.max(1)) as usize;
-        eprint!(
-            "\r[{}{}] {}/{} runs {:>6.1}s  {label:<40}",
-            "#".repeat(filled),
-            " ".repeat(width as usize - filled),
-            self.done,
-            self.total,
-            elapsed.as_secs_f64()
-        );
-        let _ = std::io::stderr().flush();
+        Progress { bar, terminal: std::io::stderr().is_terminal() }
+    }
+
+    fn tick(&self, label: &str) {
+        self.bar.set_message(label.to_owned());
+        self.bar.inc(1);
+    }
+
+    fn done_with(&self, label: &str) {
+        if !self.terminal {
+            eprintln!("done: {label} ({}/{} runs)", self.bar.position(), self.bar.length().unwrap_or(0));
+        }
     }
 
     fn finish(&self) {
-        if self.shown {
-            eprintln!();
-        }
+        self.bar.finish_and_clear();
     }
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
     let scenarios = match load(&args.scenario) {
         Ok(s) => s,
         Err(e) => {
@@ -142,13 +118,13 @@ fn main() -> ExitCode {
         eprintln!("{}: {e}", out_dir.display());
         return ExitCode::FAILURE;
     }
-    let total = scenarios.len() as u64 * args.strategies.len() as u64 * args.seeds;
-    let mut progress = Progress { total, done: 0, started: epoch, shown: false };
+    let total = scenarios.len() as u64 * args.strategy.0.len() as u64 * args.seeds;
+    let progress = Progress::new(total);
     let mut summaries = Vec::new();
     let mut charts = Vec::new();
     for scenario in &scenarios {
         let mut rows = Vec::new();
-        for &strategy in &args.strategies {
+        for &strategy in &args.strategy.0 {
             let mut runs = Vec::new();
             for seed in 0..args.seeds {
                 let record = Record { trace: false, series: seed == 0 };
@@ -172,6 +148,7 @@ fn main() -> ExitCode {
                 runs.push(outcome.metrics);
                 progress.tick(&format!("{} {strategy}", scenario.name));
             }
+            progress.done_with(&format!("{} {strategy}", scenario.name));
             rows.push(Summary::of(&scenario.name, strategy.name(), &runs));
         }
         if rows.len() > 1 {
