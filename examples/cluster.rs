@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use aos_cluster::{ClientConfig, Endpoint, InstanceConfig, InstanceId, RetryPolicy};
 use aos_cluster_tokio::registry::{self, Registry};
-use aos_cluster_tokio::{Server, ServerConfig, ServerHandle, Session};
+use aos_cluster_tokio::tls::dev_certs::DevPki;
+use aos_cluster_tokio::{ClientOptions, Server, ServerConfig, ServerHandle, ServerOptions, Session};
 use clap::Parser;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
@@ -69,6 +70,11 @@ struct Args {
     /// The registry URL (sqlite://PATH, postgres://...); default: SQLite in a temp dir.
     #[arg(long)]
     registry: Option<String>,
+    /// Everything over TLS with a throwaway CA generated now: clients verify every instance,
+    /// instances query each other with mutual TLS. A postgres:// registry uses TLS as its URL
+    /// says (`sslmode=verify-full&sslrootcert=...`).
+    #[arg(long)]
+    tls: bool,
 }
 
 /// The application traffic one instance served.
@@ -120,11 +126,21 @@ async fn main() -> Result<(), Error> {
         None => format!("sqlite://{}", dir.join("registry.db").display()),
     };
     let registry = registry::open(&url).await?;
+    // Kept alive for the whole run: its temporary directory holds the certificates.
+    let pki = if args.tls { Some(DevPki::new()?) } else { None };
+    let client_options = match &pki {
+        Some(pki) => ClientOptions::new().with_tls(pki.client_tls()?),
+        None => ClientOptions::new(),
+    };
     let mut nodes = Vec::new();
     let mut seeds = Vec::new();
     for (i, &capacity) in args.capacities.iter().enumerate() {
         let id = InstanceId(i as u32 + 1);
-        let server = Server::bind(server_config(id, capacity)?, registry.clone()).await?;
+        let options = match &pki {
+            Some(pki) => ServerOptions::new().with_tls(pki.server_tls(&["127.0.0.1"])?),
+            None => ServerOptions::new(),
+        };
+        let server = Server::bind_with(server_config(id, capacity)?, registry.clone(), options).await?;
         seeds.push(server.endpoint().clone());
         let traffic = Arc::new(Traffic::default());
         nodes.push(Node { handle: server.handle(), capacity, traffic: traffic.clone(), state: "serving" });
@@ -133,7 +149,7 @@ async fn main() -> Result<(), Error> {
 
     let (stop_clients, clients_stop) = watch::channel(false);
     let outcome = tokio::select! {
-        outcome = run(&args, &url, &*registry, &mut nodes, seeds, clients_stop) => outcome,
+        outcome = run(&args, &url, &*registry, &mut nodes, seeds, clients_stop, &client_options) => outcome,
         _ = tokio::signal::ctrl_c() => {
             println!("\ninterrupted; shutting down");
             Ok(())
@@ -221,11 +237,13 @@ async fn run(
     nodes: &mut [Node],
     seeds: Vec<Endpoint>,
     stop: watch::Receiver<bool>,
+    options: &ClientOptions,
 ) -> Result<(), Error> {
     wait_registered(registry, nodes.len()).await?;
     println!(
-        "aos-cluster: {} instances on 127.0.0.1, registry {}",
+        "aos-cluster: {} instances on 127.0.0.1{}, registry {}",
         nodes.len(),
+        if args.tls { " over TLS (peers with mutual TLS)" } else { "" },
         registry::redact_password(url)
     );
     for (endpoint, node) in seeds.iter().zip(nodes.iter()) {
@@ -239,7 +257,7 @@ async fn run(
         "\n{} clients arriving at {}/s, each making {} request/reply exchanges:",
         args.clients, args.rate, args.requests
     );
-    let wave = stream_clients(args, &config, 0, args.clients, &counters, &placed, &stop);
+    let wave = stream_clients(args, &config, options, 0, args.clients, &counters, &placed, &stop);
     progress_until(wave, nodes, &counters, args.clients).await;
     print_table(nodes).await;
 
@@ -257,7 +275,8 @@ async fn run(
 
     let already = placed.lock().expect("not poisoned").len();
     println!("\n{} new clients:", args.after);
-    let wave = stream_clients(args, &config, args.clients as u64, args.after, &counters, &placed, &stop);
+    let wave =
+        stream_clients(args, &config, options, args.clients as u64, args.after, &counters, &placed, &stop);
     progress_until(wave, nodes, &counters, args.clients + args.after).await;
     let new: Vec<Option<InstanceId>> = placed.lock().expect("not poisoned")[already..].to_vec();
     println!("\nwhere the {} new clients went:", new.len());
@@ -286,9 +305,11 @@ async fn run(
 /// Starts `count` clients at `args.rate` per second; each exchanges its
 /// requests, then keeps its session until `stop` (counting it lost if the
 /// instance ends it). The task ends when every client has had its exchanges.
+#[allow(clippy::too_many_arguments)]
 fn stream_clients(
     args: &Args,
     config: &ClientConfig,
+    options: &ClientOptions,
     first_seed: u64,
     count: usize,
     counters: &Arc<Counters>,
@@ -297,18 +318,19 @@ fn stream_clients(
 ) -> tokio::task::JoinHandle<()> {
     let gap = Duration::from_secs_f64(1.0 / args.rate);
     let requests = args.requests;
-    let (config, counters, placed, stop) = (config.clone(), counters.clone(), placed.clone(), stop.clone());
+    let (config, options) = (config.clone(), options.clone());
+    let (counters, placed, stop) = (counters.clone(), placed.clone(), stop.clone());
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(gap);
         let mut outcomes = JoinSet::new();
         for n in first_seed..first_seed + count as u64 {
             ticker.tick().await;
             counters.started.fetch_add(1, Ordering::Relaxed);
-            let (config, counters, placed, mut stop) =
-                (config.clone(), counters.clone(), placed.clone(), stop.clone());
+            let (config, options, counters, placed, mut stop) =
+                (config.clone(), options.clone(), counters.clone(), placed.clone(), stop.clone());
             let (done_tx, done) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
-                let session = match aos_cluster_tokio::connect_seeded(&config, n).await {
+                let session = match aos_cluster_tokio::connect_with_seeded(&config, &options, n).await {
                     Ok(session) => session,
                     Err(e) => {
                         tracing::info!(error = %e, "client failed");
