@@ -21,12 +21,13 @@ fn first_seed_silent_second_answers_session_with_b() {
     let a2 = t.expect_attempt(Want::Handshake(1), at(5000));
     t.expect_idle(at(5000));
     t.event(ranked(a2, &[("b", 1, 10), ("a", 3, 10), ("c", 5, 10)]), at(5020));
-    t.expect(Want::Close(a2), at(5020));
     let a3 = t.expect_attempt(Want::Session("b"), at(5020));
     t.expect_idle(at(5020));
     assert_eq!(t.c.state(), State::Connecting);
     assert_eq!(t.c.poll_timeout(), Some(at(10_020)));
     t.event(accepted(a3, 77), at(5030));
+    // The handshake's transport stays open while its list is walked.
+    t.expect(Want::Close(a2), at(5030));
     let connected = t.expect(Want::Connected("b"), at(5030));
     assert_eq!(
         connected,
@@ -73,7 +74,6 @@ fn rejections_and_timeouts_walk_the_ranked_list() {
     let mut t = Transcript::new(config(1));
     let h = t.expect_attempt(Want::Handshake(0), at(0));
     t.event(ranked(h, &[("b", 1, 10), ("a", 3, 10), ("c", 5, 10), ("d", 6, 10), ("e", 7, 10)]), at(10));
-    t.expect(Want::Close(h), at(10));
     let b = t.expect_attempt(Want::Session("b"), at(10));
     t.event(rejected(b, RejectReason::Full), at(20));
     t.expect(Want::Close(b), at(20));
@@ -85,6 +85,7 @@ fn rejections_and_timeouts_walk_the_ranked_list() {
     t.expect(Want::Close(c), at(5030));
     let d = t.expect_attempt(Want::Session("d"), at(5030));
     t.event(accepted(d, 1), at(5040));
+    t.expect(Want::Close(h), at(5040));
     t.expect(Want::Connected("d"), at(5040));
     t.expect_idle(at(5040));
     assert_eq!(t.c.stats().session_requests, 4, "e is never tried");
@@ -197,13 +198,13 @@ fn direct_mode_connects_to_the_answering_seed() {
     let a1 = t.expect_attempt(Want::Handshake(1), at(10));
     // Any non-empty list counts as an answer, even one naming other instances.
     t.event(ranked(a1, &[("b", 0, 10), ("s1", 4, 10)]), at(20));
-    t.expect(Want::Close(a1), at(20));
     let Action::SendSessionRequest { attempt: s, rank, endpoint, .. } = t.expect(Want::Session("s1"), at(20))
     else {
         unreachable!()
     };
     assert_eq!((rank, endpoint), (0, ep("s1")));
     t.event(accepted(s, 5), at(30));
+    t.expect(Want::Close(a1), at(30));
     let connected = t.expect(Want::Connected("s1"), at(30));
     assert_eq!(
         connected,
@@ -230,10 +231,10 @@ fn direct_mode_empty_list_is_a_refusal_and_rejection_ends_the_round() {
     t.expect(Want::Close(a0), at(1));
     let a1 = t.expect_attempt(Want::Handshake(1), at(1));
     t.event(ranked(a1, &[("s1", 0, 10)]), at(2));
-    t.expect(Want::Close(a1), at(2));
     let s = t.expect_attempt(Want::Session("s1"), at(2));
     t.event(rejected(s, RejectReason::Full), at(3));
     t.expect(Want::Close(s), at(3));
+    t.expect(Want::Close(a1), at(3));
     t.expect(Want::RoundFailed(0), at(3));
     assert_eq!(t.c.attempts()[0].outcome, AttemptOutcome::EmptyList);
     assert_eq!(t.c.stats().handshakes, 2, "direct mode walks on after an empty answer only");
@@ -257,7 +258,6 @@ fn staggered_slow_first_seed_loses_and_its_late_reply_is_ignored() {
     t.expect_idle(at(300).checked_sub(Duration::from_millis(1)).unwrap_or(at(0)));
     assert_eq!(t.c.poll_timeout(), Some(at(300)));
     t.expect(Want::Close(a0), at(300));
-    t.expect(Want::Close(a1), at(300));
     let s = t.expect_attempt(Want::Session("b"), at(300));
     t.expect_idle(at(300));
     t.event(ranked(a0, &[("c", 0, 10)]), at(400));
@@ -265,6 +265,7 @@ fn staggered_slow_first_seed_loses_and_its_late_reply_is_ignored() {
     assert_eq!(t.c.stats().ignored, 1);
     assert_eq!(t.c.stats().handshakes, 2, "s2 never started");
     t.event(accepted(s, 3), at(410));
+    t.expect(Want::Close(a1), at(410));
     t.expect(Want::Connected("b"), at(410));
     assert_eq!(t.c.attempts()[0].outcome, AttemptOutcome::Cancelled);
 }
@@ -282,10 +283,9 @@ fn staggered_earlier_seed_wins_when_ready_together() {
         t.event(list(second), at(300));
         // Either s0 answered with nothing earlier pending and won at once (s1
         // cancelled), or s1's held reply was superseded by s0's: s1's
-        // transport closes first, then s0's, whose list is walked.
+        // transport closes; s0's stays open while its list is walked.
         let loser = if earlier_first { AttemptOutcome::Cancelled } else { AttemptOutcome::Superseded };
         t.expect(Want::Close(a1), at(300));
-        t.expect(Want::Close(a0), at(300));
         t.expect(Want::Session("a"), at(300));
         t.expect_idle(at(300));
         let outcomes: Vec<_> = t.c.attempts().iter().take(2).map(|r| r.outcome.clone()).collect();
@@ -304,7 +304,6 @@ fn staggered_instant_closes_at_a_later_now() {
     t.event(ranked(a1, &[("b", 0, 10)]), at(300));
     t.event(ranked(a0, &[("a", 0, 10)]), at(301));
     t.expect(Want::Close(a0), at(301));
-    t.expect(Want::Close(a1), at(301));
     t.expect(Want::Session("b"), at(301));
     t.expect_idle(at(301));
     assert_eq!(t.c.stats().ignored, 1);
@@ -334,9 +333,9 @@ fn session_lost_then_reconnect_balances_again() {
     let mut t = Transcript::new(config(2));
     let h = t.expect_attempt(Want::Handshake(0), at(0));
     t.event(ranked(h, &[("b", 0, 10)]), at(1));
-    t.expect(Want::Close(h), at(1));
     let s = t.expect_attempt(Want::Session("b"), at(1));
     t.event(accepted(s, 1), at(2));
+    t.expect(Want::Close(h), at(2));
     t.expect(Want::Connected("b"), at(2));
     assert_eq!(t.c.reconnect(at(3)), Err(UsageError::OutOfState { event: "reconnect", state: "connected" }));
     t.event(Event::SessionLost { reason: "reset".into() }, at(100));
@@ -353,7 +352,6 @@ fn session_lost_then_reconnect_balances_again() {
     assert!(h2 > s, "attempt ids are never reused");
     assert_eq!(t.c.attempts().len(), 1, "a new effort has a new log");
     t.event(ranked(h2, &[("c", 0, 10), ("b", 1, 10)]), at(200_001));
-    t.expect(Want::Close(h2), at(200_001));
     t.expect(Want::Session("c"), at(200_001));
 }
 
@@ -383,7 +381,6 @@ fn duplicates_are_tried_once_and_long_lists_are_cut() {
         ranked(h, &[("a", 0, 9), ("b", 0, 9), ("a", 1, 9), ("c", 0, 9), ("d", 0, 9), ("e", 0, 9)]),
         at(1),
     );
-    t.expect(Want::Close(h), at(1));
     let mut now = 1;
     for name in ["a", "b", "c"] {
         let s = t.expect_attempt(Want::Session(name), at(now));
@@ -391,6 +388,7 @@ fn duplicates_are_tried_once_and_long_lists_are_cut() {
         t.event(rejected(s, RejectReason::Full), at(now));
         t.expect(Want::Close(s), at(now));
     }
+    t.expect(Want::Close(h), at(now));
     t.expect(Want::RoundFailed(0), at(now));
     assert_eq!(t.c.attempts()[0].outcome, AttemptOutcome::Ranked { entries: 3, stale: false });
 }
@@ -405,7 +403,6 @@ fn stale_lists_are_used() {
         list.stale = true;
     }
     t.event(Event::HandshakeReply { attempt, reply }, at(1));
-    t.expect(Want::Close(h), at(1));
     t.expect(Want::Session("b"), at(1));
     assert_eq!(t.c.attempts()[0].outcome, AttemptOutcome::Ranked { entries: 1, stale: true });
 }
@@ -523,7 +520,6 @@ fn messages_become_events_only_when_they_are_replies() {
     let event = Event::from_message(h, Message::HandshakeReply(reply.clone())).expect("a reply");
     assert_eq!(event, Event::HandshakeReply { attempt: h, reply });
     t.event(event, at(1));
-    t.expect(Want::Close(h), at(1));
     let s = t.expect_attempt(Want::Session("b"), at(1));
     for wrong in [
         Message::SessionRequest(SessionRequest { request_id: s.request_id() }),
@@ -534,6 +530,7 @@ fn messages_become_events_only_when_they_are_replies() {
     }
     let Event::SessionReply { reply, .. } = accepted(s, 4) else { unreachable!() };
     t.event(Event::from_message(s, Message::SessionReply(reply)).expect("a reply"), at(2));
+    t.expect(Want::Close(h), at(2));
     t.expect(Want::Connected("b"), at(2));
     t.expect_idle(at(2));
 }

@@ -71,8 +71,9 @@ fn the_seeds_story_over_bytes() {
     pair.start_client(client_config(), 7);
     pair.drive(STEPS);
 
-    // Seed 0 refuses the connection, seed 1 ranks, the least loaded (3) admits.
-    assert_eq!(story(&pair), ["hs0", "close", "hs1", "close", "sr0@aos3", "connected@aos3"]);
+    // Seed 0 refuses the connection, seed 1 ranks, the least loaded (3)
+    // admits; seed 1's connection stays open until then.
+    assert_eq!(story(&pair), ["hs0", "close", "hs1", "sr0@aos3", "close", "connected@aos3"]);
     assert!(matches!(
         outcomes(&pair)[..],
         [
@@ -86,6 +87,10 @@ fn the_seeds_story_over_bytes() {
     assert_eq!(pair.nodes[1].machine.stats().peer_unreachable, 1, "instance 1 was asked and refused");
     assert_eq!([pair.nodes[1].machine.connected(), pair.nodes[2].machine.connected()], [2, 1]);
     pair.assert_attempt_transports_closed();
+    // The close told the ranking instance its client is no longer on its way.
+    let balancer = pair.nodes[1].machine.stats();
+    assert_eq!((balancer.reservations_made, balancer.reservations_released), (1, 1));
+    assert_eq!(pair.nodes[1].machine.reservations(), 0);
 
     // The session stays on its connection: a minute of heartbeats and
     // registry traffic later, nothing has moved.
@@ -117,7 +122,7 @@ fn a_full_head_rejects_and_the_next_entry_admits() {
     pair.write(rival, &Message::SessionRequest(SessionRequest { request_id: 1 }));
     pair.drive(STEPS);
 
-    assert_eq!(story(&pair), ["hs0", "close", "sr0@aos2", "close", "sr1@aos3", "connected@aos3"]);
+    assert_eq!(story(&pair), ["hs0", "sr0@aos2", "close", "sr1@aos3", "close", "connected@aos3"]);
     assert!(matches!(
         outcomes(&pair)[..],
         [
@@ -151,7 +156,7 @@ fn crashed_instances_are_skipped_after_timeouts() {
 
     assert_eq!(
         story(&pair),
-        ["hs0", "close", "hs1", "close", "sr0@aos3", "close", "sr1@aos2", "connected@aos2"]
+        ["hs0", "close", "hs1", "sr0@aos3", "close", "sr1@aos2", "close", "connected@aos2"]
     );
     assert!(matches!(
         outcomes(&pair)[..],

@@ -205,16 +205,20 @@ impl Connector {
             let mut entries = list.entries;
             entries.truncate(self.config.max_list_len);
             self.spare.drop_repeats(&mut entries);
-            self.finish(attempt, AttemptOutcome::Ranked { entries: entries.len(), stale }, now);
+            self.finish_keeping_transport(
+                attempt,
+                AttemptOutcome::Ranked { entries: entries.len(), stale },
+                now,
+            );
             Targets::Ranked(entries)
         } else {
             let endpoint = self.config.seeds[seed_index].clone();
             let instance = list.entries.iter().find(|e| e.endpoint.same_target(&endpoint)).map(|e| e.id);
-            self.finish(attempt, AttemptOutcome::Answered, now);
+            self.finish_keeping_transport(attempt, AttemptOutcome::Answered, now);
             Targets::Direct { endpoint, instance }
         };
         self.log.reserve(targets.len());
-        self.enter(Stage::Connecting(TargetWalk::new(targets)));
+        self.enter(Stage::Connecting(TargetWalk::new(targets, attempt)));
         self.next_target(now);
     }
 }

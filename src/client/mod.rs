@@ -25,12 +25,16 @@
 //!
 //! # Transports
 //!
-//! One rule, in one place: when an attempt ends, whatever its outcome (a
-//! reply, a refusal, a timeout, a lost race, a transport failure, an
-//! abandoned round), the machine emits [`Action::Close`] for it, exactly
-//! once. The only attempt that never gets one is the accepted session
+//! One rule, in one place: every attempt gets exactly one [`Action::Close`],
+//! whatever its outcome (a reply, a refusal, a timeout, a lost race, a
+//! transport failure, an abandoned round), except the accepted session
 //! attempt named by [`Action::Connected`]: its transport is the session.
-//! Drivers close a transport on `Close` and on nothing else.
+//! A failed attempt is closed when it ends; the handshake whose list the
+//! round walks is closed when that walk ends (before `Connected`, before
+//! `RoundFailed`, before `Failed`): the instance that ranked holds a
+//! reservation for this client while its connection is open, and the close
+//! tells it the client is no longer on its way. Drivers close a transport on
+//! `Close` and on nothing else.
 //!
 //! A decoded message becomes an event through [`Event::from_message`], the
 //! one conversion on this side.
@@ -322,11 +326,16 @@ impl Connector {
         self.start_round(now);
     }
 
-    /// Enters `next`, keeping the buffers of the stage it leaves.
+    /// Enters `next`, keeping the buffers of the stage it leaves. Leaving
+    /// phase 3 closes the winning handshake's transport, before any action
+    /// of the new stage.
     fn enter(&mut self, next: Stage) {
         match mem::replace(&mut self.stage, next) {
             Stage::Handshaking(walk) => self.spare.keep_walk(walk),
-            Stage::Connecting(targets) => self.spare.keep_targets(targets),
+            Stage::Connecting(targets) => {
+                self.actions.push_back(Action::Close { attempt: targets.handshake });
+                self.spare.keep_targets(targets);
+            }
             _ => {}
         }
     }
@@ -340,6 +349,12 @@ impl Connector {
         if self.log.finish(attempt, outcome, now) && !is_session {
             self.actions.push_back(Action::Close { attempt });
         }
+    }
+
+    /// Ends the winning handshake in the log; its transport is closed when
+    /// phase 3 ends (see [`TargetWalk::handshake`](targets::TargetWalk)).
+    fn finish_keeping_transport(&mut self, attempt: AttemptId, outcome: AttemptOutcome, now: Instant) {
+        self.log.finish(attempt, outcome, now);
     }
 
     fn on_timer(&mut self, kind: Timer, now: Instant) {
@@ -428,6 +443,7 @@ impl Connector {
                 if let Some(attempt) = targets.attempt.take() {
                     self.finish(attempt, AttemptOutcome::Cancelled, now);
                 }
+                self.actions.push_back(Action::Close { attempt: targets.handshake });
                 self.spare.keep_targets(targets);
             }
             Stage::Backoff => {}

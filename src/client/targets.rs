@@ -45,11 +45,15 @@ pub(super) struct TargetWalk {
     rank: usize,
     /// The session request in flight, if any.
     pub(super) attempt: Option<AttemptId>,
+    /// The handshake that produced this walk: its transport stays open until
+    /// the walk ends, so the instance that ranked knows the client is still
+    /// on its way (its reservation stays) and learns the moment it is not.
+    pub(super) handshake: AttemptId,
 }
 
 impl TargetWalk {
-    pub(super) fn new(targets: Targets) -> Self {
-        TargetWalk { targets, rank: 0, attempt: None }
+    pub(super) fn new(targets: Targets, handshake: AttemptId) -> Self {
+        TargetWalk { targets, rank: 0, attempt: None, handshake }
     }
 }
 

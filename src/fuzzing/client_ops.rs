@@ -366,6 +366,9 @@ struct Attempt {
     deadline: Instant,
     /// Closed, or became the session.
     closed: bool,
+    /// The winning handshake whose list phase 3 walks: finished, but its
+    /// transport stays open until the walk ends.
+    walked: bool,
     session: bool,
     /// The effort it belongs to.
     effort: u32,
@@ -441,7 +444,7 @@ impl Model {
 
     /// Live: started and not closed (the session's attempt counts as closed).
     fn is_live(&self, attempt: AttemptId) -> bool {
-        self.attempts.get(&attempt).is_some_and(|a| !a.closed)
+        self.attempts.get(&attempt).is_some_and(|a| !a.closed && !a.walked)
     }
 
     /// Waiting for a reply: live and not a reply already held.
@@ -507,9 +510,9 @@ impl Model {
 
     fn live_of_round(&self, phase: Phase) -> impl Iterator<Item = (&AttemptId, &Attempt)> {
         let (effort, round) = (self.effort, self.round);
-        self.attempts
-            .iter()
-            .filter(move |(_, a)| !a.closed && a.effort == effort && a.round == round && a.phase == phase)
+        self.attempts.iter().filter(move |(_, a)| {
+            !a.closed && !a.walked && a.effort == effort && a.round == round && a.phase == phase
+        })
     }
 
     fn all_closed_but(&self, keep: Option<AttemptId>, what: &str) {
@@ -572,6 +575,7 @@ impl Model {
                         seed_index: *seed_index,
                         deadline: now + self.config.handshake_timeout,
                         closed: false,
+                        walked: false,
                         session: false,
                         effort: self.effort,
                     },
@@ -588,7 +592,7 @@ impl Model {
                         // handshake of the round closed.
                         let (_, _, winner, list) = self.winner().expect("a winner among the replies").clone();
                         let won = &self.attempts[&winner];
-                        assert!(won.closed, "the winning handshake {winner} not closed");
+                        assert!(!won.closed, "the winning handshake {winner} closed before its walk");
                         let record = c.attempts().iter().find(|r| r.attempt == winner).expect("logged");
                         let targets = self.targets(won.seed_index, &list);
                         let expected = if self.config.load_balance {
@@ -597,6 +601,9 @@ impl Model {
                             AttemptOutcome::Answered
                         };
                         assert_eq!(record.outcome, expected, "the winning handshake {winner}");
+                        if let Some(won) = self.attempts.get_mut(&winner) {
+                            won.walked = true;
+                        }
                         let open: Vec<_> = self.live_of_round(Phase::Handshake).map(|(id, _)| *id).collect();
                         assert!(open.is_empty(), "handshakes {open:?} still open after {winner} won");
                         self.candidates.clear();
@@ -605,6 +612,10 @@ impl Model {
                     }
                     Stage::Connecting { targets, attempt: previous } => {
                         assert!(self.attempts[&previous].closed, "the previous session attempt not closed");
+                        let walk_closed = self.attempts.values().any(|a| {
+                            a.walked && a.closed && a.round == self.round && a.effort == self.effort
+                        });
+                        assert!(!walk_closed, "the walked handshake closed while its walk goes on");
                         assert_eq!(*rank, self.attempts[&previous].pos + 1, "ranked list out of order");
                         targets
                     }
@@ -621,6 +632,7 @@ impl Model {
                         seed_index: 0,
                         deadline: now + self.config.connect_timeout,
                         closed: false,
+                        walked: false,
                         session: false,
                         effort: self.effort,
                     },
@@ -631,7 +643,8 @@ impl Model {
             Action::Close { attempt } => {
                 let session = self.attempts.get(attempt).is_some_and(|a| a.session);
                 assert!(!session, "Close for the session's attempt {attempt}");
-                assert!(self.is_live(*attempt), "Close for {attempt}, which is not live");
+                let walked_open = self.attempts.get(attempt).is_some_and(|a| a.walked && !a.closed);
+                assert!(self.is_live(*attempt) || walked_open, "Close for {attempt}, which is not live");
                 if let Some(a) = self.attempts.get_mut(attempt) {
                     a.closed = true;
                     self.handshake_ended_in_drain |= a.phase == Phase::Handshake;
@@ -757,7 +770,7 @@ impl Model {
             let due: Vec<_> = self
                 .attempts
                 .iter()
-                .filter(|(_, a)| a.deadline <= now && !a.closed)
+                .filter(|(_, a)| a.deadline <= now && !a.closed && !a.walked)
                 .map(|(id, _)| id)
                 .collect();
             assert!(due.is_empty(), "attempts {due:?} past their timeout still live");
@@ -773,7 +786,7 @@ impl Model {
         if !self.done() {
             let next = next.unwrap_or_else(|| panic!("waiting in {:?} with no timer", self.stage));
             assert!(next > now || cause != Cause::Timeout, "handle_timeout left a due deadline");
-            let live = self.attempts.values().filter(|a| !a.closed).map(|a| a.deadline);
+            let live = self.attempts.values().filter(|a| !a.closed && !a.walked).map(|a| a.deadline);
             let mut wanted: Vec<Instant> = live.chain(self.deadline()).collect();
             if let Stage::Backoff { retry_at } = self.stage {
                 wanted.push(retry_at);

@@ -218,6 +218,9 @@ pub struct InstanceStats {
     pub reservations_expired_unused: u64,
     /// Reservations not counted because `limits.max_reservations` was reached.
     pub reservations_dropped: u64,
+    /// Reservations ended because their client connection closed: the
+    /// client landed somewhere, gave up, or never meant to come.
+    pub reservations_released: u64,
     /// Ranked replies sent.
     pub ranked_replies: u64,
     /// Sessions admitted.

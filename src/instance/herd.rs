@@ -6,10 +6,17 @@
 //! `reservation_ttl`. It belongs to the client connection whose handshake
 //! made it, and a connection holds at most one: a new handshake on it
 //! replaces the old reservation, so handshakes that never become sessions
-//! cannot pile predictions up. A fresh workload report from a member clears
-//! every reservation on it made before the report was asked for (its figures
-//! already show whatever those clients did); an admitted session here
-//! consumes this instance's oldest own reservation; the rest expire unused.
+//! cannot pile predictions up. A client keeps that connection open while it
+//! walks the list, so its close releases the reservation: the client landed
+//! or gave up. A fresh workload report from a member clears the reservations
+//! on it that the report shows (see [`Herd::cover`]); an admitted session
+//! here consumes this instance's oldest own reservation; the rest expire
+//! unused.
+//!
+//! A reservation predicts a session only as often as reservations come true:
+//! each weighs the recent share of this instance's reservations on itself
+//! that became sessions here (see [`Herd::predicted_sessions`]), so a flood
+//! of handshakes that never become sessions cannot fill the prediction.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,7 +36,7 @@ struct Reservation {
 
 /// Every live reservation, reachable by member (oldest first) and by
 /// connection. Counts are derived from these maps, never kept beside them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Herd {
     /// Per member: sequence number (so oldest first) -> reservation.
     by_member: BTreeMap<InstanceId, BTreeMap<u64, Reservation>>,
@@ -46,9 +53,56 @@ pub(super) struct Herd {
     landing: Option<Duration>,
     /// Each peer's `connected` in its last valid report.
     last_reported: BTreeMap<InstanceId, u32>,
+    /// This instance's id, to tell its own reservations apart.
+    own: InstanceId,
+    /// How many of this instance's reservations on itself came true: both
+    /// counts decay (halve) together, so this is a recent ratio.
+    own_reserved: u32,
+    own_landed: u32,
 }
 
+/// Below this many own reservations the landing ratio is not trusted: every
+/// reservation counts whole.
+const MIN_RATIO_SAMPLES: u32 = 64;
+/// The window of the landing ratio, in own reservations.
+const RATIO_WINDOW: u32 = 2_048;
+/// The landing ratio never counts a reservation below `1 / MAX_DISCOUNT`,
+/// so a flood that never lands cannot switch herd control off.
+const MAX_DISCOUNT: u32 = 16;
+
 impl Herd {
+    pub(super) fn new(own: InstanceId) -> Self {
+        Herd {
+            by_member: BTreeMap::new(),
+            by_conn: BTreeMap::new(),
+            next_seq: 0,
+            last_headed: BTreeMap::new(),
+            headed_replies: 0,
+            landing: None,
+            last_reported: BTreeMap::new(),
+            own,
+            own_reserved: 0,
+            own_landed: 0,
+        }
+    }
+
+    /// What `live` reservations on one member predict, in sessions: each
+    /// counts as the share of this instance's reservations on itself that
+    /// became sessions here (rounded to nearest, at least one in
+    /// [`MAX_DISCOUNT`]). Handshakes that never become sessions (a flood)
+    /// then weigh what they are worth: counted whole, they fill every member
+    /// with predictions equally, and real clients land wherever the flood
+    /// left a gap, which is no better than chance.
+    pub(super) fn predicted_sessions(&self, live: u32) -> u32 {
+        if self.own_reserved < MIN_RATIO_SAMPLES {
+            return live;
+        }
+        let landed = u64::from(self.own_landed.max(self.own_reserved / MAX_DISCOUNT).min(self.own_reserved));
+        let reserved = u64::from(self.own_reserved);
+        let predicted = (u64::from(live) * landed + reserved / 2) / reserved;
+        u32::try_from(predicted).unwrap_or(u32::MAX)
+    }
+
     /// Live reservations (expired ones may linger until the next ranking).
     pub(super) fn total(&self) -> usize {
         self.by_conn.len()
@@ -120,12 +174,31 @@ impl Herd {
                 return (replaced, false);
             }
         }
+        if member == self.own {
+            self.own_reserved += 1;
+            if self.own_reserved >= RATIO_WINDOW {
+                self.own_reserved /= 2;
+                self.own_landed /= 2;
+            }
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_member.entry(member).or_default().insert(seq, Reservation { conn, made_at: now });
         self.by_conn.insert(conn, (member, seq));
         stats.reservations_made += 1;
         (replaced, true)
+    }
+
+    /// The client connection `conn` closed: its reservation, if any, is no
+    /// longer a client on its way. A client keeps the connection of the
+    /// handshake it follows open until its walk down the list ends, so this
+    /// is when it landed or gave up; a handshake flood that closes after
+    /// each reply leaves nothing behind.
+    pub(super) fn release(&mut self, conn: ConnectionId, stats: &mut InstanceStats) {
+        if let Some((member, seq)) = self.by_conn.get(&conn).copied() {
+            self.remove(member, seq);
+            stats.reservations_released += 1;
+        }
     }
 
     /// A fresh report from `member`, asked for at `asked_at`, saying it
@@ -184,6 +257,7 @@ impl Herd {
         ttl: Duration,
         stats: &mut InstanceStats,
     ) {
+        self.own_landed = self.own_landed.saturating_add(1);
         self.live(member, now, ttl, stats);
         let oldest = self.by_member.get(&member).and_then(|queue| queue.keys().next().copied());
         if let Some(reservation) = oldest.and_then(|seq| self.remove(member, seq)) {

@@ -43,14 +43,22 @@
 //! With `herd_control` on (the default), each reply counts a provisional
 //! session (a reservation) on the list's first entry for `reservation_ttl`, so
 //! the next handshake ranks by predicted load. A client connection holds at
-//! most one live reservation: a new handshake on it replaces the old one. A
-//! valid report from a peer clears every reservation on it made before the
-//! report was asked for, whatever its `connected` did (sessions also end).
-//! For the instance itself, each admitted session consumes its oldest
-//! reservation. Reservations nobody covered expire unused (counted in
-//! [`InstanceStats::reservations_expired_unused`]). A member only *predicted*
-//! full is listed after all others, never dropped, so handshakes that never
-//! become sessions cannot empty the lists (SPEC 2.4, 2.6).
+//! most one live reservation: a new handshake on it replaces the old one, and
+//! its close releases it (the client keeps it open while it walks the list, so
+//! the close means it landed or gave up; counted in
+//! [`InstanceStats::reservations_released`]). A valid report from a peer
+//! clears the reservations on it that the report shows: at least as many of
+//! the oldest as its `connected` rose, and every one old enough that its
+//! client had ample time to land before the report was asked for (three
+//! learned landing times; a deliberate reading of SPEC 2.6, see
+//! `herd.rs`). For the instance itself, each admitted session consumes its
+//! oldest reservation. Reservations nobody covered expire unused (counted in
+//! [`InstanceStats::reservations_expired_unused`]). Each live reservation
+//! weighs the recent share of this instance's reservations on itself that
+//! became sessions (at least 1/16), so handshakes that never become sessions
+//! count for what they are worth. A member only *predicted* full is listed
+//! after all others, never dropped, so handshakes that never become sessions
+//! cannot empty the lists (SPEC 2.4, 2.6).
 //!
 //! Among the members tied with the head of a list (equal predicted load and
 //! free sessions), the ones that headed a reply least recently go first; the
@@ -141,6 +149,7 @@ impl Instance {
     /// for its previous life. Unless standalone, its first heartbeat is
     /// queued at once so it registers immediately.
     pub fn new(config: InstanceConfig, now: Instant, rng_seed: u64) -> Result<Self, ConfigError> {
+        let own_id = config.id;
         config.validate()?;
         let mut rng = Rng::new(rng_seed);
         // Keep well away from wrap-around so ids stay monotonic for a lifetime.
@@ -157,7 +166,7 @@ impl Instance {
             snapshot: None,
             round: None,
             pending: Vec::new(),
-            herd: Herd::default(),
+            herd: Herd::new(own_id),
             ranking: Ranking::default(),
             timers: TimerTable::default(),
             actions: VecDeque::new(),

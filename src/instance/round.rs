@@ -376,7 +376,8 @@ impl Instance {
 
     /// Candidate `i`'s predicted figures: reported plus live reservations.
     fn predict(&mut self, ranking: &mut Ranking, i: usize, now: Instant) {
-        let extra = self.herd.live(ranking.sources[i].0, now, self.config.reservation_ttl, &mut self.stats);
+        let live = self.herd.live(ranking.sources[i].0, now, self.config.reservation_ttl, &mut self.stats);
+        let extra = self.herd.predicted_sessions(live);
         let mut candidate = ranking.reported[i];
         candidate.workload.connected = candidate.workload.connected.saturating_add(extra);
         ranking.predicted[i] = candidate;

@@ -178,8 +178,11 @@ fn goal_dead_seeds_with_attempt_delay_connect_within_budget() {
 /// the returning clients in any 100 ms window", at p99 over 50 seeds. **Not
 /// met**: this test is a regression guard at the achieved figures, not the
 /// goal. Measured with herd control (`simulate -- crash --seeds 50`): p50
-/// 1.17, p99 1.27 (ax-plain 3.78, random 3.00, p2c 2.21 at p99); 48 of the 50
-/// seeds meet 1.25x.
+/// 1.17, p99 1.35 (ax-plain 3.39, random 2.48, p2c 2.25 at p99). The p99 of
+/// 50 seeds is nearly their maximum and moves with any change that reorders
+/// the simulation's random draws: before clients kept the handshake's
+/// connection open through their walk it read 1.27 on these 50 seeds, yet
+/// over 300 seeds both versions give p50 1.17 and p99 1.32.
 ///
 /// What is left is the network, not the ranking: the balancer's replies form
 /// an exact round robin over the seven survivors (see the next test), but
@@ -195,8 +198,8 @@ fn goal_crash_returning_clients_spread_near_fair_share() {
     let runs_default = runs(&scenario, Strategy::Default);
     let peak = stat(&runs_default, |r| r.arrival_peak_ratio);
     assert!(peak.p50 <= 1.25, "median worst arrivals/fair share in a 100 ms window: {}", peak.p50);
-    // Regression guard at the achieved p99 (1.273), not the issue's 1.25.
-    assert!(peak.p99 <= 1.28, "p99 worst arrivals/fair share in a 100 ms window: {}", peak.p99);
+    // Regression guard at the achieved p99 (1.355), not the issue's 1.25.
+    assert!(peak.p99 <= 1.36, "p99 worst arrivals/fair share in a 100 ms window: {}", peak.p99);
     for baseline in [Strategy::AxPlain, Strategy::Random, Strategy::P2c] {
         let other = stat(&runs(&scenario, baseline), |r| r.arrival_peak_ratio);
         assert!(peak.p99 < other.p99, "default {} vs {baseline} {}", peak.p99, other.p99);

@@ -93,32 +93,21 @@ fn flood_scenarios_read_from_toml_and_reject_bad_targets() {
 }
 
 /// The goal of issue 9 item 2, over 50 seeds, with the protocol's default
-/// strategy, for floods of 1x, 3x and 10x the real arrival rate.
+/// strategy, for floods of 1x, 3x and 10x the real arrival rate: every real
+/// client connects (no failure, none lost), the time-to-session p99 stays
+/// within 2x of the flood-free run, and busiest/mean of real sessions is at
+/// most 1.05 at p99.
 ///
-/// **Met**: every real client connects (no failure, none lost), and the
-/// time-to-session p99 stays within 2x of the flood-free run (measured:
-/// 55 ms with and without the flood, at every rate).
-///
-/// **Not met**: busiest/mean of real sessions <= 1.05. Measured (p50 / p99
-/// over 50 seeds): flood-free 1.000 / 1.000; 1x 1.072 / 1.136; 3x 1.080 /
-/// 1.128; 10x 1.080 / 1.128, the level of `ax-plain` (1.080 / 1.152): the
-/// flood switches herd control's benefit off. The cause is in the Instance
-/// (`src/instance/herd.rs`), which this crate may not change: a report covers
-/// a reservation only when it is older than `SETTLE_FACTOR` (3) learned
-/// landing times, and the landing time is learned in `consume_oldest` from
-/// the age of the *oldest* reservation on the instance itself at each own
-/// admission. Under a flood that oldest reservation is a hostile one that
-/// never lands, so the learned time grows toward the reservation's age
-/// (hundreds of ms instead of the 10-30 ms a real client takes), no hostile
-/// reservation on a peer is ever settled during the storm (seed 0 at 1x:
-/// `reservations_expired_unused` 0 of 2 685 made), and the predicted figures
-/// climb by every hostile reservation (seed 0 at 1x, 1.11 s: predicted 246 of
-/// 250 on every member while they hold about 105 real sessions). From about
-/// 1.15 s every member is *predicted* full, lists fall back to reported
-/// figures (SPEC 2.4) and the last clients are placed as by the plain rule.
-/// This test is a regression guard at the achieved figures, not the goal.
+/// Measured (p50 / p99 over 50 seeds): flood-free 1.000 / 1.000; 1x
+/// 1.008 / 1.032; 3x 1.016 / 1.048; 10x 1.016 / 1.040 (time to session p99
+/// 55 ms with and without the flood). Two rules get it there: a client keeps
+/// the connection of the handshake it follows open until its walk ends, and
+/// its close releases the reservation (a flood that closes after each reply
+/// leaves nothing behind); and a reservation weighs the share of the ranking
+/// instance's own reservations that came true, so handshakes that never
+/// become sessions count for what they are worth.
 #[test]
-fn goal_handshake_flood_real_clients_connect_on_time_balance_guarded() {
+fn goal_handshake_flood_real_clients_connect_on_time_and_stay_balanced() {
     let calm = runs(&flood_free(), Strategy::Default);
     let calm_tts = stat(&calm, |r| r.time_to_session_p99_ms).p99;
     assert!(stat(&calm, |r| r.busiest_over_mean).p99 <= 1.05, "the flood-free run meets the balance goal");
@@ -133,8 +122,7 @@ fn goal_handshake_flood_real_clients_connect_on_time_balance_guarded() {
         }
         let tts = stat(&runs, |r| r.time_to_session_p99_ms).p99;
         assert!(tts <= 2.0 * calm_tts, "{}: p99 time to session {tts} ms vs {calm_tts} ms", scenario.name);
-        // Regression guard at the achieved p99 (1.136), not the goal's 1.05.
         let busiest = stat(&runs, |r| r.busiest_over_mean);
-        assert!(busiest.p99 <= 1.14, "{}: p99 busiest/mean of real sessions {}", scenario.name, busiest.p99);
+        assert!(busiest.p99 <= 1.05, "{}: p99 busiest/mean of real sessions {}", scenario.name, busiest.p99);
     }
 }

@@ -110,7 +110,12 @@ fn a_timed_out_transport_is_closed_while_the_walk_goes_on() {
     let running = std::thread::spawn(move || connect_seeded(&config, 3));
     // Seed 0 times out at 1 s and must be closed then; seed 1 at 2 s (wide
     // margins: a loaded CI machine delays threads by hundreds of ms).
-    let first_closed = eventually(Duration::from_millis(1800), || walk.seen()[0] == (1, 1));
+    // The driver closes seed 0 and then dials seed 1: wait for both, or the
+    // check can fall between the two.
+    let first_closed = eventually(Duration::from_millis(1800), || {
+        let seen = walk.seen();
+        seen[0] == (1, 1) && seen[1].0 == 1
+    });
     let seen = walk.seen();
     assert!(first_closed, "{seen:?}");
     assert!(!running.is_finished(), "connect must still be walking");

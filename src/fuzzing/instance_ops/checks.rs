@@ -30,6 +30,7 @@ impl World {
         expect.reservations_replaced = self.herd.replaced;
         expect.reservations_expired_unused = self.herd.expired_unused;
         expect.reservations_dropped = self.herd.dropped;
+        expect.reservations_released = self.herd.released;
         assert_eq!(self.inst.stats(), &expect, "every counter");
     }
 

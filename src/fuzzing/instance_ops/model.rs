@@ -26,7 +26,7 @@ struct Reservation {
 }
 
 /// Herd control's state as the model sees it, with its counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct HerdModel {
     /// Every reservation the machine still holds (live or lingering
     /// expired), oldest first.
@@ -39,13 +39,58 @@ pub(super) struct HerdModel {
     landing: Option<Duration>,
     /// Each peer's `connected` in its last valid report.
     last_reported: BTreeMap<InstanceId, u32>,
+    /// The instance's own id, and how many of its reservations on itself
+    /// were made and came true (both halved together at 2 048 made).
+    own: InstanceId,
+    own_made: u32,
+    own_landed: u32,
     pub(super) made: u64,
+    pub(super) released: u64,
     pub(super) replaced: u64,
     pub(super) expired_unused: u64,
     pub(super) dropped: u64,
 }
 
 impl HerdModel {
+    pub(super) fn new(own: InstanceId) -> Self {
+        HerdModel {
+            held: Vec::new(),
+            last_headed: BTreeMap::new(),
+            replies_headed: 0,
+            landing: None,
+            last_reported: BTreeMap::new(),
+            own,
+            own_made: 0,
+            own_landed: 0,
+            made: 0,
+            released: 0,
+            replaced: 0,
+            expired_unused: 0,
+            dropped: 0,
+        }
+    }
+
+    /// What `live` reservations predict: each weighs the share of own
+    /// reservations that came true, once 64 were made, rounded to nearest,
+    /// never below 1/16.
+    fn weigh(&self, live: u32) -> u32 {
+        if self.own_made < 64 {
+            return live;
+        }
+        let landed = u128::from(self.own_landed.clamp(self.own_made / 16, self.own_made));
+        let made = u128::from(self.own_made);
+        // floor(live * landed / made + 1/2)
+        let rounded = (2 * u128::from(live) * landed + made) / (2 * made);
+        u32::try_from(rounded).unwrap_or(u32::MAX)
+    }
+
+    /// Connection `conn` closed: its reservation goes.
+    pub(super) fn closed(&mut self, conn: ConnectionId) {
+        if let Some(pos) = self.held.iter().position(|r| r.conn == conn) {
+            self.held.remove(pos);
+            self.released += 1;
+        }
+    }
     /// Reservations held, live or not yet purged.
     pub(super) fn held(&self) -> usize {
         self.held.len()
@@ -116,6 +161,7 @@ impl HerdModel {
     /// (after the expired ones are purged) came true and teaches the landing time.
     pub(super) fn admitted(&mut self, own: InstanceId, now: Instant, ttl: Duration) {
         // Expired ones never came true: they go (counted) before the oldest live one is consumed.
+        self.own_landed += 1;
         self.purge(Some(own), now, ttl);
         if let Some(pos) = self.held.iter().position(|r| r.member == own) {
             let took = now.saturating_duration_since(self.held.remove(pos).made_at);
@@ -138,6 +184,13 @@ impl HerdModel {
                 return;
             }
         }
+        if member == self.own {
+            self.own_made += 1;
+            if self.own_made == 2_048 {
+                self.own_made /= 2;
+                self.own_landed /= 2;
+            }
+        }
         self.held.push(Reservation { member, conn, made_at: now });
         self.made += 1;
     }
@@ -157,7 +210,8 @@ pub(super) fn predicted(
         .map(|&(id, c)| {
             let mut p = c;
             if herd_control {
-                p.workload.connected = p.workload.connected.saturating_add(herd.live(id, now, ttl));
+                p.workload.connected =
+                    p.workload.connected.saturating_add(herd.weigh(herd.live(id, now, ttl)));
             }
             p
         })

@@ -47,6 +47,7 @@ impl World {
                     self.pending.retain(|r| !waiting.get(r).is_some_and(|w| w.conn == conn));
                     self.expect.abandoned_handshakes += (before - self.pending.len()) as u64;
                     waiting.retain(|_, w| w.conn != conn);
+                    self.herd.closed(conn);
                     self.event(Event::ConnectionClosed { conn });
                 }
             }

@@ -50,7 +50,7 @@ impl World {
             sessions: BTreeMap::new(),
             ended: BTreeSet::new(),
             session_expect: None,
-            herd: HerdModel::default(),
+            herd: HerdModel::new(self_id),
             expect: InstanceStats::default(),
             next_conn: 0,
             next_request: 0,
