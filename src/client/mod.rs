@@ -332,12 +332,17 @@ impl Connector {
     fn enter(&mut self, next: Stage) {
         match mem::replace(&mut self.stage, next) {
             Stage::Handshaking(walk) => self.spare.keep_walk(walk),
-            Stage::Connecting(targets) => {
-                self.actions.push_back(Action::Close { attempt: targets.handshake });
-                self.spare.keep_targets(targets);
-            }
+            Stage::Connecting(targets) => self.leave_walk(targets),
             _ => {}
         }
+    }
+
+    /// Phase 3 is over: the transport of the handshake it followed closes
+    /// (the attempt itself ended when its reply won), and the walk's buffers
+    /// are kept.
+    fn leave_walk(&mut self, walk: TargetWalk) {
+        self.actions.push_back(Action::Close { attempt: walk.handshake });
+        self.spare.keep_targets(walk);
     }
 
     /// The one place an attempt ends: its outcome goes into the log and,
@@ -443,8 +448,7 @@ impl Connector {
                 if let Some(attempt) = targets.attempt.take() {
                     self.finish(attempt, AttemptOutcome::Cancelled, now);
                 }
-                self.actions.push_back(Action::Close { attempt: targets.handshake });
-                self.spare.keep_targets(targets);
+                self.leave_walk(targets);
             }
             Stage::Backoff => {}
             done @ (Stage::Connected(_) | Stage::Closed | Stage::Failed) => {
