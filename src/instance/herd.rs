@@ -59,6 +59,10 @@ pub(super) struct Herd {
     /// counts decay (halve) together, so this is a recent ratio.
     own_reserved: u32,
     own_landed: u32,
+    /// The share every reservation weighs in the current round, as
+    /// `(landed, reserved)`: read once when a round finishes, so the replies
+    /// of one round rank on one scale (only the head moves between them).
+    weight: (u32, u32),
 }
 
 /// Below this many own reservations the landing ratio is not trusted: every
@@ -83,6 +87,7 @@ impl Herd {
             own,
             own_reserved: 0,
             own_landed: 0,
+            weight: (1, 1),
         }
     }
 
@@ -94,13 +99,19 @@ impl Herd {
     /// with predictions equally, and real clients land wherever the flood
     /// left a gap, which is no better than chance.
     pub(super) fn predicted_sessions(&self, live: u32) -> u32 {
-        if self.own_reserved < MIN_RATIO_SAMPLES {
-            return live;
-        }
-        let landed = u64::from(self.own_landed.max(self.own_reserved / MAX_DISCOUNT).min(self.own_reserved));
-        let reserved = u64::from(self.own_reserved);
+        let (landed, reserved) = (u64::from(self.weight.0), u64::from(self.weight.1));
         let predicted = (u64::from(live) * landed + reserved / 2) / reserved;
         u32::try_from(predicted).unwrap_or(u32::MAX)
+    }
+
+    /// Reads the share reservations weigh for the round finishing now.
+    pub(super) fn fix_weight(&mut self) {
+        self.weight = if self.own_reserved < MIN_RATIO_SAMPLES {
+            (1, 1)
+        } else {
+            let landed = self.own_landed.max(self.own_reserved / MAX_DISCOUNT).min(self.own_reserved);
+            (landed, self.own_reserved)
+        };
     }
 
     /// Live reservations (expired ones may linger until the next ranking).

@@ -307,6 +307,7 @@ impl Instance {
         ranking.predicted.clear();
         ranking.predicted.extend_from_slice(&ranking.reported);
         if herd {
+            self.herd.fix_weight();
             for i in 0..ranking.sources.len() {
                 self.predict(&mut ranking, i, now);
             }

@@ -44,6 +44,8 @@ pub(super) struct HerdModel {
     own: InstanceId,
     own_made: u32,
     own_landed: u32,
+    /// `(own_made, own_landed)` as they were when the current round finished.
+    at_round: (u32, u32),
     pub(super) made: u64,
     pub(super) released: u64,
     pub(super) replaced: u64,
@@ -62,6 +64,7 @@ impl HerdModel {
             own,
             own_made: 0,
             own_landed: 0,
+            at_round: (0, 0),
             made: 0,
             released: 0,
             replaced: 0,
@@ -71,14 +74,15 @@ impl HerdModel {
     }
 
     /// What `live` reservations predict: each weighs the share of own
-    /// reservations that came true, once 64 were made, rounded to nearest,
-    /// never below 1/16.
+    /// reservations that came true as the round finished, once 64 were made,
+    /// rounded to nearest, never below 1/16.
     fn weigh(&self, live: u32) -> u32 {
-        if self.own_made < 64 {
+        let (own_made, own_landed) = self.at_round;
+        if own_made < 64 {
             return live;
         }
-        let landed = u128::from(self.own_landed.clamp(self.own_made / 16, self.own_made));
-        let made = u128::from(self.own_made);
+        let landed = u128::from(own_landed.clamp(own_made / 16, own_made));
+        let made = u128::from(own_made);
         // floor(live * landed / made + 1/2)
         let rounded = (2 * u128::from(live) * landed + made) / (2 * made);
         u32::try_from(rounded).unwrap_or(u32::MAX)
@@ -120,6 +124,7 @@ impl HerdModel {
         ttl: Duration,
         max_members: usize,
     ) {
+        self.at_round = (self.own_made, self.own_landed);
         for &id in candidates {
             self.purge(Some(id), now, ttl);
         }
