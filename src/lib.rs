@@ -108,7 +108,7 @@ pub mod wire;
 pub mod workload;
 
 pub use client::{AttemptId, ConnectError, Connector};
-pub use config::{ClientConfig, ConfigError, InstanceConfig, RetryPolicy};
+pub use config::{ClientConfig, ConfigError, FanOut, InstanceConfig, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, DEFAULT_PORT};
 pub use error::{UnexpectedMessage, UsageError};
 pub use instance::{ConnectionId, Instance, InstanceStats};
