@@ -198,41 +198,65 @@ fn the_k_best_are_chosen_by_predicted_figures_so_a_burst_spreads() {
     assert_eq!(distinct.len(), 6, "six arrivals, six members: {heads:?} (asked {asked_all:?})");
 }
 
-#[test]
-fn a_new_snapshot_covers_reservations_on_members_nobody_asks() {
-    // k = 1 over 20 equal members: a burst of 4 reserves 4 members, of which
-    // only one is asked live in the next round.
-    let rows = |connected: u32, age: Duration| -> Vec<MemberRecord> {
-        (2..=21)
-            .map(|id| MemberRecord { heartbeat_age: age, ..member(id, Role::Serving, connected, 10) })
-            .collect()
-    };
-    let mut h = balancer(FanOut::bounded(1));
-    h.event(Event::HandshakeRequest { conn: ConnectionId(1), request: handshake(1, 1) });
-    let q = h.expect_registry_query();
-    for r in 2..=4 {
+/// Instance #1 (Serving) learns how long its clients take to land (one
+/// reserved session of its own, 10 ms), stops taking sessions, and answers a
+/// burst of 4 whose reservations go to peers; k = 1 over 20 equal peers.
+/// Returns the harness 1.1 s later, the snapshot due again.
+fn four_reservations_on_peers() -> Harness {
+    let rows: Vec<MemberRecord> = (2..=21).map(|id| member(id, Role::Serving, 50, 100)).collect();
+    let mut c = config(1, Role::Serving, 1000);
+    c.fan_out = FanOut::bounded(1);
+    let mut h = Harness::new(c);
+    h.expect_heartbeat();
+    let asked = round(&mut h, 1, Some(rows));
+    h.event(Event::WorkloadReport { report: report(asked[0].0, asked[0].1, 50, 100) });
+    assert_eq!(ids(&h.expect_ranked(1, 1))[0], 1, "itself at 0/1000 first");
+    h.now += Duration::from_millis(10);
+    h.accepted(1, 2);
+    h.event(Event::SetMaxSessions(1));
+    h.expect_heartbeat();
+    for r in 2..=5u64 {
         h.event(Event::HandshakeRequest { conn: ConnectionId(r), request: handshake(r, r) });
     }
-    h.event(Event::RegistrySnapshot { query_id: q, members: rows(0, SEC) });
     let (query_id, peer) = match h.next() {
         Action::QueryPeer { query_id, peer, .. } => (query_id, peer),
         other => panic!("expected one peer query, got {other:?}"),
     };
     h.expect_idle();
-    h.event(Event::WorkloadReport { report: report(query_id, peer.0, 0, 10) });
-    let mut heads = Vec::new();
-    for r in 1..=4 {
-        heads.push(h.expect_ranked(r, r).entries[0].id.0);
+    h.event(Event::WorkloadReport { report: report(query_id, peer.0, 50, 100) });
+    for r in 2..=5u64 {
+        assert_ne!(ids(&h.expect_ranked(r, r))[0], 1);
     }
     assert_eq!(h.inst.reservations(), 4);
-    // 2 s later (reservations live 5 s) every member heartbeat 500 ms ago
-    // with one more session: those sessions landed after the reservations
-    // were made, on members asked live or not.
-    h.advance(2 * SEC);
-    while h.queue.pop_front().is_some() {}
-    let asked = round(&mut h, 200, Some(rows(1, Duration::from_millis(500))));
-    assert_eq!(asked.len(), 1);
-    assert_eq!(h.inst.reservations(), 0, "heads were {heads:?}");
+    h.advance(Duration::from_millis(1100));
+    h
+}
+
+#[test]
+fn a_new_snapshot_covers_reservations_whose_clients_had_time_to_land_before_the_heartbeat() {
+    // Heartbeats 500 ms old were measured long after the reservations (ample
+    // time to land: 3 x 10 ms): covered, on members asked live or not.
+    let mut h = four_reservations_on_peers();
+    let rows: Vec<MemberRecord> = (2..=21)
+        .map(|id| MemberRecord {
+            heartbeat_age: Duration::from_millis(500),
+            ..member(id, Role::Serving, 51, 100)
+        })
+        .collect();
+    round(&mut h, 6, Some(rows));
+    assert_eq!(h.inst.reservations(), 0);
+
+    // Heartbeats older than the reservations cannot show their sessions,
+    // even though `connected` rose (other balancers' clients): kept.
+    let mut h = four_reservations_on_peers();
+    let rows: Vec<MemberRecord> = (2..=21)
+        .map(|id| MemberRecord {
+            heartbeat_age: Duration::from_millis(1150),
+            ..member(id, Role::Serving, 60, 100)
+        })
+        .collect();
+    round(&mut h, 6, Some(rows));
+    assert_eq!(h.inst.reservations(), 4);
 }
 
 proptest! {
