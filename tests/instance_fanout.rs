@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use aos_cluster::config::FanOut;
+use aos_cluster::config::{FanOut, DEFAULT_FULL_FAN_OUT_UP_TO};
 use aos_cluster::instance::{Action, ConnectionId, Event};
 use aos_cluster::registry::MemberRecord;
 use aos_cluster::wire::{QueryId, RankedList};
@@ -136,14 +136,16 @@ fn a_silent_or_unreachable_asked_member_is_left_out_the_unasked_stay() {
 
 #[test]
 fn at_or_below_the_threshold_and_with_full_every_active_peer_is_asked() {
-    // 16 peers with the default threshold of 16: the seed's full fan-out.
-    let sixteen: Vec<MemberRecord> = fifty().into_iter().take(16).collect();
+    // As many peers as the default threshold: the seed's full fan-out.
+    let up_to = DEFAULT_FULL_FAN_OUT_UP_TO;
+    let at_threshold: Vec<MemberRecord> = fifty().into_iter().take(up_to).collect();
     let mut h = balancer(FanOut::default());
-    assert_eq!(peers(&round(&mut h, 1, Some(sixteen))), (2..=17).collect::<Vec<_>>());
+    let all: Vec<u32> = (2..).take(up_to).collect();
+    assert_eq!(peers(&round(&mut h, 1, Some(at_threshold))), all);
     // One more makes it bounded: 8 best + the 3 stale.
-    let seventeen: Vec<MemberRecord> = fifty().into_iter().take(17).collect();
+    let one_more: Vec<MemberRecord> = fifty().into_iter().take(up_to + 1).collect();
     let mut h = balancer(FanOut::default());
-    assert_eq!(round(&mut h, 1, Some(seventeen)).len(), 11);
+    assert_eq!(round(&mut h, 1, Some(one_more)).len(), 11);
     // FULL asks all 49, a threshold of 0 bounds even a cluster of two.
     let mut h = balancer(FanOut::FULL);
     assert_eq!(peers(&round(&mut h, 1, Some(fifty()))), (2..=50).collect::<Vec<_>>());
@@ -268,10 +270,10 @@ proptest! {
     fn bounded_rounds_ask_at_most_k_plus_stale_and_drop_nobody(
         rows in prop::collection::vec(
             (0u32..12, 1u32..12, prop::bool::weighted(0.9), 0u64..16, prop::bool::weighted(0.9)),
-            17..70,
+            20..90,
         ),
         live in 1usize..12,
-        answers in prop::collection::vec(0u32..12, 70),
+        answers in prop::collection::vec(0u32..12, 90),
     ) {
         let members: Vec<MemberRecord> = rows
             .iter()
