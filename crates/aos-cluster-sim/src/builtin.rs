@@ -18,6 +18,15 @@ pub const BUILTIN: [&str; 8] =
 /// clients' arrival rate.
 pub const FLOOD_FACTORS: [u32; 3] = [1, 3, 10];
 
+/// The cluster sizes of the `scale` family (issue 13): `login-storm-N`,
+/// `crash-N` and `join-N` for each. Not in [`BUILTIN`] (so `simulate all` and
+/// the every-built-in test stay at 8 instances); `simulate scale` runs them.
+pub const SCALE_SIZES: [u32; 3] = [100, 1000, 5000];
+
+/// Clients per instance in a scaled login storm: `login-storm`'s 1 000
+/// clients over 8 instances.
+pub const STORM_CLIENTS_PER_INSTANCE: u32 = 125;
+
 impl Scenario {
     /// The built-in family `name` (several variants for `dead-seeds` and
     /// `handshake-flood`), or `None`.
@@ -39,7 +48,11 @@ impl Scenario {
             "join" => vec![Scenario::join()],
             "drain" => vec![Scenario::drain()],
             "handshake-flood" => FLOOD_FACTORS.iter().map(|&f| Scenario::handshake_flood(f)).collect(),
-            _ => return None,
+            "scale" => SCALE_SIZES
+                .iter()
+                .flat_map(|&n| [Scenario::login_storm_scaled(n), Scenario::crash_at(n), Scenario::join_at(n)])
+                .collect(),
+            other => return Scenario::scaled(other).map(|s| vec![s]),
         })
     }
 
@@ -129,56 +142,134 @@ impl Scenario {
         s
     }
 
+    /// One scenario of the `scale` family by name (`login-storm-1000`,
+    /// `crash-100`, `join-5000`, ... for the sizes in [`SCALE_SIZES`]).
+    fn scaled(name: &str) -> Option<Scenario> {
+        let (family, size) = name.rsplit_once('-')?;
+        let n: u32 = size.parse().ok()?;
+        if !SCALE_SIZES.contains(&n) {
+            return None;
+        }
+        match family {
+            "login-storm" => Some(Scenario::login_storm_scaled(n)),
+            "crash" => Some(Scenario::crash_at(n)),
+            "join" => Some(Scenario::join_at(n)),
+            _ => None,
+        }
+    }
+
+    /// `login-storm` at `instances` instances with proportionally more
+    /// clients ([`STORM_CLIENTS_PER_INSTANCE`] each, all within 1 s), named
+    /// `login-storm-N`. The instances keep their size (250 sessions: the storm
+    /// fills half), and the registry keeps every member (`limits.max_members`
+    /// raised to the cluster's size where the default 4 096 would cut it).
+    pub fn login_storm_scaled(instances: u32) -> Self {
+        let mut s = Scenario::login_storm(instances, instances * STORM_CLIENTS_PER_INSTANCE);
+        s.name = format!("login-storm-{instances}");
+        s.description = format!(
+            "{} clients log in within 1 s to {instances} equal instances of 250, 5 s stale snapshots",
+            instances * STORM_CLIENTS_PER_INSTANCE
+        );
+        s.fit_members();
+        s
+    }
+
+    /// Keeps every member of the cluster in the instances' snapshots.
+    fn fit_members(&mut self) {
+        let n = self.instance_count() as usize;
+        let limits = &mut self.instance.limits;
+        limits.max_members = limits.max_members.max(n);
+    }
+
     /// Eight instances hold 200 sessions each; one crashes and its clients
     /// come back within 500 ms.
     pub fn crash() -> Self {
+        Scenario::crash_at(8)
+    }
+
+    /// `crash` at `n` instances: `n` x 250 holding 200 sessions each (the
+    /// clients arrive evenly over 16 s, unmeasured); at 20 s one instance in
+    /// eight crashes (indices 0, 8, 16, ...: at 8 instances, instance 0 alone,
+    /// the built-in `crash`) and its clients return within 500 ms, measured.
+    pub fn crash_at(n: u32) -> Self {
+        let crashed: Vec<u32> = (0..n).step_by(8).collect();
         let mut s = Scenario::base(
-            "crash".into(),
-            "8 x 250, 200 sessions each; instance 0 crashes at 20 s, its clients return within 500 ms",
-            vec![InstanceGroup::serving(8, 250)],
+            if n == 8 { "crash".into() } else { format!("crash-{n}") },
+            &format!(
+                "{n} x 250, 200 sessions each; {} instance(s) (every eighth) crash at 20 s, their clients \
+                 return within 500 ms",
+                crashed.len()
+            ),
+            vec![InstanceGroup::serving(n, 250)],
             vec![ArrivalGroup {
                 start: Duration::from_millis(200),
-                process: Process::Even { count: 1600, within: Duration::from_secs(16) },
+                process: Process::Even { count: 200 * n, within: Duration::from_secs(16) },
                 session: SessionLength::Forever,
                 measured: false,
             }],
         );
-        s.faults.push(Fault {
-            at: Duration::from_secs(20),
-            instance: 0,
-            kind: FaultKind::Crash {
-                host_down: false,
-                clients_return: true,
-                return_within: default_return_window(),
-                measure_returns: true,
-            },
-        });
+        for instance in crashed {
+            s.faults.push(Fault {
+                at: Duration::from_secs(20),
+                instance,
+                kind: FaultKind::Crash {
+                    host_down: false,
+                    clients_return: true,
+                    return_within: default_return_window(),
+                    measure_returns: true,
+                },
+            });
+        }
+        s.fit_members();
         s
     }
 
     /// An empty instance joins a cluster at 70 % while clients keep arriving.
     pub fn join() -> Self {
-        let mut instances = vec![InstanceGroup::serving(8, 250)];
-        instances.push(InstanceGroup { start_at: Duration::from_secs(15), ..InstanceGroup::serving(1, 250) });
-        Scenario::base(
-            "join".into(),
-            "8 x 250 at 70 %; an empty ninth joins at 15 s; 200 clients arrive at 100/s from 16 s",
+        Scenario::join_at(8)
+    }
+
+    /// `join` at `n` instances: `n` x 250 at 70 % (175 sessions each, arrived
+    /// evenly over 14 s, unmeasured); `n / 8` empty instances (at least one)
+    /// join at 15 s; from 16 s, 25 measured clients per base instance arrive
+    /// at 12.5 per base instance per second (at 8: 200 clients at 100/s).
+    pub fn join_at(n: u32) -> Self {
+        let joiners = (n / 8).max(1);
+        let mut instances = vec![InstanceGroup::serving(n, 250)];
+        instances.push(InstanceGroup {
+            start_at: Duration::from_secs(15),
+            ..InstanceGroup::serving(joiners, 250)
+        });
+        let measured = 25 * n;
+        let rate = f64::from(measured) / 2.0;
+        let mut s = Scenario::base(
+            if n == 8 { "join".into() } else { format!("join-{n}") },
+            &if n == 8 {
+                "8 x 250 at 70 %; an empty ninth joins at 15 s; 200 clients arrive at 100/s from 16 s".into()
+            } else {
+                format!(
+                    "{n} x 250 at 70 %; {joiners} empty instances join at 15 s; {measured} clients arrive \
+                     at {rate}/s from 16 s"
+                )
+            },
             instances,
             vec![
                 ArrivalGroup {
                     start: Duration::from_millis(200),
-                    process: Process::Even { count: 1400, within: Duration::from_secs(14) },
+                    process: Process::Even { count: 175 * n, within: Duration::from_secs(14) },
                     session: SessionLength::Forever,
                     measured: false,
                 },
                 ArrivalGroup {
                     start: Duration::from_secs(16),
-                    process: Process::Poisson { count: 200, rate_per_sec: 100.0 },
+                    process: Process::Poisson { count: measured, rate_per_sec: rate },
                     session: SessionLength::Forever,
                     measured: true,
                 },
             ],
-        )
+        );
+        s.fit_members();
+        s
     }
 
     /// One instance of a busy cluster drains while sessions come and go.

@@ -72,7 +72,7 @@ mod world;
 use std::time::{Duration, Instant};
 
 pub use arrivals::Flood;
-pub use builtin::{BUILTIN, FLOOD_FACTORS};
+pub use builtin::{BUILTIN, FLOOD_FACTORS, SCALE_SIZES};
 pub use metrics::{ClientOutcome, ClientRecord, RunMetrics, Stat, Summary};
 pub use scenario::{Fault, FaultKind, InstanceGroup, RunLimits, Scenario, Seed};
 pub use strategy::Strategy;

@@ -43,6 +43,7 @@ impl Simulation {
                     max_sessions: group.max_sessions,
                     accepting: group.accepting,
                     herd_control: strategy.herd_control(),
+                    fan_out: strategy.fan_out(),
                     ..scenario.instance.clone()
                 };
                 config.validate().map_err(|e| SimError::Config(format!("instance {index}: {e}")))?;
@@ -59,6 +60,7 @@ impl Simulation {
                     slow_peers: Duration::ZERO,
                     over_capacity: false,
                     returns: None,
+                    holders: Vec::new(),
                 });
             }
         }
@@ -181,6 +183,7 @@ impl Simulation {
                     deadline: None,
                     attempts: Vec::new(),
                     session: None,
+                    holder_slot: usize::MAX,
                     group: g,
                     rng: Rng::new(derive(self.seed, CLIENT_LIST + u64::from(client))),
                     baseline_attempts: 0,
