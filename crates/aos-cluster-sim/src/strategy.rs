@@ -19,6 +19,10 @@ use aos_cluster::wire::RankedEntry;
 /// Members asked live per round by [`Strategy::Bounded`] (the contract's k).
 pub const BOUNDED_LIVE: usize = 8;
 
+/// The largest cluster the full-fan-out strategies (`ax-plain`, `full`,
+/// `random`, `p2c`) run on; see [`Strategy::skip_reason`].
+pub const FULL_FAN_OUT_MAX_INSTANCES: u32 = 1000;
+
 /// How clients pick among the instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -91,6 +95,23 @@ impl Strategy {
     /// Whether the client transforms the ranked list at all.
     pub fn transforms(self) -> bool {
         matches!(self, Strategy::Random | Strategy::P2c)
+    }
+
+    /// Why this strategy is not run on `scenario`, if it is not: a full
+    /// fan-out above [`FULL_FAN_OUT_MAX_INSTANCES`] instances, where every
+    /// query round asks every other instance and a storm costs n^2 peer
+    /// queries (measured at 1 000 instances: see the crate's README).
+    pub fn skip_reason(self, scenario: &crate::Scenario) -> Option<String> {
+        let n = scenario.instance_count();
+        (self.is_full_fan_out() && n > FULL_FAN_OUT_MAX_INSTANCES).then(|| {
+            format!(
+                "{}: skipped on {} ({n} instances): full fan-out asks all {} peers every round, \
+                 infeasible above {FULL_FAN_OUT_MAX_INSTANCES} instances",
+                self.name(),
+                scenario.name,
+                n - 1
+            )
+        })
     }
 
     /// The client-side transform of a ranked list (identity for the protocol strategies).

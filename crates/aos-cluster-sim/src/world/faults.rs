@@ -13,7 +13,10 @@ impl Simulation {
         match fault.kind {
             FaultKind::Crash { host_down, clients_return, return_within, measure_returns } => {
                 let s = &mut self.instances[inst as usize];
-                s.machine = None;
+                if let Some(machine) = s.machine.take() {
+                    self.retired_queries.0 += machine.stats().peer_queries;
+                    self.retired_queries.1 += machine.stats().rounds;
+                }
                 s.deadline = None;
                 s.life += 1;
                 s.host_down = host_down;

@@ -134,6 +134,8 @@ impl Simulation {
             pending_starts: 0,
             pending_measured: 0,
             admitted_while_draining: 0,
+            retired_queries: (0, 0),
+            max_round_queries: 0,
             loads: None,
             stop_scheduled: false,
             steps: 0,
