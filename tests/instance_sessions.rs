@@ -246,7 +246,10 @@ fn a_long_list_of_long_host_names_is_cut_to_one_decodable_frame() {
         let name = format!("{label}.{label}.{label}.{}", "h".repeat(253 - 3 * 64));
         Endpoint::new(&name, 2712).expect("a 253-byte host name is valid")
     };
-    let mut h = Harness::new(config(1, Role::Serving, 10));
+    // Every member asked live (the seed's full fan-out), so all 1 023 are listed.
+    let mut c = config(1, Role::Serving, 10);
+    c.fan_out = aos_cluster::FanOut::FULL;
+    let mut h = Harness::new(c);
     h.expect_heartbeat();
     let mut members: Vec<_> = (2..=1024).map(|id| member(id, Role::Serving, 0, 10)).collect();
     for m in &mut members {

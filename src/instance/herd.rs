@@ -198,6 +198,12 @@ impl Herd {
         self.last_headed.insert(member, self.headed_replies);
     }
 
+    /// When `member` last headed a reply, as a count of replies (0: never).
+    /// The key [`least_recently_headed_first`](Self::least_recently_headed_first) sorts by.
+    pub(super) fn last_headed(&self, member: InstanceId) -> u64 {
+        self.last_headed.get(&member).copied().unwrap_or(0)
+    }
+
     /// Forgets members that left (`current`, sorted by id) once the record
     /// outgrows `max_members`.
     pub(super) fn forget_departed(&mut self, current: &[(InstanceId, impl Copy)], max_members: usize) {

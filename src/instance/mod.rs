@@ -66,7 +66,10 @@
 
 mod admission;
 mod event;
+mod fanout;
 mod herd;
+mod reply;
+mod rerank;
 mod round;
 
 use std::collections::VecDeque;
@@ -76,8 +79,10 @@ use std::time::Instant;
 pub use self::event::{Action, ConnectionId, Event, InstanceStats};
 
 use self::admission::Sessions;
+use self::fanout::FanOutState;
 use self::herd::Herd;
-use self::round::{CachedMember, PendingHandshake, Ranking, Round, Snapshot};
+use self::reply::Ranking;
+use self::round::{CachedMember, PendingHandshake, Round, Snapshot};
 use crate::config::{ConfigError, InstanceConfig};
 use crate::endpoint::Endpoint;
 use crate::error::UsageError;
@@ -128,6 +133,7 @@ pub struct Instance {
     round: Option<Round>,
     pending: Vec<PendingHandshake>,
     herd: Herd,
+    fan_out: FanOutState,
     ranking: Ranking,
     timers: TimerTable<3>,
     actions: VecDeque<Action>,
@@ -158,6 +164,7 @@ impl Instance {
             round: None,
             pending: Vec::new(),
             herd: Herd::default(),
+            fan_out: FanOutState::default(),
             ranking: Ranking::default(),
             timers: TimerTable::default(),
             actions: VecDeque::new(),
@@ -254,6 +261,7 @@ impl Instance {
             + snapshot
             + self.round.as_ref().map_or(0, Round::heap_bytes)
             + self.herd.heap_bytes()
+            + self.fan_out.heap_bytes()
             + self.sessions.heap_bytes()
             + self.ranking.heap_bytes()
             + self.pending.capacity() * size_of::<PendingHandshake>()

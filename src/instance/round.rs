@@ -1,10 +1,11 @@
 //! Phase 2 (SPEC 2.2-2.7): the query round. A load-balanced handshake joins
 //! the round in flight or starts one; a round reads the registry (unless the
-//! cached snapshot is younger than `snapshot_ttl`), asks every active
-//! `Serving` peer for its live workload, and ends when every peer answered or
-//! was declared unreachable, or `peer_timeout` after the queries went out.
-//! Then every waiting handshake gets its ranked list, in arrival order, each
-//! with its own salt.
+//! cached snapshot is younger than `snapshot_ttl`), asks the active `Serving`
+//! peers for their live workload (every one, or a bounded few: `fanout.rs`),
+//! and ends when every peer asked answered or was declared unreachable, or
+//! `peer_timeout` after the queries went out. Then every waiting handshake
+//! gets its ranked list, in arrival order, each with its own salt
+//! (`rerank.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -12,30 +13,32 @@ use super::event::{Action, ConnectionId};
 use super::{Instance, Timer};
 use crate::endpoint::Endpoint;
 use crate::registry::MemberRecord;
-use crate::wire::{
-    entries_that_fit, HandshakeOutcome, HandshakeRequest, Limits, QueryId, RankedEntry, RankedList,
-    RefuseReason, WorkloadQuery, WorkloadReport,
-};
-use crate::workload::{rank_into, Candidate, InstanceId, Role};
+use crate::wire::{HandshakeOutcome, HandshakeRequest, QueryId, RefuseReason, WorkloadQuery, WorkloadReport};
+use crate::workload::{Candidate, InstanceId, Role};
 
 /// A registry row worth querying: `Serving`, not this instance, active when
 /// received.
 #[derive(Debug, Clone)]
 pub(super) struct CachedMember {
-    id: InstanceId,
+    pub(super) id: InstanceId,
     pub(super) endpoint: Endpoint,
-    heartbeat_age: Duration,
+    pub(super) heartbeat_age: Duration,
+    /// Its figures as of its last heartbeat (role `Serving`).
+    pub(super) figures: Candidate,
 }
 
 #[derive(Debug)]
 pub(super) struct Snapshot {
-    received_at: Instant,
+    pub(super) received_at: Instant,
     /// Sorted by id, one row per id.
     pub(super) members: Vec<CachedMember>,
+    /// Whether herd control has taken the rows' figures as reports yet
+    /// (bounded rounds only, once per snapshot).
+    pub(super) covered: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
-enum PeerState {
+pub(super) enum PeerState {
     Waiting,
     Answered(Candidate),
     Unreachable,
@@ -45,8 +48,8 @@ enum PeerState {
 pub(super) struct PeerSlot {
     /// Index into the snapshot's members; the snapshot cannot change while
     /// peer queries are out (only a registry answer replaces it).
-    member: usize,
-    state: PeerState,
+    pub(super) member: usize,
+    pub(super) state: PeerState,
 }
 
 /// Where a round is.
@@ -61,13 +64,19 @@ pub(super) enum Round {
         asked_at: Instant,
         peers: Vec<PeerSlot>,
         outstanding: usize,
+        /// Members not asked, ranked on their registry figures (indices
+        /// into the snapshot's members, ascending); empty in a full round.
+        unasked: Vec<usize>,
     },
 }
 
 impl Round {
     pub(super) fn heap_bytes(&self) -> usize {
         match self {
-            Round::Peers { peers, .. } => peers.capacity() * std::mem::size_of::<PeerSlot>(),
+            Round::Peers { peers, unasked, .. } => {
+                peers.capacity() * std::mem::size_of::<PeerSlot>()
+                    + unasked.capacity() * std::mem::size_of::<usize>()
+            }
             Round::Registry { .. } => 0,
         }
     }
@@ -76,8 +85,8 @@ impl Round {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PendingHandshake {
     pub(super) conn: ConnectionId,
-    request_id: u64,
-    salt: u64,
+    pub(super) request_id: u64,
+    pub(super) salt: u64,
 }
 
 /// Where a ranking candidate comes from.
@@ -141,7 +150,12 @@ impl Instance {
         let mut kept: Vec<CachedMember> = members
             .into_iter()
             .filter(|m| m.role == Role::Serving && m.id != own_id && m.heartbeat_age < ttl)
-            .map(|m| CachedMember { id: m.id, endpoint: m.endpoint, heartbeat_age: m.heartbeat_age })
+            .map(|m| CachedMember {
+                id: m.id,
+                endpoint: m.endpoint,
+                heartbeat_age: m.heartbeat_age,
+                figures: Candidate { role: m.role, accepting: m.accepting, workload: m.workload },
+            })
             .collect();
         // Freshest row first within an id, so dedup keeps it.
         kept.sort_by(|a, b| a.id.cmp(&b.id).then(a.heartbeat_age.cmp(&b.heartbeat_age)));
@@ -151,7 +165,7 @@ impl Instance {
             self.stats.members_dropped += (kept.len() - cap) as u64;
             kept.truncate(cap);
         }
-        self.snapshot = Some(Snapshot { received_at: now, members: kept });
+        self.snapshot = Some(Snapshot { received_at: now, members: kept, covered: false });
         self.query_peers(now, false);
     }
 
@@ -171,15 +185,22 @@ impl Instance {
 
     fn query_peers(&mut self, now: Instant, stale: bool) {
         let ttl = self.config.member_ttl;
-        let mut peers = Vec::new();
+        let mut active = Vec::new();
         if let Some(snapshot) = &self.snapshot {
             let since = now.saturating_duration_since(snapshot.received_at);
             for (i, m) in snapshot.members.iter().enumerate() {
                 if m.heartbeat_age.saturating_add(since) < ttl {
-                    peers.push(PeerSlot { member: i, state: PeerState::Waiting });
+                    active.push(i);
                 }
             }
         }
+        let (asked, unasked) = if self.config.fan_out.is_full_for(active.len()) {
+            (active, Vec::new())
+        } else {
+            self.bounded_plan(active, now)
+        };
+        let peers: Vec<PeerSlot> =
+            asked.into_iter().map(|member| PeerSlot { member, state: PeerState::Waiting }).collect();
         let first_query_id = self.next_query_ids(peers.len());
         if let Some(snapshot) = &self.snapshot {
             for (k, slot) in peers.iter().enumerate() {
@@ -195,7 +216,7 @@ impl Instance {
         }
         self.stats.peer_queries += peers.len() as u64;
         let outstanding = peers.len();
-        self.round = Some(Round::Peers { stale, first_query_id, asked_at: now, peers, outstanding });
+        self.round = Some(Round::Peers { stale, first_query_id, asked_at: now, peers, outstanding, unasked });
         if outstanding == 0 {
             self.finish_round(now);
         } else {
@@ -240,6 +261,7 @@ impl Instance {
             });
             self.stats.peer_reports += 1;
             self.herd.cover(report.id, report.workload.connected, asked_at, self.config.limits.max_members);
+            self.fan_out.covered(report.id, asked_at, self.config.limits.max_members);
         }
         self.resolve_one(now);
     }
@@ -264,176 +286,5 @@ impl Instance {
         if matches!(self.round, Some(Round::Registry { .. })) {
             self.on_registry_trouble(now);
         }
-    }
-
-    /// Answers every waiting handshake from the round's figures.
-    fn finish_round(&mut self, now: Instant) {
-        self.timers.stop(Timer::Peers);
-        self.timers.stop(Timer::Registry);
-        let (peers, stale) = match self.round.take() {
-            Some(Round::Peers { peers, stale, .. }) => (peers, stale),
-            // Not reached: rounds finish only from the peer phase; answer with self alone.
-            Some(Round::Registry { .. }) => (Vec::new(), true),
-            None => return,
-        };
-        self.stats.peer_silent +=
-            peers.iter().filter(|p| matches!(p.state, PeerState::Waiting)).count() as u64;
-
-        let mut ranking = std::mem::take(&mut self.ranking);
-        ranking.reported.clear();
-        ranking.sources.clear();
-        // Candidates ordered by id, so tie rotation by salt is deterministic.
-        let own_id = self.config.id;
-        let mut own_placed = false;
-        if let Some(snapshot) = &self.snapshot {
-            for slot in &peers {
-                if let PeerState::Answered(candidate) = slot.state {
-                    let id = snapshot.members[slot.member].id;
-                    if !own_placed && own_id < id {
-                        ranking.sources.push((own_id, Source::Own));
-                        ranking.reported.push(self.own_candidate());
-                        own_placed = true;
-                    }
-                    ranking.sources.push((id, Source::Peer(slot.member)));
-                    ranking.reported.push(candidate);
-                }
-            }
-        }
-        if !own_placed {
-            ranking.sources.push((own_id, Source::Own));
-            ranking.reported.push(self.own_candidate());
-        }
-        let herd = self.config.herd_control;
-        ranking.predicted.clear();
-        ranking.predicted.extend_from_slice(&ranking.reported);
-        if herd {
-            for i in 0..ranking.sources.len() {
-                self.predict(&mut ranking, i, now);
-            }
-            self.herd.forget_departed(&ranking.sources, self.config.limits.max_members);
-        }
-
-        let pending = std::mem::take(&mut self.pending);
-        for handshake in &pending {
-            self.rank_for(&mut ranking, handshake.salt);
-            let mut entries: Vec<RankedEntry> = ranking
-                .order
-                .iter()
-                .take(self.config.max_list_len)
-                .map(|&i| {
-                    let (id, source) = ranking.sources[i];
-                    let endpoint = match (source, &self.snapshot) {
-                        (Source::Peer(m), Some(snapshot)) => snapshot.members[m].endpoint.clone(),
-                        _ => self.config.endpoint.clone(),
-                    };
-                    // A member predicted full is listed with its reported figures.
-                    let predicted = ranking.predicted[i];
-                    let workload = if predicted.workload.is_full() {
-                        ranking.reported[i].workload
-                    } else {
-                        predicted.workload
-                    };
-                    RankedEntry { id, endpoint, workload }
-                })
-                .collect();
-            // SPEC 2.7: never more than fits in one frame the client's decoder
-            // takes with the default limits (long host names cut the list).
-            entries.truncate(entries_that_fit(&entries, &self.reply_limits()));
-            if let (true, Some(&head)) = (herd, ranking.order.first()) {
-                let head_id = ranking.sources[head].0;
-                self.herd.headed(head_id);
-                let ttl = self.config.reservation_ttl;
-                let limit = self.config.limits.max_reservations;
-                let (replaced, _) =
-                    self.herd.reserve(handshake.conn, head_id, now, ttl, limit, &mut self.stats);
-                self.predict(&mut ranking, head, now);
-                if let Some(i) = replaced.and_then(|old| ranking.index_of(old)) {
-                    self.predict(&mut ranking, i, now);
-                }
-            }
-            self.stats.ranked_replies += 1;
-            if stale {
-                self.stats.stale_replies += 1;
-            }
-            let outcome = HandshakeOutcome::Ranked(RankedList { stale, entries });
-            self.reply_handshake(handshake.conn, handshake.request_id, outcome);
-        }
-        // Reuse the buffer, but let a burst's worth of it go.
-        let mut pending = pending;
-        pending.clear();
-        pending.shrink_to(super::KEPT_CAPACITY);
-        if self.pending.is_empty() {
-            self.pending = pending;
-        }
-        self.ranking = ranking;
-    }
-
-    /// The limits a reply must fit: the wire's default frame, this
-    /// instance's list length.
-    fn reply_limits(&self) -> Limits {
-        Limits::default().with_max_list_len(self.config.max_list_len)
-    }
-
-    /// Candidate `i`'s predicted figures: reported plus live reservations.
-    fn predict(&mut self, ranking: &mut Ranking, i: usize, now: Instant) {
-        let extra = self.herd.live(ranking.sources[i].0, now, self.config.reservation_ttl, &mut self.stats);
-        let mut candidate = ranking.reported[i];
-        candidate.workload.connected = candidate.workload.connected.saturating_add(extra);
-        ranking.predicted[i] = candidate;
-    }
-
-    /// Fills `ranking.order` for one handshake: the rank of the predicted
-    /// figures (the tie rule on top with herd control), then the members
-    /// only predicted full (SPEC 2.4: listed last, never dropped), ranked by
-    /// their reported figures.
-    fn rank_for(&self, ranking: &mut Ranking, salt: u64) {
-        let Ranking { sources, reported, predicted, tail, tail_order, order } = ranking;
-        rank_into(predicted, salt, order);
-        if !self.config.herd_control {
-            return;
-        }
-        self.herd.least_recently_headed_first(predicted, sources, order);
-        let predicted_full = |i: usize| predicted[i].workload.is_full() && reported[i].is_eligible();
-        if !(0..reported.len()).any(predicted_full) {
-            return;
-        }
-        tail.clear();
-        tail.extend(reported.iter().enumerate().map(|(i, c)| Candidate {
-            // Everyone else is already placed (or out): keep them out of the tail.
-            accepting: c.accepting && predicted_full(i),
-            ..*c
-        }));
-        rank_into(tail, salt, tail_order);
-        order.extend_from_slice(tail_order);
-    }
-}
-
-/// The figures of one round's ranking, kept between rounds for their capacity.
-#[derive(Debug, Default)]
-pub(super) struct Ranking {
-    /// Who each candidate is, sorted by id.
-    sources: Vec<(InstanceId, Source)>,
-    /// Figures as reported (own: live).
-    reported: Vec<Candidate>,
-    /// Reported plus live reservations (equal to `reported` without herd control).
-    predicted: Vec<Candidate>,
-    /// Scratch for the predicted-full tail.
-    tail: Vec<Candidate>,
-    tail_order: Vec<usize>,
-    /// One reply's order: indices into the vectors above.
-    order: Vec<usize>,
-}
-
-impl Ranking {
-    fn index_of(&self, id: InstanceId) -> Option<usize> {
-        self.sources.binary_search_by_key(&id, |&(s, _)| s).ok()
-    }
-
-    pub(super) fn heap_bytes(&self) -> usize {
-        use std::mem::size_of;
-        self.sources.capacity() * size_of::<(InstanceId, Source)>()
-            + (self.reported.capacity() + self.predicted.capacity() + self.tail.capacity())
-                * size_of::<Candidate>()
-            + (self.tail_order.capacity() + self.order.capacity()) * size_of::<usize>()
     }
 }
