@@ -42,7 +42,12 @@ fn storm(c: &mut Criterion, group: &str, sizes: &[(u32, u32)], strategies: &[Str
 
 fn benches() {
     let mut criterion = Criterion::default().configure_from_args();
-    storm(&mut criterion, "sim/login-storm", &[(8, 1000), (99, 1000)], &[Strategy::AxPlain, Strategy::Default]);
+    storm(
+        &mut criterion,
+        "sim/login-storm",
+        &[(8, 1000), (99, 1000)],
+        &[Strategy::AxPlain, Strategy::Default],
+    );
     storm(&mut criterion, "sim/scale", &[(1000, 1000), (1000, 10_000)], &[Strategy::Full, Strategy::Bounded]);
 }
 criterion_main!(benches);

@@ -23,9 +23,36 @@ pub const FLOOD_FACTORS: [u32; 3] = [1, 3, 10];
 /// the every-built-in test stay at 8 instances); `simulate scale` runs them.
 pub const SCALE_SIZES: [u32; 3] = [100, 1000, 5000];
 
+/// Sizes (sessions per instance, clients per instance) are divided by this
+/// above 1 000 instances.
+fn scale_unit(n: u32) -> u32 {
+    if n > 1000 {
+        5
+    } else {
+        1
+    }
+}
+
+/// The ranked list's length in the `scale` family (`InstanceConfig::max_list_len`;
+/// the default is 1 024). A client walks the list only until an instance
+/// admits it: in every scale run so far no client went past its second entry
+/// (attempts per session 2.00, or 3.00 after a dead first seed). A full list
+/// at 1 000 instances is built, sent, de-duplicated and kept (its capacity,
+/// by the `Connector`) per handshake: 4x the run time and ~48 KB per client
+/// (5.9 GB for `login-storm-1000`), which 5 000 instances could not afford.
+/// Clients rarely go past the first entry (attempts per session 2.00 in the
+/// storms), and on `login-storm-1000`, bounded, seed 0, 16 entries gave the
+/// same balance figures as 1 000.
+pub const SCALE_LIST_LEN: usize = 64;
+
 /// Clients per instance in a scaled login storm: `login-storm`'s 1 000
-/// clients over 8 instances.
+/// clients over 8 instances (up to 1 000 instances; see
+/// [`Scenario::login_storm_scaled`] for 5 000).
 pub const STORM_CLIENTS_PER_INSTANCE: u32 = 125;
+
+/// Clients per instance in the 5 000-instance storm: 125 000 clients, as at
+/// 1 000 instances, not 625 000 (see [`Scenario::login_storm_scaled`]).
+pub const STORM_CLIENTS_PER_INSTANCE_5000: u32 = 25;
 
 impl Scenario {
     /// The built-in family `name` (several variants for `dead-seeds` and
@@ -160,25 +187,37 @@ impl Scenario {
 
     /// `login-storm` at `instances` instances with proportionally more
     /// clients ([`STORM_CLIENTS_PER_INSTANCE`] each, all within 1 s), named
-    /// `login-storm-N`. The instances keep their size (250 sessions: the storm
-    /// fills half), and the registry keeps every member (`limits.max_members`
-    /// raised to the cluster's size where the default 4 096 would cut it).
+    /// `login-storm-N`; each instance sized so the storm fills half of it
+    /// (250 sessions). Above 1 000 instances, [`STORM_CLIENTS_PER_INSTANCE_5000`]
+    /// each (instances of 50): the core ranks every member per handshake, so
+    /// a handshake at 5 000 instances costs about 5x one at 1 000, and 625 000
+    /// clients would take minutes per seed. The registry keeps every member
+    /// and lists are cut (see `fit_members`).
     pub fn login_storm_scaled(instances: u32) -> Self {
-        let mut s = Scenario::login_storm(instances, instances * STORM_CLIENTS_PER_INSTANCE);
+        let per_instance =
+            if instances > 1000 { STORM_CLIENTS_PER_INSTANCE_5000 } else { STORM_CLIENTS_PER_INSTANCE };
+        let clients = instances * per_instance;
+        let mut s = Scenario::login_storm(instances, clients);
         s.name = format!("login-storm-{instances}");
         s.description = format!(
-            "{} clients log in within 1 s to {instances} equal instances of 250, 5 s stale snapshots",
-            instances * STORM_CLIENTS_PER_INSTANCE
+            "{clients} clients log in within 1 s to {instances} equal instances of {}, 5 s stale snapshots",
+            2 * per_instance
         );
         s.fit_members();
         s
     }
 
-    /// Keeps every member of the cluster in the instances' snapshots.
+    /// Fits the instance template to a cluster of this size: every member
+    /// stays in the snapshots (`limits.max_members` raised where the default
+    /// 4 096 would cut it), and, from 100 instances, replies list the
+    /// [`SCALE_LIST_LEN`] best members rather than up to 1 024.
     fn fit_members(&mut self) {
         let n = self.instance_count() as usize;
         let limits = &mut self.instance.limits;
         limits.max_members = limits.max_members.max(n);
+        if n >= 100 {
+            self.instance.max_list_len = self.instance.max_list_len.min(SCALE_LIST_LEN);
+        }
     }
 
     /// Eight instances hold 200 sessions each; one crashes and its clients
@@ -191,19 +230,24 @@ impl Scenario {
     /// clients arrive evenly over 16 s, unmeasured); at 20 s one instance in
     /// eight crashes (indices 0, 8, 16, ...: at 8 instances, instance 0 alone,
     /// the built-in `crash`) and its clients return within 500 ms, measured.
+    /// Above 1 000 instances every size is a fifth (`n` x 50 holding 40), for
+    /// the reason of [`Scenario::login_storm_scaled`].
     pub fn crash_at(n: u32) -> Self {
+        let unit = scale_unit(n);
         let crashed: Vec<u32> = (0..n).step_by(8).collect();
         let mut s = Scenario::base(
             if n == 8 { "crash".into() } else { format!("crash-{n}") },
             &format!(
-                "{n} x 250, 200 sessions each; {} instance(s) (every eighth) crash at 20 s, their clients \
+                "{n} x {}, {} sessions each; {} instance(s) (every eighth) crash at 20 s, their clients \
                  return within 500 ms",
+                250 / unit,
+                200 / unit,
                 crashed.len()
             ),
-            vec![InstanceGroup::serving(n, 250)],
+            vec![InstanceGroup::serving(n, 250 / unit)],
             vec![ArrivalGroup {
                 start: Duration::from_millis(200),
-                process: Process::Even { count: 200 * n, within: Duration::from_secs(16) },
+                process: Process::Even { count: 200 / unit * n, within: Duration::from_secs(16) },
                 session: SessionLength::Forever,
                 measured: false,
             }],
@@ -233,14 +277,16 @@ impl Scenario {
     /// evenly over 14 s, unmeasured); `n / 8` empty instances (at least one)
     /// join at 15 s; from 16 s, 25 measured clients per base instance arrive
     /// at 12.5 per base instance per second (at 8: 200 clients at 100/s).
+    /// Above 1 000 instances every size is a fifth, as in [`Scenario::crash_at`].
     pub fn join_at(n: u32) -> Self {
+        let unit = scale_unit(n);
         let joiners = (n / 8).max(1);
-        let mut instances = vec![InstanceGroup::serving(n, 250)];
+        let mut instances = vec![InstanceGroup::serving(n, 250 / unit)];
         instances.push(InstanceGroup {
             start_at: Duration::from_secs(15),
-            ..InstanceGroup::serving(joiners, 250)
+            ..InstanceGroup::serving(joiners, 250 / unit)
         });
-        let measured = 25 * n;
+        let measured = 25 / unit * n;
         let rate = f64::from(measured) / 2.0;
         let mut s = Scenario::base(
             if n == 8 { "join".into() } else { format!("join-{n}") },
@@ -248,15 +294,16 @@ impl Scenario {
                 "8 x 250 at 70 %; an empty ninth joins at 15 s; 200 clients arrive at 100/s from 16 s".into()
             } else {
                 format!(
-                    "{n} x 250 at 70 %; {joiners} empty instances join at 15 s; {measured} clients arrive \
-                     at {rate}/s from 16 s"
+                    "{n} x {} at 70 %; {joiners} empty instances join at 15 s; {measured} clients arrive \
+                     at {rate}/s from 16 s",
+                    250 / unit
                 )
             },
             instances,
             vec![
                 ArrivalGroup {
                     start: Duration::from_millis(200),
-                    process: Process::Even { count: 175 * n, within: Duration::from_secs(14) },
+                    process: Process::Even { count: 175 / unit * n, within: Duration::from_secs(14) },
                     session: SessionLength::Forever,
                     measured: false,
                 },
