@@ -6,7 +6,8 @@
 //! - `sim/scale`: login storms at 1 000 instances, the full fan-out (`full`,
 //!   the baseline: every round asks all 999 peers) side by side with the
 //!   bounded one (`bounded`, k = 8), with 1 000 clients (two sessions per
-//!   instance) and 10 000 clients (twenty).
+//!   instance) and 10 000 clients (twenty), sized as the `scale` family
+//!   (`Scenario::fit_to_size`: lists of 64 entries).
 //!
 //! Throughput is in sessions (elements) per second; per minute is 60 times it.
 
@@ -15,13 +16,16 @@ use std::time::Instant;
 use aos_cluster_sim::{Scenario, Simulation, Strategy};
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 
-fn storm(c: &mut Criterion, group: &str, sizes: &[(u32, u32)], strategies: &[Strategy]) {
+fn storm(c: &mut Criterion, group: &str, sizes: &[(u32, u32)], strategies: &[Strategy], fit: bool) {
     #[allow(clippy::disallowed_methods)] // the simulations' epoch
     let epoch = Instant::now();
     let mut group = c.benchmark_group(group);
     group.sample_size(10);
     for &(instances, clients) in sizes {
-        let scenario = Scenario::login_storm(instances, clients);
+        let mut scenario = Scenario::login_storm(instances, clients);
+        if fit {
+            scenario.fit_to_size();
+        }
         group.throughput(Throughput::Elements(u64::from(scenario.client_count())));
         for &strategy in strategies {
             let mut seed = 0;
@@ -42,12 +46,8 @@ fn storm(c: &mut Criterion, group: &str, sizes: &[(u32, u32)], strategies: &[Str
 
 fn benches() {
     let mut criterion = Criterion::default().configure_from_args();
-    storm(
-        &mut criterion,
-        "sim/login-storm",
-        &[(8, 1000), (99, 1000)],
-        &[Strategy::AxPlain, Strategy::Default],
-    );
-    storm(&mut criterion, "sim/scale", &[(1000, 1000), (1000, 10_000)], &[Strategy::Full, Strategy::Bounded]);
+    let (plain, scale) = ([Strategy::AxPlain, Strategy::Default], [Strategy::Full, Strategy::Bounded]);
+    storm(&mut criterion, "sim/login-storm", &[(8, 1000), (99, 1000)], &plain, false);
+    storm(&mut criterion, "sim/scale", &[(1000, 1000), (1000, 10_000)], &scale, true);
 }
 criterion_main!(benches);

@@ -192,7 +192,7 @@ impl Scenario {
     /// each (instances of 50): the core ranks every member per handshake, so
     /// a handshake at 5 000 instances costs about 5x one at 1 000, and 625 000
     /// clients would take minutes per seed. The registry keeps every member
-    /// and lists are cut (see `fit_members`).
+    /// and lists are cut (see [`Scenario::fit_to_size`]).
     pub fn login_storm_scaled(instances: u32) -> Self {
         let per_instance =
             if instances > 1000 { STORM_CLIENTS_PER_INSTANCE_5000 } else { STORM_CLIENTS_PER_INSTANCE };
@@ -203,7 +203,7 @@ impl Scenario {
             "{clients} clients log in within 1 s to {instances} equal instances of {}, 5 s stale snapshots",
             2 * per_instance
         );
-        s.fit_members();
+        s.fit_to_size();
         s
     }
 
@@ -211,7 +211,7 @@ impl Scenario {
     /// stays in the snapshots (`limits.max_members` raised where the default
     /// 4 096 would cut it), and, from 100 instances, replies list the
     /// [`SCALE_LIST_LEN`] best members rather than up to 1 024.
-    fn fit_members(&mut self) {
+    pub fn fit_to_size(&mut self) {
         let n = self.instance_count() as usize;
         let limits = &mut self.instance.limits;
         limits.max_members = limits.max_members.max(n);
@@ -264,7 +264,7 @@ impl Scenario {
                 },
             });
         }
-        s.fit_members();
+        s.fit_to_size();
         s
     }
 
@@ -315,7 +315,7 @@ impl Scenario {
                 },
             ],
         );
-        s.fit_members();
+        s.fit_to_size();
         s
     }
 
