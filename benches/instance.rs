@@ -3,9 +3,14 @@
 //!
 //! - `handshake/{8,99,1000}`: one handshake answered by a full round (a warm
 //!   snapshot, one workload query and report per peer, the ranked reply),
-//!   against `rank()` of the same members.
-//! - `burst_10000/99`: 10 000 handshakes coalesced into one round, against
-//!   10 000 `rank()` calls. The queries the burst cost are printed.
+//!   against `rank()` of the same members; `instance_round_bounded`: the
+//!   same with the default bounded fan-out (8 peers asked, the rest ranked
+//!   on registry figures).
+//! - `burst_10000/{99,1000}`: 10 000 handshakes coalesced into one round,
+//!   against 10 000 `rank()` calls (what the round cost when every reply
+//!   re-ranked in full; replies now re-insert only the head). The queries
+//!   the burst cost are printed, with the bounded fan-out (issue 13) and
+//!   with `FanOut::FULL`.
 //! - memory per instance, printed against the raw snapshot it was built from.
 
 // criterion_group! generates an undocumented public function.
@@ -15,7 +20,7 @@ use std::hint::black_box;
 use std::mem::size_of;
 use std::time::{Duration, Instant};
 
-use aos_cluster::config::InstanceConfig;
+use aos_cluster::config::{FanOut, InstanceConfig};
 use aos_cluster::endpoint::Endpoint;
 use aos_cluster::instance::{Action, ConnectionId, Event, Instance};
 use aos_cluster::registry::MemberRecord;
@@ -63,7 +68,12 @@ fn request(request_id: u64) -> HandshakeRequest {
 
 /// Instance 0 of an `n`-member cluster whose snapshot stays warm.
 fn warm_instance(n: u32, now: Instant) -> Instance {
+    warm_instance_with(n, FanOut::default(), now)
+}
+
+fn warm_instance_with(n: u32, fan_out: FanOut, now: Instant) -> Instance {
     let mut config = InstanceConfig::new(InstanceId(0), endpoint(0), 1_000_000);
+    config.fan_out = fan_out;
     config.cluster = Some(CLUSTER.to_owned());
     config.snapshot_ttl = Duration::from_secs(3600);
     config.member_ttl = Duration::from_secs(7200);
@@ -134,15 +144,22 @@ fn handshakes(c: &mut Criterion) {
                 black_box(rank(black_box(&cands), salt))
             })
         });
-        let mut inst = warm_instance(n, now);
-        let mut queries = Vec::new();
-        let mut id = 1u64;
-        group.bench_with_input(BenchmarkId::new("instance_round", n), &n, |b, _| {
-            b.iter(|| {
-                id += 1;
-                black_box(one_round(&mut inst, id, &mut queries, now))
-            })
-        });
+        for (name, fan_out) in
+            [("instance_round", FanOut::FULL), ("instance_round_bounded", FanOut::default())]
+        {
+            if name != "instance_round" && fan_out.is_full_for(n as usize - 1) {
+                continue;
+            }
+            let mut inst = warm_instance_with(n, fan_out, now);
+            let mut queries = Vec::new();
+            let mut id = 1u64;
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| {
+                    id += 1;
+                    black_box(one_round(&mut inst, id, &mut queries, now))
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -152,10 +169,20 @@ const BURST: u64 = 10_000;
 fn burst(c: &mut Criterion) {
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
-    let n = 99u32;
     let mut group = c.benchmark_group("burst_10000");
     group.throughput(Throughput::Elements(BURST));
     group.sample_size(10);
+    for n in [99u32, 1000] {
+        burst_of(&mut group, n, now);
+    }
+    group.finish();
+}
+
+fn burst_of(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    n: u32,
+    now: Instant,
+) {
     let cands = candidates(n);
     group.bench_function(BenchmarkId::new("bare_rank", n), |b| {
         b.iter(|| {
@@ -206,16 +233,17 @@ fn burst(c: &mut Criterion) {
             "burst_10000/{n}: cold: {} registry query, {extra} further actions before the registry answers",
             u8::from(registry)
         );
-        let mut warm = warm_instance(n, now);
-        let (registry_queries, peer_queries) = run(&mut warm);
-        eprintln!(
-            "burst_10000/{n}: warm: {BURST} handshakes cost {registry_queries} registry queries and {peer_queries} peer queries ({} peers)",
-            n - 1
-        );
+        for (name, fan_out) in [("bounded (default)", FanOut::default()), ("full", FanOut::FULL)] {
+            let mut warm = warm_instance_with(n, fan_out, now);
+            let (registry_queries, peer_queries) = run(&mut warm);
+            eprintln!(
+                "burst_10000/{n}: warm, {name} fan-out: {BURST} handshakes cost {registry_queries} registry queries and {peer_queries} peer queries ({} peers)",
+                n - 1
+            );
+        }
     }
     let mut inst = warm_instance(n, now);
     group.bench_function(BenchmarkId::new("instance", n), |b| b.iter(|| black_box(run(&mut inst))));
-    group.finish();
 }
 
 fn memory(_c: &mut Criterion) {

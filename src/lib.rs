@@ -7,9 +7,13 @@
 //!    configured seed list in order and handshakes with the first instance
 //!    that answers; a silent, refusing or garbled seed moves it to the next.
 //! 2. **Ranking** ([`instance::Instance`]): that instance asks the registry
-//!    (the database) and every active peer for its workload and replies with
+//!    (the database) and its active peers for their workload and replies with
 //!    all active instances sorted by `connected / max_sessions`, least loaded
-//!    first, compared exactly ([`workload::rank`]).
+//!    first, compared exactly ([`workload::rank`]). Up to
+//!    [`FanOut::full_up_to`](config::FanOut::full_up_to) peers it asks every
+//!    one (the seed); in a larger cluster only the few best by their
+//!    registry figures and those whose figures are too old
+//!    ([`config::FanOut`]).
 //! 3. **Sorted-list connection** ([`client::Connector`]): the client tries
 //!    that list in order until one instance admits it, and keeps it for the
 //!    whole session.

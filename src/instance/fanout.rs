@@ -13,7 +13,8 @@
 //! and ranks everyone else on the registry figures (plus reservations),
 //! exactly like an answered member. Herd control takes a new snapshot's rows
 //! as reports measured at their heartbeat, so reservations on members nobody
-//! asks are still covered by what their sessions did, not only by expiry.
+//! asks are covered once their clients had ample time to land before that
+//! heartbeat, not only by expiry.
 //!
 //! [`FanOut::full_up_to`]: crate::config::FanOut::full_up_to
 //! [`FanOut::live`]: crate::config::FanOut::live
@@ -29,12 +30,18 @@ use crate::workload::{Candidate, InstanceId};
 /// What bounded rounds keep between rounds.
 #[derive(Debug, Default)]
 pub(super) struct FanOutState {
-    /// Per member, when the figures herd control last took as its report
-    /// were measured. Registry rows can be older than a live report already
-    /// taken; covering with them would move the member's last reported
-    /// `connected` back, and the next live report would count a rise that
-    /// never happened.
-    covered_at: BTreeMap<InstanceId, Instant>,
+    /// Per member, the `connected` herd control last took as its report
+    /// (the same record herd control keeps), so a registry row can be
+    /// handed over as a report that rose by nothing. Herd control counts a
+    /// rise in `connected` as landed sessions and clears that many of its
+    /// oldest reservations, which is right for a live report (asked after
+    /// every reservation was made) but not for a heartbeat measured seconds
+    /// ago: the rise, other balancers' sessions included, would clear
+    /// reservations made after the heartbeat, whose sessions the row cannot
+    /// show. That under-predicted the members nobody asked and herded
+    /// arrivals onto them (the `crash` scenario at 32 instances, k = 8: peak
+    /// arrivals 3.6x the fair share against 1.2x with full fan-out).
+    last_connected: BTreeMap<InstanceId, u32>,
     /// Scratch for choosing whom to ask, kept for its capacity.
     sources: Vec<(InstanceId, usize)>,
     reported: Vec<Candidate>,
@@ -44,22 +51,17 @@ pub(super) struct FanOutState {
 }
 
 impl FanOutState {
-    /// Herd control took figures of `member` measured at `at` (a live report
-    /// asked at `at`). Live reports are never older than what was taken
-    /// before: they are asked now, registry rows were measured before.
-    pub(super) fn covered(&mut self, member: InstanceId, at: Instant, max_members: usize) {
-        if self.covered_at.len() < max_members || self.covered_at.contains_key(&member) {
-            self.covered_at.insert(member, at);
+    /// Herd control took a report of `connected` sessions from `member`
+    /// (kept under the same bound as herd control's own record).
+    pub(super) fn covered(&mut self, member: InstanceId, connected: u32, max_members: usize) {
+        if self.last_connected.len() < max_members || self.last_connected.contains_key(&member) {
+            self.last_connected.insert(member, connected);
         }
-    }
-
-    fn newer(&self, member: InstanceId, at: Instant) -> bool {
-        self.covered_at.get(&member).map_or(true, |&last| at > last)
     }
 
     pub(super) fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        self.covered_at.len() * 2 * (size_of::<InstanceId>() + size_of::<Instant>())
+        self.last_connected.len() * 2 * (size_of::<InstanceId>() + size_of::<u32>())
             + self.sources.capacity() * size_of::<(InstanceId, usize)>()
             + (self.reported.capacity() + self.predicted.capacity()) * size_of::<Candidate>()
             + self.scratch.heap_bytes()
@@ -127,28 +129,27 @@ impl Instance {
         (asked, unasked)
     }
 
-    /// Once per snapshot: herd control takes each row's figures as a report
-    /// from the member measured at its last heartbeat (received at minus
-    /// heartbeat age), unless a newer one was taken already.
+    /// Once per snapshot: herd control takes each row as a report from the
+    /// member measured at its last heartbeat (received at minus heartbeat
+    /// age) whose `connected` did not rise (see [`FanOutState`]): it covers
+    /// the reservations whose clients had ample time to land before the
+    /// heartbeat, which the row's figures already count.
     fn cover_registry_figures(&mut self) {
         let Some(snapshot) = &mut self.snapshot else { return };
         if std::mem::replace(&mut snapshot.covered, true) {
             return;
         }
         let max_members = self.config.limits.max_members;
-        if self.fan_out.covered_at.len() >= max_members {
-            // Forget members that left, so the current ones fit.
-            let members = &snapshot.members;
-            self.fan_out.covered_at.retain(|id, _| members.binary_search_by_key(id, |m| m.id).is_ok());
-        }
         for m in &snapshot.members {
             let w = m.figures.workload;
             let Some(measured_at) = snapshot.received_at.checked_sub(m.heartbeat_age) else { continue };
-            if w.connected > w.max_sessions || !self.fan_out.newer(m.id, measured_at) {
+            if w.connected > w.max_sessions {
                 continue;
             }
-            self.herd.cover(m.id, w.connected, measured_at, max_members);
-            self.fan_out.covered(m.id, measured_at, max_members);
+            // A member never reported before starts its record at the row's figure.
+            let unchanged = self.fan_out.last_connected.get(&m.id).copied().unwrap_or(w.connected);
+            self.herd.cover(m.id, unchanged, measured_at, max_members);
+            self.fan_out.covered(m.id, unchanged, max_members);
         }
     }
 }

@@ -22,8 +22,10 @@
 //! driver the connection now belongs to the application. `connected` is the
 //! number of connections holding a session, derived, never counted by hand.
 //!
-//! Files: `event.rs` (inputs, outputs, counters), `round.rs` (the query round
-//! and the ranking), `herd.rs` (reservations and the tie rule),
+//! Files: `event.rs` (inputs, outputs, counters), `round.rs` (the query
+//! round), `fanout.rs` (whom a bounded round asks), `reply.rs` (the round's
+//! candidates and replies), `rerank.rs` (the order kept between replies),
+//! `herd.rs` (reservations and the tie rule),
 //! `admission.rs` (sessions and admission); this file holds the machine
 //! contract, the embedder's commands and heartbeats.
 //!
@@ -31,12 +33,53 @@
 //!
 //! A load-balanced handshake joins the round in flight or starts one. A round
 //! asks the registry for a snapshot (unless the cached one is younger than
-//! `snapshot_ttl`), then asks every active `Serving` peer for its live
-//! workload. It ends when every peer has answered or was declared unreachable,
-//! or `peer_timeout` after the peer queries went out; then every waiting
+//! `snapshot_ttl`), then asks active `Serving` peers for their live workload.
+//! It ends when every peer asked has answered or was declared unreachable, or
+//! `peer_timeout` after the peer queries went out; then every waiting
 //! handshake gets its ranked list, in arrival order, each with its own salt.
-//! A burst of N handshakes therefore costs one registry query and one query
-//! per peer, not N of each.
+//! A burst of N handshakes therefore costs one registry query and one round
+//! of peer queries, not N of each.
+//!
+//! # Whom a round asks ([`FanOut`](crate::config::FanOut))
+//!
+//! While the snapshot holds at most `fan_out.full_up_to` active peers, a round
+//! asks every one of them (the seed's behaviour, n - 1 queries). Above it a
+//! round is *bounded*: it asks live only
+//! - the `fan_out.live` (k) best members by their registry figures (each
+//!   row's `workload` as of its last heartbeat, plus this instance's live
+//!   reservations on it), in exactly the order the round's first reply would
+//!   have, and
+//! - every active member whose figures are older than `fan_out.max_figure_age`
+//!   (heartbeat age plus the snapshot's own age), or contradict themselves.
+//!
+//! Everyone else is ranked on the registry figures, exactly like a member
+//! that answered (a member asked but silent or unreachable is left out, as in
+//! a full round). Peer queries per round are thus at most k plus the stale
+//! members, whatever the cluster's size, and still counted in
+//! [`InstanceStats::peer_queries`].
+//!
+//! Staleness allowed: a figure not asked live is at most `max_figure_age` old
+//! (default 10 s = 2 x the default `heartbeat_interval`), made of the heartbeat
+//! age (below `heartbeat_interval` while the member beats on time) plus the
+//! snapshot's age (below `snapshot_ttl`). A member whose registry figures say
+//! full or draining is not asked and not listed until a newer heartbeat says
+//! otherwise.
+//!
+//! Why balance stays within the goals: the head of a list, the member that
+//! takes the next arrival, comes from the k best, and those are asked live,
+//! so the head is ranked on exact figures unless all k grew past the next
+//! member's registry figure since their last heartbeat. Herd control still
+//! predicts: every reply reserves its head, and the k to ask are chosen by
+//! predicted figures, so consecutive rounds ask (and head) different members
+//! of a tied level. A new snapshot's rows count for herd control as reports
+//! measured at their heartbeat, so reservations on members nobody asks are
+//! still covered by what their sessions did, not only by expiry.
+//!
+//! Within a coalesced round the candidates stay sorted between replies and
+//! only the head (and the member whose reservation it replaced) is
+//! re-inserted, by binary search: each further handshake costs O(log n)
+//! comparisons plus copying its list out, not a full O(n log n) sort, and
+//! gets exactly the list the full sort would give.
 //!
 //! # Herd control
 //!

@@ -1,0 +1,326 @@
+//! Bounded fan-out (issue 13): above `fan_out.full_up_to` active peers a
+//! round asks live only the `fan_out.live` best by registry figures plus the
+//! members whose figures are too old, and ranks everyone else on the
+//! registry figures, exactly like answered members.
+
+mod common;
+
+use std::time::Duration;
+
+use aos_cluster::config::{FanOut, DEFAULT_FULL_FAN_OUT_UP_TO};
+use aos_cluster::instance::{Action, ConnectionId, Event};
+use aos_cluster::registry::MemberRecord;
+use aos_cluster::wire::{QueryId, RankedList};
+use aos_cluster::workload::{rank, Candidate, InstanceId, Role, Workload};
+use common::instance::*;
+use proptest::prelude::*;
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// Member `id`'s registry figures: distinct loads, so the order is unique.
+fn registry_connected(id: u32) -> u32 {
+    (id * 37) % 97
+}
+
+/// A 50-member cluster seen by load balancer #1: peers 2..=50 (49 of them),
+/// with 3, 4 and 5 heartbeating 11 s ago (beyond the default 10 s).
+fn fifty() -> Vec<MemberRecord> {
+    (2..=50)
+        .map(|id| {
+            let mut m = member(id, Role::Serving, registry_connected(id), 100);
+            if (3..=5).contains(&id) {
+                m.heartbeat_age = 11 * SEC;
+            }
+            m
+        })
+        .collect()
+}
+
+/// Instance #1, a load balancer (never listed itself), with `fan_out`.
+fn balancer(fan_out: FanOut) -> Harness {
+    let mut c = config(1, Role::LoadBalancerOnly, 10);
+    c.fan_out = fan_out;
+    let mut h = Harness::new(c);
+    h.expect_heartbeat();
+    h
+}
+
+/// One handshake (request and salt `request_id`) on conn `request_id`;
+/// with `registry`, the registry query is expected and answered with it.
+/// Returns the peers asked, in order, with their query ids.
+fn round(h: &mut Harness, request_id: u64, registry: Option<Vec<MemberRecord>>) -> Vec<(QueryId, u32)> {
+    h.event(Event::HandshakeRequest {
+        conn: ConnectionId(request_id),
+        request: handshake(request_id, request_id),
+    });
+    if let Some(members) = registry {
+        let q = h.expect_registry_query();
+        h.event(Event::RegistrySnapshot { query_id: q, members });
+    }
+    let mut asked = Vec::new();
+    while let Some(Action::QueryPeer { query_id, peer, .. }) = h.queue.front().cloned() {
+        h.queue.pop_front();
+        asked.push((query_id, peer.0));
+    }
+    asked
+}
+
+fn peers(asked: &[(QueryId, u32)]) -> Vec<u32> {
+    asked.iter().map(|&(_, p)| p).collect()
+}
+
+/// The list `rank` gives for these figures, by id (ids ascending).
+fn expected(figures: &[(u32, Workload)], salt: u64) -> Vec<u32> {
+    let cands: Vec<Candidate> = figures
+        .iter()
+        .map(|&(_, workload)| Candidate { role: Role::Serving, accepting: true, workload })
+        .collect();
+    rank(&cands, salt).into_iter().map(|i| figures[i].0).collect()
+}
+
+#[test]
+fn a_bounded_round_asks_the_k_best_and_the_stale_and_lists_everyone_in_exact_order() {
+    let mut h = balancer(FanOut::default());
+    let asked = round(&mut h, 1, Some(fifty()));
+    // The 8 best by registry figures among the 46 fresh peers, and the 3 stale.
+    let mut fresh: Vec<u32> = (2..=50).filter(|id| !(3..=5).contains(id)).collect();
+    fresh.sort_by_key(|&id| registry_connected(id));
+    let mut want: Vec<u32> = fresh[..8].iter().copied().chain(3..=5).collect();
+    want.sort_unstable();
+    assert_eq!(peers(&asked), want, "ascending ids, each once");
+    assert_eq!((h.inst.stats().peer_queries, h.inst.stats().rounds), (11, 1));
+    h.expect_idle();
+
+    // Live figures differ from the registry's: the asked members rank on
+    // them, the rest on their registry figures.
+    let live = |id: u32| Workload::new(registry_connected(id) + 3 * (id % 4), 100);
+    for &(query_id, id) in &asked {
+        let w = live(id);
+        h.event(Event::WorkloadReport { report: report(query_id, id, w.connected, w.max_sessions) });
+    }
+    let list = h.expect_ranked(1, 1);
+    let figures: Vec<(u32, Workload)> = (2..=50)
+        .map(|id| {
+            let w = if want.contains(&id) { live(id) } else { Workload::new(registry_connected(id), 100) };
+            (id, w)
+        })
+        .collect();
+    assert_eq!(ids(&list), expected(&figures, 1));
+    assert_eq!(list.entries.len(), 49, "nobody dropped");
+    let e = list.entries.iter().find(|e| e.id == InstanceId(40)).expect("listed");
+    assert_eq!(e.workload, Workload::new(registry_connected(40), 100), "not asked: registry figures");
+}
+
+#[test]
+fn a_silent_or_unreachable_asked_member_is_left_out_the_unasked_stay() {
+    let mut h = balancer(FanOut::bounded(2));
+    let asked = round(&mut h, 1, Some(fifty()));
+    assert_eq!(asked.len(), 5, "2 best + 3 stale");
+    let (silent, unreachable) = (asked[0], asked[1]);
+    h.event(Event::PeerUnreachable {
+        query_id: unreachable.0,
+        peer: InstanceId(unreachable.1),
+        reason: "refused".into(),
+    });
+    for &(query_id, id) in &asked[2..] {
+        h.event(Event::WorkloadReport { report: report(query_id, id, registry_connected(id), 100) });
+    }
+    h.expect_idle();
+    h.advance(h.inst.config().peer_timeout);
+    let list = h.expect_ranked(1, 1);
+    let listed = ids(&list);
+    assert!(!listed.contains(&silent.1) && !listed.contains(&unreachable.1), "{listed:?}");
+    assert_eq!(listed.len(), 47);
+    assert_eq!(h.inst.stats().peer_silent, 1);
+}
+
+#[test]
+fn at_or_below_the_threshold_and_with_full_every_active_peer_is_asked() {
+    // As many peers as the default threshold: the seed's full fan-out.
+    let up_to = DEFAULT_FULL_FAN_OUT_UP_TO;
+    let at_threshold: Vec<MemberRecord> = fifty().into_iter().take(up_to).collect();
+    let mut h = balancer(FanOut::default());
+    let all: Vec<u32> = (2..).take(up_to).collect();
+    assert_eq!(peers(&round(&mut h, 1, Some(at_threshold))), all);
+    // One more makes it bounded: 8 best + the 3 stale.
+    let one_more: Vec<MemberRecord> = fifty().into_iter().take(up_to + 1).collect();
+    let mut h = balancer(FanOut::default());
+    assert_eq!(round(&mut h, 1, Some(one_more)).len(), 11);
+    // FULL asks all 49, a threshold of 0 bounds even a cluster of two.
+    let mut h = balancer(FanOut::FULL);
+    assert_eq!(peers(&round(&mut h, 1, Some(fifty()))), (2..=50).collect::<Vec<_>>());
+    let mut h = balancer(FanOut::bounded(1));
+    let two = vec![member(2, Role::Serving, 5, 10), member(3, Role::Serving, 1, 10)];
+    assert_eq!(peers(&round(&mut h, 1, Some(two))), vec![3]);
+}
+
+#[test]
+fn figures_aged_past_the_limit_by_a_reused_snapshot_are_asked() {
+    let mut rows = fifty();
+    for m in &mut rows {
+        m.heartbeat_age = SEC;
+    }
+    rows[10].heartbeat_age = 9 * SEC + Duration::from_millis(500); // member #12
+    let mut h = balancer(FanOut::bounded(1));
+    let asked = round(&mut h, 1, Some(rows));
+    assert_eq!(asked.len(), 1, "9.5 s old: trusted");
+    h.advance(h.inst.config().peer_timeout);
+    h.expect_ranked(1, 1);
+    // The cached snapshot is reused 800 ms later: #12's figures are 10.3 s old.
+    h.now += Duration::from_millis(300);
+    let asked = round(&mut h, 2, None);
+    assert_eq!(asked.len(), 2);
+    assert!(peers(&asked).contains(&12), "{asked:?}");
+    assert_eq!(h.inst.stats().registry_queries, 1);
+}
+
+#[test]
+fn the_k_best_are_chosen_by_predicted_figures_so_a_burst_spreads() {
+    // 20 idle equal members, k = 2: each round asks the two that the first
+    // reply would head, and reservations move the next round on.
+    let rows: Vec<MemberRecord> = (2..=21).map(|id| member(id, Role::Serving, 0, 10)).collect();
+    let mut h = balancer(FanOut::bounded(2));
+    let mut heads = Vec::new();
+    let mut asked_all = Vec::new();
+    for r in 1..=6u64 {
+        let asked = round(&mut h, r, (r == 1).then(|| rows.clone()));
+        assert_eq!(asked.len(), 2, "round {r}");
+        for &(query_id, id) in &asked {
+            h.event(Event::WorkloadReport { report: report(query_id, id, 0, 10) });
+        }
+        let list: RankedList = h.expect_ranked(r, r);
+        assert_eq!(list.entries.len(), 20);
+        heads.push(list.entries[0].id.0);
+        asked_all.push(peers(&asked));
+        assert!(peers(&asked).contains(&heads[heads.len() - 1]), "the head was asked live");
+    }
+    let mut distinct = heads.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 6, "six arrivals, six members: {heads:?} (asked {asked_all:?})");
+}
+
+/// Instance #1 (Serving) learns how long its clients take to land (one
+/// reserved session of its own, 10 ms), stops taking sessions, and answers a
+/// burst of 4 whose reservations go to peers; k = 1 over 20 equal peers.
+/// Returns the harness 1.1 s later, the snapshot due again.
+fn four_reservations_on_peers() -> Harness {
+    let rows: Vec<MemberRecord> = (2..=21).map(|id| member(id, Role::Serving, 50, 100)).collect();
+    let mut c = config(1, Role::Serving, 1000);
+    c.fan_out = FanOut::bounded(1);
+    let mut h = Harness::new(c);
+    h.expect_heartbeat();
+    let asked = round(&mut h, 1, Some(rows));
+    h.event(Event::WorkloadReport { report: report(asked[0].0, asked[0].1, 50, 100) });
+    assert_eq!(ids(&h.expect_ranked(1, 1))[0], 1, "itself at 0/1000 first");
+    h.now += Duration::from_millis(10);
+    h.accepted(1, 2);
+    h.event(Event::SetMaxSessions(1));
+    h.expect_heartbeat();
+    for r in 2..=5u64 {
+        h.event(Event::HandshakeRequest { conn: ConnectionId(r), request: handshake(r, r) });
+    }
+    let (query_id, peer) = match h.next() {
+        Action::QueryPeer { query_id, peer, .. } => (query_id, peer),
+        other => panic!("expected one peer query, got {other:?}"),
+    };
+    h.expect_idle();
+    h.event(Event::WorkloadReport { report: report(query_id, peer.0, 50, 100) });
+    for r in 2..=5u64 {
+        assert_ne!(ids(&h.expect_ranked(r, r))[0], 1);
+    }
+    assert_eq!(h.inst.reservations(), 4);
+    h.advance(Duration::from_millis(1100));
+    h
+}
+
+#[test]
+fn a_new_snapshot_covers_reservations_whose_clients_had_time_to_land_before_the_heartbeat() {
+    // Heartbeats 500 ms old were measured long after the reservations (ample
+    // time to land: 3 x 10 ms): covered, on members asked live or not.
+    let mut h = four_reservations_on_peers();
+    let rows: Vec<MemberRecord> = (2..=21)
+        .map(|id| MemberRecord {
+            heartbeat_age: Duration::from_millis(500),
+            ..member(id, Role::Serving, 51, 100)
+        })
+        .collect();
+    round(&mut h, 6, Some(rows));
+    assert_eq!(h.inst.reservations(), 0);
+
+    // Heartbeats older than the reservations cannot show their sessions,
+    // even though `connected` rose (other balancers' clients): kept.
+    let mut h = four_reservations_on_peers();
+    let rows: Vec<MemberRecord> = (2..=21)
+        .map(|id| MemberRecord {
+            heartbeat_age: Duration::from_millis(1150),
+            ..member(id, Role::Serving, 60, 100)
+        })
+        .collect();
+    round(&mut h, 6, Some(rows));
+    assert_eq!(h.inst.reservations(), 4);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Over random snapshots: a round asks at most k + the stale members,
+    /// and every member eligible by the figures it is ranked on is listed.
+    #[test]
+    fn bounded_rounds_ask_at_most_k_plus_stale_and_drop_nobody(
+        rows in prop::collection::vec(
+            (0u32..12, 1u32..12, prop::bool::weighted(0.9), 0u64..16, prop::bool::weighted(0.9)),
+            20..90,
+        ),
+        live in 1usize..12,
+        answers in prop::collection::vec(0u32..12, 90),
+    ) {
+        let members: Vec<MemberRecord> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, &(connected, max, accepting, age, serving))| MemberRecord {
+                accepting,
+                heartbeat_age: Duration::from_secs(age),
+                ..member(
+                    i as u32 + 2,
+                    if serving { Role::Serving } else { Role::LoadBalancerOnly },
+                    connected.min(max + 1), // sometimes contradictory
+                    max,
+                )
+            })
+            .collect();
+        let stale = members
+            .iter()
+            .filter(|m| m.role == Role::Serving && m.heartbeat_age > 10 * SEC)
+            .count();
+        let mut h = balancer(FanOut { live, ..FanOut::default() });
+        let asked = round(&mut h, 1, Some(members.clone()));
+        let contradictory = members
+            .iter()
+            .filter(|m| m.role == Role::Serving && m.heartbeat_age <= 10 * SEC)
+            .filter(|m| m.workload.connected > m.workload.max_sessions)
+            .count();
+        let serving = members.iter().filter(|m| m.role == Role::Serving).count();
+        if serving <= FanOut::default().full_up_to {
+            prop_assert_eq!(asked.len(), serving, "full fan-out");
+        } else {
+            prop_assert!(asked.len() <= live + stale + contradictory, "{} asked", asked.len());
+        }
+        prop_assert_eq!(h.inst.stats().peer_queries, asked.len() as u64);
+        let mut ranked_on = std::collections::BTreeMap::new();
+        for m in &members {
+            ranked_on.insert(m.id.0, (m.role, m.accepting, m.workload));
+        }
+        for (k, &(query_id, id)) in asked.iter().enumerate() {
+            let max = rows[id as usize - 2].1;
+            let w = Workload::new(answers[k].min(max), max);
+            h.event(Event::WorkloadReport { report: report(query_id, id, w.connected, w.max_sessions) });
+            ranked_on.insert(id, (Role::Serving, true, w));
+        }
+        let listed = ids(&h.expect_ranked(1, 1));
+        for (id, (role, accepting, w)) in ranked_on {
+            let eligible = Candidate { role, accepting, workload: w }.is_eligible();
+            prop_assert_eq!(listed.contains(&id), eligible, "member {}", id);
+        }
+    }
+}
