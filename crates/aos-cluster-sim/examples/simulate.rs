@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
     /// One strategy (ax-plain, default, full, bounded, random, p2c) or `all`. Full-fan-out
-    /// strategies are skipped above 1 000 instances, with the reason printed.
+    /// strategies are skipped above 2 000 instances, with the reason printed.
     #[arg(long, default_value = "all", value_parser = parse_strategies)]
     strategy: Strategies,
     /// Print the summaries as JSON instead of a table.
