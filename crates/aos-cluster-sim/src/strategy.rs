@@ -216,6 +216,18 @@ mod tests {
     }
 
     #[test]
+    fn only_full_fan_outs_are_skipped_and_only_at_5000() {
+        let big = crate::Scenario::login_storm_scaled(5000);
+        let join = crate::Scenario::join_at(1000);
+        for s in Strategy::ALL {
+            let bounded = matches!(s, Strategy::Default | Strategy::Bounded);
+            assert_eq!(s.skip_reason(&big).is_some(), !bounded, "{s}");
+            assert!(s.skip_reason(&join).is_none(), "{s}: join-1000 has {}", join.instance_count());
+        }
+        assert!(Strategy::Full.skip_reason(&big).unwrap().contains("4999 peers"));
+    }
+
+    #[test]
     fn names_round_trip() {
         for s in Strategy::ALL {
             assert_eq!(s.name().parse::<Strategy>().unwrap(), s);
