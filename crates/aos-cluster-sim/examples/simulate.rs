@@ -5,7 +5,9 @@
 //! ```
 //!
 //! `SCENARIO` is a built-in name (`login-storm`, `heterogeneous`, `rejections`,
-//! `dead-seeds`, `crash`, `join`, `drain`, `handshake-flood`, or `all`) or a path to a scenario
+//! `dead-seeds`, `crash`, `join`, `drain`, `handshake-flood`, or `all`; the
+//! `scale` family: `login-storm-N`, `crash-N`, `join-N` for N = 100, 1000,
+//! 5000, or `scale` for all nine) or a path to a scenario
 //! file in TOML or JSON (see `aos_cluster_sim::Scenario`). It prints a table
 //! (p50 / p99 over seeds) or, with `--json`, the summaries as JSON, and writes
 //! SVG charts to `target/sim/`: sessions per instance over time (seed 0, one
@@ -25,12 +27,14 @@ use plotters::prelude::*;
 #[command(name = "simulate")]
 struct Args {
     /// A built-in scenario (login-storm, heterogeneous, rejections, dead-seeds, crash, join,
-    /// drain, handshake-flood), `all`, or a scenario file (TOML or JSON).
+    /// drain, handshake-flood), `all`, the scale family (`scale`, or one of login-storm-N,
+    /// crash-N, join-N for N = 100, 1000, 5000), or a scenario file (TOML or JSON).
     scenario: String,
     /// Seeds per strategy (p50 / p99 are over these).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
-    /// One strategy (ax-plain, default, random, p2c) or `all`.
+    /// One strategy (ax-plain, default, full, bounded, random, p2c) or `all`. Full-fan-out
+    /// strategies are skipped above 2 000 instances, with the reason printed.
     #[arg(long, default_value = "all", value_parser = parse_strategies)]
     strategy: Strategies,
     /// Print the summaries as JSON instead of a table.
@@ -118,13 +122,29 @@ fn main() -> ExitCode {
         eprintln!("{}: {e}", out_dir.display());
         return ExitCode::FAILURE;
     }
-    let total = scenarios.len() as u64 * args.strategy.0.len() as u64 * args.seeds;
+    let mut skipped = Vec::new();
+    let plan: Vec<(&Scenario, Vec<Strategy>)> = scenarios
+        .iter()
+        .map(|scenario| {
+            let run = args.strategy.0.iter().copied().filter(|s| match s.skip_reason(scenario) {
+                Some(reason) => {
+                    eprintln!("{reason}");
+                    skipped.push(reason);
+                    false
+                }
+                None => true,
+            });
+            (scenario, run.collect())
+        })
+        .collect();
+    let total = plan.iter().map(|(_, s)| s.len() as u64).sum::<u64>() * args.seeds;
     let progress = Progress::new(total);
     let mut summaries = Vec::new();
     let mut charts = Vec::new();
-    for scenario in &scenarios {
+    for (scenario, strategies) in &plan {
+        let scenario: &Scenario = scenario;
         let mut rows = Vec::new();
-        for &strategy in &args.strategy.0 {
+        for &strategy in strategies {
             let mut runs = Vec::new();
             for seed in 0..args.seeds {
                 let record = Record { trace: false, series: seed == 0 };
@@ -171,6 +191,9 @@ fn main() -> ExitCode {
         }
     } else {
         print!("{}", report::table(&summaries));
+        for reason in &skipped {
+            println!("{reason}");
+        }
         println!("p50 / p99 over {} seed(s) per row; charts:", args.seeds);
         for chart in &charts {
             println!("  {}", chart.display());

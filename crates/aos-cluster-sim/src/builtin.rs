@@ -18,6 +18,42 @@ pub const BUILTIN: [&str; 8] =
 /// clients' arrival rate.
 pub const FLOOD_FACTORS: [u32; 3] = [1, 3, 10];
 
+/// The cluster sizes of the `scale` family (issue 13): `login-storm-N`,
+/// `crash-N` and `join-N` for each. Not in [`BUILTIN`] (so `simulate all` and
+/// the every-built-in test stay at 8 instances); `simulate scale` runs them.
+pub const SCALE_SIZES: [u32; 3] = [100, 1000, 5000];
+
+/// Sizes (sessions per instance, clients per instance) are divided by this
+/// above 1 000 instances.
+fn scale_unit(n: u32) -> u32 {
+    if n > 1000 {
+        5
+    } else {
+        1
+    }
+}
+
+/// The ranked list's length in the `scale` family (`InstanceConfig::max_list_len`;
+/// the default is 1 024). A client walks the list only until an instance
+/// admits it: in every scale run so far no client went past its second entry
+/// (attempts per session 2.00, or 3.00 after a dead first seed). A full list
+/// at 1 000 instances is built, sent, de-duplicated and kept (its capacity,
+/// by the `Connector`) per handshake: 4x the run time and ~48 KB per client
+/// (5.9 GB for `login-storm-1000`), which 5 000 instances could not afford.
+/// Clients rarely go past the first entry (attempts per session 2.00 in the
+/// storms), and on `login-storm-1000`, bounded, seed 0, 16 entries gave the
+/// same balance figures as 1 000.
+pub const SCALE_LIST_LEN: usize = 64;
+
+/// Clients per instance in a scaled login storm: `login-storm`'s 1 000
+/// clients over 8 instances (up to 1 000 instances; see
+/// [`Scenario::login_storm_scaled`] for 5 000).
+pub const STORM_CLIENTS_PER_INSTANCE: u32 = 125;
+
+/// Clients per instance in the 5 000-instance storm: 125 000 clients, as at
+/// 1 000 instances, not 625 000 (see [`Scenario::login_storm_scaled`]).
+pub const STORM_CLIENTS_PER_INSTANCE_5000: u32 = 25;
+
 impl Scenario {
     /// The built-in family `name` (several variants for `dead-seeds` and
     /// `handshake-flood`), or `None`.
@@ -39,7 +75,11 @@ impl Scenario {
             "join" => vec![Scenario::join()],
             "drain" => vec![Scenario::drain()],
             "handshake-flood" => FLOOD_FACTORS.iter().map(|&f| Scenario::handshake_flood(f)).collect(),
-            _ => return None,
+            "scale" => SCALE_SIZES
+                .iter()
+                .flat_map(|&n| [Scenario::login_storm_scaled(n), Scenario::crash_at(n), Scenario::join_at(n)])
+                .collect(),
+            other => return Scenario::scaled(other).map(|s| vec![s]),
         })
     }
 
@@ -129,56 +169,154 @@ impl Scenario {
         s
     }
 
+    /// One scenario of the `scale` family by name (`login-storm-1000`,
+    /// `crash-100`, `join-5000`, ... for the sizes in [`SCALE_SIZES`]).
+    fn scaled(name: &str) -> Option<Scenario> {
+        let (family, size) = name.rsplit_once('-')?;
+        let n: u32 = size.parse().ok()?;
+        if !SCALE_SIZES.contains(&n) {
+            return None;
+        }
+        match family {
+            "login-storm" => Some(Scenario::login_storm_scaled(n)),
+            "crash" => Some(Scenario::crash_at(n)),
+            "join" => Some(Scenario::join_at(n)),
+            _ => None,
+        }
+    }
+
+    /// `login-storm` at `instances` instances with proportionally more
+    /// clients ([`STORM_CLIENTS_PER_INSTANCE`] each, all within 1 s), named
+    /// `login-storm-N`; each instance sized so the storm fills half of it
+    /// (250 sessions). Above 1 000 instances, [`STORM_CLIENTS_PER_INSTANCE_5000`]
+    /// each (instances of 50): the core ranks every member per handshake, so
+    /// a handshake at 5 000 instances costs about 5x one at 1 000, and 625 000
+    /// clients would take minutes per seed. The registry keeps every member
+    /// and lists are cut (see [`Scenario::fit_to_size`]).
+    pub fn login_storm_scaled(instances: u32) -> Self {
+        let per_instance =
+            if instances > 1000 { STORM_CLIENTS_PER_INSTANCE_5000 } else { STORM_CLIENTS_PER_INSTANCE };
+        let clients = instances * per_instance;
+        let mut s = Scenario::login_storm(instances, clients);
+        s.name = format!("login-storm-{instances}");
+        s.description = format!(
+            "{clients} clients log in within 1 s to {instances} equal instances of {}, 5 s stale snapshots",
+            2 * per_instance
+        );
+        s.fit_to_size();
+        s
+    }
+
+    /// Fits the instance template to a cluster of this size: every member
+    /// stays in the snapshots (`limits.max_members` raised where the default
+    /// 4 096 would cut it), and, from 100 instances, replies list the
+    /// [`SCALE_LIST_LEN`] best members rather than up to 1 024.
+    pub fn fit_to_size(&mut self) {
+        let n = self.instance_count() as usize;
+        let limits = &mut self.instance.limits;
+        limits.max_members = limits.max_members.max(n);
+        if n >= 100 {
+            self.instance.max_list_len = self.instance.max_list_len.min(SCALE_LIST_LEN);
+        }
+    }
+
     /// Eight instances hold 200 sessions each; one crashes and its clients
     /// come back within 500 ms.
     pub fn crash() -> Self {
+        Scenario::crash_at(8)
+    }
+
+    /// `crash` at `n` instances: `n` x 250 holding 200 sessions each (the
+    /// clients arrive evenly over 16 s, unmeasured); at 20 s one instance in
+    /// eight crashes (indices 0, 8, 16, ...: at 8 instances, instance 0 alone,
+    /// the built-in `crash`) and its clients return within 500 ms, measured.
+    /// Above 1 000 instances every size is a fifth (`n` x 50 holding 40), for
+    /// the reason of [`Scenario::login_storm_scaled`].
+    pub fn crash_at(n: u32) -> Self {
+        let unit = scale_unit(n);
+        let crashed: Vec<u32> = (0..n).step_by(8).collect();
         let mut s = Scenario::base(
-            "crash".into(),
-            "8 x 250, 200 sessions each; instance 0 crashes at 20 s, its clients return within 500 ms",
-            vec![InstanceGroup::serving(8, 250)],
+            if n == 8 { "crash".into() } else { format!("crash-{n}") },
+            &format!(
+                "{n} x {}, {} sessions each; {} instance(s) (every eighth) crash at 20 s, their clients \
+                 return within 500 ms",
+                250 / unit,
+                200 / unit,
+                crashed.len()
+            ),
+            vec![InstanceGroup::serving(n, 250 / unit)],
             vec![ArrivalGroup {
                 start: Duration::from_millis(200),
-                process: Process::Even { count: 1600, within: Duration::from_secs(16) },
+                process: Process::Even { count: 200 / unit * n, within: Duration::from_secs(16) },
                 session: SessionLength::Forever,
                 measured: false,
             }],
         );
-        s.faults.push(Fault {
-            at: Duration::from_secs(20),
-            instance: 0,
-            kind: FaultKind::Crash {
-                host_down: false,
-                clients_return: true,
-                return_within: default_return_window(),
-                measure_returns: true,
-            },
-        });
+        for instance in crashed {
+            s.faults.push(Fault {
+                at: Duration::from_secs(20),
+                instance,
+                kind: FaultKind::Crash {
+                    host_down: false,
+                    clients_return: true,
+                    return_within: default_return_window(),
+                    measure_returns: true,
+                },
+            });
+        }
+        s.fit_to_size();
         s
     }
 
     /// An empty instance joins a cluster at 70 % while clients keep arriving.
     pub fn join() -> Self {
-        let mut instances = vec![InstanceGroup::serving(8, 250)];
-        instances.push(InstanceGroup { start_at: Duration::from_secs(15), ..InstanceGroup::serving(1, 250) });
-        Scenario::base(
-            "join".into(),
-            "8 x 250 at 70 %; an empty ninth joins at 15 s; 200 clients arrive at 100/s from 16 s",
+        Scenario::join_at(8)
+    }
+
+    /// `join` at `n` instances: `n` x 250 at 70 % (175 sessions each, arrived
+    /// evenly over 14 s, unmeasured); `n / 8` empty instances (at least one)
+    /// join at 15 s; from 16 s, 25 measured clients per base instance arrive
+    /// at 12.5 per base instance per second (at 8: 200 clients at 100/s).
+    /// Above 1 000 instances every size is a fifth, as in [`Scenario::crash_at`].
+    pub fn join_at(n: u32) -> Self {
+        let unit = scale_unit(n);
+        let joiners = (n / 8).max(1);
+        let mut instances = vec![InstanceGroup::serving(n, 250 / unit)];
+        instances.push(InstanceGroup {
+            start_at: Duration::from_secs(15),
+            ..InstanceGroup::serving(joiners, 250 / unit)
+        });
+        let measured = 25 / unit * n;
+        let rate = f64::from(measured) / 2.0;
+        let mut s = Scenario::base(
+            if n == 8 { "join".into() } else { format!("join-{n}") },
+            &if n == 8 {
+                "8 x 250 at 70 %; an empty ninth joins at 15 s; 200 clients arrive at 100/s from 16 s".into()
+            } else {
+                format!(
+                    "{n} x {} at 70 %; {joiners} empty instances join at 15 s; {measured} clients arrive \
+                     at {rate}/s from 16 s",
+                    250 / unit
+                )
+            },
             instances,
             vec![
                 ArrivalGroup {
                     start: Duration::from_millis(200),
-                    process: Process::Even { count: 1400, within: Duration::from_secs(14) },
+                    process: Process::Even { count: 175 / unit * n, within: Duration::from_secs(14) },
                     session: SessionLength::Forever,
                     measured: false,
                 },
                 ArrivalGroup {
                     start: Duration::from_secs(16),
-                    process: Process::Poisson { count: 200, rate_per_sec: 100.0 },
+                    process: Process::Poisson { count: measured, rate_per_sec: rate },
                     session: SessionLength::Forever,
                     measured: true,
                 },
             ],
-        )
+        );
+        s.fit_to_size();
+        s
     }
 
     /// One instance of a busy cluster drains while sessions come and go.

@@ -29,9 +29,17 @@
 //!
 //! # Strategies
 //!
-//! [`Strategy`]: `ax-plain` (herd control off), `default` (on), and two
-//! client-side baselines, `random` and `p2c`, which reorder the ranked list
-//! in the reply before the `Connector` sees it (see [`strategy`]).
+//! [`Strategy`]: `ax-plain` (herd control off), `default` (on, with the
+//! core's default fan-out), `full` and `bounded` (on, with every peer or
+//! k = 8 peers asked per round), and two client-side baselines, `random` and
+//! `p2c`, which reorder the ranked list in the reply before the `Connector`
+//! sees it (see [`strategy`]).
+//!
+//! # Scale
+//!
+//! The `scale` family ([`SCALE_SIZES`]: `login-storm-N`, `crash-N`, `join-N`
+//! at 100, 1 000 and 5 000 instances) and the metrics it needs: peer queries
+//! per round and events per session ([`RunMetrics`]).
 //!
 //! # Staleness in `login-storm`
 //!
@@ -72,7 +80,7 @@ mod world;
 use std::time::{Duration, Instant};
 
 pub use arrivals::Flood;
-pub use builtin::{BUILTIN, FLOOD_FACTORS};
+pub use builtin::{BUILTIN, FLOOD_FACTORS, SCALE_SIZES};
 pub use metrics::{ClientOutcome, ClientRecord, RunMetrics, Stat, Summary};
 pub use scenario::{Fault, FaultKind, InstanceGroup, RunLimits, Scenario, Seed};
 pub use strategy::Strategy;

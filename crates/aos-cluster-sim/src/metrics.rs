@@ -106,6 +106,14 @@ pub struct RunMetrics {
     pub utilisation: Vec<f64>,
     /// Events processed.
     pub steps: u64,
+    /// Peer workload queries per query round, over every instance
+    /// (`InstanceStats::peer_queries / rounds`, crashed processes included).
+    pub peer_queries_per_round: f64,
+    /// The most peer queries one round sent (the simulator counts each
+    /// round's `QueryPeer` actions).
+    pub max_peer_queries_in_a_round: u64,
+    /// Events processed per admitted session (measured or not).
+    pub events_per_session: f64,
     /// Handshakes sent by hostile clients (a flood); never measured above:
     /// they hold no session and have no time to session.
     pub hostile_handshakes: u64,
@@ -137,6 +145,12 @@ pub struct RunData<'a> {
     pub hostile_handshakes: u64,
     /// Hostile handshakes answered.
     pub hostile_answered: u64,
+    /// Peer queries sent and query rounds started, over every instance.
+    pub peer_queries: u64,
+    /// See `peer_queries`.
+    pub rounds: u64,
+    /// See [`RunMetrics::max_peer_queries_in_a_round`].
+    pub max_peer_queries_in_a_round: u64,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -203,6 +217,17 @@ impl RunMetrics {
             end_of_arrivals_ms: ms(data.end_of_arrivals),
             utilisation,
             steps: data.steps,
+            peer_queries_per_round: if data.rounds == 0 {
+                0.0
+            } else {
+                data.peer_queries as f64 / data.rounds as f64
+            },
+            max_peer_queries_in_a_round: data.max_peer_queries_in_a_round,
+            events_per_session: if data.admissions.is_empty() {
+                0.0
+            } else {
+                data.steps as f64 / data.admissions.len() as f64
+            },
             hostile_handshakes: data.hostile_handshakes,
             hostile_answered: data.hostile_answered,
         }
@@ -312,6 +337,12 @@ pub struct Summary {
     pub time_to_session_max_ms: Stat,
     /// Peak arrivals per window relative to fair share.
     pub arrival_peak_ratio: Stat,
+    /// Peer queries per query round.
+    pub peer_queries_per_round: Stat,
+    /// The most peer queries in one round, over all seeds.
+    pub max_peer_queries_in_a_round: u64,
+    /// Events processed per admitted session.
+    pub events_per_session: Stat,
     /// Clients lost over all seeds (must be 0).
     pub lost: u64,
     /// Clients failed over all seeds.
@@ -345,6 +376,13 @@ impl Summary {
             time_to_session_p99_ms: stat(|r| r.time_to_session_p99_ms),
             time_to_session_max_ms: stat(|r| r.time_to_session_max_ms),
             arrival_peak_ratio: stat(|r| r.arrival_peak_ratio),
+            peer_queries_per_round: stat(|r| r.peer_queries_per_round),
+            max_peer_queries_in_a_round: runs
+                .iter()
+                .map(|r| r.max_peer_queries_in_a_round)
+                .max()
+                .unwrap_or(0),
+            events_per_session: stat(|r| r.events_per_session),
             lost: total(|r| r.lost),
             failed: total(|r| r.failed),
             over_capacity: total(|r| r.over_capacity),
@@ -427,6 +465,9 @@ mod tests {
             steps: 0,
             hostile_handshakes: 0,
             hostile_answered: 0,
+            peer_queries: 0,
+            rounds: 0,
+            max_peer_queries_in_a_round: 0,
         });
         assert!((m.spread_points - 40.0).abs() < 1e-9);
         assert!((m.busiest_over_mean - 0.9 / (1.9 / 3.0)).abs() < 1e-9);

@@ -22,6 +22,8 @@ pub fn table(rows: &[Summary]) -> String {
         "tts p99 ms",
         "tts max ms",
         "peak/fair 100ms",
+        "peer q/round",
+        "events/sess",
         "lost",
         "failed",
         "over cap",
@@ -42,6 +44,8 @@ pub fn table(rows: &[Summary]) -> String {
                 pair(r.time_to_session_max_ms, 0),
                 // 0 everywhere: no window had a share large enough to judge.
                 if r.arrival_peak_ratio.p99 == 0.0 { "n/a".into() } else { pair(r.arrival_peak_ratio, 2) },
+                pair(r.peer_queries_per_round, 1),
+                pair(r.events_per_session, 0),
                 r.lost.to_string(),
                 r.failed.to_string(),
                 r.over_capacity.to_string(),
@@ -92,6 +96,9 @@ mod tests {
             end_of_arrivals_ms: 1000.0,
             utilisation: vec![],
             steps: 5,
+            peer_queries_per_round: 7.0,
+            max_peer_queries_in_a_round: 7,
+            events_per_session: 12.0,
             hostile_handshakes: 0,
             hostile_answered: 0,
         };

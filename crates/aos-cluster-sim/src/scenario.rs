@@ -34,7 +34,7 @@ pub struct Scenario {
     #[serde(default)]
     pub client: ClientConfig,
     /// The instance configuration template (id, endpoint, cluster, role,
-    /// `max_sessions`, `accepting` and `herd_control` are set per instance and
+    /// `max_sessions`, `accepting`, `herd_control` and `fan_out` are set per instance and
     /// strategy).
     #[serde(default = "instance_template")]
     pub instance: InstanceConfig,

@@ -1,6 +1,7 @@
 //! The strategies compared in the same harness, on the same arrivals.
 //!
-//! Two are the protocol itself (herd control off or on, set in every
+//! Four are the protocol itself (herd control off or on, and with herd
+//! control the query round's fan-out, set in every
 //! [`InstanceConfig`](aos_cluster::InstanceConfig)). The two baselines are small
 //! client-side transforms of the ranked list a client received, applied by
 //! the simulator to the reply message before the real `Connector` sees it, so
@@ -12,7 +13,16 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
+use aos_cluster::config::FanOut;
 use aos_cluster::wire::RankedEntry;
+
+/// Members asked live per round by [`Strategy::Bounded`] (the contract's k).
+pub const BOUNDED_LIVE: usize = 8;
+
+/// The largest cluster the full-fan-out strategies (`ax-plain`, `full`,
+/// `random`, `p2c`) run on; see [`Strategy::skip_reason`]. Between the
+/// 1 000-instance family (up to 1 125 with `join-1000`'s joiners) and 5 000.
+pub const FULL_FAN_OUT_MAX_INSTANCES: u32 = 2000;
 
 /// How clients pick among the instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -21,8 +31,16 @@ pub enum Strategy {
     /// Herd control off: the seed's exact behaviour (everyone takes the least
     /// loaded instance of the figures it was ranked on).
     AxPlain,
-    /// The protocol's default: herd control on (ranking by predicted load).
+    /// The protocol's defaults: herd control on (ranking by predicted load)
+    /// and `FanOut::default()` (full fan-out in small clusters, bounded above).
     Default,
+    /// Herd control on, full fan-out always (`FanOut::FULL`: every round asks
+    /// every active peer, the seed's query pattern).
+    Full,
+    /// Herd control on, bounded fan-out always (`FanOut::bounded(8)`: the
+    /// [`BOUNDED_LIVE`] best members by registry figures asked live, plus
+    /// those whose figures are too old).
+    Bounded,
     /// Clients shuffle the ranked list (libpq `load_balance_hosts=random`).
     Random,
     /// Power of two choices on the same figures (MongoDB, Envoy): two random
@@ -32,13 +50,22 @@ pub enum Strategy {
 
 impl Strategy {
     /// Every strategy, in table order.
-    pub const ALL: [Strategy; 4] = [Strategy::AxPlain, Strategy::Default, Strategy::Random, Strategy::P2c];
+    pub const ALL: [Strategy; 6] = [
+        Strategy::AxPlain,
+        Strategy::Default,
+        Strategy::Full,
+        Strategy::Bounded,
+        Strategy::Random,
+        Strategy::P2c,
+    ];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::AxPlain => "ax-plain",
             Strategy::Default => "default",
+            Strategy::Full => "full",
+            Strategy::Bounded => "bounded",
             Strategy::Random => "random",
             Strategy::P2c => "p2c",
         }
@@ -47,7 +74,23 @@ impl Strategy {
     /// Whether instances run with herd control. The baselines run on the plain
     /// figures ("the same stale figures"), as the systems they imitate.
     pub fn herd_control(self) -> bool {
-        matches!(self, Strategy::Default)
+        matches!(self, Strategy::Default | Strategy::Full | Strategy::Bounded)
+    }
+
+    /// The query round's fan-out. The baselines keep the seed's full fan-out:
+    /// they differ from it only in the client's pick.
+    pub fn fan_out(self) -> FanOut {
+        match self {
+            Strategy::Default => FanOut::default(),
+            Strategy::Bounded => FanOut::bounded(BOUNDED_LIVE),
+            Strategy::AxPlain | Strategy::Full | Strategy::Random | Strategy::P2c => FanOut::FULL,
+        }
+    }
+
+    /// Whether every round asks every active peer in any cluster, so a round
+    /// costs O(n) peer queries (n^2 over a storm that reaches every instance).
+    pub fn is_full_fan_out(self) -> bool {
+        self.fan_out().full_up_to == usize::MAX
     }
 
     /// Whether the client transforms the ranked list at all.
@@ -55,10 +98,28 @@ impl Strategy {
         matches!(self, Strategy::Random | Strategy::P2c)
     }
 
+    /// Why this strategy is not run on `scenario`, if it is not: a full
+    /// fan-out above [`FULL_FAN_OUT_MAX_INSTANCES`] instances, where every
+    /// query round asks every other instance and a storm costs n^2 peer
+    /// queries: the 5 000-instance scenarios (the 1 125 instances of
+    /// `join-1000` still run).
+    pub fn skip_reason(self, scenario: &crate::Scenario) -> Option<String> {
+        let n = scenario.instance_count();
+        (self.is_full_fan_out() && n > FULL_FAN_OUT_MAX_INSTANCES).then(|| {
+            format!(
+                "{}: skipped on {} ({n} instances): full fan-out asks all {} peers every round, \
+                 infeasible above {FULL_FAN_OUT_MAX_INSTANCES} instances (the 5 000-instance scenarios)",
+                self.name(),
+                scenario.name,
+                n - 1
+            )
+        })
+    }
+
     /// The client-side transform of a ranked list (identity for the protocol strategies).
     pub fn reorder(self, entries: &mut [RankedEntry], rng: &mut Rng) {
         match self {
-            Strategy::AxPlain | Strategy::Default => {}
+            Strategy::AxPlain | Strategy::Default | Strategy::Full | Strategy::Bounded => {}
             Strategy::Random => rng.shuffle(entries),
             Strategy::P2c => {
                 let n = entries.len();
@@ -86,10 +147,9 @@ impl fmt::Display for Strategy {
 impl FromStr for Strategy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Strategy::ALL
-            .into_iter()
-            .find(|st| st.name() == s)
-            .ok_or_else(|| format!("unknown strategy `{s}` (expected ax-plain, default, random, p2c or all)"))
+        Strategy::ALL.into_iter().find(|st| st.name() == s).ok_or_else(|| {
+            format!("unknown strategy `{s}` (expected ax-plain, default, full, bounded, random, p2c or all)")
+        })
     }
 }
 
@@ -118,7 +178,7 @@ mod tests {
     #[test]
     fn protocol_strategies_keep_the_list() {
         let mut rng = Rng::new(1);
-        for s in [Strategy::AxPlain, Strategy::Default] {
+        for s in [Strategy::AxPlain, Strategy::Default, Strategy::Full, Strategy::Bounded] {
             let mut l = list(&[1, 2, 3, 4]);
             s.reorder(&mut l, &mut rng);
             assert_eq!(ids(&l), vec![0, 1, 2, 3]);
@@ -153,6 +213,18 @@ mod tests {
         assert_eq!(firsts[5], 0, "the worst entry never wins a pair");
         assert!(firsts[0] > firsts[1] && firsts[1] > firsts[2] && firsts[3] > firsts[4]);
         assert!((1800..2200).contains(&firsts[0]), "{firsts:?}");
+    }
+
+    #[test]
+    fn only_full_fan_outs_are_skipped_and_only_at_5000() {
+        let big = crate::Scenario::login_storm_scaled(5000);
+        let join = crate::Scenario::join_at(1000);
+        for s in Strategy::ALL {
+            let bounded = matches!(s, Strategy::Default | Strategy::Bounded);
+            assert_eq!(s.skip_reason(&big).is_some(), !bounded, "{s}");
+            assert!(s.skip_reason(&join).is_none(), "{s}: join-1000 has {}", join.instance_count());
+        }
+        assert!(Strategy::Full.skip_reason(&big).unwrap().contains("4999 peers"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aos_cluster::client::{self, Connector};
-use aos_cluster::wire::{HandshakeOutcome, Message, RejectReason, SessionOutcome};
+use aos_cluster::wire::{HandshakeOutcome, Message, RejectReason, SessionId, SessionOutcome};
 
 use super::network::reschedule;
 use super::state::{derive, ConnKind, Ev, CLIENT};
@@ -38,10 +38,10 @@ impl Simulation {
         for (_, conn) in std::mem::take(&mut self.clients[client as usize].attempts) {
             self.close_conn(now, conn);
         }
+        self.release(client);
         let c = &mut self.clients[client as usize];
         c.record = record;
         c.effort += 1;
-        c.session = None;
         // Attempts are counted from before the effort's first handshake is queued.
         let stats = c.connector.as_ref().map(|k| *k.stats()).unwrap_or_default();
         c.baseline_attempts = stats.handshakes + stats.session_requests;
@@ -55,6 +55,31 @@ impl Simulation {
             }
         }
         self.drain_client(now, client)
+    }
+
+    /// `client` now holds `session` (instance, its life, session id, connection).
+    fn hold(&mut self, client: u32, session: (u32, u32, SessionId, u64)) {
+        self.release(client);
+        let holders = &mut self.instances[session.0 as usize].holders;
+        let c = &mut self.clients[client as usize];
+        c.holder_slot = holders.len();
+        c.session = Some(session);
+        holders.push(client);
+    }
+
+    /// `client`'s session, if any, is over: it leaves its instance's holders.
+    pub(super) fn release(&mut self, client: u32) -> Option<(u32, u32, SessionId, u64)> {
+        let c = &mut self.clients[client as usize];
+        let session = c.session.take()?;
+        let slot = std::mem::replace(&mut c.holder_slot, usize::MAX);
+        let holders = &mut self.instances[session.0 as usize].holders;
+        if holders.get(slot) == Some(&client) {
+            holders.swap_remove(slot);
+            if let Some(&moved) = holders.get(slot) {
+                self.clients[moved as usize].holder_slot = slot;
+            }
+        }
+        Some(session)
     }
 
     fn settle_effort(&mut self, now: Duration, client: u32, outcome: ClientOutcome) {
@@ -110,7 +135,7 @@ impl Simulation {
                 let Some((conn_id, inst, life)) = conn else {
                     return Err(SimError::Driver(format!("client {client} connected on an unknown attempt")));
                 };
-                c.session = Some((inst, life, session_id, conn_id));
+                self.hold(client, (inst, life, session_id, conn_id));
                 self.settle_effort(now, client, ClientOutcome::Connected { instance: inst, at: now });
                 let alive = {
                     let s = &self.instances[inst as usize];
@@ -187,11 +212,11 @@ impl Simulation {
     }
 
     pub(super) fn end_session(&mut self, now: Duration, client: u32, effort: u32) -> Result<(), SimError> {
-        let c = &mut self.clients[client as usize];
-        if c.effort != effort {
+        if self.clients[client as usize].effort != effort {
             return Ok(());
         }
-        let Some((_, _, _, conn)) = c.session.take() else { return Ok(()) };
+        let Some((_, _, _, conn)) = self.release(client) else { return Ok(()) };
+        let c = &mut self.clients[client as usize];
         if let Some(connector) = c.connector.as_mut() {
             connector
                 .handle_event(client::Event::SessionEnded, self.epoch + now)
@@ -205,9 +230,9 @@ impl Simulation {
     /// The client's session died with its instance; it comes back if the
     /// crash policy says so.
     pub(super) fn lose_session(&mut self, now: Duration, client: u32) -> Result<(), SimError> {
-        let c = &mut self.clients[client as usize];
-        let Some((inst, _, _, conn)) = c.session.take() else { return Ok(()) };
+        let Some((inst, _, _, conn)) = self.release(client) else { return Ok(()) };
         self.conns.remove(&conn);
+        let c = &mut self.clients[client as usize];
         if let Some(connector) = c.connector.as_mut() {
             let lost = client::Event::SessionLost { reason: format!("instance {inst} crashed") };
             connector.handle_event(lost, self.epoch + now).map_err(|e| SimError::Usage(e.to_string()))?;

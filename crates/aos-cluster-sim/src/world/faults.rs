@@ -13,14 +13,18 @@ impl Simulation {
         match fault.kind {
             FaultKind::Crash { host_down, clients_return, return_within, measure_returns } => {
                 let s = &mut self.instances[inst as usize];
-                s.machine = None;
+                if let Some(machine) = s.machine.take() {
+                    self.retired_queries.0 += machine.stats().peer_queries;
+                    self.retired_queries.1 += machine.stats().rounds;
+                }
                 s.deadline = None;
                 s.life += 1;
                 s.host_down = host_down;
                 s.returns = clients_return.then_some((return_within, measure_returns));
-                let victims: Vec<u32> = (0..self.clients.len() as u32)
-                    .filter(|&c| self.clients[c as usize].session.is_some_and(|(i, ..)| i == inst))
-                    .collect();
+                // In client order, as a pass over every client would find them:
+                // each victim's return time is the next draw of the fault stream.
+                let mut victims = s.holders.clone();
+                victims.sort_unstable();
                 for client in victims {
                     self.lose_session(now, client)?;
                 }

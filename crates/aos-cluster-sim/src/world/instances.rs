@@ -29,11 +29,14 @@ impl Simulation {
     }
 
     pub(super) fn drain_instance(&mut self, now: Duration, inst: u32) -> Result<(), SimError> {
+        let mut queries = 0;
         loop {
             let s = &mut self.instances[inst as usize];
             let Some(action) = s.machine.as_mut().and_then(Instance::poll_action) else { break };
+            queries += u64::from(matches!(action, instance::Action::QueryPeer { .. }));
             self.instance_action(now, inst, action)?;
         }
+        self.max_round_queries = self.max_round_queries.max(queries);
         let s = &mut self.instances[inst as usize];
         let next = s.machine.as_ref().and_then(Instance::poll_timeout);
         reschedule(&mut self.queue, self.epoch, now, &mut s.deadline, next, Ev::InstanceTimer { inst });

@@ -112,6 +112,13 @@ pub struct Simulation {
     pending_starts: u32,
     pending_measured: u32,
     admitted_while_draining: u32,
+    /// Peer queries and rounds of instance processes that crashed (their
+    /// counters went with them).
+    retired_queries: (u64, u64),
+    /// The most `QueryPeer` actions one drain of an instance produced: one
+    /// round's queries (a round sends them all at once, and a drain starts
+    /// at most one round).
+    max_round_queries: u64,
     loads: Option<(Duration, Vec<InstanceLoad>)>,
     stop_scheduled: bool,
     steps: u64,

@@ -64,6 +64,21 @@ impl Simulation {
             steps: self.steps,
             hostile_handshakes: self.hostile_sent,
             hostile_answered: self.hostile_answered,
+            peer_queries: self.retired_queries.0
+                + self
+                    .instances
+                    .iter()
+                    .filter_map(|s| s.machine.as_ref())
+                    .map(|m| m.stats().peer_queries)
+                    .sum::<u64>(),
+            rounds: self.retired_queries.1
+                + self
+                    .instances
+                    .iter()
+                    .filter_map(|s| s.machine.as_ref())
+                    .map(|m| m.stats().rounds)
+                    .sum::<u64>(),
+            max_peer_queries_in_a_round: self.max_round_queries,
         });
         let instance_stats =
             self.instances.iter().map(|s| s.machine.as_ref().map(|m| m.stats().clone())).collect();

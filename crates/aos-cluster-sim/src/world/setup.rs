@@ -43,6 +43,7 @@ impl Simulation {
                     max_sessions: group.max_sessions,
                     accepting: group.accepting,
                     herd_control: strategy.herd_control(),
+                    fan_out: strategy.fan_out(),
                     ..scenario.instance.clone()
                 };
                 config.validate().map_err(|e| SimError::Config(format!("instance {index}: {e}")))?;
@@ -59,6 +60,7 @@ impl Simulation {
                     slow_peers: Duration::ZERO,
                     over_capacity: false,
                     returns: None,
+                    holders: Vec::new(),
                 });
             }
         }
@@ -132,6 +134,8 @@ impl Simulation {
             pending_starts: 0,
             pending_measured: 0,
             admitted_while_draining: 0,
+            retired_queries: (0, 0),
+            max_round_queries: 0,
             loads: None,
             stop_scheduled: false,
             steps: 0,
@@ -181,6 +185,7 @@ impl Simulation {
                     deadline: None,
                     attempts: Vec::new(),
                     session: None,
+                    holder_slot: usize::MAX,
                     group: g,
                     rng: Rng::new(derive(self.seed, CLIENT_LIST + u64::from(client))),
                     baseline_attempts: 0,

@@ -108,7 +108,11 @@ pub(super) struct ClientState {
     pub(super) deadline: Option<Duration>,
     pub(super) attempts: Vec<(AttemptId, u64)>,
     /// Connected: the instance, its life, the session id and the connection.
+    /// Set and cleared only through `Simulation::hold` and `Simulation::release`,
+    /// which keep the instance's `holders` in step.
     pub(super) session: Option<(u32, u32, SessionId, u64)>,
+    /// This client's position in its session instance's `holders`.
+    pub(super) holder_slot: usize,
     pub(super) group: usize,
     pub(super) rng: Rng,
     pub(super) baseline_attempts: u64,
@@ -131,6 +135,9 @@ pub(super) struct InstanceState {
     pub(super) over_capacity: bool,
     /// Crash policy: clients return within this window, measured or not.
     pub(super) returns: Option<(Duration, bool)>,
+    /// The clients holding a session here (any order), so a crash finds its
+    /// victims without a pass over every client.
+    pub(super) holders: Vec<u32>,
 }
 
 /// A 64-bit mix of the run seed and a stream name, so each party's randomness
