@@ -113,7 +113,7 @@ impl Instance {
         if self.sessions.close_connection(conn) {
             self.stats.sessions_ended += 1;
         }
-        self.herd.release(conn, &mut self.stats);
+        self.herd.release(conn, self.now, self.fan_out.bounded, &mut self.stats);
         let before = self.pending.len();
         self.pending.retain(|p| p.conn != conn);
         self.stats.abandoned_handshakes += (before - self.pending.len()) as u64;

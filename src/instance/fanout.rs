@@ -42,6 +42,9 @@ pub(super) struct FanOutState {
     /// arrivals onto them (the `crash` scenario at 32 instances, k = 8: peak
     /// arrivals 3.6x the fair share against 1.2x with full fan-out).
     last_connected: BTreeMap<InstanceId, u32>,
+    /// The last round was bounded: some members are ranked on registry
+    /// figures, so released reservations wait until figures show them.
+    pub(super) bounded: bool,
     /// Scratch for choosing whom to ask, kept for its capacity.
     sources: Vec<(InstanceId, usize)>,
     reported: Vec<Candidate>,
@@ -100,7 +103,8 @@ impl Instance {
         if herd {
             let ttl = self.config.reservation_ttl;
             for (p, &(id, _)) in state.predicted.iter_mut().zip(&state.sources) {
-                let extra = self.herd.live(id, now, ttl, &mut self.stats);
+                let live = self.herd.live(id, now, ttl, &mut self.stats);
+                let extra = self.herd.predicted_sessions(live);
                 p.workload.connected = p.workload.connected.saturating_add(extra);
             }
         }

@@ -18,11 +18,16 @@
 //! that became sessions here (see [`Herd::predicted_sessions`]), so a flood
 //! of handshakes that never become sessions cannot fill the prediction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::event::{ConnectionId, InstanceStats};
 use crate::workload::{Candidate, InstanceId};
+
+/// Released reservations waiting for figures that show them are counted in
+/// buckets this wide (per member), so their memory does not grow with the
+/// arrival rate.
+const UNSHOWN_BUCKET: Duration = Duration::from_millis(100);
 
 /// A reservation older than this many landing times when a report was asked
 /// for is settled: its client landed or is not coming.
@@ -59,6 +64,11 @@ pub(super) struct Herd {
     /// counts decay (halve) together, so this is a recent ratio.
     own_reserved: u32,
     own_landed: u32,
+    /// Per member ranked on registry figures: reservations released since
+    /// those figures were measured, as `(bucket start, count)`, oldest first.
+    /// The client landed or gave up; until figures measured after the
+    /// release arrive nothing shows which, so they stay predicted.
+    unshown: BTreeMap<InstanceId, VecDeque<(Instant, u32)>>,
     /// The share every reservation weighs in the current round, as
     /// `(landed, reserved)`: read once when a round finishes, so the replies
     /// of one round rank on one scale (only the head moves between them).
@@ -88,6 +98,7 @@ impl Herd {
             own_reserved: 0,
             own_landed: 0,
             weight: (1, 1),
+            unshown: BTreeMap::new(),
         }
     }
 
@@ -127,7 +138,8 @@ impl Herd {
         ttl: Duration,
         stats: &mut InstanceStats,
     ) -> u32 {
-        let Some(queue) = self.by_member.get_mut(&id) else { return 0 };
+        let unshown = self.unshown_live(id, now, ttl);
+        let Some(queue) = self.by_member.get_mut(&id) else { return unshown };
         while let Some(entry) = queue.first_entry() {
             if entry.get().made_at + ttl > now {
                 break;
@@ -140,7 +152,22 @@ impl Herd {
         if live == 0 {
             self.by_member.remove(&id);
         }
-        u32::try_from(live).unwrap_or(u32::MAX)
+        u32::try_from(live).unwrap_or(u32::MAX).saturating_add(unshown)
+    }
+
+    /// Released reservations on `id` still waiting to be shown, after
+    /// dropping those older than the reservation ttl (a prediction lasts no
+    /// longer than the reservation it came from).
+    fn unshown_live(&mut self, id: InstanceId, now: Instant, ttl: Duration) -> u32 {
+        let Some(buckets) = self.unshown.get_mut(&id) else { return 0 };
+        while buckets.front().is_some_and(|&(start, _)| start + ttl <= now) {
+            buckets.pop_front();
+        }
+        if buckets.is_empty() {
+            self.unshown.remove(&id);
+            return 0;
+        }
+        buckets.iter().fold(0u32, |sum, &(_, n)| sum.saturating_add(n))
     }
 
     fn expire_all(&mut self, now: Instant, ttl: Duration, stats: &mut InstanceStats) {
@@ -205,10 +232,27 @@ impl Herd {
     /// handshake it follows open until its walk down the list ends, so this
     /// is when it landed or gave up; a handshake flood that closes after
     /// each reply leaves nothing behind.
-    pub(super) fn release(&mut self, conn: ConnectionId, stats: &mut InstanceStats) {
-        if let Some((member, seq)) = self.by_conn.get(&conn).copied() {
-            self.remove(member, seq);
-            stats.reservations_released += 1;
+    ///
+    /// With `until_shown` (the member may be ranked on registry figures, which
+    /// do not show the landing for seconds), the prediction stays, as a
+    /// count, until figures measured after the release arrive; otherwise (every
+    /// member is asked live each round, or it is this instance) it goes now.
+    pub(super) fn release(
+        &mut self,
+        conn: ConnectionId,
+        now: Instant,
+        until_shown: bool,
+        stats: &mut InstanceStats,
+    ) {
+        let Some((member, seq)) = self.by_conn.get(&conn).copied() else { return };
+        self.remove(member, seq);
+        stats.reservations_released += 1;
+        if until_shown && member != self.own {
+            let buckets = self.unshown.entry(member).or_default();
+            match buckets.back_mut() {
+                Some((start, n)) if *start + UNSHOWN_BUCKET > now => *n = n.saturating_add(1),
+                _ => buckets.push_back((now, 1)),
+            }
         }
     }
 
@@ -242,6 +286,20 @@ impl Herd {
             None
         };
         let mut landed = previous.map_or(0, |p| connected.saturating_sub(p) as usize);
+        // Releases wholly before the figures were measured: they show them
+        // (and a rise they explain is not a landing of anyone still reserved).
+        if let Some(buckets) = self.unshown.get_mut(&member) {
+            while let Some(&(start, n)) = buckets.front() {
+                if start + UNSHOWN_BUCKET > asked_at {
+                    break;
+                }
+                buckets.pop_front();
+                landed = landed.saturating_sub(n as usize);
+            }
+            if buckets.is_empty() {
+                self.unshown.remove(&member);
+            }
+        }
         let Some(queue) = self.by_member.get_mut(&member) else { return };
         while let Some(entry) = queue.first_entry() {
             let settled = self.landing.is_some_and(|l| entry.get().made_at + l * SETTLE_FACTOR < asked_at);
@@ -323,7 +381,10 @@ impl Herd {
         let reservation = 2 * (size_of::<u64>() + size_of::<Reservation>());
         let conn = 2 * (size_of::<ConnectionId>() + size_of::<(InstanceId, u64)>());
         let member = 2 * (size_of::<InstanceId>() + size_of::<BTreeMap<u64, Reservation>>());
+        let unshown: usize = self.unshown.values().map(VecDeque::capacity).sum();
         self.total() * (reservation + conn)
+            + unshown * size_of::<(Instant, u32)>()
+            + self.unshown.len() * 2 * (size_of::<InstanceId>() + size_of::<VecDeque<(Instant, u32)>>())
             + self.by_member.len() * member
             + self.last_headed.len() * 2 * (size_of::<InstanceId>() + size_of::<u64>())
     }
