@@ -261,6 +261,36 @@ fn a_new_snapshot_covers_reservations_whose_clients_had_time_to_land_before_the_
     assert_eq!(h.inst.reservations(), 4);
 }
 
+/// Where rounds are bounded, a client's close releases its reservation but
+/// not the prediction: members ranked on registry figures would look empty
+/// while sessions land on them unseen. The prediction stays until figures
+/// measured after the release arrive.
+#[test]
+fn where_rounds_are_bounded_a_release_waits_for_figures_that_show_it() {
+    // Heartbeats measured now (after the releases) show them; heartbeats
+    // measured before the reservations were made cannot.
+    for (heartbeat_age, still_predicted) in [(Duration::ZERO, 0), (Duration::from_millis(1350), 4)] {
+        let mut h = four_reservations_on_peers();
+        for conn in 2..=5u64 {
+            h.event(Event::ConnectionClosed { conn: ConnectionId(conn) });
+        }
+        // Releases are counted in 100 ms buckets: figures show a bucket once
+        // measured after its end.
+        h.advance(Duration::from_millis(200));
+        assert_eq!(h.inst.reservations(), 0, "no connection holds a reservation");
+        assert_eq!(h.inst.stats().reservations_released, 4);
+        let rows: Vec<MemberRecord> =
+            (2..=21).map(|id| MemberRecord { heartbeat_age, ..member(id, Role::Serving, 50, 100) }).collect();
+        let asked = round(&mut h, 6, Some(rows));
+        for &(query_id, id) in &asked {
+            h.event(Event::WorkloadReport { report: report(query_id, id, 50, 100) });
+        }
+        let list = h.expect_ranked(6, 6);
+        let predicted = list.entries.iter().filter(|e| e.workload.connected == 51).count();
+        assert_eq!(predicted, still_predicted, "rows {heartbeat_age:?} old: {:?}", list.entries);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
