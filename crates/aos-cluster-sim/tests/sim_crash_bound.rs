@@ -60,6 +60,9 @@ fn ideal_round_robin(scenario: &Scenario, seed: u64) -> f64 {
         steps: 0,
         hostile_handshakes: 0,
         hostile_answered: 0,
+        peer_queries: 0,
+        rounds: 0,
+        max_peer_queries_in_a_round: 0,
     };
     RunMetrics::compute(&data).arrival_peak_ratio
 }
