@@ -42,8 +42,8 @@ pub(super) struct FanOutState {
     /// arrivals onto them (the `crash` scenario at 32 instances, k = 8: peak
     /// arrivals 3.6x the fair share against 1.2x with full fan-out).
     last_connected: BTreeMap<InstanceId, u32>,
-    /// The last round was bounded: some members are ranked on registry
-    /// figures, so released reservations wait until figures show them.
+    /// The last round left members unasked, ranked on registry figures:
+    /// released reservations wait until figures show them.
     pub(super) bounded: bool,
     /// Scratch for choosing whom to ask, kept for its capacity.
     sources: Vec<(InstanceId, usize)>,

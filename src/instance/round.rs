@@ -194,9 +194,12 @@ impl Instance {
                 }
             }
         }
-        self.fan_out.bounded = !self.config.fan_out.is_full_for(active.len());
-        let (asked, unasked) =
-            if !self.fan_out.bounded { (active, Vec::new()) } else { self.bounded_plan(active, now) };
+        let (asked, unasked) = if self.config.fan_out.is_full_for(active.len()) {
+            (active, Vec::new())
+        } else {
+            self.bounded_plan(active, now)
+        };
+        self.fan_out.bounded = !unasked.is_empty();
         let peers: Vec<PeerSlot> =
             asked.into_iter().map(|member| PeerSlot { member, state: PeerState::Waiting }).collect();
         let first_query_id = self.next_query_ids(peers.len());

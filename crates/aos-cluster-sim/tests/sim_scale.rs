@@ -73,20 +73,20 @@ fn goal_login_storm_1000_bounded_is_even_and_asks_k_peers_per_round() {
 }
 
 /// `login-storm-1000` itself (125 000 clients, instances of 250), one seed:
-/// every client connects and no round asks more than k peers, but the balance
-/// goal is **not met** there with the bounded fan-out: busiest/mean 1.080
-/// (spread 27 points) on seed 0 (more seeds in the README), against 1.000
-/// with the full fan-out. This guards the achieved figure, not the goal. The
-/// smaller storms above (25 and 5 arrivals per instance) meet the goal with
-/// the same fan-out; members the round does not ask are ranked on registry
-/// figures 5 s old, which a longer storm outruns.
+/// every client connects, no round asks more than k peers, and busiest/mean
+/// meets the goal with the bounded fan-out (measured 1.008 on seed 0; more
+/// seeds in the README). Before released reservations stayed predicted until
+/// figures showed them, members the round does not ask looked empty on their
+/// 5 s old registry figures while sessions piled up on them, and the members
+/// asked live starved (1.048 here, 1.080 before clients held the handshake's
+/// connection through their walk).
 #[test]
-fn login_storm_1000_bounded_regression_guard() {
+fn goal_login_storm_1000_itself_with_the_bounded_fan_out() {
     let scenario = Scenario::login_storm_scaled(1000);
     let r = &runs(&scenario, Strategy::Bounded, 1)[0];
-    assert_eq!(r.clients, 125_000);
+    assert_eq!((r.clients, r.sessions, r.failed, r.lost), (125_000, 125_000, 0, 0));
     assert!(r.max_peer_queries_in_a_round <= BOUNDED_LIVE as u64, "{}", r.max_peer_queries_in_a_round);
-    assert!(r.busiest_over_mean <= 1.09, "busiest/mean {} (1.080 measured)", r.busiest_over_mean);
+    assert!(r.busiest_over_mean <= 1.05, "busiest/mean {}", r.busiest_over_mean);
 }
 
 #[test]
