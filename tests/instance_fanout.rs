@@ -134,6 +134,49 @@ fn a_silent_or_unreachable_asked_member_is_left_out_the_unasked_stay() {
     assert_eq!(h.inst.stats().peer_silent, 1);
 }
 
+/// A member found unreachable is neither asked nor listed by later bounded
+/// rounds until its registry row shows a heartbeat after the failure: a
+/// crashed member's row stays active for `member_ttl` with figures that
+/// would put it at the head of every list.
+#[test]
+fn an_unreachable_member_stays_out_until_a_later_heartbeat() {
+    let mut h = balancer(FanOut::bounded(2));
+    let asked = round(&mut h, 1, Some(fifty()));
+    // One of the two best (3, 4 and 5 are asked for their stale rows).
+    let dead = *asked.iter().find(|&&(_, id)| !(3..=5).contains(&id)).expect("a best member");
+    h.event(Event::PeerUnreachable { query_id: dead.0, peer: InstanceId(dead.1), reason: "refused".into() });
+    for &(query_id, id) in asked.iter().filter(|&&a| a != dead) {
+        h.event(Event::WorkloadReport { report: report(query_id, id, registry_connected(id), 100) });
+    }
+    assert!(!ids(&h.expect_ranked(1, 1)).contains(&dead.1));
+
+    // The same snapshot: the dead member's row still looks best, but it is
+    // not asked again and not listed.
+    let asked = round(&mut h, 2, None);
+    assert!(!peers(&asked).contains(&dead.1), "{:?}", peers(&asked));
+    for &(query_id, id) in &asked {
+        h.event(Event::WorkloadReport { report: report(query_id, id, registry_connected(id), 100) });
+    }
+    assert!(!ids(&h.expect_ranked(2, 2)).contains(&dead.1));
+
+    // A new snapshot whose row for it was heartbeated before the failure:
+    // still out. One heartbeated after it: back, and asked first.
+    h.advance(2 * SEC);
+    let asked = round(
+        &mut h,
+        3,
+        Some(fifty().into_iter().map(|m| MemberRecord { heartbeat_age: 3 * SEC, ..m }).collect()),
+    );
+    assert!(!peers(&asked).contains(&dead.1));
+    for &(query_id, id) in &asked {
+        h.event(Event::WorkloadReport { report: report(query_id, id, registry_connected(id), 100) });
+    }
+    h.expect_ranked(3, 3);
+    h.advance(2 * SEC);
+    let asked = round(&mut h, 4, Some(fifty()));
+    assert!(peers(&asked).contains(&dead.1), "{:?}", peers(&asked));
+}
+
 #[test]
 fn at_or_below_the_threshold_and_with_full_every_active_peer_is_asked() {
     // As many peers as the default threshold: the seed's full fan-out.

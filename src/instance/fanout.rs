@@ -42,6 +42,11 @@ pub(super) struct FanOutState {
     /// arrivals onto them (the `crash` scenario at 32 instances, k = 8: peak
     /// arrivals 3.6x the fair share against 1.2x with full fan-out).
     last_connected: BTreeMap<InstanceId, u32>,
+    /// Members a live query found unreachable, and when: a bounded round
+    /// neither asks nor lists them until their registry row shows a
+    /// heartbeat after that (a crashed member's row stays active for
+    /// `member_ttl`, and its old figures would put it at the head of lists).
+    unreachable: BTreeMap<InstanceId, Instant>,
     /// The last round left members unasked, ranked on registry figures:
     /// released reservations wait until figures show them.
     pub(super) bounded: bool,
@@ -54,6 +59,13 @@ pub(super) struct FanOutState {
 }
 
 impl FanOutState {
+    /// A live query found `member` unreachable at `at`.
+    pub(super) fn unreachable(&mut self, member: InstanceId, at: Instant, max_members: usize) {
+        if self.unreachable.len() < max_members || self.unreachable.contains_key(&member) {
+            self.unreachable.insert(member, at);
+        }
+    }
+
     /// Herd control took a report of `connected` sessions from `member`
     /// (kept under the same bound as herd control's own record).
     pub(super) fn covered(&mut self, member: InstanceId, connected: u32, max_members: usize) {
@@ -65,6 +77,7 @@ impl FanOutState {
     pub(super) fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         self.last_connected.len() * 2 * (size_of::<InstanceId>() + size_of::<u32>())
+            + self.unreachable.len() * 2 * (size_of::<InstanceId>() + size_of::<Instant>())
             + self.sources.capacity() * size_of::<(InstanceId, usize)>()
             + (self.reported.capacity() + self.predicted.capacity()) * size_of::<Candidate>()
             + self.scratch.heap_bytes()
@@ -89,6 +102,13 @@ impl Instance {
         state.reported.clear();
         for &i in &active {
             let m = &snapshot.members[i];
+            if let Some(&failed_at) = state.unreachable.get(&m.id) {
+                let heartbeat_at = snapshot.received_at.checked_sub(m.heartbeat_age);
+                if heartbeat_at.map_or(true, |at| at <= failed_at) {
+                    continue;
+                }
+                state.unreachable.remove(&m.id);
+            }
             let contradictory = m.figures.workload.connected > m.figures.workload.max_sessions;
             if contradictory || m.heartbeat_age.saturating_add(since) > max_age {
                 asked.push(i);

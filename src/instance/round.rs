@@ -274,6 +274,7 @@ impl Instance {
         };
         slot.state = PeerState::Unreachable;
         self.stats.peer_unreachable += 1;
+        self.fan_out.unreachable(peer, now, self.config.limits.max_members);
         self.resolve_one(now);
     }
 
