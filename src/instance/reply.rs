@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::rerank::Rerank;
+use super::rerank::{rank_full, Rerank, TailScratch};
 use super::round::{PeerState, Round, Source};
 use super::{Instance, Timer};
 use crate::wire::{entries_that_fit, HandshakeOutcome, Limits, RankedEntry, RankedList};
@@ -75,15 +75,24 @@ impl Instance {
             }
             self.herd.forget_departed(&ranking.sources, self.config.limits.max_members);
         }
-        {
+        // One waiting handshake (the usual case below a burst) is one full
+        // rank; keeping the order for later replies pays only for several
+        // (the two give the same lists: see `rerank_tests.rs`).
+        let pending = std::mem::take(&mut self.pending);
+        let incremental = pending.len() > 1;
+        if incremental {
             let Ranking { sources, reported, predicted, rerank, .. } = &mut ranking;
             rerank.build(reported, predicted, herd, |i| self.herd.last_headed(sources[i].0));
         }
-
-        let pending = std::mem::take(&mut self.pending);
         for handshake in &pending {
-            let Ranking { reported, predicted, rerank, list, .. } = &mut ranking;
-            rerank.list(reported, predicted, handshake.salt, self.config.max_list_len, list);
+            let Ranking { sources, reported, predicted, rerank, list, scratch } = &mut ranking;
+            if incremental {
+                rerank.list(reported, predicted, handshake.salt, self.config.max_list_len, list);
+            } else {
+                let herd = herd.then_some(&self.herd);
+                rank_full(herd, sources, reported, predicted, handshake.salt, scratch, list);
+                list.truncate(self.config.max_list_len);
+            }
             let mut entries: Vec<RankedEntry> = ranking
                 .list
                 .iter()
@@ -107,7 +116,7 @@ impl Instance {
             // takes with the default limits (long host names cut the list).
             entries.truncate(entries_that_fit(&entries, &self.reply_limits()));
             if let (true, Some(&head)) = (herd, ranking.list.first()) {
-                self.reserve_head(&mut ranking, head, handshake.conn, now);
+                self.reserve_head(&mut ranking, head, handshake.conn, now, incremental);
             }
             self.stats.ranked_replies += 1;
             if stale {
@@ -130,20 +139,36 @@ impl Instance {
     /// a reservation on it for the client on `conn`, and move the members
     /// whose predicted figures changed (the head, and the member whose
     /// reservation this one replaced) to their new places.
-    fn reserve_head(&mut self, ranking: &mut Ranking, head: usize, conn: super::ConnectionId, now: Instant) {
+    /// (`incremental`: the kept order is in use this round).
+    fn reserve_head(
+        &mut self,
+        ranking: &mut Ranking,
+        head: usize,
+        conn: super::ConnectionId,
+        now: Instant,
+        incremental: bool,
+    ) {
         let head_id = ranking.sources[head].0;
-        ranking.rerank.remove(&ranking.reported, &ranking.predicted, head);
+        if incremental {
+            ranking.rerank.remove(&ranking.reported, &ranking.predicted, head);
+        }
         self.herd.headed(head_id);
-        ranking.rerank.set_last_headed(head, self.herd.last_headed(head_id));
         let ttl = self.config.reservation_ttl;
         let limit = self.config.limits.max_reservations;
         let (replaced, _) = self.herd.reserve(conn, head_id, now, ttl, limit, &mut self.stats);
         self.predict(ranking, head, now);
-        ranking.rerank.insert(&ranking.reported, &ranking.predicted, head);
+        if incremental {
+            ranking.rerank.set_last_headed(head, self.herd.last_headed(head_id));
+            ranking.rerank.insert(&ranking.reported, &ranking.predicted, head);
+        }
         if let Some(i) = replaced.and_then(|old| ranking.index_of(old)) {
-            ranking.rerank.remove(&ranking.reported, &ranking.predicted, i);
+            if incremental {
+                ranking.rerank.remove(&ranking.reported, &ranking.predicted, i);
+            }
             self.predict(ranking, i, now);
-            ranking.rerank.insert(&ranking.reported, &ranking.predicted, i);
+            if incremental {
+                ranking.rerank.insert(&ranking.reported, &ranking.predicted, i);
+            }
         }
     }
 
@@ -176,6 +201,8 @@ pub(super) struct Ranking {
     rerank: Rerank,
     /// One reply's list: indices into the vectors above.
     list: Vec<usize>,
+    /// Scratch for a full rank (a round with one waiting handshake).
+    scratch: TailScratch,
 }
 
 impl Ranking {
@@ -189,5 +216,6 @@ impl Ranking {
             + (self.reported.capacity() + self.predicted.capacity()) * size_of::<Candidate>()
             + self.rerank.heap_bytes()
             + self.list.capacity() * size_of::<usize>()
+            + self.scratch.heap_bytes()
     }
 }
