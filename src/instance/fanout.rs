@@ -30,18 +30,6 @@ use crate::workload::{Candidate, InstanceId};
 /// What bounded rounds keep between rounds.
 #[derive(Debug, Default)]
 pub(super) struct FanOutState {
-    /// Per member, the `connected` herd control last took as its report
-    /// (the same record herd control keeps), so a registry row can be
-    /// handed over as a report that rose by nothing. Herd control counts a
-    /// rise in `connected` as landed sessions and clears that many of its
-    /// oldest reservations, which is right for a live report (asked after
-    /// every reservation was made) but not for a heartbeat measured seconds
-    /// ago: the rise, other balancers' sessions included, would clear
-    /// reservations made after the heartbeat, whose sessions the row cannot
-    /// show. That under-predicted the members nobody asked and herded
-    /// arrivals onto them (the `crash` scenario at 32 instances, k = 8: peak
-    /// arrivals 3.6x the fair share against 1.2x with full fan-out).
-    last_connected: BTreeMap<InstanceId, u32>,
     /// Members a live query found unreachable, and when: a bounded round
     /// neither asks nor lists them until their registry row shows a
     /// heartbeat after that (a crashed member's row stays active for
@@ -66,18 +54,9 @@ impl FanOutState {
         }
     }
 
-    /// Herd control took a report of `connected` sessions from `member`
-    /// (kept under the same bound as herd control's own record).
-    pub(super) fn covered(&mut self, member: InstanceId, connected: u32, max_members: usize) {
-        if self.last_connected.len() < max_members || self.last_connected.contains_key(&member) {
-            self.last_connected.insert(member, connected);
-        }
-    }
-
     pub(super) fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        self.last_connected.len() * 2 * (size_of::<InstanceId>() + size_of::<u32>())
-            + self.unreachable.len() * 2 * (size_of::<InstanceId>() + size_of::<Instant>())
+        self.unreachable.len() * 2 * (size_of::<InstanceId>() + size_of::<Instant>())
             + self.sources.capacity() * size_of::<(InstanceId, usize)>()
             + (self.reported.capacity() + self.predicted.capacity()) * size_of::<Candidate>()
             + self.scratch.heap_bytes()
@@ -155,7 +134,7 @@ impl Instance {
 
     /// Once per snapshot: herd control takes each row as a report from the
     /// member measured at its last heartbeat (received at minus heartbeat
-    /// age) whose `connected` did not rise (see [`FanOutState`]): it covers
+    /// age) whose `connected` did not rise (why: the comment inside): it covers
     /// the reservations whose clients had ample time to land before the
     /// heartbeat, which the row's figures already count.
     fn cover_registry_figures(&mut self) {
@@ -171,9 +150,17 @@ impl Instance {
                 continue;
             }
             // A member never reported before starts its record at the row's figure.
-            let unchanged = self.fan_out.last_connected.get(&m.id).copied().unwrap_or(w.connected);
+            // Handed over as a report that rose by nothing: herd control counts
+            // a rise as landed sessions and clears that many of its oldest
+            // reservations, right for a live report (asked after every
+            // reservation was made) but not for a heartbeat seconds old, whose
+            // rise (other balancers' sessions included) would clear
+            // reservations made after it and under-predict the members nobody
+            // asks (the `crash` scenario at 32 instances, k = 8: peak arrivals
+            // 3.6x the fair share against 1.2x with full fan-out). A member
+            // never reported before starts its record at the row's figure.
+            let unchanged = self.herd.last_reported(m.id).unwrap_or(w.connected);
             self.herd.cover(m.id, unchanged, measured_at, max_members);
-            self.fan_out.covered(m.id, unchanged, max_members);
         }
     }
 }

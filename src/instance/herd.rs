@@ -341,6 +341,11 @@ impl Herd {
         self.last_headed.insert(member, self.headed_replies);
     }
 
+    /// `member`'s `connected` as herd control last took it from a report.
+    pub(super) fn last_reported(&self, member: InstanceId) -> Option<u32> {
+        self.last_reported.get(&member).copied()
+    }
+
     /// When `member` last headed a reply, as a count of replies (0: never).
     /// The key [`least_recently_headed_first`](Self::least_recently_headed_first) sorts by.
     pub(super) fn last_headed(&self, member: InstanceId) -> u64 {

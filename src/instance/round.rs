@@ -262,7 +262,6 @@ impl Instance {
             });
             self.stats.peer_reports += 1;
             self.herd.cover(report.id, report.workload.connected, asked_at, self.config.limits.max_members);
-            self.fan_out.covered(report.id, report.workload.connected, self.config.limits.max_members);
         }
         self.resolve_one(now);
     }
