@@ -1,7 +1,8 @@
 //! Bounded fan-out (issue 13): above `fan_out.full_up_to` active peers a
 //! round asks live only the `fan_out.live` best by registry figures plus the
-//! members whose figures are too old, and ranks everyone else on the
-//! registry figures, exactly like answered members.
+//! members whose figures are too old (plus the next best in place of each
+//! one found unreachable), and ranks everyone else on the registry figures,
+//! exactly like answered members.
 
 mod common;
 
@@ -57,12 +58,28 @@ fn round(h: &mut Harness, request_id: u64, registry: Option<Vec<MemberRecord>>) 
         let q = h.expect_registry_query();
         h.event(Event::RegistrySnapshot { query_id: q, members });
     }
+    queries(h)
+}
+
+/// The peer queries at the front of the queue, in order.
+fn queries(h: &mut Harness) -> Vec<(QueryId, u32)> {
     let mut asked = Vec::new();
     while let Some(Action::QueryPeer { query_id, peer, .. }) = h.queue.front().cloned() {
         h.queue.pop_front();
         asked.push((query_id, peer.0));
     }
     asked
+}
+
+fn unreachable(h: &mut Harness, (query_id, id): (QueryId, u32)) {
+    h.event(Event::PeerUnreachable { query_id, peer: InstanceId(id), reason: "refused".into() });
+}
+
+/// The fresh members of [`fifty`], best registry figures first.
+fn fresh_by_figures() -> Vec<u32> {
+    let mut fresh: Vec<u32> = (2..=50).filter(|id| !(3..=5).contains(id)).collect();
+    fresh.sort_by_key(|&id| registry_connected(id));
+    fresh
 }
 
 fn peers(asked: &[(QueryId, u32)]) -> Vec<u32> {
@@ -83,8 +100,7 @@ fn a_bounded_round_asks_the_k_best_and_the_stale_and_lists_everyone_in_exact_ord
     let mut h = balancer(FanOut::default());
     let asked = round(&mut h, 1, Some(fifty()));
     // The 8 best by registry figures among the 46 fresh peers, and the 3 stale.
-    let mut fresh: Vec<u32> = (2..=50).filter(|id| !(3..=5).contains(id)).collect();
-    fresh.sort_by_key(|&id| registry_connected(id));
+    let fresh = fresh_by_figures();
     let mut want: Vec<u32> = fresh[..8].iter().copied().chain(3..=5).collect();
     want.sort_unstable();
     assert_eq!(peers(&asked), want, "ascending ids, each once");
@@ -116,22 +132,58 @@ fn a_silent_or_unreachable_asked_member_is_left_out_the_unasked_stay() {
     let mut h = balancer(FanOut::bounded(2));
     let asked = round(&mut h, 1, Some(fifty()));
     assert_eq!(asked.len(), 5, "2 best + 3 stale");
-    let (silent, unreachable) = (asked[0], asked[1]);
-    h.event(Event::PeerUnreachable {
-        query_id: unreachable.0,
-        peer: InstanceId(unreachable.1),
-        reason: "refused".into(),
-    });
-    for &(query_id, id) in &asked[2..] {
+    let (silent, dead) = (asked[0], asked[1]);
+    unreachable(&mut h, dead);
+    // The unreachable one is replaced by the next best, at once.
+    let replacement = queries(&mut h);
+    assert_eq!(peers(&replacement), vec![fresh_by_figures()[2]]);
+    for &(query_id, id) in asked[2..].iter().chain(&replacement) {
         h.event(Event::WorkloadReport { report: report(query_id, id, registry_connected(id), 100) });
     }
     h.expect_idle();
     h.advance(h.inst.config().peer_timeout);
     let list = h.expect_ranked(1, 1);
     let listed = ids(&list);
-    assert!(!listed.contains(&silent.1) && !listed.contains(&unreachable.1), "{listed:?}");
+    assert!(!listed.contains(&silent.1) && !listed.contains(&dead.1), "{listed:?}");
     assert_eq!(listed.len(), 47);
-    assert_eq!(h.inst.stats().peer_silent, 1);
+    let stats = h.inst.stats();
+    assert_eq!((stats.peer_silent, stats.peer_queries, stats.replacement_queries), (1, 6, 1));
+}
+
+/// After a crash the dead members' rows keep their old figures, which look
+/// best: a bounded round replaces every asked member found unreachable by
+/// the next best, so its lists are headed by members that answered and
+/// list none of the dead it met.
+#[test]
+fn a_round_replaces_each_unreachable_member_until_k_answer() {
+    let mut h = balancer(FanOut::bounded(2));
+    let fresh = fresh_by_figures();
+    let dead: Vec<u32> = fresh[..7].to_vec();
+    let mut waiting = round(&mut h, 1, Some(fifty()));
+    let mut answered = Vec::new();
+    for _ in 0..50 {
+        let Some(query) = waiting.pop() else { break };
+        if dead.contains(&query.1) {
+            unreachable(&mut h, query);
+        } else {
+            h.event(Event::WorkloadReport {
+                report: report(query.0, query.1, registry_connected(query.1), 100),
+            });
+            answered.push(query.1);
+        }
+        waiting.extend(queries(&mut h));
+    }
+    assert!(waiting.is_empty());
+    answered.sort_by_key(|&id| registry_connected(id));
+    let best_answered = answered[0];
+    answered.retain(|id| !(3..=5).contains(id));
+    assert_eq!(answered, fresh[7..9], "the two best fresh members that answered");
+    let list = ids(&h.expect_ranked(1, 1));
+    assert_eq!(list[0], best_answered, "headed by a member that answered");
+    assert!(dead.iter().all(|id| !list.contains(id)), "{list:?}");
+    assert_eq!(list.len(), 49 - 7);
+    let stats = h.inst.stats();
+    assert_eq!((stats.peer_queries, stats.replacement_queries, stats.peer_unreachable), (2 + 3 + 7, 7, 7));
 }
 
 /// A member found unreachable is neither asked nor listed by later bounded
@@ -144,8 +196,10 @@ fn an_unreachable_member_stays_out_until_a_later_heartbeat() {
     let asked = round(&mut h, 1, Some(fifty()));
     // One of the two best (3, 4 and 5 are asked for their stale rows).
     let dead = *asked.iter().find(|&&(_, id)| !(3..=5).contains(&id)).expect("a best member");
-    h.event(Event::PeerUnreachable { query_id: dead.0, peer: InstanceId(dead.1), reason: "refused".into() });
-    for &(query_id, id) in asked.iter().filter(|&&a| a != dead) {
+    unreachable(&mut h, dead);
+    let replacement = queries(&mut h);
+    assert_eq!(replacement.len(), 1);
+    for &(query_id, id) in asked.iter().chain(&replacement).filter(|&&a| a != dead) {
         h.event(Event::WorkloadReport { report: report(query_id, id, registry_connected(id), 100) });
     }
     assert!(!ids(&h.expect_ranked(1, 1)).contains(&dead.1));
@@ -337,16 +391,19 @@ fn where_rounds_are_bounded_a_release_waits_for_figures_that_show_it() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Over random snapshots: a round asks at most k + the stale members,
-    /// and every member eligible by the figures it is ranked on is listed.
+    /// Over random snapshots and answers: a round asks at most k + the stale
+    /// members + one replacement per member found unreachable, keeps asking
+    /// replacements while fewer than k fresh members answered and any is
+    /// left, and lists exactly the members eligible by the figures it ranks
+    /// them on, none it found unreachable.
     #[test]
-    fn bounded_rounds_ask_at_most_k_plus_stale_and_drop_nobody(
+    fn bounded_rounds_ask_at_most_k_plus_stale_plus_replacements_and_drop_nobody(
         rows in prop::collection::vec(
             (0u32..12, 1u32..12, prop::bool::weighted(0.9), 0u64..16, prop::bool::weighted(0.9)),
             20..90,
         ),
         live in 1usize..12,
-        answers in prop::collection::vec(0u32..12, 90),
+        answers in prop::collection::vec((0u32..12, prop::bool::weighted(0.25)), 90),
     ) {
         let members: Vec<MemberRecord> = rows
             .iter()
@@ -362,37 +419,61 @@ proptest! {
                 )
             })
             .collect();
-        let stale = members
-            .iter()
-            .filter(|m| m.role == Role::Serving && m.heartbeat_age > 10 * SEC)
-            .count();
-        let mut h = balancer(FanOut { live, ..FanOut::default() });
-        let asked = round(&mut h, 1, Some(members.clone()));
+        let is_stale = |m: &MemberRecord| m.heartbeat_age > 10 * SEC;
+        let stale = members.iter().filter(|m| m.role == Role::Serving && is_stale(m)).count();
         let contradictory = members
             .iter()
-            .filter(|m| m.role == Role::Serving && m.heartbeat_age <= 10 * SEC)
+            .filter(|m| m.role == Role::Serving && !is_stale(m))
             .filter(|m| m.workload.connected > m.workload.max_sessions)
             .count();
         let serving = members.iter().filter(|m| m.role == Role::Serving).count();
-        if serving <= FanOut::default().full_up_to {
-            prop_assert_eq!(asked.len(), serving, "full fan-out");
-        } else {
-            prop_assert!(asked.len() <= live + stale + contradictory, "{} asked", asked.len());
-        }
-        prop_assert_eq!(h.inst.stats().peer_queries, asked.len() as u64);
+        let bounded = serving > FanOut::default().full_up_to;
+        let mut h = balancer(FanOut { live, ..FanOut::default() });
+        let mut waiting = round(&mut h, 1, Some(members.clone()));
         let mut ranked_on = std::collections::BTreeMap::new();
         for m in &members {
-            ranked_on.insert(m.id.0, (m.role, m.accepting, m.workload));
+            ranked_on.insert(m.id.0, Some((m.role, m.accepting, m.workload)));
         }
-        for (k, &(query_id, id)) in asked.iter().enumerate() {
-            let max = rows[id as usize - 2].1;
-            let w = Workload::new(answers[k].min(max), max);
-            h.event(Event::WorkloadReport { report: report(query_id, id, w.connected, w.max_sessions) });
-            ranked_on.insert(id, (Role::Serving, true, w));
+        let (mut asked, mut failed, mut fresh_answered) = (0usize, 0usize, 0usize);
+        let mut asked_ids = std::collections::BTreeSet::new();
+        while let Some((query_id, id)) = waiting.pop() {
+            let (connected, fails) = answers[asked % answers.len()];
+            asked += 1;
+            asked_ids.insert(id);
+            if fails {
+                unreachable(&mut h, (query_id, id));
+                ranked_on.insert(id, None);
+                failed += 1;
+            } else {
+                let max = rows[id as usize - 2].1;
+                let w = Workload::new(connected.min(max), max);
+                h.event(Event::WorkloadReport { report: report(query_id, id, w.connected, w.max_sessions) });
+                ranked_on.insert(id, Some((Role::Serving, true, w)));
+                let m = &members[id as usize - 2];
+                let fresh = !is_stale(m) && m.workload.connected <= m.workload.max_sessions;
+                fresh_answered += usize::from(fresh);
+            }
+            waiting.extend(queries(&mut h));
+        }
+        if bounded {
+            prop_assert!(asked <= live + stale + contradictory + failed, "{} asked", asked);
+        } else {
+            prop_assert_eq!(asked, serving, "full fan-out");
+        }
+        prop_assert_eq!(h.inst.stats().peer_queries, asked as u64);
+        if bounded && fresh_answered < live {
+            // Every member eligible by its registry figures was asked, in a
+            // failed one's place if not among the first.
+            for m in &members {
+                let figures = Candidate { role: m.role, accepting: m.accepting, workload: m.workload };
+                prop_assert!(!figures.is_eligible() || asked_ids.contains(&m.id.0), "member {} not asked", m.id.0);
+            }
         }
         let listed = ids(&h.expect_ranked(1, 1));
-        for (id, (role, accepting, w)) in ranked_on {
-            let eligible = Candidate { role, accepting, workload: w }.is_eligible();
+        for (id, figures) in ranked_on {
+            let eligible = figures.is_some_and(|(role, accepting, workload)| {
+                Candidate { role, accepting, workload }.is_eligible()
+            });
             prop_assert_eq!(listed.contains(&id), eligible, "member {}", id);
         }
     }

@@ -197,6 +197,9 @@ pub struct InstanceStats {
     pub stale_replies: u64,
     /// Peer workload queries sent.
     pub peer_queries: u64,
+    /// Of those, queries a bounded round sent in place of an asked member
+    /// found unreachable.
+    pub replacement_queries: u64,
     /// Valid peer reports received.
     pub peer_reports: u64,
     /// Peers declared unreachable (including contradictory reports).

@@ -11,7 +11,9 @@
 //!   (heartbeat age plus snapshot age), or contradict themselves;
 //!
 //! and ranks everyone else on the registry figures (plus reservations),
-//! exactly like an answered member. Herd control takes a new snapshot's rows
+//! exactly like an answered member. An asked member found unreachable is
+//! replaced by the next best in that order (`round.rs`), so a round's lists
+//! are headed by members that answered even when the dead look best. Herd control takes a new snapshot's rows
 //! as reports measured at their heartbeat, so reservations on members nobody
 //! asks are covered once their clients had ample time to land before that
 //! heartbeat, not only by expiry.
@@ -26,6 +28,17 @@ use std::time::Instant;
 use super::rerank::{rank_full, TailScratch};
 use super::Instance;
 use crate::workload::{Candidate, InstanceId};
+
+/// Whom a bounded round asks (snapshot member indices).
+pub(super) struct BoundedPlan {
+    /// Asked live at once, ascending.
+    pub(super) asked: Vec<usize>,
+    /// Ranked on registry figures, ascending.
+    pub(super) unasked: Vec<usize>,
+    /// The members of `unasked` in the order they would be asked in place of
+    /// one found unreachable, next best last.
+    pub(super) replacements: Vec<usize>,
+}
 
 /// What bounded rounds keep between rounds.
 #[derive(Debug, Default)]
@@ -70,9 +83,11 @@ impl Instance {
     /// both ascending. The ones left out of both are not asked and would not
     /// be listed either: their registry figures say full, draining or not
     /// serving, and are fresh enough to trust.
-    pub(super) fn bounded_plan(&mut self, active: Vec<usize>, now: Instant) -> (Vec<usize>, Vec<usize>) {
+    pub(super) fn bounded_plan(&mut self, active: Vec<usize>, now: Instant) -> BoundedPlan {
         self.cover_registry_figures();
-        let Some(snapshot) = &self.snapshot else { return (active, Vec::new()) };
+        let Some(snapshot) = &self.snapshot else {
+            return BoundedPlan { asked: active, unasked: Vec::new(), replacements: Vec::new() };
+        };
         let since = now.saturating_duration_since(snapshot.received_at);
         let max_age = self.config.fan_out.max_figure_age;
         let mut asked = Vec::new();
@@ -129,7 +144,9 @@ impl Instance {
             .filter(|&c| !chosen[c] && state.reported[c].is_eligible())
             .map(|c| state.sources[c].1)
             .collect();
-        (asked, unasked)
+        // Next best first out (`pop`): all of them are eligible, so listed.
+        let replacements = state.order[live..].iter().rev().map(|&c| state.sources[c].1).collect();
+        BoundedPlan { asked, unasked, replacements }
     }
 
     /// Once per snapshot: herd control takes each row as a report from the

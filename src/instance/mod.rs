@@ -54,9 +54,19 @@
 //!
 //! Everyone else is ranked on the registry figures, exactly like a member
 //! that answered (a member asked but silent or unreachable is left out, as in
-//! a full round). Peer queries per round are thus at most k plus the stale
-//! members, whatever the cluster's size, and still counted in
-//! [`InstanceStats::peer_queries`].
+//! a full round). Each asked member found unreachable (or whose report
+//! contradicts itself) is replaced at once by the next best member not yet
+//! asked, within the round's `peer_timeout`: after a crash the dead members'
+//! rows keep their old figures, the best in the cluster, until `member_ttl`,
+//! and without replacements they would head the lists unasked (the
+//! simulator's `crash-1000`: 4.05 attempts per session and 1.1 s to a
+//! session at p99, against 3.00 and 76 ms with them). A member found
+//! unreachable is then neither asked nor listed by later bounded rounds until
+//! its row shows a heartbeat after the failure. Peer queries per round are
+//! thus at most k plus the stale members plus one per member found
+//! unreachable, whatever the cluster's size, counted in
+//! [`InstanceStats::peer_queries`] (the replacements also in
+//! [`InstanceStats::replacement_queries`]).
 //!
 //! Staleness allowed: a figure not asked live is at most `max_figure_age` old
 //! (default 10 s = 2 x the default `heartbeat_interval`), made of the heartbeat

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use super::event::{Action, ConnectionId};
+use super::fanout::BoundedPlan;
 use super::{Instance, Timer};
 use crate::endpoint::Endpoint;
 use crate::registry::MemberRecord;
@@ -67,15 +68,18 @@ pub(super) enum Round {
         /// Members not asked, ranked on their registry figures (indices
         /// into the snapshot's members, ascending); empty in a full round.
         unasked: Vec<usize>,
+        /// Members of `unasked` to ask in place of an asked member found
+        /// unreachable, next best last (bounded rounds only).
+        replacements: Vec<usize>,
     },
 }
 
 impl Round {
     pub(super) fn heap_bytes(&self) -> usize {
         match self {
-            Round::Peers { peers, unasked, .. } => {
+            Round::Peers { peers, unasked, replacements, .. } => {
                 peers.capacity() * std::mem::size_of::<PeerSlot>()
-                    + unasked.capacity() * std::mem::size_of::<usize>()
+                    + (unasked.capacity() + replacements.capacity()) * std::mem::size_of::<usize>()
             }
             Round::Registry { .. } => 0,
         }
@@ -194,8 +198,8 @@ impl Instance {
                 }
             }
         }
-        let (asked, unasked) = if self.config.fan_out.is_full_for(active.len()) {
-            (active, Vec::new())
+        let BoundedPlan { asked, unasked, replacements } = if self.config.fan_out.is_full_for(active.len()) {
+            BoundedPlan { asked: active, unasked: Vec::new(), replacements: Vec::new() }
         } else {
             self.bounded_plan(active, now)
         };
@@ -217,7 +221,15 @@ impl Instance {
         }
         self.stats.peer_queries += peers.len() as u64;
         let outstanding = peers.len();
-        self.round = Some(Round::Peers { stale, first_query_id, asked_at: now, peers, outstanding, unasked });
+        self.round = Some(Round::Peers {
+            stale,
+            first_query_id,
+            asked_at: now,
+            peers,
+            outstanding,
+            unasked,
+            replacements,
+        });
         if outstanding == 0 {
             self.finish_round(now);
         } else {
@@ -233,6 +245,43 @@ impl Instance {
         let slot = peers.get_mut(index)?;
         let member = self.snapshot.as_ref()?.members.get(slot.member)?;
         (member.id == peer && matches!(slot.state, PeerState::Waiting)).then_some((slot, *asked_at))
+    }
+
+    /// A bounded round found an asked member unreachable: ask the next best
+    /// member it would otherwise list on registry figures in its place, so
+    /// the head of its lists still comes from members that answered (after a
+    /// crash the dead members' rows keep their old figures and look best).
+    /// Each failure costs one more query, within the round's `peer_timeout`.
+    fn ask_replacement(&mut self) {
+        let Some(Round::Peers { first_query_id, peers, outstanding, unasked, replacements, .. }) =
+            &mut self.round
+        else {
+            return;
+        };
+        let Some(snapshot) = &self.snapshot else { return };
+        // The round's queries are numbered consecutively (a slot is found by
+        // its id's offset); nothing else takes an id while a round waits for
+        // its peers, so the next id is the next offset.
+        let query_id = QueryId(first_query_id.0.wrapping_add(peers.len() as u64));
+        if query_id.0 != self.next_query_id {
+            return;
+        }
+        let Some(member) = replacements.pop() else { return };
+        if let Ok(at) = unasked.binary_search(&member) {
+            unasked.remove(at);
+        }
+        self.next_query_id = self.next_query_id.wrapping_add(1);
+        peers.push(PeerSlot { member, state: PeerState::Waiting });
+        *outstanding += 1;
+        self.stats.peer_queries += 1;
+        self.stats.replacement_queries += 1;
+        let member = &snapshot.members[member];
+        self.actions.push_back(Action::QueryPeer {
+            query_id,
+            peer: member.id,
+            endpoint: member.endpoint.clone(),
+            query: WorkloadQuery { query_id },
+        });
     }
 
     fn resolve_one(&mut self, now: Instant) {
@@ -254,6 +303,7 @@ impl Instance {
             slot.state = PeerState::Unreachable;
             self.stats.contradictory_reports += 1;
             self.stats.peer_unreachable += 1;
+            self.ask_replacement();
         } else {
             slot.state = PeerState::Answered(Candidate {
                 role: report.role,
@@ -274,6 +324,7 @@ impl Instance {
         slot.state = PeerState::Unreachable;
         self.stats.peer_unreachable += 1;
         self.fan_out.unreachable(peer, now, self.config.limits.max_members);
+        self.ask_replacement();
         self.resolve_one(now);
     }
 

@@ -218,6 +218,7 @@ pub fn stats_json(s: &ServerStats) -> serde_json::Value {
         "registry_failures": i.registry_failures,
         "stale_replies": i.stale_replies,
         "peer_queries": i.peer_queries,
+        "replacement_queries": i.replacement_queries,
         "peer_reports": i.peer_reports,
         "peer_unreachable": i.peer_unreachable,
         "peer_silent": i.peer_silent,
