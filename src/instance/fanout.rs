@@ -57,6 +57,7 @@ pub(super) struct FanOutState {
     predicted: Vec<Candidate>,
     scratch: TailScratch,
     order: Vec<usize>,
+    live: Vec<u32>,
 }
 
 impl FanOutState {
@@ -74,6 +75,7 @@ impl FanOutState {
             + (self.reported.capacity() + self.predicted.capacity()) * size_of::<Candidate>()
             + self.scratch.heap_bytes()
             + self.order.capacity() * size_of::<usize>()
+            + self.live.capacity() * size_of::<u32>()
     }
 }
 
@@ -116,10 +118,10 @@ impl Instance {
         let herd = self.config.herd_control;
         if herd {
             let ttl = self.config.reservation_ttl;
-            for (p, &(id, _)) in state.predicted.iter_mut().zip(&state.sources) {
-                let live = self.herd.live(id, now, ttl, &mut self.stats);
-                let extra = self.herd.predicted_sessions(live);
-                p.workload.connected = p.workload.connected.saturating_add(extra);
+            self.herd.live_each(&state.sources, now, ttl, &mut self.stats, &mut state.live);
+            for (p, &live) in state.predicted.iter_mut().zip(&state.live) {
+                p.workload.connected =
+                    p.workload.connected.saturating_add(self.herd.predicted_sessions(live));
             }
         }
         // The order the round's first reply would have on these figures.

@@ -155,6 +155,66 @@ impl Herd {
         u32::try_from(live).unwrap_or(u32::MAX).saturating_add(unshown)
     }
 
+    /// [`live`](Self::live) for each of `ids` (sorted by id, each once),
+    /// into `out` in the same order. A round asks this for every candidate:
+    /// one walk of the maps in id order beside `ids` instead of a look-up
+    /// each, unless the maps are so much larger than `ids` that look-ups
+    /// are cheaper.
+    pub(super) fn live_each<S>(
+        &mut self,
+        ids: &[(InstanceId, S)],
+        now: Instant,
+        ttl: Duration,
+        stats: &mut InstanceStats,
+        out: &mut Vec<u32>,
+    ) {
+        out.clear();
+        let walk = self.by_member.len() + self.unshown.len();
+        if walk > ids.len().saturating_mul(8) {
+            for &(id, _) in ids {
+                let live = self.live(id, now, ttl, stats);
+                out.push(live);
+            }
+            return;
+        }
+        out.resize(ids.len(), 0);
+        let mut emptied = Vec::new();
+        let mut at = 0;
+        for (&id, queue) in &mut self.by_member {
+            let Some(k) = position_from(ids, &mut at, id) else { continue };
+            while let Some(entry) = queue.first_entry() {
+                if entry.get().made_at + ttl > now {
+                    break;
+                }
+                let reservation = entry.remove();
+                self.by_conn.remove(&reservation.conn);
+                stats.reservations_expired_unused += 1;
+            }
+            out[k] = u32::try_from(queue.len()).unwrap_or(u32::MAX);
+            if queue.is_empty() {
+                emptied.push(id);
+            }
+        }
+        for id in emptied.drain(..) {
+            self.by_member.remove(&id);
+        }
+        let mut at = 0;
+        for (&id, buckets) in &mut self.unshown {
+            let Some(k) = position_from(ids, &mut at, id) else { continue };
+            while buckets.front().is_some_and(|&(start, _)| start + ttl <= now) {
+                buckets.pop_front();
+            }
+            let unshown = buckets.iter().fold(0u32, |sum, &(_, n)| sum.saturating_add(n));
+            out[k] = out[k].saturating_add(unshown);
+            if buckets.is_empty() {
+                emptied.push(id);
+            }
+        }
+        for id in emptied {
+            self.unshown.remove(&id);
+        }
+    }
+
     /// Released reservations on `id` still waiting to be shown, after
     /// dropping those older than the reservation ttl (a prediction lasts no
     /// longer than the reservation it came from).
@@ -280,10 +340,16 @@ impl Herd {
         asked_at: Instant,
         max_members: usize,
     ) {
-        let previous = if self.last_reported.len() < max_members || self.last_reported.contains_key(&member) {
-            self.last_reported.insert(member, connected)
-        } else {
-            None
+        // A look-up, not an insert: almost every report is from a member
+        // reported before, and this runs once per report.
+        let previous = match self.last_reported.get_mut(&member) {
+            Some(last) => Some(std::mem::replace(last, connected)),
+            None => {
+                if self.last_reported.len() < max_members {
+                    self.last_reported.insert(member, connected);
+                }
+                None
+            }
         };
         let mut landed = previous.map_or(0, |p| connected.saturating_sub(p) as usize);
         // Releases wholly before the figures were measured: they show them
@@ -394,3 +460,16 @@ impl Herd {
             + self.last_headed.len() * 2 * (size_of::<InstanceId>() + size_of::<u64>())
     }
 }
+
+/// Where `id` is in `ids` (sorted by id), searching forward from `*at`,
+/// which it advances: for walking `ids` beside a map in id order.
+fn position_from<S>(ids: &[(InstanceId, S)], at: &mut usize, id: InstanceId) -> Option<usize> {
+    while ids.get(*at).is_some_and(|&(other, _)| other < id) {
+        *at += 1;
+    }
+    (ids.get(*at).map(|&(other, _)| other) == Some(id)).then_some(*at)
+}
+
+#[cfg(test)]
+#[path = "herd_tests.rs"]
+mod tests;

@@ -70,8 +70,11 @@ impl Instance {
         ranking.predicted.extend_from_slice(&ranking.reported);
         if herd {
             self.herd.fix_weight();
-            for i in 0..ranking.sources.len() {
-                self.predict(&mut ranking, i, now);
+            let ttl = self.config.reservation_ttl;
+            self.herd.live_each(&ranking.sources, now, ttl, &mut self.stats, &mut ranking.live);
+            for ((p, r), &live) in ranking.predicted.iter_mut().zip(&ranking.reported).zip(&ranking.live) {
+                p.workload.connected =
+                    r.workload.connected.saturating_add(self.herd.predicted_sessions(live));
             }
             self.herd.forget_departed(&ranking.sources, self.config.limits.max_members);
         }
@@ -85,7 +88,7 @@ impl Instance {
             rerank.build(reported, predicted, herd, |i| self.herd.last_headed(sources[i].0));
         }
         for handshake in &pending {
-            let Ranking { sources, reported, predicted, rerank, list, scratch } = &mut ranking;
+            let Ranking { sources, reported, predicted, rerank, list, scratch, .. } = &mut ranking;
             if incremental {
                 rerank.list(reported, predicted, handshake.salt, self.config.max_list_len, list);
             } else {
@@ -203,6 +206,8 @@ pub(super) struct Ranking {
     list: Vec<usize>,
     /// Scratch for a full rank (a round with one waiting handshake).
     scratch: TailScratch,
+    /// Scratch: live reservations per candidate.
+    live: Vec<u32>,
 }
 
 impl Ranking {
@@ -217,5 +222,6 @@ impl Ranking {
             + self.rerank.heap_bytes()
             + self.list.capacity() * size_of::<usize>()
             + self.scratch.heap_bytes()
+            + self.live.capacity() * size_of::<u32>()
     }
 }
