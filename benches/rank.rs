@@ -16,6 +16,10 @@
 // `criterion_group!` defines an undocumented public function.
 #![allow(missing_docs)]
 
+#[path = "../tests/common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 use std::hint::black_box;
 
 use aos_cluster::workload::{rank_into, Candidate, Role, Workload};
@@ -110,20 +114,3 @@ fn bench_rank(c: &mut Criterion) {
 
 criterion_group!(benches, bench_rank);
 criterion_main!(benches);
-
-/// SplitMix64, for test data only (the crate's own generator is private).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    fn below_or_eq(&mut self, max: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((u128::from(z ^ (z >> 31)) * (u128::from(max) + 1)) >> 64) as u64
-    }
-}

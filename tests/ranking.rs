@@ -1,5 +1,9 @@
 //! Ranking (SPEC.md phase 2, items 4-5) against an independent reference.
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 use std::cmp::Ordering;
 
 use aos_cluster::workload::{rank, rank_into, Candidate, Role, Workload};
@@ -285,21 +289,4 @@ fn the_seed_example_and_exact_ties() {
     assert_eq!(rank(&[serving(1, 3), serving(2, 6), serving(333_333, 1_000_000)], 0), vec![2, 1, 0]);
     // Zero max_sessions can admit nothing: never ranked, never a division by zero.
     assert_eq!(rank(&[serving(0, 0), serving(0, 1)], 0), vec![1]);
-}
-
-/// SplitMix64, for test data only (the crate's own generator is private).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    fn below_or_eq(&mut self, max: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((u128::from(z ^ (z >> 31)) * (u128::from(max) + 1)) >> 64) as u64
-    }
 }

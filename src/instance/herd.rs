@@ -138,21 +138,22 @@ impl Herd {
         ttl: Duration,
         stats: &mut InstanceStats,
     ) -> u32 {
-        let unshown = self.unshown_live(id, now, ttl);
-        let Some(queue) = self.by_member.get_mut(&id) else { return unshown };
-        while let Some(entry) = queue.first_entry() {
-            if entry.get().made_at + ttl > now {
-                break;
+        let unshown = match self.unshown.get_mut(&id) {
+            Some(buckets) => {
+                let unshown = unshown_live(buckets, now, ttl);
+                if buckets.is_empty() {
+                    self.unshown.remove(&id);
+                }
+                unshown
             }
-            let reservation = entry.remove();
-            self.by_conn.remove(&reservation.conn);
-            stats.reservations_expired_unused += 1;
-        }
-        let live = queue.len();
-        if live == 0 {
+            None => 0,
+        };
+        let Some(queue) = self.by_member.get_mut(&id) else { return unshown };
+        let live = expire(queue, &mut self.by_conn, now, ttl, stats);
+        if queue.is_empty() {
             self.by_member.remove(&id);
         }
-        u32::try_from(live).unwrap_or(u32::MAX).saturating_add(unshown)
+        live.saturating_add(unshown)
     }
 
     /// [`live`](Self::live) for each of `ids` (sorted by id, each once),
@@ -182,15 +183,7 @@ impl Herd {
         let mut at = 0;
         for (&id, queue) in &mut self.by_member {
             let Some(k) = position_from(ids, &mut at, id) else { continue };
-            while let Some(entry) = queue.first_entry() {
-                if entry.get().made_at + ttl > now {
-                    break;
-                }
-                let reservation = entry.remove();
-                self.by_conn.remove(&reservation.conn);
-                stats.reservations_expired_unused += 1;
-            }
-            out[k] = u32::try_from(queue.len()).unwrap_or(u32::MAX);
+            out[k] = expire(queue, &mut self.by_conn, now, ttl, stats);
             if queue.is_empty() {
                 emptied.push(id);
             }
@@ -201,11 +194,7 @@ impl Herd {
         let mut at = 0;
         for (&id, buckets) in &mut self.unshown {
             let Some(k) = position_from(ids, &mut at, id) else { continue };
-            while buckets.front().is_some_and(|&(start, _)| start + ttl <= now) {
-                buckets.pop_front();
-            }
-            let unshown = buckets.iter().fold(0u32, |sum, &(_, n)| sum.saturating_add(n));
-            out[k] = out[k].saturating_add(unshown);
+            out[k] = out[k].saturating_add(unshown_live(buckets, now, ttl));
             if buckets.is_empty() {
                 emptied.push(id);
             }
@@ -213,21 +202,6 @@ impl Herd {
         for id in emptied {
             self.unshown.remove(&id);
         }
-    }
-
-    /// Released reservations on `id` still waiting to be shown, after
-    /// dropping those older than the reservation ttl (a prediction lasts no
-    /// longer than the reservation it came from).
-    fn unshown_live(&mut self, id: InstanceId, now: Instant, ttl: Duration) -> u32 {
-        let Some(buckets) = self.unshown.get_mut(&id) else { return 0 };
-        while buckets.front().is_some_and(|&(start, _)| start + ttl <= now) {
-            buckets.pop_front();
-        }
-        if buckets.is_empty() {
-            self.unshown.remove(&id);
-            return 0;
-        }
-        buckets.iter().fold(0u32, |sum, &(_, n)| sum.saturating_add(n))
     }
 
     fn expire_all(&mut self, now: Instant, ttl: Duration, stats: &mut InstanceStats) {
@@ -459,6 +433,36 @@ impl Herd {
             + self.by_member.len() * member
             + self.last_headed.len() * 2 * (size_of::<InstanceId>() + size_of::<u64>())
     }
+}
+
+/// Expires the reservations of one member's `queue` made `ttl` or more
+/// before `now` (and their connections' entries); returns how many live.
+fn expire(
+    queue: &mut BTreeMap<u64, Reservation>,
+    by_conn: &mut BTreeMap<ConnectionId, (InstanceId, u64)>,
+    now: Instant,
+    ttl: Duration,
+    stats: &mut InstanceStats,
+) -> u32 {
+    while let Some(entry) = queue.first_entry() {
+        if entry.get().made_at + ttl > now {
+            break;
+        }
+        let reservation = entry.remove();
+        by_conn.remove(&reservation.conn);
+        stats.reservations_expired_unused += 1;
+    }
+    u32::try_from(queue.len()).unwrap_or(u32::MAX)
+}
+
+/// Released reservations in one member's `buckets` still waiting to be
+/// shown, after dropping those older than the reservation ttl (a
+/// prediction lasts no longer than the reservation it came from).
+fn unshown_live(buckets: &mut VecDeque<(Instant, u32)>, now: Instant, ttl: Duration) -> u32 {
+    while buckets.front().is_some_and(|&(start, _)| start + ttl <= now) {
+        buckets.pop_front();
+    }
+    buckets.iter().fold(0u32, |sum, &(_, n)| sum.saturating_add(n))
 }
 
 /// Where `id` is in `ids` (sorted by id), searching forward from `*at`,

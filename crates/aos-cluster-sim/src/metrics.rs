@@ -153,6 +153,36 @@ pub struct RunData<'a> {
     pub max_peer_queries_in_a_round: u64,
 }
 
+impl<'a> RunData<'a> {
+    /// The data of a run that only admitted `admissions` onto instances
+    /// ending with `loads`: no client records, counters at zero, judged in
+    /// windows of `window`. For checking the load figures of a model
+    /// outside the simulation (and this module's tests).
+    pub fn admissions_only(
+        seed: u64,
+        admissions: &'a [Admission],
+        loads: &'a [InstanceLoad],
+        window: Duration,
+    ) -> Self {
+        RunData {
+            seed,
+            clients: &[],
+            admissions,
+            loads,
+            end_of_arrivals: admissions.last().map_or(Duration::ZERO, |a| a.at),
+            window,
+            over_capacity: 0,
+            admitted_while_draining: 0,
+            steps: 0,
+            hostile_handshakes: 0,
+            hostile_answered: 0,
+            peer_queries: 0,
+            rounds: 0,
+            max_peer_queries_in_a_round: 0,
+        }
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -453,22 +483,7 @@ mod tests {
             InstanceLoad { connected: 90, max_sessions: 100, survivor: true },
             InstanceLoad { connected: 0, max_sessions: 100, survivor: false },
         ];
-        let m = RunMetrics::compute(&RunData {
-            seed: 1,
-            clients: &[],
-            admissions: &[],
-            loads: &loads,
-            end_of_arrivals: Duration::ZERO,
-            window: Duration::from_millis(100),
-            over_capacity: 0,
-            admitted_while_draining: 0,
-            steps: 0,
-            hostile_handshakes: 0,
-            hostile_answered: 0,
-            peer_queries: 0,
-            rounds: 0,
-            max_peer_queries_in_a_round: 0,
-        });
+        let m = RunMetrics::compute(&RunData::admissions_only(1, &[], &loads, Duration::from_millis(100)));
         assert!((m.spread_points - 40.0).abs() < 1e-9);
         assert!((m.busiest_over_mean - 0.9 / (1.9 / 3.0)).abs() < 1e-9);
     }

@@ -47,23 +47,7 @@ fn ideal_round_robin(scenario: &Scenario, seed: u64) -> f64 {
     let max_sessions = scenario.instances[0].max_sessions;
     let loads: Vec<InstanceLoad> =
         (0..=survivors).map(|i| InstanceLoad { connected: 0, max_sessions, survivor: i > 0 }).collect();
-    let end = admissions.last().map_or(Duration::ZERO, |a| a.at);
-    let data = RunData {
-        seed,
-        clients: &[],
-        admissions: &admissions,
-        loads: &loads,
-        end_of_arrivals: end,
-        window: Duration::from_millis(100),
-        over_capacity: 0,
-        admitted_while_draining: 0,
-        steps: 0,
-        hostile_handshakes: 0,
-        hostile_answered: 0,
-        peer_queries: 0,
-        rounds: 0,
-        max_peer_queries_in_a_round: 0,
-    };
+    let data = RunData::admissions_only(seed, &admissions, &loads, Duration::from_millis(100));
     RunMetrics::compute(&data).arrival_peak_ratio
 }
 
