@@ -308,17 +308,21 @@ impl World {
         config.reservation_ttl = Duration::from_secs(5);
         config.limits.max_pending_handshakes = 1 + usize::from(setup.max_pending % 16);
         config.limits.max_reservations = 1 + usize::from(setup.max_reservations % 64);
+        // Small, so the session and reservation limits are reached too.
         config.limits.max_tracked_sessions = 8;
+        // Above the 80 peers: no row is dropped, so the world's snapshot is
+        // the machine's.
         config.limits.max_members = 128;
-        // Generous: every collection the machine keeps is bounded by the
+        // Generous (about 4x what the corpus reaches) but linear in the
+        // limits: every collection the machine keeps is bounded by the
         // members it knows, the handshakes waiting, the reservations and the
-        // sessions, plus the queues it keeps after a burst (256 entries).
-        let per_item = 1024;
-        let items = 2 * (count as usize + 1)
-            + config.limits.max_pending_handshakes
-            + config.limits.max_reservations
-            + config.limits.max_tracked_sessions;
-        let memory_bound = 64 * 1024 + 256 * 512 + items * per_item;
+        // sessions; its action queue keeps up to 256 entries after a burst.
+        let limits = &config.limits;
+        let memory_bound = 16 * 1024
+            + std::mem::size_of::<Instance>()
+            + 256 * std::mem::size_of::<Action>()
+            + 512 * (count as usize + 1)
+            + 128 * (limits.max_pending_handshakes + limits.max_reservations + limits.max_tracked_sessions);
         let bound = config.registry_timeout + config.peer_timeout;
         let inst = Instance::new(config, base, setup.seed).expect("the setup builds a valid config");
         let mut world = World {
