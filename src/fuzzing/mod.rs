@@ -26,3 +26,8 @@ pub use self::client_ops::client_ops;
 /// The Instance under arbitrary events and time advances.
 pub mod instance_ops;
 pub use self::instance_ops::instance_ops;
+
+/// The Instance's bounded fan-out in clusters of 20 to 80 peers, against
+/// invariants rather than a reference model.
+pub mod bounded_ops;
+pub use self::bounded_ops::bounded_ops;
