@@ -1,4 +1,4 @@
-//! Fuzz body `bounded_ops`: one [`Instance`] in a simulated cluster of 20 to
+//! Fuzz body `bounded_ops`: one [`Instance`](crate::instance::Instance) in a simulated cluster of 20 to
 //! 80 peers with a drawn bounded fan-out, so most rounds are bounded (issue
 //! 13). Unlike `instance_ops` there is no exact reference model: the lists
 //! and whom a round asks depend on herd control's predictions, so the world
