@@ -31,3 +31,7 @@ pub use self::instance_ops::instance_ops;
 /// invariants rather than a reference model.
 pub mod bounded_ops;
 pub use self::bounded_ops::bounded_ops;
+
+/// Herd control's one-walk read of every candidate against a look-up each.
+pub mod herd_read;
+pub use self::herd_read::herd_read;

@@ -474,6 +474,6 @@ fn position_from<S>(ids: &[(InstanceId, S)], at: &mut usize, id: InstanceId) -> 
     (ids.get(*at).map(|&(other, _)| other) == Some(id)).then_some(*at)
 }
 
-#[cfg(test)]
-#[path = "herd_tests.rs"]
-mod tests;
+#[cfg(any(fuzzing, feature = "fuzzing"))]
+#[path = "herd_check.rs"]
+pub(crate) mod check;

@@ -139,6 +139,8 @@ mod admission;
 mod event;
 mod fanout;
 mod herd;
+#[cfg(any(fuzzing, feature = "fuzzing"))]
+pub(crate) use herd::check::live_each_matches_live;
 mod reply;
 mod rerank;
 mod round;
