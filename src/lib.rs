@@ -106,7 +106,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod instance;
 pub mod registry;
-pub(crate) mod rng;
+pub mod rng;
 pub(crate) mod timer;
 pub mod wire;
 pub mod workload;

@@ -14,7 +14,7 @@
 //! event, ties in scheduling order, and every machine's timer is scheduled at
 //! exactly the instant its `poll_timeout` names, so time jumps straight to the
 //! next thing that happens. Every random draw comes from SplitMix64 streams
-//! (the simulator's own [`rng`], the same algorithm as the core's) derived
+//! (the core's generator, re-exported as [`rng`]) derived
 //! from the run seed and the party's identity (arrivals, network,
 //! faults, each instance, each client), so the same scenario, strategy and
 //! seed replay the identical event trace, and two strategies run on the same
