@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::log::{AttemptId, AttemptOutcome, Phase};
-use super::targets::{TargetWalk, Targets};
+use super::targets::{TargetWalk, Targets, KEPT_ENTRIES};
 use super::{Action, Connector, Stage, Timer};
 use crate::wire::{HandshakeOutcome, HandshakeReply, HandshakeRequest, RankedList};
 
@@ -217,7 +217,10 @@ impl Connector {
             self.finish_keeping_transport(attempt, AttemptOutcome::Answered, now);
             Targets::Direct { endpoint, instance }
         };
-        self.log.reserve(targets.len());
+        // Room for every session attempt of a list up to the kept length, so
+        // the walk's records do not reallocate; a longer walk grows the log
+        // as far as it gets.
+        self.log.reserve(targets.len().min(KEPT_ENTRIES));
         self.enter(Stage::Connecting(TargetWalk::new(targets, attempt)));
         self.next_target(now);
     }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::targets::KEPT_ENTRIES;
 use crate::endpoint::Endpoint;
 use crate::wire::{RefuseReason, RejectReason, SessionId};
 
@@ -227,9 +228,14 @@ impl AttemptLog {
     }
 
     /// Forgets the previous effort's attempts; ids keep growing, so a late
-    /// reply for an old attempt never matches a new one.
+    /// reply for an old attempt never matches a new one. A long walk's
+    /// capacity is given back, as the lists' is (only well beyond the kept
+    /// length, which each list reserves again).
     pub(super) fn begin_effort(&mut self, now: Instant) {
         self.records.clear();
+        if self.records.capacity() > 2 * KEPT_ENTRIES {
+            self.records.shrink_to(KEPT_ENTRIES);
+        }
         self.first_id = self.next_id;
         self.start = now;
     }

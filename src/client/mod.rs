@@ -66,9 +66,18 @@
 //! # Allocation
 //!
 //! Once a round's lists are stored, events that start no attempt, timeouts and
-//! polls allocate nothing; the action queue, the pending-handshake table, the
-//! walk order and the ranked list reuse their capacity. Starting an attempt
-//! clones its endpoint (for the action and the log) and, for a handshake, the
+//! polls allocate nothing: the action queue, the pending-handshake table, the
+//! walk order and the duplicate finder's scratch reuse their capacity.
+//! Starting an attempt clones its endpoint (for the action and the log) and,
+//! for a handshake, the cluster name; the attempt log grows by doubling.
+//!
+//! A connected client holds its session and its attempt records, not its
+//! last list: the ranked list is the decoder's buffer, dropped when the walk
+//! ends, and the buffers a long list grew are given back beyond 128 entries
+//! (above AX's 99 instances per environment, so rounds at that size reuse
+//! them; the attempt log keeps room for that many records). After a
+//! 4 096-entry list a connected Connector holds about 14 KB, against 207 KB
+//! before (`tests/client_memory.rs`).
 
 mod event;
 mod handshake;

@@ -58,13 +58,21 @@ impl TargetWalk {
 }
 
 /// Buffers of finished stages, so later rounds reuse their capacity instead
-/// of allocating again.
+/// of allocating again. What a long list grew is given back when its walk
+/// ends (see [`KEPT_ENTRIES`]): a connected client holds its session, not its
+/// last list.
 #[derive(Debug, Default)]
 pub(super) struct Spare {
     walk: HandshakeWalk,
-    targets: Vec<RankedEntry>,
     dedup: DedupScratch,
 }
+
+/// The list length whose buffers a Connector keeps between rounds: above
+/// AX's 99 instances per environment, so rounds at that size reuse them and
+/// allocate nothing, while a client that once received a list of thousands
+/// (a 1 000-instance cluster with a long `max_list_len`) does not hold tens of
+/// kilobytes for the rest of its session.
+pub(super) const KEPT_ENTRIES: usize = 128;
 
 impl Spare {
     pub(super) fn with_seeds(seeds: usize) -> Self {
@@ -88,11 +96,12 @@ impl Spare {
         self.walk = walk;
     }
 
+    /// The walk is over: its list (the decoder's buffer, not one of ours)
+    /// goes, and the duplicate finder keeps no more than a list of
+    /// [`KEPT_ENTRIES`] needs.
     pub(super) fn keep_targets(&mut self, walk: TargetWalk) {
-        if let Targets::Ranked(mut entries) = walk.targets {
-            entries.clear();
-            self.targets = entries;
-        }
+        drop(walk);
+        self.dedup.shrink_to(KEPT_ENTRIES);
     }
 
     /// Drops every entry whose target (host and port) or instance id

@@ -28,6 +28,17 @@ pub(crate) struct DedupScratch {
     repeat: Vec<bool>,
 }
 
+impl DedupScratch {
+    /// Empties the buffers and gives back the capacity beyond what a list of
+    /// `entries` needs.
+    pub(crate) fn shrink_to(&mut self, entries: usize) {
+        self.order.clear();
+        self.repeat.clear();
+        self.order.shrink_to(entries);
+        self.repeat.shrink_to(entries);
+    }
+}
+
 /// Calls `note(later, first)` for every item whose endpoint is the same target
 /// as an earlier item's, `first` being the earliest position of that target.
 /// Notes come in no particular order.
