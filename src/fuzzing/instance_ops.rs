@@ -339,15 +339,7 @@ pub fn instance_ops(data: &[u8], base: Instant) {
     let mut u = Unstructured::new(data);
     let Ok(setup) = Setup::arbitrary(&mut u) else { return };
     let mut world = World::new(&setup, base, false);
-    for _ in 0..2048 {
-        match Op::arbitrary(&mut u) {
-            Ok(op) => world.step(&op),
-            Err(_) => break,
-        }
-        if u.is_empty() {
-            break;
-        }
-    }
+    super::each_op(&mut u, 2048, |op: &Op| world.step(op));
     world.settle();
     assert_eq!(world.waiting(), 0, "every handshake is answered once the world settles");
 }

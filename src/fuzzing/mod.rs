@@ -35,3 +35,32 @@ pub use self::bounded_ops::bounded_ops;
 /// Herd control's one-walk read of every candidate against a look-up each.
 pub mod herd_read;
 pub use self::herd_read::herd_read;
+
+use arbitrary::{Arbitrary, Unstructured};
+
+use crate::instance::{Action, ConnectionId};
+use crate::wire::SessionId;
+
+/// The stateful bodies' loop: decodes ops from `u` one at a time and hands
+/// each to `step`, until the bytes run out, an op does not decode, or `max`
+/// ops ran.
+fn each_op<'a, Op: Arbitrary<'a>>(u: &mut Unstructured<'a>, max: usize, mut step: impl FnMut(&Op)) {
+    for _ in 0..max {
+        match Op::arbitrary(u) {
+            Ok(op) => step(&op),
+            Err(_) => break,
+        }
+        if u.is_empty() {
+            break;
+        }
+    }
+}
+
+/// An instance announces a session it accepted with `SessionOpened` as the
+/// very next action. When one is `due`, checks that `action` is it and
+/// returns `true` (the caller has nothing more to check in it).
+fn session_opened_follows(due: &mut Option<(ConnectionId, SessionId)>, action: &Action) -> bool {
+    let Some((conn, session_id)) = due.take() else { return false };
+    assert_eq!(*action, Action::SessionOpened { conn, session_id }, "SessionOpened after acceptance");
+    true
+}

@@ -9,12 +9,7 @@ impl World {
         let mut opened = None;
         while let Some(action) = self.inst.poll_action() {
             self.log.push((self.now, action.clone()));
-            if let Some((conn, session_id)) = opened.take() {
-                assert_eq!(
-                    action,
-                    Action::SessionOpened { conn, session_id },
-                    "SessionOpened after acceptance"
-                );
+            if super::super::session_opened_follows(&mut opened, &action) {
                 continue;
             }
             match action {

@@ -259,15 +259,7 @@ fn run(data: &[u8], base: Instant) -> Vec<(Duration, Action)> {
     let mut u = Unstructured::new(data);
     let Ok(setup) = Setup::arbitrary(&mut u) else { return Vec::new() };
     let mut world = World::new(&setup, base);
-    for _ in 0..1024 {
-        match Op::arbitrary(&mut u) {
-            Ok(op) => world.step(&op),
-            Err(_) => break,
-        }
-        if u.is_empty() {
-            break;
-        }
-    }
+    super::each_op(&mut u, 1024, |op: &Op| world.step(op));
     world.settle();
     world.log
 }

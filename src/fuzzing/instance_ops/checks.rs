@@ -42,12 +42,7 @@ impl World {
             if let Some(log) = self.log.as_mut() {
                 log.push((self.now - self.base, action.clone()));
             }
-            if let Some((conn, session_id)) = opened.take() {
-                assert_eq!(
-                    action,
-                    Action::SessionOpened { conn, session_id },
-                    "SessionOpened after acceptance"
-                );
+            if super::super::session_opened_follows(&mut opened, &action) {
                 continue;
             }
             match action {
