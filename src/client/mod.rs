@@ -76,8 +76,8 @@
 //! ends, and the buffers a long list grew are given back beyond 128 entries
 //! (above AX's 99 instances per environment, so rounds at that size reuse
 //! them; the attempt log keeps room for that many records). After a
-//! 4 096-entry list a connected Connector holds about 14 KB, against 207 KB
-//! before (`tests/client_memory.rs`).
+//! 4 096-entry list a connected Connector holds about 14 KB
+//! (`tests/client_memory.rs`).
 
 mod event;
 mod handshake;
@@ -351,7 +351,7 @@ impl Connector {
     /// are kept.
     fn leave_walk(&mut self, walk: TargetWalk) {
         self.actions.push_back(Action::Close { attempt: walk.handshake });
-        self.spare.keep_targets(walk);
+        self.spare.release_list(walk);
     }
 
     /// The one place an attempt ends: its outcome goes into the log and,

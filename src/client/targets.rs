@@ -99,7 +99,7 @@ impl Spare {
     /// The walk is over: its list (the decoder's buffer, not one of ours)
     /// goes, and the duplicate finder keeps no more than a list of
     /// [`KEPT_ENTRIES`] needs.
-    pub(super) fn keep_targets(&mut self, walk: TargetWalk) {
+    pub(super) fn release_list(&mut self, walk: TargetWalk) {
         drop(walk);
         self.dedup.shrink_to(KEPT_ENTRIES);
     }
