@@ -258,16 +258,20 @@ fn figures_aged_past_the_limit_by_a_reused_snapshot_are_asked() {
         m.heartbeat_age = SEC;
     }
     rows[10].heartbeat_age = 9 * SEC + Duration::from_millis(500); // member #12
+    rows[11].heartbeat_age = 9 * SEC + Duration::from_millis(600); // member #13
     let mut h = balancer(FanOut::bounded(1));
     let asked = round(&mut h, 1, Some(rows));
-    assert_eq!(asked.len(), 1, "9.5 s old: trusted");
+    assert_eq!(asked.len(), 2, "the best, and the oldest figures refreshed: {asked:?}");
+    assert!(peers(&asked).contains(&13) && !peers(&asked).contains(&12), "9.5 s old: trusted, {asked:?}");
     h.advance(h.inst.config().peer_timeout);
     h.expect_ranked(1, 1);
-    // The cached snapshot is reused 800 ms later: #12's figures are 10.3 s old.
+    // The cached snapshot is reused 800 ms later: #12's figures are 10.3 s
+    // old, and #13 (silent) still has its row's, 10.4 s: both asked for
+    // their age; with the best, and one more refreshed.
     h.now += Duration::from_millis(300);
     let asked = round(&mut h, 2, None);
-    assert_eq!(asked.len(), 2);
-    assert!(peers(&asked).contains(&12), "{asked:?}");
+    assert_eq!(asked.len(), 4, "{asked:?}");
+    assert!(peers(&asked).contains(&12) && peers(&asked).contains(&13), "{asked:?}");
     assert_eq!(h.inst.stats().registry_queries, 1);
 }
 
@@ -297,12 +301,15 @@ fn the_k_best_are_chosen_by_predicted_figures_so_a_burst_spreads() {
     assert_eq!(distinct.len(), 6, "six arrivals, six members: {heads:?} (asked {asked_all:?})");
 }
 
-/// Instance #1 (Serving) learns how long its clients take to land (one
-/// reserved session of its own, 10 ms), stops taking sessions, and answers a
-/// burst of 4 whose reservations go to peers; k = 1 over 20 equal peers.
-/// Returns the harness 1.1 s later, the snapshot due again.
+/// Instance #1 (Serving) takes one reserved session of its own (10 ms),
+/// stops taking sessions, and answers a burst of 4 whose reservations go to
+/// peers; k = 1 over 20 equal peers whose rows were just written (so no
+/// figures are old enough to refresh). Returns the harness 1.1 s later, the
+/// snapshot due again.
 fn four_reservations_on_peers() -> Harness {
-    let rows: Vec<MemberRecord> = (2..=21).map(|id| member(id, Role::Serving, 50, 100)).collect();
+    let rows: Vec<MemberRecord> = (2..=21)
+        .map(|id| MemberRecord { heartbeat_age: Duration::ZERO, ..member(id, Role::Serving, 50, 100) })
+        .collect();
     let mut c = config(1, Role::Serving, 1000);
     c.fan_out = FanOut::bounded(1);
     let mut h = Harness::new(c);
@@ -332,30 +339,24 @@ fn four_reservations_on_peers() -> Harness {
 }
 
 #[test]
-fn a_new_snapshot_covers_reservations_whose_clients_had_time_to_land_before_the_heartbeat() {
-    // Heartbeats 500 ms old were measured long after the reservations (ample
-    // time to land: 3 x 10 ms): covered, on members asked live or not.
-    let mut h = four_reservations_on_peers();
-    let rows: Vec<MemberRecord> = (2..=21)
-        .map(|id| MemberRecord {
-            heartbeat_age: Duration::from_millis(500),
-            ..member(id, Role::Serving, 51, 100)
-        })
-        .collect();
-    round(&mut h, 6, Some(rows));
-    assert_eq!(h.inst.reservations(), 0);
-
-    // Heartbeats older than the reservations cannot show their sessions,
-    // even though `connected` rose (other balancers' clients): kept.
-    let mut h = four_reservations_on_peers();
-    let rows: Vec<MemberRecord> = (2..=21)
-        .map(|id| MemberRecord {
-            heartbeat_age: Duration::from_millis(1150),
-            ..member(id, Role::Serving, 60, 100)
-        })
-        .collect();
-    round(&mut h, 6, Some(rows));
-    assert_eq!(h.inst.reservations(), 4);
+fn a_new_snapshot_leaves_the_reservations_of_clients_still_on_their_way() {
+    // Rows measured long after the reservations, `connected` risen (other
+    // balancers' clients, or these): nothing says which clients landed, and
+    // their handshake connections are still open, so all four stay
+    // predicted. (Covering reservations by their age under-predicts the
+    // members whose clients land slowest, which in a real cluster under
+    // load is most of them.)
+    for (age, connected) in [(500, 51), (1_150, 60)] {
+        let mut h = four_reservations_on_peers();
+        let rows: Vec<MemberRecord> = (2..=21)
+            .map(|id| MemberRecord {
+                heartbeat_age: Duration::from_millis(age),
+                ..member(id, Role::Serving, connected, 100)
+            })
+            .collect();
+        round(&mut h, 6, Some(rows));
+        assert_eq!(h.inst.reservations(), 4, "rows {age} ms old");
+    }
 }
 
 /// Where rounds are bounded, a client's close releases its reservation but
@@ -391,13 +392,14 @@ fn where_rounds_are_bounded_a_release_waits_for_figures_that_show_it() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Over random snapshots and answers: a round asks at most k + the stale
-    /// members + one replacement per member found unreachable, keeps asking
+    /// Over random snapshots and answers: a round asks at most k, as many
+    /// again to refresh the oldest figures, the stale members and one
+    /// replacement per member found unreachable, keeps asking
     /// replacements while fewer than k fresh members answered and any is
     /// left, and lists exactly the members eligible by the figures it ranks
     /// them on, none it found unreachable.
     #[test]
-    fn bounded_rounds_ask_at_most_k_plus_stale_plus_replacements_and_drop_nobody(
+    fn bounded_rounds_ask_at_most_2k_plus_stale_plus_replacements_and_drop_nobody(
         rows in prop::collection::vec(
             (0u32..12, 1u32..12, prop::bool::weighted(0.9), 0u64..16, prop::bool::weighted(0.9)),
             20..90,
@@ -456,7 +458,7 @@ proptest! {
             waiting.extend(queries(&mut h));
         }
         if bounded {
-            prop_assert!(asked <= live + stale + contradictory + failed, "{} asked", asked);
+            prop_assert!(asked <= 2 * live + stale + contradictory + failed, "{} asked", asked);
         } else {
             prop_assert_eq!(asked, serving, "full fan-out");
         }

@@ -409,14 +409,15 @@ proptest! {
     }
 }
 
-/// A valid report covers its member's oldest reservations: as many as its
-/// `connected` rose since its last report (those sessions landed), and every
-/// one older than three landing times before the report was asked for
-/// (settled: landed or not coming); younger ones stay predicted. The landing
-/// time is learned from own sessions: here the first lands 800 ms after its
-/// reservation, so "settled" means older than 2.4 s.
+/// Landings cancel reservations one for one, whoever made them: a valid
+/// report's rise since the member's last report, and an admission here,
+/// each count a landing whose client still holds its reservation (its
+/// handshake connection is open until its walk ends); the close then
+/// releases that reservation without predicting anything more. A
+/// reservation no landing cancelled stays predicted, however old, until its
+/// client closes or it expires.
 #[test]
-fn a_report_covers_landed_and_settled_reservations_only() {
+fn landings_cancel_reservations_until_their_clients_close() {
     let mut h = Harness::new(config(1, Role::Serving, 10));
     h.expect_heartbeat();
     /// Handshake `r` on its own connection; #2 reports `connected`; the list.
@@ -433,28 +434,35 @@ fn a_report_covers_landed_and_settled_reservations_only() {
         h.expect_idle();
         list.entries.iter().map(|e| (e.id.0, e.workload.connected)).collect()
     }
-    // t = 0: self (0/10) heads and is reserved; its session lands at 800 ms.
+    // t = 0: self (0/10) heads and is reserved; its session lands at 800 ms
+    // on a connection of its own, and cancels the reservation, which its
+    // client's close then releases.
     assert_eq!(ask(&mut h, 1, true, 5), vec![(1, 0), (2, 5)]);
     h.advance(Duration::from_millis(800));
     h.accepted(9, 100);
-    assert_eq!(h.inst.reservations(), 0, "the landed session consumed its reservation");
+    assert_eq!(h.inst.reservations(), 1, "cancelled, held until its client closes");
+    h.event(Event::ConnectionClosed { conn: ConnectionId(1) });
+    assert_eq!(h.inst.reservations(), 0);
     // t = 1 s: #2 (0/10) heads and is reserved.
     h.advance(Duration::from_millis(200));
     assert_eq!(ask(&mut h, 2, true, 0), vec![(2, 0), (1, 1)]);
-    // t = 1.05 s: #2 reports 0 again, 50 ms later: neither landed nor
-    // settled, so the reservation stays predicted. Self (1/10, headed
-    // longer ago) goes first and is reserved.
+    // t = 1.05 s: #2 reports 0: nothing landed, the reservation stays
+    // predicted. Self (1/10, headed longer ago) goes first and is reserved.
     h.advance(Duration::from_millis(50));
     assert_eq!(ask(&mut h, 3, false, 0), vec![(1, 1), (2, 1)]);
-    // t = 1.1 s: #2 reports 1: its `connected` rose by one, so its oldest
-    // reservation landed and goes, young as it is (else #2 would show 2).
+    // t = 1.1 s: #2 reports 1: a landing, which cancels its reservation
+    // (else #2 would show 2).
     h.advance(Duration::from_millis(50));
     assert_eq!(ask(&mut h, 4, false, 1), vec![(2, 1), (1, 2)]);
-    // t = 3.6 s: #2 still reports 1, asked 2.5 s after its reservation of
-    // 1.1 s: settled, so covered (else #2 would show 2 and tie with self).
-    h.advance(Duration::from_millis(2500));
-    assert_eq!(ask(&mut h, 5, true, 1), vec![(2, 1), (1, 2)]);
-    assert_eq!(h.inst.stats().reservations_expired_unused, 0);
+    // Its client closes its handshake connection: the cancelled
+    // reservation goes. Left: self's of 1.05 s and #2's of 1.1 s, whose
+    // clients never land nor close: predicted until they expire
+    // (`reservation_ttl`, 5 s).
+    h.event(Event::ConnectionClosed { conn: ConnectionId(2) });
+    assert_eq!(h.inst.reservations(), 2);
+    h.advance(Duration::from_millis(5_100));
+    assert_eq!(ask(&mut h, 5, true, 1), vec![(1, 1), (2, 1)]);
+    assert_eq!(h.inst.stats().reservations_expired_unused, 2);
 }
 
 /// A herd-heavy cluster: herd control on, a few peers, room for many

@@ -252,9 +252,10 @@ fn herd_control_spreads_a_burst_and_reports_replace_predictions() {
     let third = h.expect_ranked(102, 2);
     assert_eq!(ids(&third), vec![2, 1, 3]);
     assert_eq!(h.inst.reservations(), 3);
-    // A session here consumes one own reservation.
+    // A session here, on a connection of its own, cancels one own
+    // reservation, held until its client's handshake connection closes.
     h.accepted(1, 1);
-    assert_eq!(h.inst.reservations(), 2);
+    assert_eq!(h.inst.reservations(), 3);
     // The next round (snapshot still fresh: no registry query): #3's report
     // shows no new session, so it covers none of its prediction (that client
     // is still on its way); #2 does not answer.
@@ -264,15 +265,15 @@ fn herd_control_spreads_a_burst_and_reports_replace_predictions() {
     h.event(Event::WorkloadReport { report: report(q3b, 3, 0, 10) });
     h.event(Event::PeerUnreachable { query_id: q2b, peer: InstanceId(2), reason: String::new() });
     let list = h.expect_ranked(103, 3);
-    // Self: 1 live (its reservation consumed) = 1/10; #3: 0/10 live + 1 still
+    // Self: 1 live (its reservation cancelled) = 1/10; #3: 0/10 live + 1 still
     // predicted = 1/10. Tied: self headed a reply longer ago than #3.
     assert_eq!(ids(&list), vec![1, 3]);
     assert_eq!(list.entries[0].workload, Workload::new(1, 10));
     assert_eq!(list.entries[1].workload, Workload::new(1, 10), "uncovered prediction kept");
     assert_eq!(h.inst.stats().registry_queries, 1);
-    // #2 1 (silent, so nothing covered it), #3 1 (kept) and self 1 (this
-    // reply's). They expire after reservation_ttl.
-    assert_eq!(h.inst.reservations(), 3);
+    // #2 1 (silent, so nothing covered it), #3 1 (kept), self 1 cancelled
+    // and 1 (this reply's). They expire after reservation_ttl.
+    assert_eq!(h.inst.reservations(), 4);
     h.now += h.inst.config().reservation_ttl;
     h.event(Event::HandshakeRequest { conn: ConnectionId(104), request: handshake(4, 0) });
     let q = h.expect_registry_query();

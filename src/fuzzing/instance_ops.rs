@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use self::model::{expected_reply, predicted, HerdModel, ReplyInput};
+use self::model::{expected_reply, predicted, shown, HerdModel, ReplyInput};
 use crate::config::InstanceConfig;
 use crate::endpoint::Endpoint;
 use crate::error::UsageError;

@@ -84,12 +84,7 @@ impl Instance {
                 let session_id = SessionId(self.next_session_id);
                 self.next_session_id = self.next_session_id.wrapping_add(1);
                 self.sessions.open(conn, session_id);
-                self.herd.consume_oldest(
-                    self.config.id,
-                    self.now,
-                    self.config.reservation_ttl,
-                    &mut self.stats,
-                );
+                self.herd.landed_here(conn, self.now, self.config.reservation_ttl, &mut self.stats);
                 self.stats.sessions_accepted += 1;
                 SessionOutcome::Accepted { session_id }
             }
@@ -113,7 +108,7 @@ impl Instance {
         if self.sessions.close_connection(conn) {
             self.stats.sessions_ended += 1;
         }
-        self.herd.release(conn, self.now, self.fan_out.bounded, &mut self.stats);
+        self.herd.release(conn, self.now, &mut self.stats);
         let before = self.pending.len();
         self.pending.retain(|p| p.conn != conn);
         self.stats.abandoned_handshakes += (before - self.pending.len()) as u64;

@@ -1,22 +1,28 @@
-//! Bounded fan-out (issue 13): whom a query round asks live once the
-//! snapshot holds more active peers than [`FanOut::full_up_to`].
+//! Bounded fan-out: whom a query round asks live once the snapshot holds
+//! more active peers than [`FanOut::full_up_to`].
 //!
-//! Every registry row carries the member's figures as of its last heartbeat.
+//! Each member's figures are its freshest known: its registry row (as of
+//! its last heartbeat) or a live report asked for later (`snapshot.rs`).
 //! A bounded round asks live only
 //! - the [`FanOut::live`] best members by those figures, predicted with this
 //!   instance's reservations and ordered exactly as a reply would be (the
 //!   first waiting handshake's salt, least recently headed first, the
-//!   predicted-full tail), and
-//! - every member whose figures are older than [`FanOut::max_figure_age`]
-//!   (heartbeat age plus snapshot age), or contradict themselves;
+//!   predicted-full tail),
+//! - as many again of the members whose figures are the oldest, once older
+//!   than one snapshot (`snapshot_ttl`): figures miss the sessions that
+//!   ended since, so a member that looks busier than it is would otherwise
+//!   never be among the best, and never asked, until its next heartbeat
+//!   (when many sessions end together, the members asked last take the
+//!   next clients twice over), and
+//! - every member whose figures are older than [`FanOut::max_figure_age`],
+//!   or contradict themselves;
 //!
-//! and ranks everyone else on the registry figures (plus reservations),
-//! exactly like an answered member. An asked member found unreachable is
-//! replaced by the next best in that order (`round.rs`), so a round's lists
-//! are headed by members that answered even when the dead look best. Herd control takes a new snapshot's rows
-//! as reports measured at their heartbeat, so reservations on members nobody
-//! asks are covered once their clients had ample time to land before that
-//! heartbeat, not only by expiry.
+//! and ranks everyone else on those figures (plus reservations), exactly
+//! like an answered member. An asked member found unreachable is replaced by
+//! the next best in that order (`round.rs`), so a round's lists are headed
+//! by members that answered even when the dead look best. Herd control takes
+//! a new snapshot's rows as reports measured at their heartbeat, which show
+//! the releases before it.
 //!
 //! [`FanOut::full_up_to`]: crate::config::FanOut::full_up_to
 //! [`FanOut::live`]: crate::config::FanOut::live
@@ -25,6 +31,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use super::herd::Shown;
 use super::rerank::{rank_full, TailScratch};
 use super::Instance;
 use crate::workload::{Candidate, InstanceId};
@@ -48,9 +55,6 @@ pub(super) struct FanOutState {
     /// heartbeat after that (a crashed member's row stays active for
     /// `member_ttl`, and its old figures would put it at the head of lists).
     unreachable: BTreeMap<InstanceId, Instant>,
-    /// The last round left members unasked, ranked on registry figures:
-    /// released reservations wait until figures show them.
-    pub(super) bounded: bool,
     /// Scratch for choosing whom to ask, kept for its capacity.
     sources: Vec<(InstanceId, usize)>,
     reported: Vec<Candidate>,
@@ -90,7 +94,6 @@ impl Instance {
         let Some(snapshot) = &self.snapshot else {
             return BoundedPlan { asked: active, unasked: Vec::new(), replacements: Vec::new() };
         };
-        let since = now.saturating_duration_since(snapshot.received_at);
         let max_age = self.config.fan_out.max_figure_age;
         let mut asked = Vec::new();
         let state = &mut self.fan_out;
@@ -106,7 +109,7 @@ impl Instance {
                 state.unreachable.remove(&m.id);
             }
             let contradictory = m.figures.workload.connected > m.figures.workload.max_sessions;
-            if contradictory || m.heartbeat_age.saturating_add(since) > max_age {
+            if contradictory || m.figure_age(now) > max_age {
                 asked.push(i);
             } else {
                 state.sources.push((m.id, i));
@@ -120,8 +123,7 @@ impl Instance {
             let ttl = self.config.reservation_ttl;
             self.herd.live_each(&state.sources, now, ttl, &mut self.stats, &mut state.live);
             for (p, &live) in state.predicted.iter_mut().zip(&state.live) {
-                p.workload.connected =
-                    p.workload.connected.saturating_add(self.herd.predicted_sessions(live));
+                *p = self.herd.predict(*p, live);
             }
         }
         // The order the round's first reply would have on these figures.
@@ -141,45 +143,62 @@ impl Instance {
             chosen[c] = true;
             asked.push(state.sources[c].1);
         }
+        // Refresh: as many again of the members with the oldest figures,
+        // once older than a snapshot. Figures miss the sessions that ended
+        // since, which only a live answer shows; a member that looks busier
+        // than it is would otherwise never be asked, and never chosen,
+        // until its next heartbeat.
+        let stale_after = self.config.snapshot_ttl;
+        let mut oldest: Vec<(std::time::Duration, usize)> = (0..state.sources.len())
+            .filter(|&c| !chosen[c] && state.reported[c].is_eligible())
+            .map(|c| (snapshot.members[state.sources[c].1].figure_age(now), c))
+            .filter(|&(age, _)| age > stale_after)
+            .collect();
+        let refresh = live.min(oldest.len());
+        if refresh > 0 {
+            oldest.select_nth_unstable_by(refresh - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            for &(_, c) in &oldest[..refresh] {
+                chosen[c] = true;
+                asked.push(state.sources[c].1);
+            }
+        }
         asked.sort_unstable();
         let unasked = (0..state.sources.len())
             .filter(|&c| !chosen[c] && state.reported[c].is_eligible())
             .map(|c| state.sources[c].1)
             .collect();
         // Next best first out (`pop`): all of them are eligible, so listed.
-        let replacements = state.order[live..].iter().rev().map(|&c| state.sources[c].1).collect();
+        let replacements =
+            state.order[live..].iter().rev().filter(|&&c| !chosen[c]).map(|&c| state.sources[c].1).collect();
         BoundedPlan { asked, unasked, replacements }
     }
 
     /// Once per snapshot: herd control takes each row as a report from the
     /// member measured at its last heartbeat (received at minus heartbeat
-    /// age) whose `connected` did not rise (why: the comment inside): it covers
-    /// the reservations whose clients had ample time to land before the
-    /// heartbeat, which the row's figures already count.
+    /// age) whose `connected` did not rise (why: the comment inside): the
+    /// releases before the heartbeat are shown by the row's figures.
     fn cover_registry_figures(&mut self) {
         let Some(snapshot) = &mut self.snapshot else { return };
         if std::mem::replace(&mut snapshot.covered, true) {
             return;
         }
         let max_members = self.config.limits.max_members;
-        for m in &snapshot.members {
+        // Figures kept from a live report were settled when it came.
+        for m in snapshot.members.iter().filter(|m| !m.live) {
             let w = m.figures.workload;
-            let Some(measured_at) = snapshot.received_at.checked_sub(m.heartbeat_age) else { continue };
+            let Some(measured_at) = m.figures_at else { continue };
             if w.connected > w.max_sessions {
                 continue;
             }
-            // A member never reported before starts its record at the row's figure.
             // Handed over as a report that rose by nothing: herd control counts
-            // a rise as landed sessions and clears that many of its oldest
-            // reservations, right for a live report (asked after every
-            // reservation was made) but not for a heartbeat seconds old, whose
-            // rise (other balancers' sessions included) would clear
-            // reservations made after it and under-predict the members nobody
-            // asks (the `crash` scenario at 32 instances, k = 8: peak arrivals
-            // 3.6x the fair share against 1.2x with full fan-out). A member
+            // a rise as landed sessions that cancel as many reservations,
+            // right for a live report (asked after every reservation was
+            // made) but not for a heartbeat seconds old, whose rise (other
+            // balancers' sessions included) would cancel reservations made
+            // after it and under-predict the members nobody asks. A member
             // never reported before starts its record at the row's figure.
             let unchanged = self.herd.last_reported(m.id).unwrap_or(w.connected);
-            self.herd.cover(m.id, unchanged, measured_at, max_members);
+            self.herd.cover(m.id, unchanged, Shown::Row { measured_at }, max_members);
         }
     }
 }

@@ -8,35 +8,59 @@
 //! replaces the old reservation, so handshakes that never become sessions
 //! cannot pile predictions up. A client keeps that connection open while it
 //! walks the list, so its close releases the reservation: the client landed
-//! or gave up. A fresh workload report from a member clears the reservations
-//! on it that the report shows (see [`Herd::cover`]); an admitted session
-//! here consumes this instance's oldest own reservation; the rest expire
+//! or gave up. Sessions that figures show landed (a report's rise, an
+//! admission here) cancel as many live reservations on their member until
+//! their clients' closes release them (see [`Herd::cover`]); the rest expire
 //! unused.
 //!
 //! A reservation predicts a session only as often as reservations come true:
 //! each weighs the recent share of this instance's reservations on itself
-//! that became sessions here (see [`Herd::predicted_sessions`]), so a flood
-//! of handshakes that never become sessions cannot fill the prediction.
+//! that became sessions here (`share.rs`), so a flood of handshakes that
+//! never become sessions cannot fill the prediction.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::event::{ConnectionId, InstanceStats};
+use super::share::{LandingShare, Weight};
 use crate::workload::{Candidate, InstanceId};
 
 /// Released reservations waiting for figures that show them are counted in
-/// buckets this wide (per member), so their memory does not grow with the
-/// arrival rate.
-const UNSHOWN_BUCKET: Duration = Duration::from_millis(100);
-
-/// A reservation older than this many landing times when a report was asked
-/// for is settled: its client landed or is not coming.
-const SETTLE_FACTOR: u32 = 3;
+/// buckets this wide (per member), at most [`UNSHOWN_BUCKETS`] per member, so
+/// their memory does not grow with the arrival rate. A report shows only
+/// the buckets wholly before it was asked for: wider buckets keep a flood's
+/// releases predicted longer (the simulator's `handshake-flood` scenarios,
+/// busiest/mean at p99 over 50 seeds: 1.048-1.072 with 100 ms, 1.032-1.048
+/// with 20 ms; 5 and 10 ms no better).
+const UNSHOWN_BUCKET: Duration = Duration::from_millis(20);
+/// Past this many buckets on one member, releases join its newest.
+const UNSHOWN_BUCKETS: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 struct Reservation {
     conn: ConnectionId,
     made_at: Instant,
+}
+
+/// Which released clients a member's figures show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shown {
+    /// A registry row measured at this instant: every release before it
+    /// (counted in buckets: those wholly before it).
+    Row {
+        /// When its figures were measured.
+        measured_at: Instant,
+    },
+    /// A live report asked for at this instant: every release before the
+    /// question (its client landed before, or gave up), and, of the releases
+    /// while the question was out, as many as the rest of the rise, oldest
+    /// first. When in the round trip the peer measured is not known, so such
+    /// a release may or may not be in the figures: one the rise does not
+    /// explain was of a client that landed after, still to be shown.
+    Report {
+        /// When the question was sent.
+        asked_at: Instant,
+    },
 }
 
 /// Every live reservation, reachable by member (oldest first) and by
@@ -52,18 +76,22 @@ pub(super) struct Herd {
     /// absent never did.
     last_headed: BTreeMap<InstanceId, u64>,
     headed_replies: u64,
-    /// How long a reserved client takes to land its session, learned from
-    /// this instance's own admissions (a moving average); unknown until the
-    /// first one.
-    landing: Option<Duration>,
     /// Each peer's `connected` in its last valid report.
     last_reported: BTreeMap<InstanceId, u32>,
     /// This instance's id, to tell its own reservations apart.
     own: InstanceId,
     /// How many of this instance's reservations on itself came true: both
     /// counts decay (halve) together, so this is a recent ratio.
-    own_reserved: u32,
-    own_landed: u32,
+    share: LandingShare,
+    /// Per member: sessions known to have landed there (admitted here, or a
+    /// report's rise) whose clients' handshake connections have not closed
+    /// yet. Each cancels one live reservation on that member until a close
+    /// releases one. Neither an admission (the session comes on a
+    /// connection of its own) nor a rise tells whose reservation came true:
+    /// removing the oldest then and the closing client's own at its close
+    /// would count every landing twice whenever clients land out of order,
+    /// as they do under load, and send the next clients to that member.
+    arrived: BTreeMap<InstanceId, u32>,
     /// Per member ranked on registry figures: reservations released since
     /// those figures were measured, as `(bucket start, count)`, oldest first.
     /// The client landed or gave up; until figures measured after the
@@ -72,17 +100,8 @@ pub(super) struct Herd {
     /// The share every reservation weighs in the current round, as
     /// `(landed, reserved)`: read once when a round finishes, so the replies
     /// of one round rank on one scale (only the head moves between them).
-    weight: (u32, u32),
+    weight: Weight,
 }
-
-/// Below this many own reservations the landing ratio is not trusted: every
-/// reservation counts whole.
-const MIN_RATIO_SAMPLES: u32 = 64;
-/// The window of the landing ratio, in own reservations.
-const RATIO_WINDOW: u32 = 2_048;
-/// The landing ratio never counts a reservation below `1 / MAX_DISCOUNT`,
-/// so a flood that never lands cannot switch herd control off.
-const MAX_DISCOUNT: u32 = 16;
 
 impl Herd {
     pub(super) fn new(own: InstanceId) -> Self {
@@ -92,37 +111,24 @@ impl Herd {
             next_seq: 0,
             last_headed: BTreeMap::new(),
             headed_replies: 0,
-            landing: None,
             last_reported: BTreeMap::new(),
             own,
-            own_reserved: 0,
-            own_landed: 0,
-            weight: (1, 1),
+            share: LandingShare::default(),
+            arrived: BTreeMap::new(),
+            weight: Weight::WHOLE,
             unshown: BTreeMap::new(),
         }
     }
 
-    /// What `live` reservations on one member predict, in sessions: each
-    /// counts as the share of this instance's reservations on itself that
-    /// became sessions here (rounded to nearest, at least one in
-    /// [`MAX_DISCOUNT`]). Handshakes that never become sessions (a flood)
-    /// then weigh what they are worth: counted whole, they fill every member
-    /// with predictions equally, and real clients land wherever the flood
-    /// left a gap, which is no better than chance.
-    pub(super) fn predicted_sessions(&self, live: u32) -> u32 {
-        let (landed, reserved) = (u64::from(self.weight.0), u64::from(self.weight.1));
-        let predicted = (u64::from(live) * landed + reserved / 2) / reserved;
-        u32::try_from(predicted).unwrap_or(u32::MAX)
+    /// `reported` figures with `live` reservations at this round's weight.
+    pub(super) fn predict(&self, reported: Candidate, live: u32) -> Candidate {
+        self.weight.predict(reported, live)
     }
 
-    /// Reads the share reservations weigh for the round finishing now.
-    pub(super) fn fix_weight(&mut self) {
-        self.weight = if self.own_reserved < MIN_RATIO_SAMPLES {
-            (1, 1)
-        } else {
-            let landed = self.own_landed.max(self.own_reserved / MAX_DISCOUNT).min(self.own_reserved);
-            (landed, self.own_reserved)
-        };
+    /// Reads the share reservations weigh for the round finishing at `now`,
+    /// so the replies of one round rank on one scale.
+    pub(super) fn fix_weight(&mut self, now: Instant, ttl: Duration) {
+        self.weight = self.share.weight(now, ttl);
     }
 
     /// Live reservations (expired ones may linger until the next ranking).
@@ -148,12 +154,27 @@ impl Herd {
             }
             None => 0,
         };
-        let Some(queue) = self.by_member.get_mut(&id) else { return unshown };
+        let Some(queue) = self.by_member.get_mut(&id) else {
+            self.arrived.remove(&id);
+            return unshown;
+        };
         let live = expire(queue, &mut self.by_conn, now, ttl, stats);
         if queue.is_empty() {
             self.by_member.remove(&id);
         }
-        live.saturating_add(unshown)
+        self.unmatched(id, live).saturating_add(unshown)
+    }
+
+    /// `live` reservations on `id` less those its known landings cancel
+    /// (capped at `live`: the rest expired).
+    fn unmatched(&mut self, id: InstanceId, live: u32) -> u32 {
+        let Some(arrived) = self.arrived.get_mut(&id) else { return live };
+        *arrived = (*arrived).min(live);
+        let left = live - *arrived;
+        if *arrived == 0 {
+            self.arrived.remove(&id);
+        }
+        left
     }
 
     /// [`live`](Self::live) for each of `ids` (sorted by id, each once),
@@ -190,6 +211,18 @@ impl Herd {
         }
         for id in emptied.drain(..) {
             self.by_member.remove(&id);
+        }
+        let mut at = 0;
+        for (&id, arrived) in &mut self.arrived {
+            let Some(k) = position_from(ids, &mut at, id) else { continue };
+            *arrived = (*arrived).min(out[k]);
+            out[k] -= *arrived;
+            if *arrived == 0 {
+                emptied.push(id);
+            }
+        }
+        for id in emptied.drain(..) {
+            self.arrived.remove(&id);
         }
         let mut at = 0;
         for (&id, buckets) in &mut self.unshown {
@@ -247,11 +280,7 @@ impl Herd {
             }
         }
         if member == self.own {
-            self.own_reserved += 1;
-            if self.own_reserved >= RATIO_WINDOW {
-                self.own_reserved /= 2;
-                self.own_landed /= 2;
-            }
+            self.share.reserved(now, ttl);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -267,53 +296,46 @@ impl Herd {
     /// is when it landed or gave up; a handshake flood that closes after
     /// each reply leaves nothing behind.
     ///
-    /// With `until_shown` (the member may be ranked on registry figures, which
-    /// do not show the landing for seconds), the prediction stays, as a
-    /// count, until figures measured after the release arrive; otherwise (every
-    /// member is asked live each round, or it is this instance) it goes now.
-    pub(super) fn release(
-        &mut self,
-        conn: ConnectionId,
-        now: Instant,
-        until_shown: bool,
-        stats: &mut InstanceStats,
-    ) {
+    /// A peer's landing that no figures showed yet stays predicted, as a
+    /// count, until figures measured after the release arrive (a live report
+    /// or a registry row); dropping it now would leave it out until the next
+    /// report, and that report's rise would then count it against a client
+    /// still on its way. On this instance its admission already counted it.
+    pub(super) fn release(&mut self, conn: ConnectionId, now: Instant, stats: &mut InstanceStats) {
         let Some((member, seq)) = self.by_conn.get(&conn).copied() else { return };
         self.remove(member, seq);
         stats.reservations_released += 1;
-        if until_shown && member != self.own {
+        if let Some(arrived) = self.arrived.get_mut(&member) {
+            // Usually the client whose landing was counted: the two meet
+            // now, and the figures that counted it already show it.
+            *arrived -= 1;
+            if *arrived == 0 {
+                self.arrived.remove(&member);
+            }
+            return;
+        }
+        if member != self.own {
             let buckets = self.unshown.entry(member).or_default();
+            let buckets_full = buckets.len() >= UNSHOWN_BUCKETS;
             match buckets.back_mut() {
-                Some((start, n)) if *start + UNSHOWN_BUCKET > now => *n = n.saturating_add(1),
+                Some((start, n)) if *start + UNSHOWN_BUCKET > now || buckets_full => *n = n.saturating_add(1),
                 _ => buckets.push_back((now, 1)),
             }
         }
     }
 
     /// A fresh report from `member`, asked for at `asked_at`, saying it
-    /// holds `connected` sessions. It covers every reservation whose client
-    /// had ample time to land before the question was even asked, whatever
-    /// its `connected` did (sessions also end): older than
-    /// [`SETTLE_FACTOR`] times the learned landing time; and at least as
-    /// many of the oldest as `connected` rose since its last report (those
-    /// sessions did land). Younger ones are clients still on their way and
-    /// stay predicted until a later report or their expiry.
-    ///
-    /// Why not every reservation older than the report, as SPEC 2.6 reads
-    /// literally: a reply reaches its client and the client's request
-    /// reaches the member a client round trip later, so a report asked
-    /// shortly after a reservation cannot show it yet. Clearing those made
-    /// the `crash` scenario's p99 arrivals per window 1.36x fair share
-    /// against 1.27x; with the settle time it stays at 1.27x, and
-    /// predictions of sessions that never came still go after a few
-    /// landing times instead of lingering.
-    pub(super) fn cover(
-        &mut self,
-        member: InstanceId,
-        connected: u32,
-        asked_at: Instant,
-        max_members: usize,
-    ) {
+    /// holds `connected` sessions. As many sessions as `connected` rose
+    /// since its last report landed there; less those whose clients already
+    /// released their reservations (waiting in `unshown` for figures that
+    /// show them), they are clients still holding one: counted in
+    /// `arrived`, each cancels one live reservation until a close releases
+    /// one. Reservations of clients still on their way stay predicted until
+    /// their clients close or they expire; none is cleared for its age alone:
+    /// under load the clients of one member land many times slower than
+    /// another's (this instance's own land fastest), so no learned landing
+    /// time says when a client had ample time.
+    pub(super) fn cover(&mut self, member: InstanceId, connected: u32, shown: Shown, max_members: usize) {
         // A look-up, not an insert: almost every report is from a member
         // reported before, and this runs once per report.
         let previous = match self.last_reported.get_mut(&member) {
@@ -326,52 +348,66 @@ impl Herd {
             }
         };
         let mut landed = previous.map_or(0, |p| connected.saturating_sub(p) as usize);
-        // Releases wholly before the figures were measured: they show them
-        // (and a rise they explain is not a landing of anyone still reserved).
+        // Released clients the figures show: a rise they explain is not a
+        // landing of anyone still reserved.
         if let Some(buckets) = self.unshown.get_mut(&member) {
-            while let Some(&(start, n)) = buckets.front() {
-                if start + UNSHOWN_BUCKET > asked_at {
-                    break;
+            let (Shown::Row { measured_at: before } | Shown::Report { asked_at: before }) = shown;
+            while buckets.front().is_some_and(|&(start, _)| start + UNSHOWN_BUCKET <= before) {
+                if let Some((_, n)) = buckets.pop_front() {
+                    landed = landed.saturating_sub(n as usize);
                 }
-                buckets.pop_front();
-                landed = landed.saturating_sub(n as usize);
+            }
+            if let Shown::Report { .. } = shown {
+                while landed > 0 {
+                    let Some((_, n)) = buckets.front_mut() else { break };
+                    let taken = (*n as usize).min(landed);
+                    landed -= taken;
+                    *n -= taken as u32;
+                    if *n == 0 {
+                        buckets.pop_front();
+                    }
+                }
             }
             if buckets.is_empty() {
                 self.unshown.remove(&member);
             }
         }
-        let Some(queue) = self.by_member.get_mut(&member) else { return };
-        while let Some(entry) = queue.first_entry() {
-            let settled = self.landing.is_some_and(|l| entry.get().made_at + l * SETTLE_FACTOR < asked_at);
-            if landed == 0 && !settled {
-                break;
-            }
-            landed = landed.saturating_sub(1);
-            let reservation = entry.remove();
-            self.by_conn.remove(&reservation.conn);
-        }
-        if queue.is_empty() {
-            self.by_member.remove(&member);
+        let Some(queue) = self.by_member.get(&member) else {
+            self.arrived.remove(&member);
+            return;
+        };
+        let before = self.arrived.get(&member).map_or(0, |&a| a as usize);
+        let arrived = before.saturating_add(landed).min(queue.len());
+        if arrived == 0 {
+            self.arrived.remove(&member);
+        } else {
+            self.arrived.insert(member, arrived as u32);
         }
     }
 
-    /// A session landed on `member` (this instance) at `now`: the oldest
-    /// live prediction came true, and its age teaches how long landing
-    /// takes. Expired ones go first (counted): they never came true, and
-    /// learning from them would stretch the landing time past the ttl.
-    pub(super) fn consume_oldest(
+    /// A session was admitted here at `now` on `conn`: one live reservation
+    /// on this instance came true. Where the session came on the connection
+    /// of the handshake it follows, it is that connection's, and goes;
+    /// otherwise (the usual case: a session on a connection of its own)
+    /// which one is not known, so one stays cancelled until the close of its
+    /// client's handshake connection releases it, or it expires.
+    pub(super) fn landed_here(
         &mut self,
-        member: InstanceId,
+        conn: ConnectionId,
         now: Instant,
         ttl: Duration,
         stats: &mut InstanceStats,
     ) {
-        self.own_landed = self.own_landed.saturating_add(1);
-        self.live(member, now, ttl, stats);
-        let oldest = self.by_member.get(&member).and_then(|queue| queue.keys().next().copied());
-        if let Some(reservation) = oldest.and_then(|seq| self.remove(member, seq)) {
-            let took = now.saturating_duration_since(reservation.made_at);
-            self.landing = Some(self.landing.map_or(took, |l| (l * 7 + took) / 8));
+        self.share.landed(now, ttl);
+        let own = self.own;
+        if let Some(&(member, seq)) = self.by_conn.get(&conn) {
+            if member == own {
+                self.remove(own, seq);
+                return;
+            }
+        }
+        if self.live(own, now, ttl, stats) > 0 {
+            *self.arrived.entry(own).or_insert(0) += 1;
         }
     }
 
@@ -432,6 +468,8 @@ impl Herd {
             + self.unshown.len() * 2 * (size_of::<InstanceId>() + size_of::<VecDeque<(Instant, u32)>>())
             + self.by_member.len() * member
             + self.last_headed.len() * 2 * (size_of::<InstanceId>() + size_of::<u64>())
+            + self.arrived.len() * 2 * (size_of::<InstanceId>() + size_of::<u32>())
+            + self.share.heap_bytes()
     }
 }
 

@@ -12,8 +12,8 @@ use super::*;
 enum Op {
     /// Reserve member `m` for connection `c`.
     Reserve { c: u64, m: u32, at: u64 },
-    /// Release connection `c`, until shown or not.
-    Release { c: u64, until_shown: bool, at: u64 },
+    /// Release connection `c`.
+    Release { c: u64, at: u64 },
     /// A report from member `m` saying `connected`.
     Report { m: u32, connected: u32, at: u64 },
 }
@@ -22,7 +22,7 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
     let at = u.int_in_range(0u64..=2_999)?;
     Ok(match u.int_in_range(0u8..=6)? {
         0..=3 => Op::Reserve { c: u.int_in_range(0..=39)?, m: u.int_in_range(0..=29)?, at },
-        4 | 5 => Op::Release { c: u.int_in_range(0..=39)?, until_shown: u.arbitrary()?, at },
+        4 | 5 => Op::Release { c: u.int_in_range(0..=39)?, at },
         _ => Op::Report { m: u.int_in_range(0..=29)?, connected: u.int_in_range(0..=19)?, at },
     })
 }
@@ -36,8 +36,15 @@ fn herd_after(ops: &[Op], epoch: Instant, stats: &mut InstanceStats) -> Herd {
             Op::Reserve { c, m, at } => {
                 herd.reserve(ConnectionId(c), InstanceId(m), ms(at), ttl, 1_000, stats);
             }
-            Op::Release { c, until_shown, at } => herd.release(ConnectionId(c), ms(at), until_shown, stats),
-            Op::Report { m, connected, at } => herd.cover(InstanceId(m), connected, ms(at), 64),
+            Op::Release { c, at } => herd.release(ConnectionId(c), ms(at), stats),
+            Op::Report { m, connected, at } => {
+                let shown = if at % 2 == 0 {
+                    Shown::Report { asked_at: ms(at) }
+                } else {
+                    Shown::Row { measured_at: ms(at) }
+                };
+                herd.cover(InstanceId(m), connected, shown, 64)
+            }
         }
     }
     herd

@@ -144,6 +144,8 @@ pub(crate) use herd::check::live_each_matches_live;
 mod reply;
 mod rerank;
 mod round;
+mod share;
+mod snapshot;
 
 use std::collections::VecDeque;
 use std::mem::size_of;
@@ -155,7 +157,8 @@ use self::admission::Sessions;
 use self::fanout::FanOutState;
 use self::herd::Herd;
 use self::reply::Ranking;
-use self::round::{CachedMember, PendingHandshake, Round, Snapshot};
+use self::round::{PendingHandshake, Round};
+use self::snapshot::{CachedMember, Snapshot};
 use crate::config::{ConfigError, InstanceConfig};
 use crate::endpoint::Endpoint;
 use crate::error::UsageError;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::rerank::{rank_full, Rerank, TailScratch};
 use super::round::{PeerState, Round, Source};
+use super::share::Weight;
 use super::{Instance, Timer};
 use crate::wire::{entries_that_fit, HandshakeOutcome, Limits, RankedEntry, RankedList};
 use crate::workload::{Candidate, InstanceId};
@@ -30,6 +31,7 @@ impl Instance {
         ranking.sources.clear();
         // Candidates ordered by id, so tie rotation by salt is deterministic.
         let own_id = self.config.id;
+        let own = self.own_candidate();
         let mut own_placed = false;
         if let Some(snapshot) = &self.snapshot {
             // Both lists hold member indices in ascending order (hence id
@@ -54,7 +56,7 @@ impl Instance {
                 let id = snapshot.members[member].id;
                 if !own_placed && own_id < id {
                     ranking.sources.push((own_id, Source::Own));
-                    ranking.reported.push(self.own_candidate());
+                    ranking.reported.push(own);
                     own_placed = true;
                 }
                 ranking.sources.push((id, Source::Peer(member)));
@@ -63,18 +65,17 @@ impl Instance {
         }
         if !own_placed {
             ranking.sources.push((own_id, Source::Own));
-            ranking.reported.push(self.own_candidate());
+            ranking.reported.push(own);
         }
         let herd = self.config.herd_control;
         ranking.predicted.clear();
         ranking.predicted.extend_from_slice(&ranking.reported);
         if herd {
-            self.herd.fix_weight();
             let ttl = self.config.reservation_ttl;
+            self.herd.fix_weight(now, ttl);
             self.herd.live_each(&ranking.sources, now, ttl, &mut self.stats, &mut ranking.live);
             for ((p, r), &live) in ranking.predicted.iter_mut().zip(&ranking.reported).zip(&ranking.live) {
-                p.workload.connected =
-                    r.workload.connected.saturating_add(self.herd.predicted_sessions(live));
+                *p = self.herd.predict(*r, live);
             }
             self.herd.forget_departed(&ranking.sources, self.config.limits.max_members);
         }
@@ -107,10 +108,11 @@ impl Instance {
                     };
                     // A member predicted full is listed with its reported figures.
                     let predicted = ranking.predicted[i];
+                    let reported = ranking.reported[i].workload;
                     let workload = if predicted.workload.is_full() {
-                        ranking.reported[i].workload
+                        reported
                     } else {
-                        predicted.workload
+                        Weight::shown(predicted.workload, reported)
                     };
                     RankedEntry { id, endpoint, workload }
                 })
@@ -184,10 +186,7 @@ impl Instance {
     /// Candidate `i`'s predicted figures: reported plus live reservations.
     fn predict(&mut self, ranking: &mut Ranking, i: usize, now: Instant) {
         let live = self.herd.live(ranking.sources[i].0, now, self.config.reservation_ttl, &mut self.stats);
-        let extra = self.herd.predicted_sessions(live);
-        let mut candidate = ranking.reported[i];
-        candidate.workload.connected = candidate.workload.connected.saturating_add(extra);
-        ranking.predicted[i] = candidate;
+        ranking.predicted[i] = self.herd.predict(ranking.reported[i], live);
     }
 }
 

@@ -7,36 +7,16 @@
 //! gets its ranked list, in arrival order, each with its own salt
 //! (`rerank.rs`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::event::{Action, ConnectionId};
 use super::fanout::BoundedPlan;
+use super::herd::Shown;
+use super::snapshot::Snapshot;
 use super::{Instance, Timer};
-use crate::endpoint::Endpoint;
 use crate::registry::MemberRecord;
 use crate::wire::{HandshakeOutcome, HandshakeRequest, QueryId, RefuseReason, WorkloadQuery, WorkloadReport};
 use crate::workload::{Candidate, InstanceId, Role};
-
-/// A registry row worth querying: `Serving`, not this instance, active when
-/// received.
-#[derive(Debug, Clone)]
-pub(super) struct CachedMember {
-    pub(super) id: InstanceId,
-    pub(super) endpoint: Endpoint,
-    pub(super) heartbeat_age: Duration,
-    /// Its figures as of its last heartbeat (role `Serving`).
-    pub(super) figures: Candidate,
-}
-
-#[derive(Debug)]
-pub(super) struct Snapshot {
-    pub(super) received_at: Instant,
-    /// Sorted by id, one row per id.
-    pub(super) members: Vec<CachedMember>,
-    /// Whether herd control has taken the rows' figures as reports yet
-    /// (bounded rounds only, once per snapshot).
-    pub(super) covered: bool,
-}
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum PeerState {
@@ -149,27 +129,16 @@ impl Instance {
             return;
         }
         self.timers.stop(Timer::Registry);
-        let own_id = self.config.id;
-        let ttl = self.config.member_ttl;
-        let mut kept: Vec<CachedMember> = members
-            .into_iter()
-            .filter(|m| m.role == Role::Serving && m.id != own_id && m.heartbeat_age < ttl)
-            .map(|m| CachedMember {
-                id: m.id,
-                endpoint: m.endpoint,
-                heartbeat_age: m.heartbeat_age,
-                figures: Candidate { role: m.role, accepting: m.accepting, workload: m.workload },
-            })
-            .collect();
-        // Freshest row first within an id, so dedup keeps it.
-        kept.sort_by(|a, b| a.id.cmp(&b.id).then(a.heartbeat_age.cmp(&b.heartbeat_age)));
-        kept.dedup_by_key(|m| m.id);
-        let cap = self.config.limits.max_members;
-        if kept.len() > cap {
-            self.stats.members_dropped += (kept.len() - cap) as u64;
-            kept.truncate(cap);
-        }
-        self.snapshot = Some(Snapshot { received_at: now, members: kept, covered: false });
+        let (snapshot, dropped) = Snapshot::build(
+            members,
+            now,
+            (self.config.id, &self.config.endpoint),
+            self.config.member_ttl,
+            self.config.limits.max_members,
+            self.snapshot.as_ref(),
+        );
+        self.stats.members_dropped += dropped.over_cap as u64;
+        self.snapshot = Some(snapshot);
         self.query_peers(now, false);
     }
 
@@ -203,7 +172,6 @@ impl Instance {
         } else {
             self.bounded_plan(active, now)
         };
-        self.fan_out.bounded = !unasked.is_empty();
         let peers: Vec<PeerSlot> =
             asked.into_iter().map(|member| PeerSlot { member, state: PeerState::Waiting }).collect();
         let first_query_id = self.next_query_ids(peers.len());
@@ -305,13 +273,16 @@ impl Instance {
             self.stats.peer_unreachable += 1;
             self.ask_replacement();
         } else {
-            slot.state = PeerState::Answered(Candidate {
-                role: report.role,
-                accepting: report.accepting,
-                workload: report.workload,
-            });
+            let figures =
+                Candidate { role: report.role, accepting: report.accepting, workload: report.workload };
+            slot.state = PeerState::Answered(figures);
+            let member = slot.member;
+            if let Some(cached) = self.snapshot.as_mut().and_then(|s| s.members.get_mut(member)) {
+                cached.reported(figures, asked_at);
+            }
             self.stats.peer_reports += 1;
-            self.herd.cover(report.id, report.workload.connected, asked_at, self.config.limits.max_members);
+            let shown = Shown::Report { asked_at };
+            self.herd.cover(report.id, report.workload.connected, shown, self.config.limits.max_members);
         }
         self.resolve_one(now);
     }

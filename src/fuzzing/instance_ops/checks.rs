@@ -234,7 +234,11 @@ fn check_list_rules(members: &[(InstanceId, Candidate, Workload)], list: &Ranked
             .unwrap_or_else(|| panic!("{} listed but neither self nor answered this round", entry.id));
         assert!(reported.is_eligible(), "{} listed but cannot serve by its report", entry.id);
         let tail = predicted.is_full();
-        let shown = if tail { reported.workload } else { predicted };
+        let (shown, rank) = if tail {
+            (reported.workload, reported.workload)
+        } else {
+            (shown(predicted, reported.workload), predicted)
+        };
         assert_eq!(entry.workload, shown, "{} listed with the wrong figures", entry.id);
         if let Some((previous_tail, previous)) = previous {
             assert!(
@@ -244,13 +248,13 @@ fn check_list_rules(members: &[(InstanceId, Candidate, Workload)], list: &Ranked
             );
             if previous_tail == tail {
                 assert_ne!(
-                    previous.cmp_rank(shown),
+                    previous.cmp_rank(rank),
                     std::cmp::Ordering::Greater,
                     "list not sorted in its part"
                 );
             }
         }
-        previous = Some((tail, shown));
+        previous = Some((tail, rank));
     }
     let free = members.iter().filter(|(_, c, _)| c.is_eligible()).count();
     assert_eq!(list.entries.len(), free.min(max_len), "a reported-free member was dropped");

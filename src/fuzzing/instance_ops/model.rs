@@ -3,18 +3,18 @@
 //! and linear scans, so it shares no data structure with `src/instance/`.
 //!
 //! The model is exact, down to when expired reservations are purged: the
-//! machine expires lazily (only while ranking, or when the reservation limit
-//! is reached), and a lingering expired reservation can still be replaced,
-//! covered or consumed by an admission, which moves the counters and the
-//! learned landing time. Modelling that laziness is what lets every reply be
-//! predicted entry for entry.
+//! machine expires lazily (only while ranking, at an admission here, or
+//! when the reservation limit is reached), and a lingering expired
+//! reservation can still be replaced or released, which moves the counters.
+//! Modelling that laziness is what lets every reply be predicted entry for
+//! entry.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::instance::ConnectionId;
 use crate::wire::{RankedEntry, RankedList};
-use crate::workload::{rank, Candidate, InstanceId};
+use crate::workload::{rank, Candidate, InstanceId, Workload};
 
 use super::endpoint_of;
 
@@ -25,27 +25,34 @@ struct Reservation {
     made_at: Instant,
 }
 
+/// Released reservations are counted per member in buckets this wide, at
+/// most this many per member (then they join the newest).
+const UNSHOWN_BUCKET: Duration = Duration::from_millis(20);
+const UNSHOWN_BUCKETS: usize = 64;
+
 /// Herd control's state as the model sees it, with its counters.
 #[derive(Debug)]
 pub(super) struct HerdModel {
     /// Every reservation the machine still holds (live or lingering
     /// expired), oldest first.
     held: Vec<Reservation>,
+    /// Per member: landings figures showed (a report's rise, an admission
+    /// here) whose clients still hold a reservation.
+    arrived: BTreeMap<InstanceId, u32>,
+    /// Released reservations no figures showed yet: `(member, bucket start,
+    /// count)`, oldest first per member.
+    unshown: Vec<(InstanceId, Instant, u32)>,
     /// Reply number at which each member last headed a list.
     last_headed: BTreeMap<InstanceId, u64>,
     replies_headed: u64,
-    /// The moving average of how long own reservations took to land (none
-    /// before the first admission).
-    landing: Option<Duration>,
     /// Each peer's `connected` in its last valid report.
     last_reported: BTreeMap<InstanceId, u32>,
-    /// The instance's own id, and how many of its reservations on itself
-    /// were made and came true (both halved together at 2 048 made).
+    /// The instance's own id, and its own reservations made and landings
+    /// per bucket of an eighth of `reservation_ttl`: `(start, made, landed)`.
     own: InstanceId,
-    own_made: u32,
-    own_landed: u32,
-    /// `(own_made, own_landed)` as they were when the current round finished.
-    at_round: (u32, u32),
+    share: Vec<(Instant, u32, u32)>,
+    /// The weight `(landed, made)` read when the current round finished.
+    weight: (u32, u32),
     pub(super) made: u64,
     pub(super) released: u64,
     pub(super) replaced: u64,
@@ -57,14 +64,14 @@ impl HerdModel {
     pub(super) fn new(own: InstanceId) -> Self {
         HerdModel {
             held: Vec::new(),
+            arrived: BTreeMap::new(),
+            unshown: Vec::new(),
             last_headed: BTreeMap::new(),
             replies_headed: 0,
-            landing: None,
             last_reported: BTreeMap::new(),
             own,
-            own_made: 0,
-            own_landed: 0,
-            at_round: (0, 0),
+            share: Vec::new(),
+            weight: (1, 1),
             made: 0,
             released: 0,
             replaced: 0,
@@ -73,50 +80,91 @@ impl HerdModel {
         }
     }
 
-    /// What `live` reservations predict: each weighs the share of own
-    /// reservations that came true as the round finished, once 64 were made,
-    /// rounded to nearest, never below 1/16.
-    fn weigh(&self, live: u32) -> u32 {
-        let (own_made, own_landed) = self.at_round;
-        if own_made < 64 {
-            return live;
+    /// The share's bucket for `now` (a new one once the last is an eighth
+    /// of `ttl` old), after forgetting buckets a whole `ttl` old.
+    fn share_bucket(&mut self, now: Instant, ttl: Duration) -> usize {
+        self.share.retain(|&(start, ..)| start + ttl > now);
+        let width = (ttl / 8).max(Duration::from_millis(1));
+        if !self.share.last().is_some_and(|&(start, ..)| start + width > now) {
+            self.share.push((now, 0, 0));
         }
-        let landed = u128::from(own_landed.clamp(own_made / 16, own_made));
-        let made = u128::from(own_made);
-        // floor(live * landed / made + 1/2)
-        let rounded = (2 * u128::from(live) * landed + made) / (2 * made);
-        u32::try_from(rounded).unwrap_or(u32::MAX)
+        self.share.len() - 1
     }
 
-    /// Connection `conn` closed: its reservation goes.
-    pub(super) fn closed(&mut self, conn: ConnectionId) {
-        if let Some(pos) = self.held.iter().position(|r| r.conn == conn) {
-            self.held.remove(pos);
-            self.released += 1;
+    /// The weight of a reservation at `now`: own landings over own
+    /// reservations of the last `ttl`, once 64 were made, at least 1/16.
+    fn share_weight(&mut self, now: Instant, ttl: Duration) -> (u32, u32) {
+        self.share.retain(|&(start, ..)| start + ttl > now);
+        let made: u32 = self.share.iter().map(|&(_, m, _)| m).sum();
+        let landed: u32 = self.share.iter().map(|&(_, _, l)| l).sum();
+        if made < 64 {
+            return (1, 1);
+        }
+        (landed.max(made.div_ceil(16)).min(made), made)
+    }
+
+    /// Connection `conn` closed: its reservation goes; a landing counted
+    /// for its member absorbs it, else (a peer) it waits to be shown.
+    pub(super) fn closed(&mut self, conn: ConnectionId, now: Instant) {
+        let Some(pos) = self.held.iter().position(|r| r.conn == conn) else { return };
+        let member = self.held.remove(pos).member;
+        self.released += 1;
+        if let Some(arrived) = self.arrived.get_mut(&member) {
+            *arrived -= 1;
+            if *arrived == 0 {
+                self.arrived.remove(&member);
+            }
+            return;
+        }
+        if member != self.own {
+            let full = self.unshown.iter().filter(|(m, ..)| *m == member).count() >= UNSHOWN_BUCKETS;
+            match self.unshown.iter_mut().rev().find(|(m, ..)| *m == member) {
+                Some((_, start, n)) if *start + UNSHOWN_BUCKET > now || full => *n += 1,
+                _ => self.unshown.push((member, now, 1)),
+            }
         }
     }
+
     /// Reservations held, live or not yet purged.
     pub(super) fn held(&self) -> usize {
         self.held.len()
     }
 
-    /// Live reservations on `member` at `now`.
-    fn live(&self, member: InstanceId, now: Instant, ttl: Duration) -> u32 {
-        let n = self.held.iter().filter(|r| r.member == member && r.made_at + ttl > now).count();
-        u32::try_from(n).unwrap_or(u32::MAX)
+    /// What `member`'s live reservations predict at `now`: its live
+    /// reservations less its counted landings, plus its unshown releases.
+    fn predicted_sessions(&self, member: InstanceId, now: Instant, ttl: Duration) -> u32 {
+        let live = self.held.iter().filter(|r| r.member == member && r.made_at + ttl > now).count() as u32;
+        let arrived = self.arrived.get(&member).copied().unwrap_or(0).min(live);
+        let unshown: u32 = self
+            .unshown
+            .iter()
+            .filter(|&&(m, start, _)| m == member && start + ttl > now)
+            .map(|&(.., n)| n)
+            .sum();
+        live - arrived + unshown
     }
 
-    /// Drops the expired reservations of `member` (every member: `None`),
-    /// counting them as expired unused.
-    fn purge(&mut self, member: Option<InstanceId>, now: Instant, ttl: Duration) {
+    /// What the machine does whenever it reads `member`'s live count:
+    /// expired reservations and releases go (the reservations counted as
+    /// expired unused), and its counted landings are capped at what is left.
+    fn settle_member(&mut self, member: InstanceId, now: Instant, ttl: Duration) {
         let before = self.held.len();
-        self.held.retain(|r| member.is_some_and(|m| r.member != m) || r.made_at + ttl > now);
+        self.held.retain(|r| r.member != member || r.made_at + ttl > now);
         self.expired_unused += (before - self.held.len()) as u64;
+        self.unshown.retain(|&(m, start, _)| m != member || start + ttl > now);
+        let live = self.held.iter().filter(|r| r.member == member).count() as u32;
+        if let Some(arrived) = self.arrived.get_mut(&member) {
+            *arrived = (*arrived).min(live);
+            if *arrived == 0 {
+                self.arrived.remove(&member);
+            }
+        }
     }
 
-    /// A round finishes at `now` with `candidates` (ids, sorted): their
-    /// expired reservations are purged, and once the head record outgrows
-    /// `max_members` it forgets members that are not candidates.
+    /// A round finishes at `now` with `candidates` (ids, sorted): the weight
+    /// of its reservations is read, their live counts settled, and once the
+    /// head record outgrows `max_members` it forgets members that are not
+    /// candidates.
     pub(super) fn finish_round(
         &mut self,
         candidates: &[InstanceId],
@@ -124,9 +172,9 @@ impl HerdModel {
         ttl: Duration,
         max_members: usize,
     ) {
-        self.at_round = (self.own_made, self.own_landed);
+        self.weight = self.share_weight(now, ttl);
         for &id in candidates {
-            self.purge(Some(id), now, ttl);
+            self.settle_member(id, now, ttl);
         }
         if self.last_headed.len() > max_members {
             self.last_headed.retain(|id, _| candidates.contains(id));
@@ -134,10 +182,11 @@ impl HerdModel {
     }
 
     /// A valid report from `member` saying `connected`, asked for at
-    /// `asked_at`, covers its oldest reservations: at least as many as
-    /// `connected` rose since its last report (remembered for at most
-    /// `max_members` peers), and every one older than three landing times
-    /// before `asked_at`; it stops at the first that is neither.
+    /// `asked_at`: it shows its releases before the question (buckets wholly
+    /// before it), and of the later ones as many as the rest of its rise
+    /// since its last report (remembered for at most `max_members` peers),
+    /// oldest first; the rest of the rise counts as landings of clients
+    /// still holding reservations, at most as many as it holds.
     pub(super) fn cover(
         &mut self,
         member: InstanceId,
@@ -150,59 +199,121 @@ impl HerdModel {
         } else {
             None
         };
-        let mut landed = previous.map_or(0, |p| connected.saturating_sub(p) as usize);
-        let landing = self.landing;
-        while let Some(pos) = self.held.iter().position(|r| r.member == member) {
-            let settled = landing.is_some_and(|l| self.held[pos].made_at + l * 3 < asked_at);
-            if landed == 0 && !settled {
+        let mut landed = previous.map_or(0, |p| connected.saturating_sub(p));
+        while let Some(pos) = self.unshown.iter().position(|&(m, ..)| m == member) {
+            let (_, start, n) = self.unshown[pos];
+            if start + UNSHOWN_BUCKET > asked_at {
                 break;
             }
-            landed = landed.saturating_sub(1);
+            self.unshown.remove(pos);
+            landed = landed.saturating_sub(n);
+        }
+        while landed > 0 {
+            let Some(pos) = self.unshown.iter().position(|&(m, ..)| m == member) else { break };
+            let taken = self.unshown[pos].2.min(landed);
+            landed -= taken;
+            self.unshown[pos].2 -= taken;
+            if self.unshown[pos].2 == 0 {
+                self.unshown.remove(pos);
+            }
+        }
+        let held = self.held.iter().filter(|r| r.member == member).count() as u32;
+        let arrived = self.arrived.get(&member).copied().unwrap_or(0).saturating_add(landed).min(held);
+        if arrived == 0 {
+            self.arrived.remove(&member);
+        } else {
+            self.arrived.insert(member, arrived);
+        }
+    }
+
+    /// A session was admitted on `own` at `now` on `conn`: a landing, and
+    /// one of its live reservations came true: `conn`'s own, if it holds
+    /// one here (it goes), else one not known (cancelled).
+    pub(super) fn admitted(&mut self, own: InstanceId, conn: ConnectionId, now: Instant, ttl: Duration) {
+        let bucket = self.share_bucket(now, ttl);
+        self.share[bucket].2 += 1;
+        if let Some(pos) = self.held.iter().position(|r| r.conn == conn && r.member == own) {
             self.held.remove(pos);
+            return;
+        }
+        self.settle_member(own, now, ttl);
+        if self.predicted_sessions(own, now, ttl) > 0 {
+            *self.arrived.entry(own).or_insert(0) += 1;
         }
     }
 
-    /// A session was admitted on `own` at `now`: its oldest reservation
-    /// (after the expired ones are purged) came true and teaches the landing time.
-    pub(super) fn admitted(&mut self, own: InstanceId, now: Instant, ttl: Duration) {
-        // Expired ones never came true: they go (counted) before the oldest live one is consumed.
-        self.own_landed += 1;
-        self.purge(Some(own), now, ttl);
-        if let Some(pos) = self.held.iter().position(|r| r.member == own) {
-            let took = now.saturating_duration_since(self.held.remove(pos).made_at);
-            self.landing = Some(self.landing.map_or(took, |l| (l * 7 + took) / 8));
+    /// The reply to `conn` at `now` was headed by `member`; the machine then
+    /// reads the live counts of `member` and of the member whose
+    /// reservation this one replaced, if a candidate of the round.
+    fn reserve(
+        &mut self,
+        conn: ConnectionId,
+        member: InstanceId,
+        input: &ReplyInput<'_>,
+        candidates: &[InstanceId],
+    ) {
+        let (now, ttl) = (input.now, input.reservation_ttl);
+        let replaced = self.held.iter().position(|r| r.conn == conn).map(|pos| self.held.remove(pos).member);
+        self.replaced += u64::from(replaced.is_some());
+        self.make(conn, member, now, ttl, input.max_reservations);
+        self.settle_member(member, now, ttl);
+        if let Some(old) = replaced.filter(|old| candidates.contains(old)) {
+            self.settle_member(old, now, ttl);
         }
     }
 
-    /// The reply to `conn` at `now` was headed by `member`.
-    fn reserve(&mut self, conn: ConnectionId, member: InstanceId, now: Instant, ttl: Duration, limit: usize) {
+    fn make(&mut self, conn: ConnectionId, member: InstanceId, now: Instant, ttl: Duration, limit: usize) {
         self.replies_headed += 1;
         self.last_headed.insert(member, self.replies_headed);
-        if let Some(pos) = self.held.iter().position(|r| r.conn == conn) {
-            self.held.remove(pos);
-            self.replaced += 1;
-        }
         if self.held.len() >= limit {
-            self.purge(None, now, ttl);
+            let mut members: Vec<InstanceId> = self.held.iter().map(|r| r.member).collect();
+            members.sort_unstable();
+            members.dedup();
+            for m in members {
+                self.settle_member(m, now, ttl);
+            }
             if self.held.len() >= limit {
                 self.dropped += 1;
                 return;
             }
         }
         if member == self.own {
-            self.own_made += 1;
-            if self.own_made == 2_048 {
-                self.own_made /= 2;
-                self.own_landed /= 2;
-            }
+            let bucket = self.share_bucket(now, ttl);
+            self.share[bucket].1 += 1;
         }
         self.held.push(Reservation { member, conn, made_at: now });
         self.made += 1;
     }
 }
 
-/// Each candidate's predicted figures: reported plus live reservations
-/// (with herd control; without, the reported figures).
+/// `reported` plus `live` reservations at `weight = (landed, made)`:
+/// scaled by `made` so the fraction compares exactly (sessions rounded up
+/// where the scaled figures overflow).
+fn predict(reported: Candidate, live: u32, (landed, made): (u32, u32)) -> Candidate {
+    let w = reported.workload;
+    let connected = u64::from(w.connected) * u64::from(made) + u64::from(live) * u64::from(landed);
+    let max = u64::from(w.max_sessions) * u64::from(made);
+    let workload = match (u32::try_from(connected), u32::try_from(max)) {
+        (Ok(connected), Ok(max_sessions)) => Workload { connected, max_sessions },
+        _ => {
+            let extra = (u64::from(live) * u64::from(landed)).div_ceil(u64::from(made));
+            Workload { connected: w.connected.saturating_add(u32::try_from(extra).unwrap_or(u32::MAX)), ..w }
+        }
+    };
+    Candidate { workload, ..reported }
+}
+
+/// Predicted figures as a reply lists them: unscaled, sessions rounded down.
+pub(super) fn shown(predicted: Workload, reported: Workload) -> Workload {
+    if reported.max_sessions == 0 || predicted.max_sessions == reported.max_sessions {
+        return predicted;
+    }
+    let scale = predicted.max_sessions / reported.max_sessions;
+    Workload { connected: predicted.connected / scale.max(1), max_sessions: reported.max_sessions }
+}
+
+/// Each candidate's predicted figures: reported plus live reservations at
+/// the round's weight (with herd control; without, the reported figures).
 pub(super) fn predicted(
     herd: &HerdModel,
     candidates: &[(InstanceId, Candidate)],
@@ -212,14 +323,15 @@ pub(super) fn predicted(
 ) -> Vec<Candidate> {
     candidates
         .iter()
-        .map(|&(id, c)| {
-            let mut p = c;
-            if herd_control {
-                p.workload.connected =
-                    p.workload.connected.saturating_add(herd.weigh(herd.live(id, now, ttl)));
-            }
-            p
-        })
+        .map(
+            |&(id, c)| {
+                if herd_control {
+                    predict(c, herd.predicted_sessions(id, now, ttl), herd.weight)
+                } else {
+                    c
+                }
+            },
+        )
         .collect()
 }
 
@@ -282,13 +394,16 @@ pub(super) fn expected_reply(herd: &mut HerdModel, input: &ReplyInput<'_>) -> Ra
         .iter()
         .take(input.max_list_len)
         .map(|&i| {
-            let workload =
-                if predicted[i].workload.is_full() { reported[i].workload } else { predicted[i].workload };
+            let workload = if predicted[i].workload.is_full() {
+                reported[i].workload
+            } else {
+                shown(predicted[i].workload, reported[i].workload)
+            };
             RankedEntry { id: ids[i], endpoint: endpoint_of(ids[i]), workload }
         })
         .collect();
     if let (true, Some(&head)) = (input.herd_control, order.first()) {
-        herd.reserve(input.conn, ids[head], input.now, input.reservation_ttl, input.max_reservations);
+        herd.reserve(input.conn, ids[head], input, &ids);
     }
     RankedList { stale: input.stale, entries }
 }

@@ -47,7 +47,7 @@ impl World {
                     self.pending.retain(|r| !waiting.get(r).is_some_and(|w| w.conn == conn));
                     self.expect.abandoned_handshakes += (before - self.pending.len()) as u64;
                     waiting.retain(|_, w| w.conn != conn);
-                    self.herd.closed(conn);
+                    self.herd.closed(conn, self.now);
                     self.event(Event::ConnectionClosed { conn });
                 }
             }
@@ -334,7 +334,7 @@ impl World {
             None => {
                 self.expect.sessions_accepted += 1;
                 let ttl = self.config().reservation_ttl;
-                self.herd.admitted(self.inst.id(), self.now, ttl);
+                self.herd.admitted(self.inst.id(), conn, self.now, ttl);
             }
         }
         self.session_expect = Some(SessionExpect { conn, request_id, reject });
