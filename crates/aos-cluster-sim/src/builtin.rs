@@ -23,6 +23,25 @@ pub const FLOOD_FACTORS: [u32; 3] = [1, 3, 10];
 /// the every-built-in test stay at 8 instances); `simulate scale` runs them.
 pub const SCALE_SIZES: [u32; 3] = [100, 1000, 5000];
 
+/// The largest `N` of the sized families (`burst-N`, `login-storm-N`, ...).
+pub const MAX_SIZE: u32 = 10_000;
+
+/// Clients per instance in `burst-N`: 20, a fifth of each instance's 100.
+pub const BURST_CLIENTS_PER_INSTANCE: u32 = 20;
+
+/// Waves in `waves-N`.
+pub const WAVES: u32 = 20;
+
+/// From one wave's start to the next's in `waves-N`.
+const WAVE_PERIOD: Duration = Duration::from_secs(2);
+
+/// How long the flood of `flood-aftermath` lasts.
+const FLOOD_LENGTH: Duration = Duration::from_secs(12);
+
+/// When `flood-aftermath`'s clients start after the flood: the default
+/// `reservation_ttl` (5 s) plus one default snapshot (1 s).
+const AFTER_FLOOD: Duration = Duration::from_secs(6);
+
 /// Sizes (sessions per instance, clients per instance) are divided by this
 /// above 1 000 instances.
 fn scale_unit(n: u32) -> u32 {
@@ -75,6 +94,7 @@ impl Scenario {
             "join" => vec![Scenario::join()],
             "drain" => vec![Scenario::drain()],
             "handshake-flood" => FLOOD_FACTORS.iter().map(|&f| Scenario::handshake_flood(f)).collect(),
+            "flood-aftermath" => vec![Scenario::flood_aftermath()],
             "scale" => SCALE_SIZES
                 .iter()
                 .flat_map(|&n| [Scenario::login_storm_scaled(n), Scenario::crash_at(n), Scenario::join_at(n)])
@@ -169,20 +189,98 @@ impl Scenario {
         s
     }
 
-    /// One scenario of the `scale` family by name (`login-storm-1000`,
-    /// `crash-100`, `join-5000`, ... for the sizes in [`SCALE_SIZES`]).
+    /// One scenario of a sized family by name: `login-storm-N`, `crash-N`,
+    /// `join-N` (the `scale` family runs them at [`SCALE_SIZES`]), `burst-N`
+    /// and `waves-N`, for any `N` from 1 to [`MAX_SIZE`].
     fn scaled(name: &str) -> Option<Scenario> {
         let (family, size) = name.rsplit_once('-')?;
         let n: u32 = size.parse().ok()?;
-        if !SCALE_SIZES.contains(&n) {
+        if !(1..=MAX_SIZE).contains(&n) {
             return None;
         }
         match family {
             "login-storm" => Some(Scenario::login_storm_scaled(n)),
             "crash" => Some(Scenario::crash_at(n)),
             "join" => Some(Scenario::join_at(n)),
+            "burst" => Some(Scenario::burst_at(n)),
+            "waves" => Some(Scenario::waves_at(n)),
             _ => None,
         }
+    }
+
+    /// `burst-N`: [`BURST_CLIENTS_PER_INSTANCE`] x `n` clients log in within
+    /// one second to `n` instances of 100 sessions with every other setting
+    /// at its default, and hold their sessions: a new user's cluster on
+    /// Monday morning (seeds: the first three instances).
+    pub fn burst_at(n: u32) -> Self {
+        let clients = BURST_CLIENTS_PER_INSTANCE * n;
+        let mut s = Scenario::base(
+            format!("burst-{n}"),
+            &format!("{clients} clients within 1 s to {n} x 100, default settings, sessions held"),
+            vec![InstanceGroup::serving(n, 100)],
+            vec![ArrivalGroup {
+                start: Duration::from_millis(200),
+                process: Process::Burst { count: clients, within: Duration::from_secs(1) },
+                session: SessionLength::Forever,
+                measured: true,
+            }],
+        );
+        s.keep_every_member();
+        s
+    }
+
+    /// `waves-N`: [`WAVES`] waves of `n` clients to `n` instances of 100 at
+    /// default settings; each wave logs in within 100 ms, holds its sessions
+    /// for 1 s and closes them (all within about the same 100 ms), and the
+    /// next comes 2 s after it. Every wave's fair share is one session per
+    /// instance, so the balance is judged on admissions over the run
+    /// (`admitted busiest/mean`), not on the sessions held at the end.
+    pub fn waves_at(n: u32) -> Self {
+        let waves = (0..WAVES)
+            .map(|w| ArrivalGroup {
+                start: Duration::from_millis(200) + WAVE_PERIOD * w,
+                process: Process::Burst { count: n, within: Duration::from_millis(100) },
+                session: SessionLength::Constant { value: Duration::from_secs(1) },
+                measured: true,
+            })
+            .collect();
+        let mut s = Scenario::base(
+            format!("waves-{n}"),
+            &format!("{WAVES} waves of {n} clients to {n} x 100, each held 1 s then closed, every 2 s"),
+            vec![InstanceGroup::serving(n, 100)],
+            waves,
+        );
+        s.keep_every_member();
+        s
+    }
+
+    /// A 12 s handshake flood (500/s, never a session) on the first seed of
+    /// three instances of 50, 100 and 150, then, once the flood's
+    /// reservations expired and one snapshot later, 30 real clients at 10/s:
+    /// they must split 5/10/15, as if no flood had been.
+    pub fn flood_aftermath() -> Self {
+        let mut s = Scenario::base(
+            "flood-aftermath".into(),
+            "12 s of 500 hostile handshakes/s on the first seed of 50/100/150, then 30 clients at 10/s",
+            vec![
+                InstanceGroup::serving(1, 50),
+                InstanceGroup::serving(1, 100),
+                InstanceGroup::serving(1, 150),
+            ],
+            vec![ArrivalGroup {
+                start: FLOOD_LENGTH + AFTER_FLOOD,
+                process: Process::Even { count: 30, within: Duration::from_secs(3) },
+                session: SessionLength::Forever,
+                measured: true,
+            }],
+        );
+        s.floods.push(Flood {
+            start: Duration::ZERO,
+            duration: FLOOD_LENGTH,
+            rate_per_sec: 500.0,
+            targets: Vec::new(),
+        });
+        s
     }
 
     /// `login-storm` at `instances` instances with proportionally more
@@ -213,11 +311,17 @@ impl Scenario {
     /// [`SCALE_LIST_LEN`] best members rather than up to 1 024.
     pub fn fit_to_size(&mut self) {
         let n = self.instance_count() as usize;
-        let limits = &mut self.instance.limits;
-        limits.max_members = limits.max_members.max(n);
+        self.keep_every_member();
         if n >= 100 {
             self.instance.max_list_len = self.instance.max_list_len.min(SCALE_LIST_LEN);
         }
+    }
+
+    /// Raises `limits.max_members` where the default 4 096 would leave
+    /// members out of the snapshots; nothing else changes.
+    pub fn keep_every_member(&mut self) {
+        let n = self.instance_count() as usize;
+        self.instance.limits.max_members = self.instance.limits.max_members.max(n);
     }
 
     /// Eight instances hold 200 sessions each; one crashes and its clients

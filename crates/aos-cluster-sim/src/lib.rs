@@ -70,6 +70,8 @@ pub mod dist;
 pub mod metrics;
 pub mod net;
 pub mod queue;
+#[cfg(feature = "real")]
+pub mod real;
 pub mod registry;
 pub mod report;
 pub mod rng;

@@ -79,6 +79,10 @@ pub struct RunMetrics {
     pub lost: u32,
     /// Busiest survivor's utilisation over the survivors' mean, at the end of the arrivals.
     pub busiest_over_mean: f64,
+    /// Measured admissions per survivor over the run relative to its
+    /// capacity, busiest over mean: the balance of runs whose sessions end
+    /// (waves), which the sessions held at the end cannot show.
+    pub admitted_busiest_over_mean: f64,
     /// Highest minus lowest survivor utilisation, in percentage points.
     pub spread_points: f64,
     /// Instances whose sessions ever exceeded their `max_sessions` (must be 0).
@@ -235,6 +239,7 @@ impl RunMetrics {
             failed,
             lost,
             busiest_over_mean,
+            admitted_busiest_over_mean: admitted_balance(data.admissions, data.loads),
             spread_points,
             over_capacity: data.over_capacity,
             admitted_while_draining: data.admitted_while_draining,
@@ -261,6 +266,33 @@ impl RunMetrics {
             hostile_handshakes: data.hostile_handshakes,
             hostile_answered: data.hostile_answered,
         }
+    }
+}
+
+/// Busiest survivor's measured admissions over its capacity, relative to
+/// the survivors' mean (1.0: every survivor took its capacity share).
+fn admitted_balance(admissions: &[Admission], loads: &[InstanceLoad]) -> f64 {
+    let mut counts = vec![0u64; loads.len()];
+    for a in admissions.iter().filter(|a| a.measured) {
+        if let Some(c) = counts.get_mut(a.instance as usize) {
+            *c += 1;
+        }
+    }
+    let per_capacity: Vec<f64> = loads
+        .iter()
+        .zip(&counts)
+        .filter(|(l, _)| l.survivor)
+        .map(|(l, &n)| n as f64 / f64::from(l.max_sessions.max(1)))
+        .collect();
+    if per_capacity.is_empty() {
+        return 0.0;
+    }
+    let mean = per_capacity.iter().sum::<f64>() / per_capacity.len() as f64;
+    let max = per_capacity.iter().copied().fold(f64::MIN, f64::max);
+    if mean > 0.0 {
+        max / mean
+    } else {
+        1.0
     }
 }
 

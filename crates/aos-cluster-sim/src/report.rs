@@ -84,6 +84,7 @@ mod tests {
             failed: 0,
             lost: 0,
             busiest_over_mean: 1.25,
+            admitted_busiest_over_mean: 1.0,
             spread_points: 3.0,
             over_capacity: 0,
             admitted_while_draining: 0,

@@ -1,0 +1,100 @@
+//! A registry wrapper that counts what a real cluster asks of its registry.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aos_cluster::registry::{Heartbeat, MemberRecord};
+use aos_cluster::InstanceId;
+use aos_cluster_tokio::registry::{BoxFuture, Incarnation, Registry, RegistryError};
+
+/// Calls made to the registry, by kind, over every instance of a run.
+#[derive(Debug, Default)]
+pub struct RegistryCalls {
+    /// `register` calls (one per start).
+    pub register: AtomicU64,
+    /// `heartbeat` calls.
+    pub heartbeat: AtomicU64,
+    /// `snapshot` calls (each a purge and a full read in the SQL backends).
+    pub snapshot: AtomicU64,
+    /// `remove` calls.
+    pub remove: AtomicU64,
+    /// Calls that failed.
+    pub failed: AtomicU64,
+}
+
+impl RegistryCalls {
+    /// Every call so far.
+    pub fn total(&self) -> u64 {
+        [&self.register, &self.heartbeat, &self.snapshot, &self.remove]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// One instance's registry handle, counting into the run's shared tally.
+pub(super) struct Counted {
+    pub(super) inner: Arc<dyn Registry>,
+    pub(super) calls: Arc<RegistryCalls>,
+}
+
+impl Counted {
+    fn count<T>(&self, kind: &AtomicU64, result: &Result<T, RegistryError>) {
+        kind.fetch_add(1, Ordering::Relaxed);
+        if result.is_err() {
+            self.calls.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Registry for Counted {
+    fn register<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+        member_ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let result = self.inner.register(heartbeat, incarnation, member_ttl).await;
+            self.count(&self.calls.register, &result);
+            result
+        })
+    }
+
+    fn heartbeat<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let result = self.inner.heartbeat(heartbeat, incarnation).await;
+            self.count(&self.calls.heartbeat, &result);
+            result
+        })
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        cluster: Option<&'a str>,
+        purge_after: Duration,
+    ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
+        Box::pin(async move {
+            let result = self.inner.snapshot(cluster, purge_after).await;
+            self.count(&self.calls.snapshot, &result);
+            result
+        })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        id: InstanceId,
+        incarnation: Incarnation,
+    ) -> BoxFuture<'a, Result<bool, RegistryError>> {
+        Box::pin(async move {
+            let result = self.inner.remove(id, incarnation).await;
+            self.count(&self.calls.remove, &result);
+            result
+        })
+    }
+}
