@@ -104,6 +104,7 @@ pub fn run(scenario: &Scenario, options: &RealOptions) -> Result<RealReport, Rea
 pub async fn run_async(scenario: &Scenario, options: &RealOptions) -> Result<RealReport, RealError> {
     scenario.validate().map_err(RealError::Scenario)?;
     check_supported(scenario, options.strategy)?;
+    check_descriptors(scenario, options)?;
     let started = tokio::time::Instant::now();
     let calls = Arc::new(RegistryCalls::default());
     let cluster = Arc::new(cluster::Cluster::start(scenario, options, calls.clone()).await?);
@@ -149,6 +150,37 @@ pub async fn run_async(scenario: &Scenario, options: &RealOptions) -> Result<Rea
         registry_calls: calls,
         wall,
     })
+}
+
+/// Refuses a run that would run out of file descriptors halfway (a client
+/// and, in-process, its server side each hold one; instances hold listeners,
+/// peer links and registry files), rather than report the failures as the
+/// protocol's. Linux only (`/proc/self/limits`); elsewhere nothing is checked.
+fn check_descriptors(scenario: &Scenario, options: &RealOptions) -> Result<(), RealError> {
+    let Some(limit) = std::fs::read_to_string("/proc/self/limits").ok().and_then(|text| {
+        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+        line.split_whitespace().nth(3)?.parse::<u64>().ok()
+    }) else {
+        return Ok(());
+    };
+    let clients = u64::from(scenario.client_count());
+    let instances = u64::from(scenario.instance_count());
+    // Processes: each client's socket and each instance's output pipe here;
+    // in-process: both ends of every session, and each instance's listener,
+    // registry files and peer links.
+    let needed = match options.processes {
+        Some(_) => clients + instances + 32,
+        None => 2 * clients + 24 * instances + 256,
+    };
+    if needed > limit {
+        return Err(RealError::Start(format!(
+            "{} needs about {needed} file descriptors here and the limit is {limit}: raise it \
+             (`ulimit -n`){}",
+            scenario.name,
+            if options.processes.is_some() { "" } else { ", or run the instances as processes" }
+        )));
+    }
+    Ok(())
 }
 
 fn check_supported(scenario: &Scenario, strategy: Strategy) -> Result<(), RealError> {
