@@ -4,6 +4,7 @@
 //! own columns. They must agree (busiest/mean within 0.05, attempts per
 //! session within 10 %), and the real cluster must meet the balance goal.
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use aos_cluster_sim::real::{self, RealOptions};
@@ -19,7 +20,15 @@ fn simulated(scenario: &Scenario) -> RunMetrics {
     Simulation::new(scenario, Strategy::Default, 0, epoch).and_then(|s| s.run()).expect("simulates").metrics
 }
 
+/// One real cluster at a time: they share two cores, and a cluster starved
+/// by another's burst would measure the machine, not the protocol.
+fn alone() -> MutexGuard<'static, ()> {
+    static MACHINE: Mutex<()> = Mutex::new(());
+    MACHINE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn measured(scenario: &Scenario) -> RunMetrics {
+    let _alone = alone();
     real::run(scenario, &RealOptions::default()).expect("a real cluster runs").metrics
 }
 
