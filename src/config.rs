@@ -197,11 +197,12 @@ impl Default for InstanceLimits {
 ///
 /// Up to [`full_up_to`](Self::full_up_to) active peers, a round asks every one
 /// (the seed's behaviour). Above it, a round asks live only the
-/// [`live`](Self::live) best members by their registry figures (the figures of
-/// their last heartbeat, plus this instance's reservations on them) and every
-/// member whose figures are older than [`max_figure_age`](Self::max_figure_age);
-/// everyone else is ranked on the registry figures. The head of every list is
-/// then a live figure, and the rest lag by at most `max_figure_age`.
+/// [`live`](Self::live) best members by their freshest figures (their last
+/// heartbeat's, or a later live report's, plus this instance's reservations on
+/// them), as many again of the members with the oldest figures (once older
+/// than `snapshot_ttl`), and every member whose figures are older than
+/// [`max_figure_age`](Self::max_figure_age); everyone else is ranked on its
+/// freshest figures, which lag by at most `max_figure_age`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
@@ -230,7 +231,7 @@ pub const DEFAULT_FAN_OUT_LIVE: usize = 8;
 /// 32 peers 1.21 / 1.36 against 1.36 / 1.45; 47 peers 1.24 / 1.29 against
 /// 1.24 / 1.49; 63 peers 1.23 / 1.26 against 1.25 / 1.45. Up to 32 peers
 /// bounding costs balance even at the median; above, the median holds and
-/// a round asks at most 8 (plus stale) peers instead of 47 or more.
+/// a round asks the 8 best (plus as many refreshed, and the stale) instead of 47 or more.
 pub const DEFAULT_FULL_FAN_OUT_UP_TO: usize = 32;
 /// [`FanOut::max_figure_age`]'s default: twice the default
 /// `heartbeat_interval`, so one late heartbeat is tolerated and two are not.

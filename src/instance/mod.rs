@@ -45,14 +45,18 @@
 //! While the snapshot holds at most `fan_out.full_up_to` active peers, a round
 //! asks every one of them (the seed's behaviour, n - 1 queries). Above it a
 //! round is *bounded*: it asks live only
-//! - the `fan_out.live` (k) best members by their registry figures (each
-//!   row's `workload` as of its last heartbeat, plus this instance's live
-//!   reservations on it), in exactly the order the round's first reply would
-//!   have, and
+//! - the `fan_out.live` (k) best members by their freshest figures (each
+//!   row's `workload` as of its last heartbeat, or a live report asked for
+//!   later, plus this instance's live reservations on it), in exactly the
+//!   order the round's first reply would have,
+//! - as many again of the members whose figures are the oldest, once older
+//!   than `snapshot_ttl` (rows do not show the sessions that ended since, so
+//!   a member that looks busier than it is would otherwise never be asked),
+//!   and
 //! - every active member whose figures are older than `fan_out.max_figure_age`
 //!   (heartbeat age plus the snapshot's own age), or contradict themselves.
 //!
-//! Everyone else is ranked on the registry figures, exactly like a member
+//! Everyone else is ranked on those figures, exactly like a member
 //! that answered (a member asked but silent or unreachable is left out, as in
 //! a full round). Each asked member found unreachable (or whose report
 //! contradicts itself) is replaced at once by the next best member not yet
@@ -63,7 +67,7 @@
 //! session at p99, against 3.00 and 76 ms with them). A member found
 //! unreachable is then neither asked nor listed by later bounded rounds until
 //! its row shows a heartbeat after the failure. Peer queries per round are
-//! thus at most k plus the stale members plus one per member found
+//! thus at most 2k plus the stale members plus one per member found
 //! unreachable, whatever the cluster's size, counted in
 //! [`InstanceStats::peer_queries`] (the replacements also in
 //! [`InstanceStats::replacement_queries`]).
@@ -109,17 +113,24 @@
 //! most one live reservation: a new handshake on it replaces the old one, and
 //! its close releases it (the client keeps it open while it walks the list, so
 //! the close means it landed or gave up; counted in
-//! [`InstanceStats::reservations_released`]). A valid report from a peer
-//! clears the reservations on it that the report shows: at least as many of
-//! the oldest as its `connected` rose, and every one old enough that its
-//! client had ample time to land before the report was asked for (three
-//! learned landing times; a deliberate reading of SPEC 2.6, see
-//! `herd.rs`). For the instance itself, each admitted session consumes its
-//! oldest reservation. Reservations nobody covered expire unused (counted in
+//! [`InstanceStats::reservations_released`]). Landings cancel reservations
+//! one for one until the landed clients' closes release them: a valid report's
+//! rise since the member's last one, and each session admitted here (a session
+//! on the handshake's own connection removes exactly that reservation). Which
+//! reservation came true is not known, and under load clients land out of
+//! order, so removing the oldest at the landing and the closer's own at its
+//! close would count each landing twice. A released reservation on a peer
+//! stays predicted until figures show it (a report asked for after it, or as
+//! many as the report's rise of those while it was out; a registry row
+//! measured after it). No reservation is cleared for its age: a balancer's
+//! own clients land fastest, so no learned landing time says when a peer's
+//! client had ample time (SPEC 2.6 reads otherwise; see `herd.rs`).
+//! Reservations nobody covered expire unused (counted in
 //! [`InstanceStats::reservations_expired_unused`]). Each live reservation
-//! weighs the recent share of this instance's reservations on itself that
-//! became sessions (at least 1/16), so handshakes that never become sessions
-//! count for what they are worth. A member only *predicted* full is listed
+//! weighs the share of this instance's reservations on itself of the last
+//! `reservation_ttl` that became sessions (at least 1/16, a fraction compared
+//! exactly), so handshakes that never become sessions count for what they are
+//! worth, and a flood is forgotten a ttl after it stops. A member only *predicted* full is listed
 //! after all others, never dropped, so handshakes that never become sessions
 //! cannot empty the lists (SPEC 2.4, 2.6).
 //!
