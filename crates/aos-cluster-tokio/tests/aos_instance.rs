@@ -79,10 +79,15 @@ fn start(config: &Path) -> Instance {
 
 /// One HTTP/1.1 request; the status code and the body.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_as(addr, &format!("Host: {addr}\r\n"), method, path, body).await
+}
+
+/// [`http`] with `headers` (each ending in CRLF) in place of the `Host` line.
+async fn http_as(addr: SocketAddr, headers: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\n{headers}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         stream.write_all(request.as_bytes()).await.unwrap();
@@ -246,6 +251,46 @@ async fn three_instances_are_scraped_drained_and_shut_down_over_http() {
         assert_eq!(rows.iter().map(|m| m.id).collect::<Vec<_>>(), vec![InstanceId(1)]);
     }
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_page_cannot_drive_the_admin_endpoint() {
+    // What a page in the operator's browser sends: a simple cross-origin
+    // POST (no preflight), or, after DNS rebinding, a request to its own
+    // name that resolves to 127.0.0.1.
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cluster.db").display());
+    let one = start(&write_config(dir.path(), 1, &db));
+    let admin = one.admin;
+    let port = admin.port();
+    let foreign = [
+        format!("Host: {admin}\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\n"),
+        format!("Host: {admin}\r\nOrigin: null\r\n"),
+        format!("Host: {admin}\r\nOrigin: https://{admin}\r\n"),
+        format!("Host: evil.example:{port}\r\n"),
+        "Content-Type: text/plain\r\n".to_owned(),
+    ];
+    for headers in &foreign {
+        let (status, body) = http_as(admin, headers, "POST", "/drain", "on").await;
+        assert_eq!(status, 403, "{headers:?}: {body}");
+        let (status, _) = http_as(admin, headers, "GET", "/stats", "").await;
+        assert_eq!(status, 403, "{headers:?}");
+    }
+    let (_, stats) = http(admin, "GET", "/stats", "").await;
+    assert!(stats.contains("\"accepting\":true"), "nothing was drained: {stats}");
+    // Its own origin, and `localhost` on loopback, are the endpoint's own.
+    let own = [
+        format!("Host: {admin}\r\nOrigin: http://{admin}\r\n"),
+        format!("Host: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n"),
+    ];
+    for headers in &own {
+        let (status, body) = http_as(admin, headers, "GET", "/stats", "").await;
+        assert_eq!(status, 200, "{headers:?}: {body}");
+    }
+    let (status, _) = http_as(admin, &own[0], "POST", "/drain", "on").await;
+    assert_eq!(status, 200);
+    let (_, stats) = http(admin, "GET", "/stats", "").await;
+    assert!(stats.contains("\"accepting\":false"), "drained: {stats}");
 }
 
 #[test]

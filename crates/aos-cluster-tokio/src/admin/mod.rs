@@ -20,6 +20,11 @@
 //! curl -s -X POST http://127.0.0.1:9711/shutdown
 //! ```
 //!
+//! Every request must be addressed to the endpoint itself: one that names
+//! another origin (`Origin`), or, on loopback, another host (`Host`: a name
+//! rebound to 127.0.0.1) is refused with 403, so a web page in an
+//! operator's browser cannot drive it.
+//!
 //! Built on `hyper` 1 (the HTTP implementation under axum, reqwest and
 //! tonic; a handful of fixed routes needs no router) and `prometheus-client`
 //! (the Prometheus project's own Rust client, OpenMetrics text).
@@ -61,6 +66,13 @@ impl Admin {
 
     /// Serves HTTP/1.1 on `listener` until the task is dropped or aborted.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let own = match listener.local_addr() {
+            Ok(addr) => Arc::new(OwnAddress(addr)),
+            Err(e) => {
+                warn!(error = %e, "admin listener has no address; not serving");
+                return;
+            }
+        };
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -71,10 +83,17 @@ impl Admin {
                 }
             };
             let admin = self.clone();
+            let own = own.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
-                    let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.route(req).await) }
+                    let (admin, own) = (admin.clone(), own.clone());
+                    async move {
+                        let response = match own.refusal(&req) {
+                            Some(refused) => refused,
+                            None => admin.route(req).await,
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -201,6 +220,50 @@ async fn read_body(req: Request<Incoming>) -> Result<String, Response<Full<Bytes
     String::from_utf8(collected.to_bytes().to_vec())
         .map(|s| s.trim().to_owned())
         .map_err(|_| text_response(StatusCode::BAD_REQUEST, "the body must be UTF-8 text\n".into()))
+}
+
+/// The admin endpoint's own address, which every request must be addressed
+/// to: a web page in an operator's browser must not drive the endpoint. A
+/// request that names another origin (`Origin`), or, on loopback, another
+/// host (`Host`: a DNS-rebound name that resolves to 127.0.0.1) is refused
+/// with 403 whatever its path.
+struct OwnAddress(std::net::SocketAddr);
+
+impl OwnAddress {
+    /// Whether `host` (a `Host` header, or an origin without its scheme)
+    /// names this endpoint: its address, or on loopback `localhost`, with its port.
+    fn names(&self, host: &str) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        if host == self.0.to_string() {
+            return true;
+        }
+        self.0.ip().is_loopback() && host == format!("localhost:{}", self.0.port())
+    }
+
+    fn refusal<B>(&self, req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+        let header = |name| req.headers().get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        if let Some(origin) = header(hyper::header::ORIGIN) {
+            let own = origin.strip_prefix("http://").is_some_and(|host| self.names(host));
+            if !own {
+                warn!(%origin, "admin: cross-origin request refused");
+                return Some(text_response(
+                    StatusCode::FORBIDDEN,
+                    "cross-origin requests are refused\n".into(),
+                ));
+            }
+        }
+        if self.0.ip().is_loopback() {
+            let own = header(hyper::header::HOST).is_some_and(|host| self.names(host));
+            if !own {
+                warn!(host = ?header(hyper::header::HOST), "admin: request for another host refused");
+                return Some(text_response(
+                    StatusCode::FORBIDDEN,
+                    format!("requests must be addressed to {} (Host)\n", self.0),
+                ));
+            }
+        }
+        None
+    }
 }
 
 /// The server's figures as JSON (`GET /stats`).
