@@ -34,6 +34,11 @@ pub struct InstanceFile {
     /// Default `127.0.0.1:0` (loopback, a free port, printed at start).
     #[serde(default = "default_admin")]
     pub admin: SocketAddr,
+    /// Where the bearer token that mutating admin calls (`POST`) must carry
+    /// comes from: `env:NAME` (an environment variable) or `file:PATH` (the
+    /// file's text, trimmed). Required when `admin` is not on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
     /// The server: `listen`, the limits and the `[instance]` table.
     #[serde(flatten)]
     pub server: ServerConfig,
@@ -128,10 +133,38 @@ impl InstanceFile {
         if let Err(e) = check_registry_url(&self.registry) {
             push(Some("registry".into()), format!("`registry`: {e}"));
         }
-        if !self.admin.ip().is_loopback() {
-            tracing::warn!(admin = %self.admin, "the admin endpoint is not on loopback: anyone who reaches it can drain or stop this instance");
+        match &self.admin_token {
+            Some(source) if !(source.starts_with("env:") || source.starts_with("file:")) => {
+                push(Some("admin_token".into()), "`admin_token`: expected `env:NAME` or `file:PATH`".into())
+            }
+            None if !self.admin.ip().is_loopback() => push(
+                Some("admin".into()),
+                format!(
+                    "`admin` {} is not on loopback: set `admin_token` (`env:NAME` or `file:PATH`) so that \
+                     drain, max-sessions and shutdown need a bearer token",
+                    self.admin
+                ),
+            ),
+            _ => {}
         }
         out
+    }
+
+    /// The bearer token `admin_token` names, read now; `None` without one.
+    pub fn admin_token_value(&self) -> Result<Option<String>, String> {
+        let Some(source) = &self.admin_token else { return Ok(None) };
+        let token = if let Some(name) = source.strip_prefix("env:") {
+            std::env::var(name).map_err(|e| format!("`admin_token` {source}: {e}"))?
+        } else if let Some(path) = source.strip_prefix("file:") {
+            std::fs::read_to_string(path).map_err(|e| format!("`admin_token` {source}: {e}"))?
+        } else {
+            return Err("`admin_token`: expected `env:NAME` or `file:PATH`".into());
+        };
+        let token = token.trim().to_owned();
+        if token.is_empty() {
+            return Err(format!("`admin_token` {source}: the token is empty"));
+        }
+        Ok(Some(token))
     }
 }
 

@@ -54,10 +54,16 @@ snapshot_ttl = "100ms"
 
 /// Starts the binary and reads the line that says where it listens.
 fn start(config: &Path) -> Instance {
+    start_with(config, &[])
+}
+
+/// [`start`] with extra environment variables.
+fn start_with(config: &Path, env: &[(&str, &str)]) -> Instance {
     let mut child = Command::new(BIN)
         .args(["run"])
         .arg(config)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -289,6 +295,48 @@ async fn a_web_page_cannot_drive_the_admin_endpoint() {
     }
     let (status, _) = http_as(admin, &own[0], "POST", "/drain", "on").await;
     assert_eq!(status, 200);
+    let (_, stats) = http(admin, "GET", "/stats", "").await;
+    assert!(stats.contains("\"accepting\":false"), "drained: {stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutating_admin_calls_need_the_bearer_token_and_off_loopback_one_is_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cluster.db").display());
+    // Off loopback without a token: refused before anything starts, naming the line.
+    let open = dir.path().join("open.toml");
+    let text = std::fs::read_to_string(write_config(dir.path(), 1, &db)).unwrap();
+    std::fs::write(&open, text.replace("admin = \"127.0.0.1:0\"", "admin = \"0.0.0.0:0\"")).unwrap();
+    for command in ["check", "run"] {
+        let out = Command::new(BIN).arg(command).arg(&open).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("open.toml:2:") && stderr.contains("admin_token"), "{command}: {stderr}");
+    }
+    // With a token (from the environment): reads stay open, every POST needs it.
+    let guarded = dir.path().join("guarded.toml");
+    let text = std::fs::read_to_string(write_config(dir.path(), 2, &db)).unwrap();
+    std::fs::write(&guarded, format!("admin_token = \"env:AOS_TEST_ADMIN_TOKEN\"\n{text}")).unwrap();
+    let one = start_with(&guarded, &[("AOS_TEST_ADMIN_TOKEN", "s3cret-token")]);
+    let admin = one.admin;
+    let host = format!("Host: {admin}\r\n");
+    for wrong in [
+        "",
+        "Authorization: Bearer s3cret-tokeN\r\n",
+        "Authorization: Bearer s3cret\r\n",
+        "Authorization: s3cret-token\r\n",
+    ] {
+        for path in ["/drain", "/max-sessions", "/shutdown"] {
+            let (status, body) = http_as(admin, &format!("{host}{wrong}"), "POST", path, "on").await;
+            assert_eq!(status, 401, "{path} with {wrong:?}: {body}");
+        }
+    }
+    let (status, stats) = http(admin, "GET", "/stats", "").await;
+    assert_eq!(status, 200);
+    assert!(stats.contains("\"accepting\":true"), "nothing was drained: {stats}");
+    let right = format!("{host}Authorization: Bearer s3cret-token\r\n");
+    let (status, body) = http_as(admin, &right, "POST", "/drain", "on").await;
+    assert_eq!(status, 200, "{body}");
     let (_, stats) = http(admin, "GET", "/stats", "").await;
     assert!(stats.contains("\"accepting\":false"), "drained: {stats}");
 }

@@ -39,6 +39,7 @@ impl Process {
         let file = InstanceFile {
             registry: registry.to_owned(),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: None,
             server: config,
         };
         let path = dir.join(format!("instance-{}.toml", id.0));

@@ -20,6 +20,8 @@
 //! curl -s -X POST http://127.0.0.1:9711/shutdown
 //! ```
 //!
+//! With `admin_token` in the instance's file (required off loopback), every
+//! `POST` must carry `Authorization: Bearer TOKEN`; reads stay open.
 //! Every request must be addressed to the endpoint itself: one that names
 //! another origin (`Origin`), or, on loopback, another host (`Host`: a name
 //! rebound to 127.0.0.1) is refused with 403, so a web page in an
@@ -55,13 +57,43 @@ pub struct Admin {
     handle: ServerHandle,
     metrics: Arc<Metrics>,
     shutdown: Arc<Notify>,
+    /// The bearer token every `POST` must carry, if any.
+    token: Option<String>,
 }
 
 impl Admin {
     /// Controls `handle`, publishes `metrics`; `POST /shutdown` notifies `shutdown`
     /// (the caller stops the server, so a signal and this share one path).
-    pub fn new(handle: ServerHandle, metrics: Arc<Metrics>, shutdown: Arc<Notify>) -> Arc<Admin> {
-        Arc::new(Admin { handle, metrics, shutdown })
+    /// With `token`, every `POST` must carry `Authorization: Bearer TOKEN`.
+    pub fn new(
+        handle: ServerHandle,
+        metrics: Arc<Metrics>,
+        shutdown: Arc<Notify>,
+        token: Option<String>,
+    ) -> Arc<Admin> {
+        Arc::new(Admin { handle, metrics, shutdown, token })
+    }
+
+    /// `None` when `req` may proceed; else the 401 to answer.
+    fn unauthorized<B>(&self, req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+        let token = self.token.as_deref()?;
+        if req.method() != Method::POST {
+            return None;
+        }
+        let given = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if same_secret(given.as_bytes(), token.as_bytes()) {
+            return None;
+        }
+        warn!(path = %req.uri().path(), "admin: mutating request without the bearer token refused");
+        let mut resp = text_response(StatusCode::UNAUTHORIZED, "a bearer token is required\n".into());
+        resp.headers_mut()
+            .insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+        Some(resp)
     }
 
     /// Serves HTTP/1.1 on `listener` until the task is dropped or aborted.
@@ -88,7 +120,7 @@ impl Admin {
                 let service = hyper::service::service_fn(move |req| {
                     let (admin, own) = (admin.clone(), own.clone());
                     async move {
-                        let response = match own.refusal(&req) {
+                        let response = match own.refusal(&req).or_else(|| admin.unauthorized(&req)) {
                             Some(refused) => refused,
                             None => admin.route(req).await,
                         };
@@ -264,6 +296,16 @@ impl OwnAddress {
         }
         None
     }
+}
+
+/// Equal, compared in time independent of where they differ (a token
+/// must not be guessable byte by byte from response times).
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, &e) in expected.iter().enumerate() {
+        diff |= e ^ given.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
 }
 
 /// The server's figures as JSON (`GET /stats`).

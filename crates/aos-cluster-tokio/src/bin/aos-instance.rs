@@ -112,6 +112,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(file: InstanceFile) -> ExitCode {
+    let token = match file.admin_token_value() {
+        Ok(token) => token,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let registry = match registry::open(&file.registry).await {
         Ok(r) => r,
         Err(e) => {
@@ -138,7 +145,7 @@ async fn run(file: InstanceFile) -> ExitCode {
     let metrics = Arc::new(Metrics::new());
     handle.set_rank_observer(metrics.rank_observer());
     let shutdown = Arc::new(Notify::new());
-    let admin = Admin::new(handle.clone(), metrics, shutdown.clone());
+    let admin = Admin::new(handle.clone(), metrics, shutdown.clone(), token);
     let admin_task = tokio::spawn(admin.serve(admin_listener));
     {
         let mut out = std::io::stdout().lock();
