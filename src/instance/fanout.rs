@@ -62,6 +62,8 @@ pub(super) struct FanOutState {
     scratch: TailScratch,
     order: Vec<usize>,
     live: Vec<u32>,
+    /// Candidates for a refresh: (figure age, source index).
+    oldest: Vec<(std::time::Duration, usize)>,
 }
 
 impl FanOutState {
@@ -80,6 +82,7 @@ impl FanOutState {
             + self.scratch.heap_bytes()
             + self.order.capacity() * size_of::<usize>()
             + self.live.capacity() * size_of::<u32>()
+            + self.oldest.capacity() * size_of::<(std::time::Duration, usize)>()
     }
 }
 
@@ -149,11 +152,14 @@ impl Instance {
         // than it is would otherwise never be asked, and never chosen,
         // until its next heartbeat.
         let stale_after = self.config.snapshot_ttl;
-        let mut oldest: Vec<(std::time::Duration, usize)> = (0..state.sources.len())
-            .filter(|&c| !chosen[c] && state.reported[c].is_eligible())
-            .map(|c| (snapshot.members[state.sources[c].1].figure_age(now), c))
-            .filter(|&(age, _)| age > stale_after)
-            .collect();
+        let oldest = &mut state.oldest;
+        oldest.clear();
+        oldest.extend(
+            (0..state.sources.len())
+                .filter(|&c| !chosen[c] && state.reported[c].is_eligible())
+                .map(|c| (snapshot.members[state.sources[c].1].figure_age(now), c))
+                .filter(|&(age, _)| age > stale_after),
+        );
         let refresh = live.min(oldest.len());
         if refresh > 0 {
             oldest.select_nth_unstable_by(refresh - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
