@@ -998,3 +998,64 @@ fn incarnations_differ_between_starts() {
     let drawn: std::collections::BTreeSet<u64> = (0..100).map(|_| Incarnation::random().0).collect();
     assert_eq!(drawn.len(), 100);
 }
+
+// ---- PostgreSQL behind PgBouncer (transaction mode) -------------------------------------
+
+/// 40 registries (twice PgBouncer's 20 server connections) register,
+/// heartbeat, read incrementally, take over, purge and remove at once
+/// through PgBouncer in transaction mode, where consecutive statements of
+/// one client run on different server connections: nothing may rely on
+/// session state or a statement prepared on a connection. Every call must
+/// succeed and every reader must see every row.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_through_pgbouncer_in_transaction_mode() {
+    const VAR: &str = "AOS_TEST_PGBOUNCER_URL";
+    let Ok(url) = std::env::var(VAR) else {
+        drop(std::io::stderr().lock().write_all(format!("pgbouncer test did not run: {VAR} is not set\n").as_bytes()));
+        return;
+    };
+    const N: u32 = 40;
+    let cluster = format!("pgbouncer-{}", std::process::id());
+    let hb = |id: u32, connected: u32| Heartbeat {
+        cluster: Some(cluster.clone()),
+        ..heartbeat(60_000 + id, "pgb", connected)
+    };
+    let mut handles = Vec::new();
+    for _ in 0..N {
+        handles.push(registry::open(&url).await.unwrap_or_else(|e| panic!("open {url}: {e}")));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, registry) in handles.iter().enumerate() {
+        let (registry, id, cluster) = (Arc::clone(registry), i as u32, cluster.clone());
+        let (first, later) = (hb(id, 0), hb(id, 5));
+        tasks.spawn(async move {
+            registry.register(&first, A, TTL).await?;
+            for round in 0..5 {
+                registry.heartbeat(&Heartbeat { workload: Workload::new(round, 100), ..later.clone() }, A).await?;
+                registry.snapshot(Some(&cluster), TTL).await?;
+                registry.purge(Some(&cluster), PURGE).await?;
+            }
+            registry.heartbeat(&later, A).await?;
+            Ok::<_, RegistryError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task").expect("every call through PgBouncer succeeds");
+    }
+    for registry in &handles {
+        let read = registry.snapshot(Some(&cluster), TTL).await.expect("snapshot");
+        assert_eq!(read.len(), N as usize, "every row, every reader");
+        assert!(read.iter().all(|m| m.workload == Workload::new(5, 100)), "the last figures");
+    }
+    // Take over and removal through it too.
+    handles[0].take_over(&hb(1, 7), B, A).await.expect("take over");
+    for (i, registry) in handles.iter().enumerate().skip(2) {
+        assert!(registry.remove(InstanceId(60_000 + i as u32), A).await.expect("remove"));
+    }
+    let read = handles[1].snapshot(Some(&cluster), TTL).await.expect("snapshot");
+    assert_eq!(ids(&read), [60_000, 60_001]);
+    assert_eq!(read[1].workload, Workload::new(7, 100));
+    assert!(handles[0].remove(InstanceId(60_000), A).await.expect("remove"));
+    assert!(handles[0].remove(InstanceId(60_001), B).await.expect("remove"));
+}
