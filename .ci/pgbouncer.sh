@@ -84,7 +84,10 @@ logfile = $base/pgbouncer.log
 pidfile = $base/pid
 INI
       [ "$(id -u)" -eq 0 ] && chown -R postgres: "$base"
-      if aos_pgb_as_owner pgbouncer -d "$base/pgbouncer.ini" >/dev/null 2>&1; then
+      # One descriptor per client: the soft limit as high as the hard one allows (1 024 by
+      # default, below max_client_conn).
+      if aos_pgb_as_owner sh -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec pgbouncer -d "$1"' sh \
+        "$base/pgbouncer.ini" >/dev/null 2>&1; then
         for _ in $(seq 50); do
           (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null && { port="$candidate"; break; }
           sleep 0.1

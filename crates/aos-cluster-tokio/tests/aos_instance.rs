@@ -382,7 +382,8 @@ fn check_prints_the_effective_configuration_and_names_the_line_of_a_problem() {
 async fn a_restart_after_kill_takes_the_row_over_at_once(db: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), 41, db);
-    let text = std::fs::read_to_string(&config).unwrap().replace("member_ttl = \"3s\"", "member_ttl = \"60s\"");
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace("member_ttl = \"3s\"", "member_ttl = \"60s\"");
     std::fs::write(&config, text).unwrap();
     let mut first = start(&config);
 
@@ -406,7 +407,11 @@ async fn a_restart_after_kill_takes_the_row_over_at_once(db: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_restart_after_kill_takes_the_row_over_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    a_restart_after_kill_takes_the_row_over_at_once(&format!("sqlite://{}/registry.db", dir.path().display())).await;
+    a_restart_after_kill_takes_the_row_over_at_once(&format!(
+        "sqlite://{}/registry.db",
+        dir.path().display()
+    ))
+    .await;
 }
 
 #[cfg(feature = "postgres")]

@@ -1012,7 +1012,11 @@ fn incarnations_differ_between_starts() {
 async fn postgres_through_pgbouncer_in_transaction_mode() {
     const VAR: &str = "AOS_TEST_PGBOUNCER_URL";
     let Ok(url) = std::env::var(VAR) else {
-        drop(std::io::stderr().lock().write_all(format!("pgbouncer test did not run: {VAR} is not set\n").as_bytes()));
+        drop(
+            std::io::stderr()
+                .lock()
+                .write_all(format!("pgbouncer test did not run: {VAR} is not set\n").as_bytes()),
+        );
         return;
     };
     const N: u32 = 40;
@@ -1032,7 +1036,9 @@ async fn postgres_through_pgbouncer_in_transaction_mode() {
         tasks.spawn(async move {
             registry.register(&first, A, TTL).await?;
             for round in 0..5 {
-                registry.heartbeat(&Heartbeat { workload: Workload::new(round, 100), ..later.clone() }, A).await?;
+                registry
+                    .heartbeat(&Heartbeat { workload: Workload::new(round, 100), ..later.clone() }, A)
+                    .await?;
                 registry.snapshot(Some(&cluster), TTL).await?;
                 registry.purge(Some(&cluster), PURGE).await?;
             }

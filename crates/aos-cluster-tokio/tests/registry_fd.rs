@@ -42,7 +42,8 @@ async fn sqlite_out_of_descriptors_is_transient_and_recovers() {
 
     let mut failed = 0;
     for _ in 0..3 {
-        let result = registry.heartbeat(&heartbeat, me).await.and(registry.snapshot(Some("c"), TTL).await.map(drop));
+        let result =
+            registry.heartbeat(&heartbeat, me).await.and(registry.snapshot(Some("c"), TTL).await.map(drop));
         match result {
             Ok(()) => {} // the call needed no new descriptor
             Err(RegistryError::Backend { message, .. }) => {
