@@ -289,9 +289,9 @@ fn add(sum: &mut Totals, more: Figures) {
 }
 
 /// Removes the rows a previous run on the same database left in `cluster`:
-/// a snapshot purges every row older than its argument, here all of them.
+/// a purge deletes every row older than its argument, here all of them.
 async fn clear_rows(registry: &dyn Registry, cluster: &str) {
-    let _ = registry.snapshot(Some(cluster), Duration::ZERO).await;
+    let _ = registry.purge(Some(cluster), Duration::ZERO).await;
 }
 
 /// The application: holds each session, reading until the client closes it
