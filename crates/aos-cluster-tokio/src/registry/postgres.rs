@@ -474,9 +474,10 @@ impl PostgresRegistry {
         RegistryError::backend(&self.shown_url, format!("the table {TABLE} has an unexpected layout: {e}"))
     }
 
-    /// Brings the cluster's replica up to date: the rows changed since its
-    /// last read (all of them on the first, and every `10 x member_ttl` to
-    /// forget rows deleted by hand), in one statement.
+    /// The cluster's rows from its replica, brought up to date first when
+    /// its last read is older than [`refresh_interval`]: the rows changed
+    /// since that read (all of them on the first, and every `10 x member_ttl`
+    /// to forget rows deleted by hand), in one statement.
     async fn refresh(
         &self,
         cluster: Option<&str>,
@@ -485,6 +486,10 @@ impl PostgresRegistry {
         let mut replicas = self.replicas.lock().await;
         let key = cluster.map(str::to_owned);
         let replica = replicas.entry(key).or_default();
+        if let Some(at) = replica.refreshed_at.filter(|at| at.elapsed() < refresh_interval(member_ttl)) {
+            let now_us = replica.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX));
+            return Ok(replica.rows_at(now_us, member_ttl));
+        }
         let full = replica.read_at.is_none_or(|at| at.elapsed() >= member_ttl.saturating_mul(10));
         let horizon: i64 = if full { 0 } else { replica.horizon };
         let cluster_param = cluster.map(str::to_owned);
@@ -532,19 +537,38 @@ impl PostgresRegistry {
             }
         }
         replica.now_us = now_us;
+        let read_at = tokio::time::Instant::now();
+        replica.refreshed_at = Some(read_at);
         if full {
-            replica.read_at = Some(tokio::time::Instant::now());
+            replica.read_at = Some(read_at);
         }
+        Ok(replica.rows_at(now_us, member_ttl))
+    }
+}
+
+/// How old a replica may be before a snapshot reads what changed:
+/// `member_ttl / 6`, the default `heartbeat_interval` (5 s), since a row
+/// changes at most once per heartbeat. Reading more often finds little new
+/// and costs the engine what every instance's read costs, which at a
+/// thousand instances balancing at once is most of a core; between reads,
+/// ages advance by this process's clock.
+fn refresh_interval(member_ttl: Duration) -> Duration {
+    member_ttl / 6
+}
+
+impl Replica {
+    /// The rows with their ages at `now_us` (database clock), leaving out
+    /// those older than `10 x member_ttl`.
+    fn rows_at(&self, now_us: i64, member_ttl: Duration) -> Vec<StoredRow> {
         let kept = i64::try_from(member_ttl.saturating_mul(10).as_micros()).unwrap_or(i64::MAX);
-        Ok(replica
-            .rows
+        self.rows
             .values()
             .map(|(stored, heartbeat_us)| StoredRow {
                 age_micros: now_us.saturating_sub(*heartbeat_us),
                 ..stored.clone()
             })
             .filter(|row| row.age_micros <= kept)
-            .collect())
+            .collect()
     }
 }
 
@@ -562,6 +586,8 @@ struct Replica {
     now_us: i64,
     /// When the last full read was made (this process's clock).
     read_at: Option<tokio::time::Instant>,
+    /// When the last read of any kind was made (this process's clock).
+    refreshed_at: Option<tokio::time::Instant>,
 }
 
 impl Registry for PostgresRegistry {
