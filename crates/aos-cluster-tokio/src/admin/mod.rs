@@ -8,7 +8,7 @@
 //! | `GET /stats` | the server's figures as JSON |
 //! | `POST /drain` body `on` or `off` | drain ("Reject new clients") or admit again |
 //! | `POST /max-sessions` body `N` | "Max concurrent sessions" (at least 1) |
-//! | `POST /shutdown` | graceful stop: sessions end, the registry row is removed |
+//! | `POST /shutdown` | graceful stop (the caller's; `aos-instance` drains up to `shutdown_grace`, a second request stops at once) |
 //! | `GET /health` | `ok` while serving |
 //!
 //! ```text

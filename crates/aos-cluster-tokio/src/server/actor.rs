@@ -35,6 +35,9 @@ pub(super) struct Actor {
     pub done: watch::Sender<bool>,
     /// When the last registry snapshot arrived (for `ServerStats::snapshot_age`).
     pub last_snapshot: Option<std::time::Instant>,
+    /// Draining to stop ([`Command::Drain`]): the stop comes when no session
+    /// is open, or at this deadline.
+    pub stopping_at: Option<TokioInstant>,
 }
 
 impl Actor {
@@ -46,10 +49,20 @@ impl Actor {
         let mut saturation_warning = RateLimitedWarning::new(std::time::Duration::from_secs(5));
         loop {
             self.drain(&mut outbox);
+            if self.stopping_at.is_some() && self.machine.workload().connected == 0 {
+                info!(id = %self.machine.id(), "drained: no session open; stopping");
+                self.stop_gracefully();
+            }
             let deadline = self.machine.poll_timeout();
+            let stopping_at = self.stopping_at;
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => break,
+                _ = sleep_until(stopping_at.unwrap_or_else(TokioInstant::now)), if stopping_at.is_some() => {
+                    info!(id = %self.machine.id(), open = self.machine.workload().connected,
+                        "shutdown grace over: closing the sessions left");
+                    self.stop_gracefully();
+                }
                 Ok(()) = saturated.changed() => {
                     let saturated = *saturated.borrow_and_update();
                     if saturated {
@@ -131,9 +144,34 @@ impl Actor {
         }
     }
 
+    /// Tells every task to stop gracefully (the loop ends on it next).
+    fn stop_gracefully(&mut self) {
+        self.stopping_at = None;
+        self.shared.stop.send_if_modified(|s| {
+            let running = *s == Stop::Running;
+            if running {
+                *s = Stop::Graceful;
+            }
+            running
+        });
+    }
+
     fn command(&mut self, command: Command) {
         match command {
+            Command::SetAccepting(true) if self.stopping_at.is_some() => {
+                info!(id = %self.machine.id(), "draining to stop: not admitting again");
+            }
             Command::SetAccepting(accepting) => self.machine.set_accepting(accepting, now()),
+            Command::Drain(grace) => {
+                if self.stopping_at.is_none() {
+                    let grace = grace.min(aos_cluster::config::MAX_DURATION);
+                    let at = TokioInstant::now().checked_add(grace).unwrap_or_else(TokioInstant::now);
+                    info!(id = %self.machine.id(), open = self.machine.workload().connected, ?grace,
+                        "draining to stop: new sessions refused, open ones may end by themselves");
+                    self.machine.set_accepting(false, now());
+                    self.stopping_at = Some(at);
+                }
+            }
             Command::SetMaxSessions(max, reply) => {
                 let result = self.machine.set_max_sessions(max, now()).map_err(ServerError::InvalidArgument);
                 let _ = reply.send(result);

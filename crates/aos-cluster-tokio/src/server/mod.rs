@@ -294,6 +294,8 @@ enum Input {
 
 enum Command {
     SetAccepting(bool),
+    /// Stop admitting, then stop once no session is open or at the deadline.
+    Drain(std::time::Duration),
     SetMaxSessions(u32, oneshot::Sender<Result<(), ServerError>>),
     Stats(oneshot::Sender<ServerStats>),
 }
@@ -415,6 +417,7 @@ impl Server {
             heartbeat_task,
             done: done_tx,
             last_snapshot: None,
+            stopping_at: None,
         };
         tokio::spawn(actor.run(rx));
         tokio::spawn(conn::accept_loop(listener, shared.clone(), inbox.clone(), accepted_tx));
@@ -506,9 +509,33 @@ impl ServerHandle {
     }
 
     /// Stops gracefully and waits: no new connections, open connections and
-    /// sessions end, and this incarnation's registry row is removed.
+    /// sessions end at once, and this incarnation's registry row is removed.
     pub async fn shutdown(&self) {
         self.stop(Stop::Graceful).await
+    }
+
+    /// Stops gracefully after a drain, and waits: new sessions are refused
+    /// at once (`Draining`; the instance advertises `accepting = false`, so
+    /// peers stop ranking it), open sessions keep working until they end by
+    /// themselves or `grace` has passed (at most a year), then whatever is
+    /// left is closed and this incarnation's registry row is removed, as by
+    /// [`shutdown`](Self::shutdown). A [`shutdown`](Self::shutdown) during
+    /// the drain stops at once. While draining, `set_accepting(true)` is
+    /// ignored.
+    pub async fn shutdown_graceful(&self, grace: std::time::Duration) {
+        // A server that has stopped, or is stopping, is simply awaited.
+        let _ = self.send(Command::Drain(grace)).await;
+        self.stopped().await
+    }
+
+    /// Completes once the server has fully stopped (its registry row
+    /// removed on a graceful stop), however it was stopped. Independent of
+    /// this handle: it may be awaited from anywhere.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut done = self.done.clone();
+        async move {
+            let _ = done.wait_for(|d| *d).await;
+        }
     }
 
     /// Stops as a crashed process would (for tests and fault drills):
@@ -526,8 +553,7 @@ impl ServerHandle {
             }
             running
         });
-        let mut done = self.done.clone();
-        let _ = done.wait_for(|d| *d).await;
+        self.stopped().await
     }
 
     /// Whether the server has stopped.
