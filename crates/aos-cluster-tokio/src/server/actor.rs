@@ -18,7 +18,10 @@ use tracing::{debug, error, info, warn};
 use super::conn::{stopped, ToConn};
 use super::limits::{Counters, RateLimitedWarning};
 use super::peer::PeerLinks;
-use super::{Command, Input, ServerError, ServerStats, Shared, Stop};
+use super::{
+    Command, ConnectionStats, Input, PeerStats, RegistryStats, ServerError, ServerStats, SessionStats,
+    Shared, Stop,
+};
 use crate::now;
 use crate::registry::{Registry, RegistryError};
 
@@ -107,8 +110,14 @@ impl Actor {
             match tokio::time::timeout(timeout, self.registry.remove(id, self.shared.incarnation)).await {
                 Ok(Ok(true)) => info!(%id, "registry row removed"),
                 Ok(Ok(false)) => warn!(%id, "registry row was no longer ours; left as is"),
-                Ok(Err(e)) => warn!(%id, error = %e, "could not remove the registry row"),
-                Err(_) => warn!(%id, "registry row removal timed out"),
+                Ok(Err(e)) => {
+                    self.shared.counters.registry_error("remove", e.kind());
+                    warn!(%id, error = %e, "could not remove the registry row")
+                }
+                Err(_) => {
+                    self.shared.counters.registry_error("remove", "timeout");
+                    warn!(%id, "registry row removal timed out")
+                }
             }
         }
         info!(id = %self.machine.id(), ?how, "instance stopped");
@@ -187,28 +196,39 @@ impl Actor {
         ServerStats {
             id: self.machine.id(),
             endpoint: self.shared.endpoint.clone(),
-            instance: self.machine.stats().clone(),
             workload: self.machine.workload(),
             accepting: self.machine.accepting(),
             saturated: self.machine.saturated(),
-            connections_open: self.shared.limiter.open(),
-            refused_at_cap: Counters::get(&c.refused_at_cap),
-            refused_per_ip: Counters::get(&c.refused_per_ip),
-            closed_first_frame_timeout: Counters::get(&c.closed_first_frame_timeout),
-            closed_idle_timeout: Counters::get(&c.closed_idle_timeout),
-            closed_write_timeout: Counters::get(&c.closed_write_timeout),
-            malformed_frames: Counters::get(&c.malformed_frames),
-            accept_errors: Counters::get(&c.accept_errors),
-            sessions_handed_over: Counters::get(&c.sessions_handed_over),
-            sessions_dropped_queue_full: Counters::get(&c.sessions_dropped_queue_full),
-            peer_links: self.peers.len(),
-            peer_dials: Counters::get(&c.peer_dials),
-            peer_links_replaced: Counters::get(&c.peer_links_replaced),
-            heartbeat_failures: Counters::get(&c.heartbeat_failures),
-            tls_handshake_failures: Counters::get(&c.tls_handshake_failures),
-            peer_queries_refused: Counters::get(&c.peer_queries_refused),
-            registration_lost: c.registration_lost.load(Ordering::Relaxed),
-            snapshot_age: self.last_snapshot.map(|at| now().saturating_duration_since(at)),
+            stopping: self.stopping_at.is_some(),
+            connections: ConnectionStats {
+                open: self.shared.limiter.open(),
+                refused_at_cap: Counters::get(&c.refused_at_cap),
+                refused_per_ip: Counters::get(&c.refused_per_ip),
+                closed_first_frame_timeout: Counters::get(&c.closed_first_frame_timeout),
+                closed_idle_timeout: Counters::get(&c.closed_idle_timeout),
+                closed_write_timeout: Counters::get(&c.closed_write_timeout),
+                malformed_frames: Counters::get(&c.malformed_frames),
+                accept_errors: Counters::get(&c.accept_errors),
+                tls_handshake_failures: Counters::get(&c.tls_handshake_failures),
+            },
+            sessions: SessionStats {
+                handed_over: Counters::get(&c.sessions_handed_over),
+                dropped_queue_full: Counters::get(&c.sessions_dropped_queue_full),
+                rejected: c.sessions_rejected(),
+            },
+            peers: PeerStats {
+                links: self.peers.len(),
+                dials: Counters::get(&c.peer_dials),
+                links_replaced: Counters::get(&c.peer_links_replaced),
+                queries_refused: Counters::get(&c.peer_queries_refused),
+            },
+            registry: RegistryStats {
+                heartbeat_failures: Counters::get(&c.heartbeat_failures),
+                errors: c.registry_errors(),
+                registration_lost: c.registration_lost.load(Ordering::Relaxed),
+                snapshot_age: self.last_snapshot.map(|at| now().saturating_duration_since(at)),
+            },
+            instance: self.machine.stats().clone(),
         }
     }
 
@@ -279,19 +299,24 @@ impl Actor {
         let inbox = self.inbox.clone();
         let timeout = self.shared.config.instance.registry_timeout;
         let purge_after = self.shared.config.instance.member_ttl * 10;
+        let shared = self.shared.clone();
         tokio::spawn(async move {
             let input = match tokio::time::timeout(timeout, registry.snapshot(Some(&cluster), purge_after))
                 .await
             {
                 Ok(Ok(members)) => Input::Snapshot { query_id, members },
                 Ok(Err(e)) => {
+                    shared.counters.registry_error("snapshot", e.kind());
                     warn!(error = %e, "registry snapshot failed; ranking from the last one, marked stale");
                     Input::Event(instance::Event::RegistryFailed { query_id, reason: e.to_string() })
                 }
-                Err(_) => Input::Event(instance::Event::RegistryFailed {
-                    query_id,
-                    reason: "registry snapshot timed out".into(),
-                }),
+                Err(_) => {
+                    shared.counters.registry_error("snapshot", "timeout");
+                    Input::Event(instance::Event::RegistryFailed {
+                        query_id,
+                        reason: "registry snapshot timed out".into(),
+                    })
+                }
             };
             let _ = inbox.send(input).await;
         });
@@ -314,6 +339,7 @@ pub(super) async fn publish_heartbeats(
         match result {
             Ok(Ok(())) => {}
             Ok(Err(RegistryError::Superseded { id })) => {
+                shared.counters.registry_error("heartbeat", "superseded");
                 shared.counters.registration_lost.store(true, Ordering::Relaxed);
                 error!(
                     %id,
@@ -326,8 +352,14 @@ pub(super) async fn publish_heartbeats(
             other => {
                 Counters::bump(&shared.counters.heartbeat_failures);
                 let reason = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".to_owned(),
+                    Ok(Err(e)) => {
+                        shared.counters.registry_error("heartbeat", e.kind());
+                        e.to_string()
+                    }
+                    _ => {
+                        shared.counters.registry_error("heartbeat", "timeout");
+                        "timed out".to_owned()
+                    }
                 };
                 if let Some(count) = warning.hit() {
                     warn!(id = %heartbeat.id, %reason, count, "heartbeat not published");

@@ -42,7 +42,7 @@
 //! connection is TLS (the handshake within `first_frame_timeout`); a client
 //! certificate is asked for, not required, and must chain to the cluster CA
 //! when presented; a `WorkloadQuery` on a connection without one closes it
-//! (`peer_queries_refused`); peer links present this instance's certificate.
+//! (`peers.queries_refused`); peer links present this instance's certificate.
 //!
 //! # Limits (SPEC "Drivers: limits")
 //!
@@ -69,6 +69,7 @@ mod config;
 mod conn;
 mod limits;
 mod peer;
+mod stats;
 mod stream;
 
 use std::net::SocketAddr;
@@ -78,14 +79,16 @@ use std::time::Instant;
 use aos_cluster::instance::{self, ConnectionId};
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::wire::{self, QueryId, SessionId};
-use aos_cluster::{Endpoint, Instance, InstanceId, InstanceStats, Role, UsageError, Workload};
+use aos_cluster::{Endpoint, Instance, Role, UsageError, Workload};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 use self::actor::{publish_heartbeats, Actor};
 pub use self::config::ServerConfig;
+pub(crate) use self::limits::snake_case;
 use self::limits::{Counters, Limiter};
+pub use self::stats::{ConnectionStats, PeerStats, RegistryStats, ServerStats, SessionStats};
 pub use self::stream::AppStream;
 use crate::registry::{Incarnation, Registry, RegistryError};
 
@@ -146,64 +149,6 @@ pub struct Accepted {
     pub info: SessionInfo,
     /// The connection, positioned at the first application byte.
     pub stream: AppStream,
-}
-
-/// A running server's figures: the machine's plus the driver's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ServerStats {
-    /// This instance.
-    pub id: InstanceId,
-    /// Where it is advertised.
-    pub endpoint: Endpoint,
-    /// The machine's counters.
-    pub instance: InstanceStats,
-    /// Sessions open and the maximum.
-    pub workload: Workload,
-    /// The admin setting (not draining).
-    pub accepting: bool,
-    /// At the connection cap or unable to accept: advertised as not accepting.
-    pub saturated: bool,
-    /// Connections open now (protocol connections and sessions).
-    pub connections_open: usize,
-    /// New connections refused at `max_connections`.
-    pub refused_at_cap: u64,
-    /// New connections refused at `max_connections_per_ip`.
-    pub refused_per_ip: u64,
-    /// Closed for no complete frame within `first_frame_timeout` (of opening,
-    /// or of a frame's first byte).
-    pub closed_first_frame_timeout: u64,
-    /// Closed after `idle_timeout` with nothing sent.
-    pub closed_idle_timeout: u64,
-    /// Closed because the client did not take a reply within `write_timeout`.
-    pub closed_write_timeout: u64,
-    /// Closed on a malformed or unexpected frame.
-    pub malformed_frames: u64,
-    /// `accept` calls that failed.
-    pub accept_errors: u64,
-    /// Sessions handed to the application.
-    pub sessions_handed_over: u64,
-    /// Sessions closed because the accept queue was full.
-    pub sessions_dropped_queue_full: u64,
-    /// Peer links open.
-    pub peer_links: usize,
-    /// Connections dialled to peers.
-    pub peer_dials: u64,
-    /// Peer links replaced because the member moved or the link died.
-    pub peer_links_replaced: u64,
-    /// Heartbeats that failed (the registry unreachable or slow).
-    pub heartbeat_failures: u64,
-    /// Connections closed because their TLS handshake failed or took longer
-    /// than `first_frame_timeout` (a certificate not of the cluster, a
-    /// client that does not trust ours, plain TCP to a TLS port).
-    pub tls_handshake_failures: u64,
-    /// Connections closed for a `WorkloadQuery` without a client certificate
-    /// of the cluster (TLS on).
-    pub peer_queries_refused: u64,
-    /// Another process took over this id's registry row; heartbeats stopped.
-    pub registration_lost: bool,
-    /// How long ago the last registry snapshot arrived (`None`: none yet).
-    pub snapshot_age: Option<std::time::Duration>,
 }
 
 /// How the server stops.
