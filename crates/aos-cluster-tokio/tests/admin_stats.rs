@@ -7,6 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aos_cluster::wire::{RejectReason, SessionOutcome};
 use aos_cluster::{InstanceId, Role};
@@ -140,6 +141,44 @@ async fn registry_errors_are_counted_by_operation_and_kind() {
     assert_eq!(metric(&text, series), Some(1.0), "{text}");
 }
 
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn malformed_registry_rows_are_counted() {
+    use aos_cluster::registry::Heartbeat;
+    use aos_cluster::{Endpoint, Workload};
+    use aos_cluster_tokio::registry;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let registry = registry::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    let server = aos_cluster_tokio::Server::bind(server_config(6, 10), registry.clone()).await.unwrap();
+    let (addr, handle) = (server.local_addr(), server.handle());
+    let admin = serve_admin(&handle).await;
+    assert_eq!(stats_json(admin).await["registry"]["malformed_rows"], 0);
+
+    // A member row of the cluster that another writer spoiled: its role is unknown.
+    let other = Heartbeat {
+        id: InstanceId(7),
+        endpoint: Endpoint::new("127.0.0.1", 9).unwrap(),
+        cluster: Some(CLUSTER.to_owned()),
+        role: Role::Serving,
+        accepting: true,
+        workload: Workload::new(0, 10),
+    };
+    registry.register(&other, Incarnation(7), Duration::from_secs(60)).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute_batch("UPDATE aos_members_v1 SET role = 'emperor' WHERE id = 7").unwrap();
+
+    // A handshake reads the registry: the row is skipped and counted.
+    let ranked = RawClient::connect(addr).await.handshake(1).await;
+    assert_eq!(ids(&ranked), [6], "the spoiled row is not ranked");
+    let stats = stats_json(admin).await;
+    assert!(stats["registry"]["malformed_rows"].as_u64() >= Some(1), "{stats}");
+    let text = get(admin, "/metrics").await;
+    assert!(metric(&text, "aos_registry_malformed_rows_total") >= Some(1.0), "{text}");
+}
+
 #[tokio::test]
 async fn stats_json_is_grouped() {
     let registry = MemRegistry::new();
@@ -156,6 +195,7 @@ async fn stats_json_is_grouped() {
         ("sessions", "rejected"),
         ("peers", "queries_refused"),
         ("registry", "errors"),
+        ("registry", "malformed_rows"),
         ("registry", "snapshot_age_seconds"),
         ("instance", "handshakes"),
     ] {

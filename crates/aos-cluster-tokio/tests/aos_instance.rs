@@ -554,3 +554,49 @@ async fn sigterm_drains_and_a_second_sigterm_stops_at_once() {
         registry::open(&db).await.unwrap().snapshot(Some("ci"), Duration::from_secs(3600)).await.unwrap();
     assert!(rows.is_empty(), "{rows:?}");
 }
+
+/// `kill -9`, then the supervisor's immediate restart: the new process finds
+/// its id's row live (member_ttl is a minute), asks the row's endpoint, hears
+/// nothing, and takes the row over at once. A second copy started beside a
+/// live process is still refused.
+async fn a_restart_after_kill_takes_the_row_over_at_once(db: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), 41, db);
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace("member_ttl = \"3s\"", "member_ttl = \"60s\"");
+    std::fs::write(&config, text).unwrap();
+    let mut first = start(&config);
+
+    // Beside the live one: refused (exit 3), naming the live process.
+    let duplicate = Command::new(BIN).arg("run").arg(&config).env("RUST_LOG", "error").output().unwrap();
+    assert_eq!(duplicate.status.code(), Some(3), "{}", String::from_utf8_lossy(&duplicate.stderr));
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("in use"), "{duplicate:?}");
+
+    first.child.kill().unwrap(); // SIGKILL: no graceful stop, the row stays
+    first.child.wait().unwrap();
+    #[allow(clippy::disallowed_methods)]
+    let restarted_at = std::time::Instant::now();
+    let second = start(&config);
+    let took = restarted_at.elapsed();
+    assert!(took < Duration::from_secs(15), "the restart waited {took:?} (member_ttl is 60 s)");
+    let client = client(&[&second]);
+    let session = timeout(PATIENCE, aos_cluster_tokio::connect(&client)).await.unwrap().expect("a session");
+    assert_eq!(session.info().instance(), Some(InstanceId(41)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_restart_after_kill_takes_the_row_over_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    a_restart_after_kill_takes_the_row_over_at_once(&format!(
+        "sqlite://{}/registry.db",
+        dir.path().display()
+    ))
+    .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_restart_after_kill_takes_the_row_over_at_once() {
+    let Ok(url) = std::env::var("AOS_TEST_POSTGRES_URL") else { return };
+    a_restart_after_kill_takes_the_row_over_at_once(&url).await;
+}

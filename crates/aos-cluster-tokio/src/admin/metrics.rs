@@ -39,6 +39,7 @@ pub struct Metrics {
     registry_errors: Family<Labels, Counter>,
     tls_handshake_failures: Counter,
     peer_queries_refused: Counter,
+    registry_malformed_rows: Counter,
     snapshot_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     stale_replies: Counter,
     reservations: Counter,
@@ -100,6 +101,7 @@ impl Metrics {
             registry_errors: Family::default(),
             tls_handshake_failures: Counter::default(),
             peer_queries_refused: Counter::default(),
+            registry_malformed_rows: Counter::default(),
             snapshot_age: Gauge::default(),
             stale_replies: Counter::default(),
             reservations: Counter::default(),
@@ -148,6 +150,11 @@ impl Metrics {
             "Registry calls that failed, by operation (heartbeat, snapshot, remove) and kind \
              (backend, superseded, id_in_use, timeout, ...)",
             m.registry_errors.clone(),
+        );
+        registry.register(
+            "registry_malformed_rows",
+            "Registry rows skipped as malformed, once per snapshot that skipped them",
+            m.registry_malformed_rows.clone(),
         );
         registry.register(
             "tls_handshake_failures",
@@ -230,6 +237,7 @@ impl Metrics {
                 set(&self.registry_errors.get_or_create(&labels), count);
             }
         }
+        set(&self.registry_malformed_rows, r.malformed_rows);
         set(&self.tls_handshake_failures, c.tls_handshake_failures);
         set(&self.peer_queries_refused, p.queries_refused);
         self.snapshot_age.set(r.snapshot_age.map_or(-1.0, |d| d.as_secs_f64()));

@@ -104,6 +104,10 @@ pub struct RegistryStats {
     /// `remove`) and kind ([`RegistryError::kind`](crate::registry::RegistryError::kind),
     /// or `timeout` for a call past `registry_timeout`).
     pub errors: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Registry rows that snapshots skipped as malformed (a wrong type, a bad
+    /// endpoint, a heartbeat far in the future), counted once per snapshot
+    /// that skipped them ([`Registry::malformed_rows`](crate::registry::Registry::malformed_rows)).
+    pub malformed_rows: u64,
     /// Another process took over this id's registry row; heartbeats stopped.
     pub registration_lost: bool,
     /// How long ago the last registry snapshot arrived (`None`: none yet);
