@@ -525,6 +525,8 @@ async fn sigterm_drains_and_a_second_sigterm_stops_at_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(one.child.try_wait().unwrap().is_none(), "stopped without draining");
+    let (status, body) = http(one.admin, "POST", "/drain", "off").await;
+    assert_eq!(status, 409, "re-admitted while stopping: {body}");
     let refused = aos_cluster_tokio::connect(&ClientConfig {
         retry: aos_cluster::RetryPolicy { max_rounds: 1, ..Default::default() },
         ..client(&[&one])

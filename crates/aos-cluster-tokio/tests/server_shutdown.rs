@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aos_cluster::wire::{RejectReason, SessionOutcome};
 use aos_cluster::InstanceId;
-use aos_cluster_tokio::server::Server;
+use aos_cluster_tokio::server::{Server, ServerError};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, Instant};
@@ -73,7 +73,7 @@ async fn an_open_session_keeps_working_through_the_drain_and_its_end_stops_the_s
     assert_eq!(reply.outcome, SessionOutcome::Rejected(RejectReason::Draining));
     echo(&mut session, b"during the drain").await;
     // Re-admitting is not possible while draining to stop.
-    handle.set_accepting(true).await.unwrap();
+    assert!(matches!(handle.set_accepting(true).await, Err(ServerError::Stopping)));
     assert!(!stats(&handle).await.accepting);
     assert!(!handle.is_stopped());
     assert!(registry.row(InstanceId(1)).is_some(), "the row stays while draining");

@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | `GET /metrics` | Prometheus text format (OpenMetrics) |
 //! | `GET /stats` | the server's figures as JSON |
-//! | `POST /drain` body `on` or `off` | drain ("Reject new clients") or admit again |
+//! | `POST /drain` body `on` or `off` | drain ("Reject new clients") or admit again (409 while stopping) |
 //! | `POST /max-sessions` body `N` | "Max concurrent sessions" (at least 1) |
 //! | `POST /shutdown` | graceful stop (the caller's; `aos-instance` drains up to `shutdown_grace`, a second request stops at once) |
 //! | `GET /health` | `ok` while serving |
@@ -196,6 +196,9 @@ impl Admin {
                     Ok(()) => {
                         info!(drain, "admin: drain set");
                         text_response(StatusCode::OK, format!("draining: {drain}\n"))
+                    }
+                    Err(e @ crate::ServerError::Stopping) => {
+                        text_response(StatusCode::CONFLICT, format!("{e}\n"))
                     }
                     Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
                 }

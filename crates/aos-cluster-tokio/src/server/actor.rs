@@ -167,10 +167,14 @@ impl Actor {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::SetAccepting(true) if self.stopping_at.is_some() => {
+            Command::SetAccepting(true, reply) if self.stopping_at.is_some() => {
                 info!(id = %self.machine.id(), "draining to stop: not admitting again");
+                let _ = reply.send(Err(ServerError::Stopping));
             }
-            Command::SetAccepting(accepting) => self.machine.set_accepting(accepting, now()),
+            Command::SetAccepting(accepting, reply) => {
+                self.machine.set_accepting(accepting, now());
+                let _ = reply.send(Ok(()));
+            }
             Command::Drain(grace) => {
                 if self.stopping_at.is_none() {
                     let grace = grace.min(aos_cluster::config::MAX_DURATION);

@@ -122,6 +122,9 @@ pub enum ServerError {
     /// The server has stopped.
     #[error("the server has stopped")]
     Stopped,
+    /// A graceful stop is draining the server: it does not admit again.
+    #[error("the server is stopping (draining); it does not admit new sessions again")]
+    Stopping,
     /// The machine refused a command (for example `max_sessions` 0).
     #[error(transparent)]
     InvalidArgument(#[from] UsageError),
@@ -238,7 +241,7 @@ enum Input {
 }
 
 enum Command {
-    SetAccepting(bool),
+    SetAccepting(bool, oneshot::Sender<Result<(), ServerError>>),
     /// Stop admitting, then stop once no session is open or at the deadline.
     Drain(std::time::Duration),
     SetMaxSessions(u32, oneshot::Sender<Result<(), ServerError>>),
@@ -469,9 +472,12 @@ impl ServerHandle {
     }
 
     /// Admit new sessions (`true`) or drain (`false`: "Reject new clients");
-    /// published at once in a heartbeat.
+    /// published at once in a heartbeat. [`ServerError::Stopping`] for
+    /// `true` while [`shutdown_graceful`](Self::shutdown_graceful) drains.
     pub async fn set_accepting(&self, accepting: bool) -> Result<(), ServerError> {
-        self.send(Command::SetAccepting(accepting)).await
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::SetAccepting(accepting, tx)).await?;
+        rx.await.map_err(|_| ServerError::Stopped)?
     }
 
     /// Changes "Max concurrent sessions" (at least 1); existing sessions stay.
@@ -511,8 +517,8 @@ impl ServerHandle {
     /// themselves or `grace` has passed (at most a year), then whatever is
     /// left is closed and this incarnation's registry row is removed, as by
     /// [`shutdown`](Self::shutdown). A [`shutdown`](Self::shutdown) during
-    /// the drain stops at once. While draining, `set_accepting(true)` is
-    /// ignored.
+    /// the drain stops at once. While draining, `set_accepting(true)` fails
+    /// with [`ServerError::Stopping`].
     pub async fn shutdown_graceful(&self, grace: std::time::Duration) {
         // A server that has stopped, or is stopping, is simply awaited.
         let _ = self.send(Command::Drain(grace)).await;
