@@ -174,6 +174,7 @@ pub enum Action {
 
 /// Counters of what the instance has done, for operators and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct InstanceStats {
     /// Handshake requests received.

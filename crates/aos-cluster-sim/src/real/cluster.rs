@@ -169,6 +169,9 @@ impl Cluster {
         let config = self.configs[index as usize].clone();
         let mut server_config = ServerConfig::new("127.0.0.1:0".parse().expect("loopback"), config);
         server_config.max_connections_per_ip = server_config.max_connections;
+        // A scenario's stop closes the held sessions at once (no drain), in a
+        // process as in-process.
+        server_config.shutdown_grace = std::time::Duration::ZERO;
         let failed = |e: String| RealError::Start(format!("instance {index}: {e}"));
         let node = match &self.binary {
             Some(binary) => {

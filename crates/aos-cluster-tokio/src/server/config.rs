@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use aos_cluster::config::duration;
+use aos_cluster::config::{duration, MAX_DURATION};
 use aos_cluster::InstanceConfig;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +64,12 @@ pub struct ServerConfig {
     /// Workload queries waiting on one peer link. Default 8.
     #[serde(default = "defaults::peer_queue")]
     pub peer_queue: usize,
+    /// How long a graceful stop (SIGTERM, Ctrl-C or `POST /shutdown` in
+    /// `aos-instance`; [`ServerHandle::shutdown_graceful`](super::ServerHandle::shutdown_graceful))
+    /// waits for open sessions to end after it stops admitting new ones,
+    /// before it closes them. Default 30 s; zero closes them at once.
+    #[serde(default = "defaults::shutdown_grace", with = "duration")]
+    pub shutdown_grace: Duration,
 }
 
 /// The documented defaults, one function per field (serde needs them so).
@@ -100,6 +106,9 @@ mod defaults {
     pub fn peer_queue() -> usize {
         8
     }
+    pub fn shutdown_grace() -> Duration {
+        Duration::from_secs(30)
+    }
 }
 
 impl ServerConfig {
@@ -118,6 +127,7 @@ impl ServerConfig {
             accept_error_backoff_max: defaults::accept_error_backoff_max(),
             accept_queue: defaults::accept_queue(),
             peer_queue: defaults::peer_queue(),
+            shutdown_grace: defaults::shutdown_grace(),
         }
     }
 
@@ -135,6 +145,19 @@ impl ServerConfig {
         ] {
             if d.is_zero() {
                 problems.push(format!("`{name}` must not be zero"));
+            }
+        }
+        for (name, d) in [
+            ("first_frame_timeout", self.first_frame_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("write_timeout", self.write_timeout),
+            ("accept_error_backoff", self.accept_error_backoff),
+            ("accept_error_backoff_max", self.accept_error_backoff_max),
+            ("tcp_keepalive", self.tcp_keepalive.unwrap_or_default()),
+            ("shutdown_grace", self.shutdown_grace),
+        ] {
+            if d > MAX_DURATION {
+                problems.push(format!("`{name}` ({}) is longer than a year", duration::format(d)));
             }
         }
         if self.accept_error_backoff_max < self.accept_error_backoff {
@@ -203,6 +226,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!((c.max_connections, c.max_connections_per_ip), (10_000, 1_000));
         assert!(c.tcp_keepalive.is_some());
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
         assert!(c.validate().is_ok());
     }
 
@@ -212,8 +236,9 @@ mod tests {
         c.max_connections = 0;
         c.idle_timeout = Duration::ZERO;
         c.instance.max_sessions = 0;
+        c.shutdown_grace = MAX_DURATION + Duration::from_secs(1);
         let Err(ServerError::Config(text)) = c.validate() else { panic!("accepted") };
-        for needle in ["max_connections", "idle_timeout", "instance: `max_sessions`"] {
+        for needle in ["max_connections", "idle_timeout", "instance: `max_sessions`", "`shutdown_grace`"] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
     }

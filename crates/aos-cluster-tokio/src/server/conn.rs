@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aos_cluster::instance::{self, ConnectionId};
-use aos_cluster::wire::{Message, SessionId};
+use aos_cluster::wire::{Message, SessionId, SessionOutcome, SessionReply};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -257,6 +257,11 @@ impl Connection {
                 }
             }
             let Some(ToConn { message, opened }) = reply else { break End::Closed };
+            if let Message::SessionReply(SessionReply { outcome: SessionOutcome::Rejected(reason), .. }) =
+                &message
+            {
+                counters.session_rejected(*reason);
+            }
             let write_deadline = Instant::now() + config.write_timeout;
             match write_frame(&mut stream, &message, &limits, &mut scratch, write_deadline)
                 .instrument(span)

@@ -1,12 +1,13 @@
 //! Connection accounting: the global and per-IP caps, saturation, and the
 //! driver's counters.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use aos_cluster::wire::RejectReason;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -28,6 +29,10 @@ pub(super) struct Counters {
     pub tls_handshake_failures: AtomicU64,
     pub peer_queries_refused: AtomicU64,
     pub registration_lost: AtomicBool,
+    /// Session requests refused, by reason (the reply's `RejectReason`).
+    pub sessions_rejected: Mutex<BTreeMap<String, u64>>,
+    /// Registry calls that failed, by operation and kind.
+    pub registry_errors: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
 }
 
 impl Counters {
@@ -38,6 +43,45 @@ impl Counters {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// Counts a session refused for `reason`, under its name in snake case
+    /// (`Full` is `full`): a reason added to the protocol is counted under
+    /// its own name with no change here.
+    pub fn session_rejected(&self, reason: RejectReason) {
+        let mut map = self.sessions_rejected.lock().unwrap_or_else(PoisonError::into_inner);
+        *map.entry(snake_case(&format!("{reason:?}"))).or_default() += 1;
+    }
+
+    /// Counts a registry call of `operation` (`heartbeat`, `snapshot`,
+    /// `remove`) that failed with `kind` ([`RegistryError::kind`], or `timeout`).
+    pub fn registry_error(&self, operation: &str, kind: &str) {
+        let mut map = self.registry_errors.lock().unwrap_or_else(PoisonError::into_inner);
+        *map.entry(operation.to_owned()).or_default().entry(kind.to_owned()).or_default() += 1;
+    }
+
+    pub fn sessions_rejected(&self) -> BTreeMap<String, u64> {
+        self.sessions_rejected.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn registry_errors(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        self.registry_errors.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// `AlreadyInSession` as `already_in_session`.
+pub(crate) fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Why a new connection was refused.
@@ -188,6 +232,16 @@ impl RateLimitedWarning {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejection_reasons_are_counted_under_their_snake_case_names() {
+        let counters = Counters::default();
+        counters.session_rejected(RejectReason::Full);
+        counters.session_rejected(RejectReason::AlreadyInSession);
+        counters.session_rejected(RejectReason::Full);
+        let expected = BTreeMap::from([("already_in_session".to_owned(), 1), ("full".to_owned(), 2)]);
+        assert_eq!(counters.sessions_rejected(), expected);
+    }
 
     #[test]
     fn caps_refuse_and_saturation_clears_below_the_limit() {
