@@ -419,8 +419,20 @@ async fn take_over_replaces_only_the_named_holder(db: &TestDb) {
     assert_eq!(ids(&members(&*new, Some("c")).await), [1, 5]);
 }
 
-/// Changes made through one handle show in another's next snapshot: updates,
-/// new rows and removals (the incremental read misses none of them).
+/// A member_ttl whose sixth, the age at which a PostgreSQL replica reads
+/// what changed, is short enough to wait out in a test.
+const SHORT_TTL: Duration = Duration::from_millis(1_200);
+
+/// A snapshot that sees every change committed before it: past the replica's
+/// refresh interval (`SHORT_TTL / 6`).
+async fn settled_members(registry: &dyn Registry, cluster: Option<&str>) -> Vec<MemberRecord> {
+    tokio::time::sleep(SHORT_TTL / 6 + Duration::from_millis(20)).await;
+    registry.snapshot(cluster, SHORT_TTL).await.expect("snapshot")
+}
+
+/// Changes made through one handle show in another's next snapshot once its
+/// replica is due a read: updates, new rows and removals (the incremental
+/// read misses none of them).
 async fn every_change_shows_in_the_next_snapshot(db: &TestDb) {
     let writer = db.connect().await;
     let reader = db.connect().await;
@@ -436,7 +448,7 @@ async fn every_change_shows_in_the_next_snapshot(db: &TestDb) {
         }
         writer.register(&heartbeat(100 + round, "h", 0), A, TTL).await.expect("a newcomer");
         assert!(writer.remove(InstanceId(round), A).await.expect("remove"));
-        let read = members(&*reader, Some("c")).await;
+        let read = settled_members(&*reader, Some("c")).await;
         let expected: Vec<u32> = (round + 1..=20).chain(101..=100 + round).collect();
         assert_eq!(ids(&read), expected, "round {round}");
         for m in read.iter().filter(|m| m.id.0 <= 20 && (m.id.0 + round) % 3 == 0) {
@@ -1050,7 +1062,7 @@ async fn postgres_through_pgbouncer_in_transaction_mode() {
         done.expect("task").expect("every call through PgBouncer succeeds");
     }
     for registry in &handles {
-        let read = registry.snapshot(Some(&cluster), TTL).await.expect("snapshot");
+        let read = settled_members(&**registry, Some(&cluster)).await;
         assert_eq!(read.len(), N as usize, "every row, every reader");
         assert!(read.iter().all(|m| m.workload == Workload::new(5, 100)), "the last figures");
     }
@@ -1059,7 +1071,7 @@ async fn postgres_through_pgbouncer_in_transaction_mode() {
     for (i, registry) in handles.iter().enumerate().skip(2) {
         assert!(registry.remove(InstanceId(60_000 + i as u32), A).await.expect("remove"));
     }
-    let read = handles[1].snapshot(Some(&cluster), TTL).await.expect("snapshot");
+    let read = settled_members(&*handles[1], Some(&cluster)).await;
     assert_eq!(ids(&read), [60_000, 60_001]);
     assert_eq!(read[1].workload, Workload::new(7, 100));
     assert!(handles[0].remove(InstanceId(60_000), A).await.expect("remove"));

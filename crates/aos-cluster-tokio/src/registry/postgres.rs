@@ -470,6 +470,36 @@ impl PostgresRegistry {
         })
     }
 
+    /// This process reads its own writes: the next snapshot reads what
+    /// changed, whatever the replica's age (writes other than heartbeats are
+    /// rare: a start, a stop, a purge that found something).
+    async fn wrote(&self) {
+        for replica in self.replicas.lock().await.values_mut() {
+            replica.refreshed_at = None;
+        }
+    }
+
+    /// A heartbeat rewrites this process's own row: patched into the
+    /// replica in place (its time by the database clock as the replica
+    /// reckons it), so the figures read back are the ones just written
+    /// without a read per heartbeat.
+    async fn wrote_own_row(&self, heartbeat: &Heartbeat) {
+        let mut replicas = self.replicas.lock().await;
+        let Some(replica) = replicas.get_mut(&heartbeat.cluster) else { return };
+        let id = i64::from(heartbeat.id.0);
+        let (Some(at), Some((row, heartbeat_us))) = (replica.refreshed_at, replica.rows.get_mut(&id)) else {
+            replica.refreshed_at = None;
+            return;
+        };
+        row.endpoint = heartbeat.endpoint.to_string();
+        row.role = role_text(heartbeat.role).to_owned();
+        row.accepting = heartbeat.accepting;
+        row.max_sessions = i64::from(heartbeat.workload.max_sessions);
+        row.connected = i64::from(heartbeat.workload.connected);
+        *heartbeat_us =
+            replica.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX));
+    }
+
     fn malformed(&self, e: &tokio_postgres::Error) -> RegistryError {
         RegistryError::backend(&self.shown_url, format!("the table {TABLE} has an unexpected layout: {e}"))
     }
@@ -487,7 +517,8 @@ impl PostgresRegistry {
         let key = cluster.map(str::to_owned);
         let replica = replicas.entry(key).or_default();
         if let Some(at) = replica.refreshed_at.filter(|at| at.elapsed() < refresh_interval(member_ttl)) {
-            let now_us = replica.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX));
+            let now_us =
+                replica.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX));
             return Ok(replica.rows_at(now_us, member_ttl));
         }
         let full = replica.read_at.is_none_or(|at| at.elapsed() >= member_ttl.saturating_mul(10));
@@ -600,7 +631,9 @@ impl Registry for PostgresRegistry {
         Box::pin(async move {
             let ttl = sql_seconds(member_ttl);
             let statement = claim_statement("m.heartbeat_at <= now() - $9::float8 * INTERVAL '1 second'");
-            self.claim(&statement, heartbeat, incarnation, (&ttl, Type::FLOAT8)).await
+            self.claim(&statement, heartbeat, incarnation, (&ttl, Type::FLOAT8)).await?;
+            self.wrote().await;
+            Ok(())
         })
     }
 
@@ -613,7 +646,9 @@ impl Registry for PostgresRegistry {
         Box::pin(async move {
             let previous = previous.to_i64();
             let statement = claim_statement("m.incarnation = $9::BIGINT");
-            self.claim(&statement, heartbeat, incarnation, (&previous, Type::INT8)).await
+            self.claim(&statement, heartbeat, incarnation, (&previous, Type::INT8)).await?;
+            self.wrote().await;
+            Ok(())
         })
     }
 
@@ -643,6 +678,7 @@ impl Registry for PostgresRegistry {
             if updated == 0 {
                 return Err(RegistryError::Superseded { id: heartbeat.id });
             }
+            self.wrote_own_row(heartbeat).await;
             Ok(())
         })
     }
@@ -666,19 +702,24 @@ impl Registry for PostgresRegistry {
         Box::pin(async move {
             let older = sql_seconds(older_than);
             let cluster = cluster.map(str::to_owned);
-            self.call(|client| async move {
-                client
-                    .execute_typed(
-                        &format!(
-                            "DELETE FROM {TABLE}
+            let purged = self
+                .call(|client| async move {
+                    client
+                        .execute_typed(
+                            &format!(
+                                "DELETE FROM {TABLE}
                              WHERE heartbeat_at < now() - $2::float8 * INTERVAL '1 second'
                                AND cluster IS NOT DISTINCT FROM $1"
-                        ),
-                        &[(&cluster, Type::TEXT), (&older, Type::FLOAT8)],
-                    )
-                    .await
-            })
-            .await
+                            ),
+                            &[(&cluster, Type::TEXT), (&older, Type::FLOAT8)],
+                        )
+                        .await
+                })
+                .await?;
+            if purged > 0 {
+                self.wrote().await;
+            }
+            Ok(purged)
         })
     }
 
@@ -694,20 +735,24 @@ impl Registry for PostgresRegistry {
         Box::pin(async move {
             let (id, incarnation) = (i64::from(id.0), incarnation.to_i64());
             // Marked, not deleted: other instances' incremental reads see
-            // the mark at once; the purge deletes it later.
-            self.call(|client| async move {
-                client
-                    .execute_typed(
-                        &format!(
-                            "UPDATE {TABLE} SET removed = true
+            // the mark; the purge deletes it later.
+            let removed = self
+                .call(|client| async move {
+                    client
+                        .execute_typed(
+                            &format!(
+                                "UPDATE {TABLE} SET removed = true
                              WHERE id = $1 AND incarnation = $2 AND NOT removed"
-                        ),
-                        &[(&id, Type::INT8), (&incarnation, Type::INT8)],
-                    )
-                    .await
-            })
-            .await
-            .map(|removed| removed > 0)
+                            ),
+                            &[(&id, Type::INT8), (&incarnation, Type::INT8)],
+                        )
+                        .await
+                })
+                .await?;
+            if removed > 0 {
+                self.wrote().await;
+            }
+            Ok(removed > 0)
         })
     }
 }
