@@ -91,6 +91,7 @@ pub fn connect_with_seeded(
     };
     let started = now();
     let mut machine = Connector::new(config.clone(), started, rng_seed)?;
+    machine.set_credential(options.credential.clone());
     let capacity = config.seeds.len().saturating_add(1).min(MAX_QUEUED_REPORTS);
     let (reports_tx, reports) = mpsc::sync_channel::<Report>(capacity);
     let mut attempts = Attempts::default();

@@ -85,6 +85,7 @@ pub async fn connect_with_seeded(
 ) -> Result<Session, ConnectError> {
     let started = now();
     let mut machine = Connector::new(config.clone(), started, rng_seed)?;
+    machine.set_credential(options.credential.clone());
     let mut driver = Driver {
         #[cfg(feature = "tls")]
         tls: options.rustls().cloned(),

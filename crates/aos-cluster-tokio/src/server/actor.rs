@@ -169,6 +169,9 @@ impl Actor {
             heartbeat_failures: Counters::get(&c.heartbeat_failures),
             tls_handshake_failures: Counters::get(&c.tls_handshake_failures),
             peer_queries_refused: Counters::get(&c.peer_queries_refused),
+            refused_sessions_per_ip: Counters::get(&c.refused_sessions_per_ip),
+            refused_by_hook: Counters::get(&c.refused_by_hook),
+            admission_hook_timeouts: Counters::get(&c.admission_hook_timeouts),
             registration_lost: c.registration_lost.load(Ordering::Relaxed),
             snapshot_age: self.last_snapshot.map(|at| now().saturating_duration_since(at)),
         }

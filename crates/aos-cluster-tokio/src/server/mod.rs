@@ -65,6 +65,7 @@
 //!   good (logged as an error) instead of overwriting the other's row.
 
 mod actor;
+mod admission;
 mod config;
 mod conn;
 mod limits;
@@ -84,6 +85,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 use self::actor::{publish_heartbeats, Actor};
+pub use self::admission::{AdmissionHook, AdmissionPolicy, AdmissionRequest, Verdict};
 pub use self::config::ServerConfig;
 use self::limits::{Counters, Limiter};
 pub use self::stream::AppStream;
@@ -200,6 +202,14 @@ pub struct ServerStats {
     /// Connections closed for a `WorkloadQuery` without a client certificate
     /// of the cluster (TLS on).
     pub peer_queries_refused: u64,
+    /// Session requests refused with `AddressLimit`: their address held
+    /// `max_sessions_per_ip` sessions.
+    pub refused_sessions_per_ip: u64,
+    /// Session requests the admission hook refused (`Unauthorized`),
+    /// including those it did not answer in time.
+    pub refused_by_hook: u64,
+    /// Of those, the hook did not answer within its deadline (or panicked).
+    pub admission_hook_timeouts: u64,
     /// Another process took over this id's registry row; heartbeats stopped.
     pub registration_lost: bool,
     /// How long ago the last registry snapshot arrived (`None`: none yet).
@@ -229,6 +239,10 @@ struct Shared {
     registered: bool,
     /// Told each handshake's time to rank (see [`ServerHandle::set_rank_observer`]).
     rank_observer: std::sync::OnceLock<RankObserver>,
+    /// The application's admission hook, if any.
+    admission: Option<AdmissionPolicy>,
+    /// Hooks that miss their deadline are logged at most every 5 s.
+    hook_warning: std::sync::Mutex<limits::RateLimitedWarning>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
 }
@@ -243,13 +257,16 @@ impl Shared {
 }
 
 /// What a server adds to its [`ServerConfig`] beyond the protocol: TLS
-/// (feature `tls`). The default is plain TCP, exactly [`Server::bind`].
+/// (feature `tls`) and an admission hook. The default is plain TCP and no
+/// hook, exactly [`Server::bind`].
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ServerOptions {
     /// Every inbound connection over TLS; mutual TLS between instances.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::ServerTls>,
+    /// The application's say on each session request, before it counts.
+    pub admission: Option<AdmissionPolicy>,
 }
 
 impl ServerOptions {
@@ -262,6 +279,14 @@ impl ServerOptions {
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: crate::tls::ServerTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Asks `policy`'s hook about every session request (see
+    /// [`AdmissionPolicy`]): a request it refuses, or does not answer in
+    /// time, is rejected `Unauthorized` and never counts.
+    pub fn with_admission(mut self, policy: AdmissionPolicy) -> Self {
+        self.admission = Some(policy);
         self
     }
 }
@@ -349,9 +374,10 @@ impl Server {
         registry: Arc<dyn Registry>,
         options: ServerOptions,
     ) -> Result<Server, ServerError> {
-        #[cfg(not(feature = "tls"))]
-        let ServerOptions {} = options;
         config.validate()?;
+        if let Some(policy) = &options.admission {
+            policy.validate().map_err(ServerError::Config)?;
+        }
         let listener =
             listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let local_addr =
@@ -385,12 +411,20 @@ impl Server {
         let shared = Arc::new(Shared {
             limits,
             counters: Counters::default(),
-            limiter: Arc::new(Limiter::new(config.max_connections, config.max_connections_per_ip)),
+            limiter: Arc::new(Limiter::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+                config.max_sessions_per_ip,
+            )),
             stop: watch::Sender::new(Stop::Running),
             endpoint: config.instance.endpoint.clone(),
             incarnation,
             registered,
             rank_observer: std::sync::OnceLock::new(),
+            admission: options.admission,
+            hook_warning: std::sync::Mutex::new(limits::RateLimitedWarning::new(
+                std::time::Duration::from_secs(5),
+            )),
             config,
             #[cfg(feature = "tls")]
             tls: options.tls,
@@ -420,7 +454,8 @@ impl Server {
         tokio::spawn(conn::accept_loop(listener, shared.clone(), inbox.clone(), accepted_tx));
         let instance = &shared.config.instance;
         info!(id = %instance.id, endpoint = %shared.endpoint, %local_addr, max_sessions = instance.max_sessions,
-            incarnation = incarnation.0, tls = shared.tls_enabled(), "instance serving");
+            incarnation = incarnation.0, tls = shared.tls_enabled(), max_sessions_per_ip = ?shared.config.max_sessions_per_ip,
+            admission_hook = shared.admission.is_some(), "instance serving");
         Ok(Server { accepted, handle: ServerHandle { inbox, shared, done }, local_addr })
     }
 
