@@ -462,3 +462,83 @@ async fn a_zero_hook_deadline_is_a_configuration_error() {
         .expect("refused");
     assert!(error.to_string().contains("deadline"), "{error}");
 }
+
+// ---- the TLS client identity ------------------------------------------------------------
+
+#[cfg(feature = "dev-certs")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hook_sees_the_client_certificate_where_one_is_used() {
+    use aos_cluster_tokio::tls::dev_certs::DevPki;
+    use aos_cluster_tokio::tls::ClientTls;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let pki = DevPki::new().unwrap();
+    let client_files = pki.issue("client-app", &["client-app"]).unwrap();
+    let client_der = CertificateDer::from_pem_file(&client_files.cert).unwrap();
+    // Admits only the holder of that certificate.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (wanted, record) = (client_der.as_ref().to_vec(), seen.clone());
+    let hook = move |request: AdmissionRequest| {
+        let admit = request.client_certificate.as_deref() == Some(&wanted[..]);
+        record.lock().unwrap().push(request);
+        async move {
+            match admit {
+                true => Verdict::Admit,
+                false => Verdict::Unauthorized,
+            }
+        }
+    };
+    let options = ServerOptions::new()
+        .with_tls(pki.server_tls(&["127.0.0.1"]).unwrap())
+        .with_admission(AdmissionPolicy::new(hook));
+    let mut config = cap_config(5, None);
+    config.instance.role = aos_cluster::Role::Standalone;
+    config.instance.cluster = None;
+    let server = Held::start(config, options).await;
+    let client_config = ClientConfig { cluster: None, ..server.config.clone() };
+
+    let anonymous = ClientOptions::new().with_tls(pki.client_tls().unwrap());
+    let error =
+        aos_cluster_tokio::connect_with(&client_config, &anonymous).await.expect_err("no certificate");
+    assert!(error.to_string().contains("Unauthorized"), "{error}");
+    let holder =
+        ClientTls::with_identity(pki.trust_roots().unwrap(), client_files.identity().unwrap()).unwrap();
+    let options =
+        ClientOptions::new().with_tls(holder).with_credential(Credential::new(*b"and a token").unwrap());
+    let _session =
+        aos_cluster_tokio::connect_with(&client_config, &options).await.expect("the holder gets in");
+
+    let seen = seen.lock().unwrap();
+    assert!(seen.iter().any(|r| r.client_certificate.is_none()), "the anonymous client was asked about");
+    let last = seen.last().unwrap();
+    assert_eq!(last.client_certificate.as_deref(), Some(client_der.as_ref()));
+    assert_eq!(last.credential.as_ref().map(Credential::as_bytes), Some(&b"and a token"[..]));
+    assert_eq!(stats(&server.handle).await.workload.connected, 1);
+}
+
+// ---- the aos-instance file -----------------------------------------------------------------
+
+#[cfg(feature = "admin")]
+#[test]
+fn max_sessions_per_ip_is_an_instance_file_setting_off_by_default() {
+    use aos_cluster_tokio::config_file::InstanceFile;
+    use std::path::Path;
+    let file = |extra: &str| {
+        format!(
+            "registry = \"sqlite::memory:\"\nlisten = \"127.0.0.1:0\"\n{extra}\n[instance]\nid = 1\n\
+             endpoint = \"127.0.0.1:2712\"\ncluster = \"c\"\nmax_sessions = 10\n"
+        )
+    };
+    let plain = InstanceFile::parse(Path::new("i.toml"), &file("")).unwrap();
+    assert_eq!(plain.server.max_sessions_per_ip, None);
+    assert!(!plain.to_toml().contains("max_sessions_per_ip"), "off is written as absent");
+    let capped = InstanceFile::parse(Path::new("i.toml"), &file("max_sessions_per_ip = 20")).unwrap();
+    assert_eq!(capped.server.max_sessions_per_ip, Some(20));
+    assert!(capped.to_toml().contains("max_sessions_per_ip = 20"), "{}", capped.to_toml());
+    let zero = InstanceFile::parse(Path::new("i.toml"), &file("max_sessions_per_ip = 0")).unwrap_err();
+    assert_eq!(
+        zero.to_string(),
+        "i.toml:3: `max_sessions_per_ip` must not be zero (leave it out to switch it off)"
+    );
+}

@@ -71,7 +71,7 @@ pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, C
     connect_with_seeded(config, &ClientOptions::default(), rng_seed)
 }
 
-/// [`connect`] with TLS and an allow-list as `options` say (see
+/// [`connect`] with TLS, an allow-list and a credential as `options` say (see
 /// [`crate::client::connect_with`]): the TLS handshake runs on the attempt's
 /// thread within the attempt's deadline.
 pub fn connect_with(config: &ClientConfig, options: &ClientOptions) -> Result<Session, ConnectError> {

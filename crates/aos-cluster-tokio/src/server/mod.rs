@@ -44,6 +44,16 @@
 //! when presented; a `WorkloadQuery` on a connection without one closes it
 //! (`peer_queries_refused`); peer links present this instance's certificate.
 //!
+//! # Admission policy (SPEC "Drivers: admission policy")
+//!
+//! `max_sessions_per_ip` ([`ServerConfig`], off by default) and an
+//! application hook ([`ServerOptions::with_admission`], an
+//! [`AdmissionPolicy`] with a deadline) may refuse a session request before
+//! it counts: the client gets `AddressLimit` or `Unauthorized`, and no
+//! session slot, workload figure or registry figure ever shows it. The hook
+//! sees the peer address, the TLS client certificate and the request's
+//! credential (see [`AdmissionRequest`]).
+//!
 //! # Limits (SPEC "Drivers: limits")
 //!
 //! - One outstanding request per connection: the next frame is not read
