@@ -509,11 +509,13 @@ async fn the_hook_sees_the_client_certificate_where_one_is_used() {
     let _session =
         aos_cluster_tokio::connect_with(&client_config, &options).await.expect("the holder gets in");
 
-    let seen = seen.lock().unwrap();
-    assert!(seen.iter().any(|r| r.client_certificate.is_none()), "the anonymous client was asked about");
-    let last = seen.last().unwrap();
-    assert_eq!(last.client_certificate.as_deref(), Some(client_der.as_ref()));
-    assert_eq!(last.credential.as_ref().map(Credential::as_bytes), Some(&b"and a token"[..]));
+    {
+        let seen = seen.lock().unwrap();
+        assert!(seen.iter().any(|r| r.client_certificate.is_none()), "the anonymous client was asked about");
+        let last = seen.last().unwrap();
+        assert_eq!(last.client_certificate.as_deref(), Some(client_der.as_ref()));
+        assert_eq!(last.credential.as_ref().map(Credential::as_bytes), Some(&b"and a token"[..]));
+    }
     assert_eq!(stats(&server.handle).await.workload.connected, 1);
 }
 
