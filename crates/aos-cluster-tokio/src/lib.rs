@@ -4,9 +4,11 @@
 //! adds to connect to, and to serve, balanced sessions that carry its own
 //! bytes.
 //!
-//! - [`connect`]: the async client; a [`Session`] is the application's byte
-//!   stream to the instance that admitted it.
-//! - [`blocking`]: the same client on `std::net`, no async runtime.
+//! - [`Client`]: the async client; [`Client::connect`] returns a
+//!   [`Session`], the application's byte stream to the instance that
+//!   admitted it.
+//! - [`blocking`]: the same client on `std::net`, no async runtime
+//!   ([`blocking::Client`]).
 //! - [`registry`]: the cluster's member rows in a real database (SQLite
 //!   embedded by default, PostgreSQL across machines), with incarnations.
 //! - [`server`]: the instance server; [`Server::accept`] yields each admitted
@@ -35,16 +37,21 @@ pub mod server;
 pub mod tls;
 mod transport;
 
+pub use aos_cluster;
+pub use aos_cluster::client::{AttemptOutcome, AttemptRecord, Phase};
+pub use aos_cluster::wire::SessionId;
+pub use aos_cluster::{
+    ClientConfig, ConfigError, Endpoint, EndpointError, FanOut, InstanceConfig, InstanceId, RetryPolicy,
+    Role, Workload, DEFAULT_PORT,
+};
+
 // The server's `SessionInfo` stays at `server::SessionInfo`: the root one is the client's.
 pub use server::{
     Accepted, AppStream, RankObserver, Server, ServerConfig, ServerError, ServerHandle, ServerOptions,
     ServerStats,
 };
 
-pub use client::{
-    connect, connect_seeded, connect_with, connect_with_seeded, AllowList, ClientOptions, ConnectError,
-    Session, SessionInfo,
-};
+pub use client::{AllowList, Client, ClientOptions, ConnectError, Session, SessionInfo};
 
 /// The driver's clock: the one place this crate reads it. The machines never
 /// do; they get `now` as an argument.
