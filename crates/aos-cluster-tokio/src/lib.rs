@@ -25,16 +25,23 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "client")]
 pub mod blocking;
+#[cfg(feature = "client")]
 pub mod client;
+#[cfg(any(feature = "client", feature = "tls"))]
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 mod client_frames;
 #[cfg(feature = "admin")]
 pub mod config_file;
 pub mod frames;
+#[cfg(feature = "server")]
 pub mod registry;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg_attr(not(all(feature = "client", feature = "server")), allow(dead_code))]
 mod transport;
 
 pub use aos_cluster;
@@ -46,11 +53,13 @@ pub use aos_cluster::{
 };
 
 // The server's `SessionInfo` stays at `server::SessionInfo`: the root one is the client's.
+#[cfg(feature = "server")]
 pub use server::{
     Accepted, AppStream, RankObserver, Server, ServerConfig, ServerError, ServerHandle, ServerOptions,
     ServerStats,
 };
 
+#[cfg(feature = "client")]
 pub use client::{AllowList, Client, ClientOptions, ConnectError, Session, SessionInfo};
 
 /// The driver's clock: the one place this crate reads it. The machines never

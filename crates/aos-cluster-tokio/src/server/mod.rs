@@ -98,6 +98,7 @@ use tracing::info;
 use self::actor::{publish_heartbeats, Actor};
 pub use self::admission::{AdmissionHook, AdmissionPolicy, AdmissionRequest, Verdict};
 pub use self::config::ServerConfig;
+#[cfg(feature = "admin")]
 pub(crate) use self::limits::snake_case;
 use self::limits::{Counters, Limiter};
 pub use self::stats::{ConnectionStats, PeerStats, RegistryStats, ServerStats, SessionStats};
