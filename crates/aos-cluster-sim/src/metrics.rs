@@ -35,7 +35,7 @@ pub enum ClientOutcome {
     Failed {
         /// When.
         at: Duration,
-        /// `ConnectError`'s display: the reason and every attempt.
+        /// `ConnectFailure`'s display: the reason and every attempt.
         attempt_log: String,
     },
     /// Neither: still connecting when the run stopped (a lost client).
