@@ -115,7 +115,7 @@ fn goal_handshake_flood_real_clients_connect_on_time_and_stay_balanced() {
         let scenario = Scenario::handshake_flood(factor);
         let runs = runs(&scenario, Strategy::Default);
         for r in &runs {
-            let what = format!("{} / seed {}", scenario.name, r.seed);
+            let what = format!("{} / seed {}", scenario.name, r.rng_seed);
             assert_eq!((r.clients, r.sessions, r.failed, r.lost), (1000, 1000, 0, 0), "{what}");
             assert_eq!(r.over_capacity, 0, "{what}");
             assert!(r.hostile_handshakes as f64 >= 900.0 * f64::from(factor), "{what}: the flood ran");
