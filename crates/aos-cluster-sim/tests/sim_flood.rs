@@ -1,4 +1,4 @@
-//! The `handshake-flood` scenario (issue 9, item 2): hostile clients that
+//! The `handshake-flood` scenario: hostile clients that
 //! handshake with the first seed and never ask for a session, while real
 //! clients arrive as in `login-storm`. Only real clients are measured.
 
@@ -92,7 +92,7 @@ fn flood_scenarios_read_from_toml_and_reject_bad_targets() {
     assert!(bad.validate().is_err());
 }
 
-/// The goal of issue 9 item 2, over 50 seeds, with the protocol's default
+/// The flood goal, over 50 seeds, with the protocol's default
 /// strategy, for floods of 1x, 3x and 10x the real arrival rate: every real
 /// client connects (no failure, none lost), the time-to-session p99 stays
 /// within 2x of the flood-free run, and busiest/mean of real sessions is at

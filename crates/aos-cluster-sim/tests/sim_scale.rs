@@ -1,4 +1,4 @@
-//! Issue 13's quality goals at scale: the login storm at 1 000 and 5 000
+//! The quality goals at scale: the login storm at 1 000 and 5 000
 //! instances with the bounded fan-out, and the full fan-out unchanged where
 //! the cluster is small.
 //!
