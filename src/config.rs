@@ -224,14 +224,12 @@ pub struct FanOut {
 /// [`FanOut::live`]'s default.
 pub const DEFAULT_FAN_OUT_LIVE: usize = 8;
 /// [`FanOut::full_up_to`]'s default: clusters of up to 33 instances keep the
-/// seed's full fan-out. Measured with the simulator's `crash` scenario scaled
-/// up (200 sessions a member, one crashes, its clients return within 500 ms
-/// through two balancers; peak arrivals per 100 ms window over the fair
-/// share, p50 / p99 over 10 seeds), full fan-out against `live = 8`:
-/// 32 peers 1.21 / 1.36 against 1.36 / 1.45; 47 peers 1.24 / 1.29 against
-/// 1.24 / 1.49; 63 peers 1.23 / 1.26 against 1.25 / 1.45. Up to 32 peers
-/// bounding costs balance even at the median; above, the median holds and
-/// a round asks the 8 best (plus as many refreshed, and the stale) instead of 47 or more.
+/// seed's full fan-out. In the simulator's `crash` scenario scaled up (the
+/// README's "What the simulator shows" has the figures), bounding up to 32
+/// peers costs balance even at the median; above, the median holds and a
+/// round asks the 8 best (plus as many refreshed, and the stale) instead of
+/// 47 or more. The tail is what two balancers that cannot see each other's
+/// sessions on the members they did not ask cost.
 pub const DEFAULT_FULL_FAN_OUT_UP_TO: usize = 32;
 /// [`FanOut::max_figure_age`]'s default: twice the default
 /// `heartbeat_interval`, so one late heartbeat is tolerated and two are not.

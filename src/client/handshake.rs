@@ -1,5 +1,14 @@
 //! Phase 1: the ordered (optionally staggered) walk over the seed list, up to
 //! the winning handshake reply.
+//!
+//! The rule of a staggered walk (RFC 8305): a valid reply from a seed while
+//! a seed earlier in the walk is still pending is held, and `poll_timeout`
+//! returns the instant it arrived. The decision is made by the next
+//! `handle_timeout`, or by the next event with a later `now`, or at once when
+//! no earlier seed is pending any more; the held reply with the earliest walk
+//! position wins. So replies delivered at the same `now` before
+//! `handle_timeout` compete, and the earliest seed among them wins whatever
+//! the delivery order.
 
 use std::time::Instant;
 

@@ -44,14 +44,9 @@
 //! With `attempt_delay`, the handshake to the next seed starts `attempt_delay`
 //! after the previous one started, or at once when a pending one fails, while
 //! earlier ones stay pending. The first valid reply wins, and the earlier seed
-//! wins when two are ready together. The exact rule: a valid reply from a seed
-//! while a seed earlier in the walk is still pending is held, and
-//! [`Connector::poll_timeout`] returns the instant it arrived. The decision is
-//! made by the next [`Connector::handle_timeout`], or by the next event with a
-//! later `now`, or at once when no earlier seed is pending any more; the held
-//! reply with the earliest walk position wins. So replies delivered at the
-//! same `now` before `handle_timeout` compete, and the earliest seed among them
-//! wins whatever the delivery order.
+//! wins when two are ready together: a reply held for that decision makes
+//! [`Connector::poll_timeout`] return the instant it arrived, and the next
+//! [`Connector::handle_timeout`] decides (the exact rule: `handshake.rs`).
 //!
 //! # Rounds
 //!
@@ -75,9 +70,9 @@
 //! last list: the ranked list is the decoder's buffer, dropped when the walk
 //! ends, and the buffers a long list grew are given back beyond 128 entries
 //! (above AX's 99 instances per environment, so rounds at that size reuse
-//! them; the attempt log keeps room for that many records). After a
-//! 4 096-entry list a connected Connector holds about 14 KB
-//! (`tests/client_memory.rs`).
+//! them; the attempt log keeps room for that many records). What a connected
+//! Connector holds after a long list is measured by `tests/client_memory.rs`
+//! (figures in BENCHMARKS.md).
 
 mod event;
 mod handshake;

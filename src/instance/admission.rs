@@ -1,6 +1,8 @@
 //! Admission (SPEC 3.2, 3.5): which session requests become sessions, and the
 //! pairing of sessions with connections, which the machine keeps so that no
-//! driver has to.
+//! driver has to: a connection holds at most one session, so a second
+//! `SessionRequest` on it is rejected with `AlreadyInSession`, and its close
+//! ends the session it holds.
 
 use std::collections::BTreeMap;
 

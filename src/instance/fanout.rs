@@ -18,13 +18,41 @@
 //!   or contradict themselves;
 //!
 //! and ranks everyone else on those figures (plus reservations), exactly
-//! like an answered member. An asked member found unreachable is replaced by
-//! the next best in that order (`round.rs`), so a round's lists are headed
-//! by members that answered even when the dead look best. Herd control takes
-//! a new snapshot's rows as reports measured at their heartbeat, which show
-//! the releases before it.
+//! like an answered member (a member asked but silent or unreachable is left
+//! out, as in a full round). An asked member found unreachable is replaced
+//! by the next best in that order (`round.rs`), so a round's lists are headed
+//! by members that answered even when the dead look best: a crashed member's
+//! row keeps its old figures, the best in the cluster, until `member_ttl`. A
+//! member found unreachable is then neither asked nor listed by later bounded
+//! rounds until its row shows a heartbeat after the failure. Herd control
+//! takes a new snapshot's rows as reports measured at their heartbeat, which
+//! show the releases before it: reservations on members nobody asks are
+//! covered once their clients had ample time to land before that heartbeat,
+//! not only by expiry.
+//!
+//! Bounds: a round sends at most 2k peer queries plus one per stale member
+//! and one per member found unreachable, whatever the cluster's size
+//! (counted in [`InstanceStats::peer_queries`], the replacements also in
+//! [`InstanceStats::replacement_queries`]). A figure not asked live is at
+//! most `max_figure_age` old: its heartbeat's age (below
+//! `heartbeat_interval` while the member beats on time) plus the snapshot's
+//! (below `snapshot_ttl`). A member whose registry figures say full or
+//! draining is neither asked nor listed until a newer heartbeat says
+//! otherwise.
+//!
+//! Why balance holds: the head of a list, the member that takes the next
+//! arrival, comes from the k best, and those are asked live, so the head is
+//! ranked on exact figures unless every one of the k grew past the best
+//! unasked member's registry figure since its heartbeat. The k are chosen by
+//! predicted figures, and every reply reserves its head, so consecutive
+//! rounds ask (and head) different members of a tied level. What bounding
+//! costs, and why clusters of up to 33 instances keep the full fan-out by
+//! default: [`DEFAULT_FULL_FAN_OUT_UP_TO`].
 //!
 //! [`FanOut::full_up_to`]: crate::config::FanOut::full_up_to
+//! [`InstanceStats::peer_queries`]: super::InstanceStats::peer_queries
+//! [`InstanceStats::replacement_queries`]: super::InstanceStats::replacement_queries
+//! [`DEFAULT_FULL_FAN_OUT_UP_TO`]: crate::config::DEFAULT_FULL_FAN_OUT_UP_TO
 //! [`FanOut::live`]: crate::config::FanOut::live
 //! [`FanOut::max_figure_age`]: crate::config::FanOut::max_figure_age
 

@@ -17,6 +17,31 @@
 //! each weighs the recent share of this instance's reservations on itself
 //! that became sessions here (`share.rs`), so a flood of handshakes that
 //! never become sessions cannot fill the prediction.
+//!
+//! A released reservation on a peer stays predicted until figures show it
+//! ([`Shown`]): a report asked for after the release (or, of the releases
+//! while the question was out, as many as the report's rise), or a registry
+//! row measured after it. No reservation is cleared for its age alone,
+//! where SPEC 2.6 also covers those older than three learned landing times:
+//! under load a balancer's own clients land fastest, so no learned landing
+//! time says when a peer's client had ample time (see [`Herd::cover`]).
+//! Releases and unused expiries are counted in
+//! [`InstanceStats::reservations_released`] and
+//! [`InstanceStats::reservations_expired_unused`].
+//!
+//! A member only *predicted* full is listed after all others, never
+//! dropped, so handshakes that never become sessions cannot empty the lists
+//! (SPEC 2.4).
+//!
+//! The tie rule (SPEC 2.5): among the members tied with the head of a list
+//! (equal predicted load and free sessions), the ones that headed a reply
+//! least recently go first; the request's salt still orders members that
+//! never headed one. Once every tied member has taken one arrival the
+//! predicted loads tie again and carry no trace of who went last, so the
+//! salt alone could hand the next arrival straight back to the member that
+//! just took one (a 1-in-k chance at every level of k members). Least
+//! recently headed first turns the levels into a round robin, the most even
+//! spread one balancer can give.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -29,9 +54,9 @@ use crate::workload::{Candidate, InstanceId};
 /// buckets this wide (per member), at most [`UNSHOWN_BUCKETS`] per member, so
 /// their memory does not grow with the arrival rate. A report shows only
 /// the buckets wholly before it was asked for: wider buckets keep a flood's
-/// releases predicted longer (the simulator's `handshake-flood` scenarios,
-/// busiest/mean at p99 over 50 seeds: 1.048-1.072 with 100 ms, 1.032-1.048
-/// with 20 ms; 5 and 10 ms no better).
+/// releases predicted longer, and narrower ones did no better in the
+/// simulator's `handshake-flood` scenarios (figures: the README's "What the
+/// simulator shows").
 const UNSHOWN_BUCKET: Duration = Duration::from_millis(20);
 /// Past this many buckets on one member, releases join its newest.
 const UNSHOWN_BUCKETS: usize = 64;

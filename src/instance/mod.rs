@@ -16,135 +16,34 @@
 //! # Sessions and connections
 //!
 //! A connection holds at most one session (SPEC 3.5), and the machine keeps
-//! the pairing: a second `SessionRequest` on it is rejected with
-//! `AlreadyInSession`, and [`Event::ConnectionClosed`] ends the session it
-//! holds. After the accepting reply, [`Action::SessionOpened`] tells the
-//! driver the connection now belongs to the application. `connected` is the
-//! number of connections holding a session, derived, never counted by hand.
+//! the pairing: after the accepting reply, [`Action::SessionOpened`] tells
+//! the driver the connection now belongs to the application, and
+//! [`Event::ConnectionClosed`] ends the session it holds.
 //!
-//! Files: `event.rs` (inputs, outputs, counters), `round.rs` (the query
-//! round), `fanout.rs` (whom a bounded round asks), `reply.rs` (the round's
-//! candidates and replies), `rerank.rs` (the order kept between replies),
-//! `herd.rs` (reservations and the tie rule),
-//! `admission.rs` (sessions and admission); this file holds the machine
-//! contract, the embedder's commands and heartbeats.
+//! # Replies
 //!
-//! # Query rounds
+//! A load-balanced handshake joins the query round in flight or starts one;
+//! when the round ends, every waiting handshake gets its ranked list. With
+//! `herd_control` off, a reply is exactly [`rank`](crate::workload::rank) of
+//! the reported figures; with it on (the default), members are ranked by
+//! their figures predicted with this instance's reservations (SPEC 2.5, 2.6).
 //!
-//! A load-balanced handshake joins the round in flight or starts one. A round
-//! asks the registry for a snapshot (unless the cached one is younger than
-//! `snapshot_ttl`), then asks active `Serving` peers for their live workload.
-//! It ends when every peer asked has answered or was declared unreachable, or
-//! `peer_timeout` after the peer queries went out; then every waiting
-//! handshake gets its ranked list, in arrival order, each with its own salt.
-//! A burst of N handshakes therefore costs one registry query and one round
-//! of peer queries, not N of each.
+//! # Where each rule lives
 //!
-//! # Whom a round asks ([`FanOut`](crate::config::FanOut))
-//!
-//! While the snapshot holds at most `fan_out.full_up_to` active peers, a round
-//! asks every one of them (the seed's behaviour, n - 1 queries). Above it a
-//! round is *bounded*: it asks live only
-//! - the `fan_out.live` (k) best members by their freshest figures (each
-//!   row's `workload` as of its last heartbeat, or a live report asked for
-//!   later, plus this instance's live reservations on it), in exactly the
-//!   order the round's first reply would have,
-//! - as many again of the members whose figures are the oldest, once older
-//!   than `snapshot_ttl` (rows do not show the sessions that ended since, so
-//!   a member that looks busier than it is would otherwise never be asked),
-//!   and
-//! - every active member whose figures are older than `fan_out.max_figure_age`
-//!   (heartbeat age plus the snapshot's own age), or contradict themselves.
-//!
-//! Everyone else is ranked on those figures, exactly like a member
-//! that answered (a member asked but silent or unreachable is left out, as in
-//! a full round). Each asked member found unreachable (or whose report
-//! contradicts itself) is replaced at once by the next best member not yet
-//! asked, within the round's `peer_timeout`: after a crash the dead members'
-//! rows keep their old figures, the best in the cluster, until `member_ttl`,
-//! and without replacements they would head the lists unasked (the
-//! simulator's `crash-1000`: 4.05 attempts per session and 1.1 s to a
-//! session at p99, against 3.00 and 76 ms with them). A member found
-//! unreachable is then neither asked nor listed by later bounded rounds until
-//! its row shows a heartbeat after the failure. Peer queries per round are
-//! thus at most 2k plus the stale members plus one per member found
-//! unreachable, whatever the cluster's size, counted in
-//! [`InstanceStats::peer_queries`] (the replacements also in
-//! [`InstanceStats::replacement_queries`]).
-//!
-//! Staleness allowed: a figure not asked live is at most `max_figure_age` old
-//! (default 10 s = 2 x the default `heartbeat_interval`), made of the heartbeat
-//! age (below `heartbeat_interval` while the member beats on time) plus the
-//! snapshot's age (below `snapshot_ttl`). A member whose registry figures say
-//! full or draining is not asked and not listed until a newer heartbeat says
-//! otherwise.
-//!
-//! Why balance stays close to the goals: the head of a list, the member
-//! that takes the next arrival, comes from the k best, and those are asked
-//! live, so the head is ranked on exact figures unless every one of the k
-//! grew past the best unasked member's registry figure since its heartbeat. Herd control still
-//! predicts: every reply reserves its head, and the k to ask are chosen by
-//! predicted figures, so consecutive rounds ask (and head) different members
-//! of a tied level. A new snapshot's rows count for herd control as reports
-//! measured at their heartbeat: reservations on members nobody asks are
-//! covered once their clients had ample time to land before that heartbeat
-//! (the row counts those sessions), not only by expiry.
-//!
-//! What it costs, measured with the simulator's `crash` scenario scaled up
-//! (a member dies, its clients return within 500 ms through two balancers;
-//! peak arrivals per 100 ms window over the fair share, p50 / p99 over 10
-//! seeds): with 47 and 63 peers and k = 8, 1.24 / 1.49 and 1.25 / 1.45
-//! against 1.24 / 1.29 and 1.23 / 1.26 with full fan-out. The median holds;
-//! the tail is what two balancers that cannot see each other's sessions on
-//! the members they did not ask cost. With 32 peers bounding cost the median
-//! too (1.36 against 1.21), hence full fan-out up to 32 peers by default.
-//!
-//! Within a coalesced round the candidates stay sorted between replies and
-//! only the head (and the member whose reservation it replaced) is
-//! re-inserted, by binary search: each further handshake costs O(log n)
-//! comparisons plus copying its list out, not a full O(n log n) sort, and
-//! gets exactly the list the full sort would give.
-//!
-//! # Herd control
-//!
-//! With `herd_control` on (the default), each reply counts a provisional
-//! session (a reservation) on the list's first entry for `reservation_ttl`, so
-//! the next handshake ranks by predicted load. A client connection holds at
-//! most one live reservation: a new handshake on it replaces the old one, and
-//! its close releases it (the client keeps it open while it walks the list, so
-//! the close means it landed or gave up; counted in
-//! [`InstanceStats::reservations_released`]). Landings cancel reservations
-//! one for one until the landed clients' closes release them: a valid report's
-//! rise since the member's last one, and each session admitted here (a session
-//! on the handshake's own connection removes exactly that reservation). Which
-//! reservation came true is not known, and under load clients land out of
-//! order, so removing the oldest at the landing and the closer's own at its
-//! close would count each landing twice. A released reservation on a peer
-//! stays predicted until figures show it (a report asked for after it, or as
-//! many as the report's rise of those while it was out; a registry row
-//! measured after it). No reservation is cleared for its age: a balancer's
-//! own clients land fastest, so no learned landing time says when a peer's
-//! client had ample time (SPEC 2.6 reads otherwise; see `herd.rs`).
-//! Reservations nobody covered expire unused (counted in
-//! [`InstanceStats::reservations_expired_unused`]). Each live reservation
-//! weighs the share of this instance's reservations on itself of the last
-//! `reservation_ttl` that became sessions (at least 1/16, a fraction compared
-//! exactly), so handshakes that never become sessions count for what they are
-//! worth, and a flood is forgotten a ttl after it stops. A member only *predicted* full is listed
-//! after all others, never dropped, so handshakes that never become sessions
-//! cannot empty the lists (SPEC 2.4, 2.6).
-//!
-//! Among the members tied with the head of a list (equal predicted load and
-//! free sessions), the ones that headed a reply least recently go first; the
-//! request's salt still orders members that never headed one. Once every
-//! tied member has taken one arrival the predicted loads tie again and carry
-//! no trace of who went last, so the salt alone could hand the next arrival
-//! straight back to the member that just took one (a 1-in-k chance at every
-//! level of k members). Least recently headed first turns the levels into a
-//! round robin, the most even spread one balancer can give.
-//!
-//! With herd control off, a reply is exactly [`rank`](crate::workload::rank)
-//! of the reported figures.
+//! - `round.rs`: the query round (SPEC 2.2-2.7): when it starts and ends,
+//!   and the replacement of asked members found unreachable.
+//! - `fanout.rs`: whom a bounded round asks
+//!   ([`FanOut`](crate::config::FanOut)), and why balance holds with it.
+//! - `snapshot.rs`: the registry rows a round uses, each with the freshest
+//!   figures known.
+//! - `reply.rs`: the round's candidates and replies.
+//! - `rerank.rs`: the order kept between the replies of one round.
+//! - `herd.rs`: herd control: reservations, landings, releases and the tie
+//!   rule; `share.rs`: how much a reservation predicts.
+//! - `admission.rs`: which session requests become sessions (SPEC 3.2, 3.5).
+//! - `event.rs`: inputs, outputs and counters.
+//! - this file: the machine contract, the embedder's commands and
+//!   heartbeats.
 
 mod admission;
 mod event;

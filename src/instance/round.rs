@@ -5,7 +5,8 @@
 //! and ends when every peer asked answered or was declared unreachable, or
 //! `peer_timeout` after the queries went out. Then every waiting handshake
 //! gets its ranked list, in arrival order, each with its own salt
-//! (`rerank.rs`).
+//! (`rerank.rs`). A burst of N handshakes therefore costs one registry query
+//! and one round of peer queries, not N of each.
 
 use std::time::Instant;
 
