@@ -13,6 +13,7 @@
 //! | `sqlite:///absolute/path.db`   | [`SqliteRegistry`], an absolute path                          |
 //! | `sqlite::memory:`              | [`SqliteRegistry`] in memory, private to that one registry    |
 //! | `postgres://user@host:port/db` | [`PostgresRegistry`] (also `postgresql://`; feature `postgres`) |
+//! | `etcd://host:2379[,host:2379...]/prefix` | [`EtcdRegistry`]: keys under `prefix` (default `aos-cluster`), membership by lease, a watched replica (feature `etcd`) |
 //!
 //! [`MemoryRegistry`] (no database, no URL) follows the same rules for tests
 //! and simulations of the runtime.
@@ -66,12 +67,16 @@ use std::time::Duration;
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::{Endpoint, InstanceId, Role, Workload};
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdRegistry;
 pub use memory::MemoryRegistry;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresRegistry;
@@ -223,10 +228,12 @@ pub async fn open(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     match url_kind(url) {
         Some(UrlKind::Sqlite) => open_sqlite(url).await,
         Some(UrlKind::Postgres) => open_postgres(url).await,
+        Some(UrlKind::Etcd) => open_etcd(url).await,
         None => Err(RegistryError::BadUrl {
             url: redact_password(url),
-            reason: "expected `sqlite://PATH`, `sqlite:///ABSOLUTE/PATH`, `sqlite::memory:` \
-                     or `postgres://USER@HOST:PORT/DB` (also `postgresql://`)"
+            reason: "expected `sqlite://PATH`, `sqlite:///ABSOLUTE/PATH`, `sqlite::memory:`, \
+                     `postgres://USER@HOST:PORT/DB` (also `postgresql://`) \
+                     or `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`"
                 .to_owned(),
         }),
     }
@@ -236,6 +243,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
 enum UrlKind {
     Sqlite,
     Postgres,
+    Etcd,
 }
 
 fn url_kind(url: &str) -> Option<UrlKind> {
@@ -243,6 +251,8 @@ fn url_kind(url: &str) -> Option<UrlKind> {
         Some(UrlKind::Sqlite)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Some(UrlKind::Postgres)
+    } else if url.starts_with("etcd://") {
+        Some(UrlKind::Etcd)
     } else {
         None
     }
@@ -266,6 +276,16 @@ async fn open_postgres(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
 #[cfg(not(feature = "postgres"))]
 async fn open_postgres(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     Err(missing_feature(url, "postgres"))
+}
+
+#[cfg(feature = "etcd")]
+async fn open_etcd(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
+    Ok(Arc::new(EtcdRegistry::connect(url).await?))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
+    Err(missing_feature(url, "etcd"))
 }
 
 #[allow(dead_code)] // used only by builds without one of the backends
