@@ -98,7 +98,7 @@ impl LocalCluster {
         }
         // `bind` returns once the row is written, so every instance is a
         // member now; the first handshake dials the peers.
-        let members = registry.snapshot(Some(CLUSTER), 10 * MEMBER_TTL).await.expect("registry");
+        let members = registry.snapshot(Some(CLUSTER), MEMBER_TTL).await.expect("registry");
         assert_eq!(members.len(), capacities.len(), "every instance registered");
         LocalCluster { registry, handles, endpoints, _dir: dir }
     }
@@ -129,7 +129,7 @@ impl LocalCluster {
     /// Waits until the registry row of `id` is older than `member_ttl`.
     async fn wait_until_stale(&self, id: InstanceId) {
         eventually("the crashed row is stale", || async {
-            let members = self.registry.snapshot(Some(CLUSTER), 10 * MEMBER_TTL).await.expect("registry");
+            let members = self.registry.snapshot(Some(CLUSTER), MEMBER_TTL).await.expect("registry");
             members.iter().find(|m| m.id == id).is_some_and(|m| m.heartbeat_age > MEMBER_TTL)
         })
         .await;
@@ -333,7 +333,7 @@ async fn on_sqlite_a_graceful_stop_removes_the_row_and_a_crash_leaves_it() {
         };
         cluster.handles[1].crash().await;
         cluster.handles[2].shutdown().await;
-        let rows = cluster.registry.snapshot(Some(CLUSTER), 10 * MEMBER_TTL).await.expect("registry");
+        let rows = cluster.registry.snapshot(Some(CLUSTER), MEMBER_TTL).await.expect("registry");
         assert_eq!(ids(rows), vec![InstanceId(1), InstanceId(2)]);
         cluster.shutdown().await;
         let rows = cluster_rows(&cluster.registry).await;
@@ -343,7 +343,7 @@ async fn on_sqlite_a_graceful_stop_removes_the_row_and_a_crash_leaves_it() {
 }
 
 async fn cluster_rows(registry: &Arc<dyn Registry>) -> Vec<InstanceId> {
-    let rows = registry.snapshot(Some(CLUSTER), 10 * MEMBER_TTL).await.expect("registry");
+    let rows = registry.snapshot(Some(CLUSTER), MEMBER_TTL).await.expect("registry");
     rows.iter().map(|m| m.id).collect()
 }
 

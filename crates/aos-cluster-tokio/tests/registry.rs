@@ -228,7 +228,7 @@ fn heartbeat(id: u32, host: &str, connected: u32) -> Heartbeat {
 }
 
 async fn members(registry: &dyn Registry, cluster: Option<&str>) -> Vec<MemberRecord> {
-    registry.snapshot(cluster, PURGE).await.expect("snapshot")
+    registry.snapshot(cluster, TTL).await.expect("snapshot")
 }
 
 fn ids(members: &[MemberRecord]) -> Vec<u32> {
@@ -237,7 +237,7 @@ fn ids(members: &[MemberRecord]) -> Vec<u32> {
 
 fn assert_in_use(result: Result<(), RegistryError>, id: u32, older_than: Duration, younger_than: Duration) {
     match result {
-        Err(RegistryError::IdInUse { id: got, age }) => {
+        Err(RegistryError::IdInUse { id: got, age, .. }) => {
             assert_eq!(got, InstanceId(id));
             assert!(
                 older_than <= age && age < younger_than,
@@ -348,7 +348,7 @@ async fn remove_touches_only_its_own_incarnation(db: &TestDb) {
     assert_eq!(ids(&members(&*registry, Some("c")).await), [2]);
 }
 
-async fn rows_older_than_purge_after_vanish(db: &TestDb) {
+async fn rows_older_than_ten_ttl_are_left_out_then_purged(db: &TestDb) {
     let registry = db.connect().await;
     for id in 1..=3 {
         registry.register(&heartbeat(id, "h", 0), A, TTL).await.expect("register");
@@ -360,16 +360,89 @@ async fn rows_older_than_purge_after_vanish(db: &TestDb) {
     db.age(4, PURGE + Duration::from_secs(1)).await;
 
     let read = members(&*registry, Some("c")).await;
-    assert_eq!(ids(&read), [1, 3], "the row past purge_after is gone, the merely stale one stays");
+    assert_eq!(ids(&read), [1, 3], "the row past 10 x member_ttl is left out, the merely stale one stays");
     let age = read[1].heartbeat_age;
     assert!(Duration::from_secs(240) <= age && age < Duration::from_secs(245), "stale row: {age:?}");
+    // A snapshot only reads: the old row is still there, holding its id.
+    let patient = Duration::from_secs(3600);
+    assert_in_use(
+        registry.register(&heartbeat(2, "h", 0), B, patient).await,
+        2,
+        PURGE,
+        PURGE + Duration::from_secs(5),
+    );
 
+    assert_eq!(registry.purge(Some("c"), PURGE).await.expect("purge"), 1, "one statement deletes it");
+    assert_eq!(registry.purge(Some("c"), PURGE).await.expect("purge again"), 0, "idempotent");
     // Deleted, not just hidden: any incarnation may claim the id now, even
     // with a TTL that would still count the old row as live.
-    let patient = Duration::from_secs(3600);
     registry.register(&heartbeat(2, "h", 0), B, patient).await.expect("the purged id is free");
-    // A snapshot purges only its own cluster's rows.
+    // A purge deletes only its own cluster's rows.
     assert_in_use(registry.register(&elsewhere, B, patient).await, 4, PURGE, PURGE + Duration::from_secs(5));
+    assert_eq!(ids(&members(&*registry, Some("c")).await), [1, 2, 3]);
+}
+
+/// A starting process that found the row's holder gone takes the row from
+/// exactly that holder: not from a third process that claimed it meanwhile.
+async fn take_over_replaces_only_the_named_holder(db: &TestDb) {
+    let old = db.connect().await;
+    let new = db.connect().await;
+    const C: Incarnation = Incarnation(7);
+    old.register(&heartbeat(1, "old", 1), A, TTL).await.expect("first start");
+    match new.register(&heartbeat(1, "new", 2), B, TTL).await {
+        Err(RegistryError::IdInUse { holder, endpoint, .. }) => {
+            assert_eq!(holder, A, "names the holder");
+            assert_eq!(endpoint, "AOS01@old:2712", "and where to ask it");
+        }
+        other => panic!("expected IdInUse, got {other:?}"),
+    }
+    // The wrong holder named: refused, nothing written.
+    match new.take_over(&heartbeat(1, "new", 2), B, C).await {
+        Err(RegistryError::IdInUse { holder, .. }) => assert_eq!(holder, A),
+        other => panic!("expected IdInUse, got {other:?}"),
+    }
+    assert_eq!(members(&*new, Some("c")).await[0].endpoint, endpoint("AOS01@old:2712"));
+
+    new.take_over(&heartbeat(1, "new", 2), B, A).await.expect("the named holder's row is taken over");
+    let read = members(&*old, Some("c")).await;
+    assert_eq!(
+        (read[0].endpoint.clone(), read[0].workload),
+        (endpoint("AOS01@new:2712"), Workload::new(2, 100))
+    );
+    match old.heartbeat(&heartbeat(1, "old", 9), A).await {
+        Err(RegistryError::Superseded { .. }) => {}
+        other => panic!("the old holder is superseded, got {other:?}"),
+    }
+    new.heartbeat(&heartbeat(1, "new", 3), B).await.expect("the new holder heartbeats");
+    // No row at all: taking over is a plain claim.
+    new.take_over(&heartbeat(5, "new", 0), B, A).await.expect("a free id");
+    assert_eq!(ids(&members(&*new, Some("c")).await), [1, 5]);
+}
+
+/// Changes made through one handle show in another's next snapshot: updates,
+/// new rows and removals (the incremental read misses none of them).
+async fn every_change_shows_in_the_next_snapshot(db: &TestDb) {
+    let writer = db.connect().await;
+    let reader = db.connect().await;
+    for id in 1..=20 {
+        writer.register(&heartbeat(id, "h", 0), A, TTL).await.expect("register");
+    }
+    assert_eq!(members(&*reader, Some("c")).await.len(), 20);
+    for round in 1..=5u32 {
+        for id in round..=20u32 {
+            if (id + round) % 3 == 0 {
+                writer.heartbeat(&heartbeat(id, "h", round * 100 + id), A).await.expect("heartbeat");
+            }
+        }
+        writer.register(&heartbeat(100 + round, "h", 0), A, TTL).await.expect("a newcomer");
+        assert!(writer.remove(InstanceId(round), A).await.expect("remove"));
+        let read = members(&*reader, Some("c")).await;
+        let expected: Vec<u32> = (round + 1..=20).chain(101..=100 + round).collect();
+        assert_eq!(ids(&read), expected, "round {round}");
+        for m in read.iter().filter(|m| m.id.0 <= 20 && (m.id.0 + round) % 3 == 0) {
+            assert_eq!(m.workload.connected, round * 100 + m.id.0, "round {round}, row {}", m.id);
+        }
+    }
 }
 
 async fn concurrent_registers_of_one_id_have_one_winner(db: &TestDb) {
@@ -440,38 +513,67 @@ on_every_backend!(
     a_live_row_of_another_incarnation_is_refused,
     a_stale_row_is_taken_over_and_its_owner_is_superseded,
     remove_touches_only_its_own_incarnation,
-    rows_older_than_purge_after_vanish,
+    rows_older_than_ten_ttl_are_left_out_then_purged,
+    take_over_replaces_only_the_named_holder,
+    every_change_shows_in_the_next_snapshot,
     concurrent_registers_of_one_id_have_one_winner,
 );
 
 // ---- SQL backends: rows written behind the registry's back ---------------------------
 
-async fn a_heartbeat_from_the_future_reads_as_age_zero(db: &TestDb, one_hour_ahead: &str) {
-    let registry = db.connect().await;
-    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
-    db.raw(one_hour_ahead).await;
-    assert_eq!(members(&*registry, Some("c")).await[0].heartbeat_age, Duration::ZERO);
+impl TestDb {
+    /// The member table of this backend.
+    fn table(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "postgres")]
+            TestDb::Postgres(_) => registry::POSTGRES_MEMBERS_TABLE,
+            _ => registry::MEMBERS_TABLE,
+        }
+    }
 }
 
-async fn rows_that_do_not_parse_are_skipped_and_logged_once(db: &TestDb, test: &str) {
+/// `ahead` is SQL that moves row `{id}`'s heartbeat forward by `{by}`
+/// seconds (per backend).
+async fn heartbeats_from_the_future(db: &TestDb, ahead: &str) {
+    let registry = db.connect().await;
+    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+    registry.register(&heartbeat(2, "h", 0), A, TTL).await.expect("register");
+    let ahead = |id: u32, by: u64| {
+        ahead.replace("{table}", db.table()).replace("{id}", &id.to_string()).replace("{by}", &by.to_string())
+    };
+    // A clock that stepped back a little: age zero.
+    db.raw(&ahead(1, 10)).await;
+    // Beyond member_ttl: such a row would never age out.
+    db.raw(&ahead(2, 3600)).await;
+    let before = registry.malformed_rows();
+    let read = members(&*registry, Some("c")).await;
+    assert_eq!(ids(&read), [1], "the row an hour ahead is skipped");
+    assert_eq!(read[0].heartbeat_age, Duration::ZERO);
+    assert_eq!(registry.malformed_rows(), before + 1, "and counted");
+}
+
+async fn rows_that_do_not_parse_are_skipped_counted_and_logged_once(db: &TestDb, test: &str) {
     let registry = db.connect().await;
     // Ids unique to this test, so the log lines it looks for are its own.
     let base = if test.starts_with("sqlite") { 1_000 } else { 2_000 };
     for id in base..base + 4 {
         registry.register(&heartbeat(id, "h", 0), A, TTL).await.expect("register");
     }
+    let table = db.table();
     db.raw(&format!(
-        "UPDATE aos_members_v1 SET endpoint = 'aos2:99999' WHERE id = {};
-         UPDATE aos_members_v1 SET role = 'emperor' WHERE id = {};
-         UPDATE aos_members_v1 SET connected = -1 WHERE id = {}",
+        "UPDATE {table} SET endpoint = 'aos2:99999' WHERE id = {};
+         UPDATE {table} SET role = 'emperor' WHERE id = {};
+         UPDATE {table} SET connected = -1 WHERE id = {}",
         base + 1,
         base + 2,
         base + 3
     ))
     .await;
+    let before = registry.malformed_rows();
     for _ in 0..3 {
         assert_eq!(ids(&members(&*registry, Some("c")).await), [base], "bad rows do not fail the snapshot");
     }
+    assert_eq!(registry.malformed_rows(), before + 9, "three rows, three snapshots");
     for (id, reason) in [(base + 1, "aos2:99999"), (base + 2, "emperor"), (base + 3, "connected -1")] {
         let lines = logged_lines(&format!("registry row id {id} skipped"));
         assert_eq!(lines.len(), 1, "one warning per bad row, not one per snapshot: {lines:?}");
@@ -481,92 +583,136 @@ async fn rows_that_do_not_parse_are_skipped_and_logged_once(db: &TestDb, test: &
 
 #[cfg(feature = "sqlite")]
 #[tokio::test]
-async fn sqlite_heartbeat_from_the_future_reads_as_age_zero() {
+async fn sqlite_heartbeats_from_the_future() {
     let db = TestDb::sqlite();
-    a_heartbeat_from_the_future_reads_as_age_zero(
+    heartbeats_from_the_future(
         &db,
-        "UPDATE aos_members_v1 SET heartbeat_at = heartbeat_at + 3600000",
+        "UPDATE {table} SET heartbeat_at = heartbeat_at + {by} * 1000 WHERE id = {id}",
     )
     .await;
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test]
-async fn postgres_heartbeat_from_the_future_reads_as_age_zero() {
+async fn postgres_heartbeats_from_the_future() {
     let Some(db) = TestDb::postgres("future").await else { return };
-    let sql = "UPDATE aos_members_v1 SET heartbeat_at = heartbeat_at + INTERVAL '1 hour'";
-    a_heartbeat_from_the_future_reads_as_age_zero(&db, sql).await;
+    let sql = "UPDATE {table} SET heartbeat_at = heartbeat_at + {by} * INTERVAL '1 second' WHERE id = {id}";
+    heartbeats_from_the_future(&db, sql).await;
     db.finish().await;
 }
 
 #[cfg(feature = "sqlite")]
 #[tokio::test]
-async fn sqlite_rows_that_do_not_parse_are_skipped_and_logged_once() {
+async fn sqlite_rows_that_do_not_parse_are_skipped_counted_and_logged_once() {
     logs();
-    rows_that_do_not_parse_are_skipped_and_logged_once(&TestDb::sqlite(), "sqlite").await;
+    rows_that_do_not_parse_are_skipped_counted_and_logged_once(&TestDb::sqlite(), "sqlite").await;
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test]
-async fn postgres_rows_that_do_not_parse_are_skipped_and_logged_once() {
+async fn postgres_rows_that_do_not_parse_are_skipped_counted_and_logged_once() {
     logs();
     let Some(db) = TestDb::postgres("skipped").await else { return };
-    rows_that_do_not_parse_are_skipped_and_logged_once(&db, "postgres").await;
+    rows_that_do_not_parse_are_skipped_counted_and_logged_once(&db, "postgres").await;
+    db.finish().await;
+}
+
+/// SQLite's columns take any type: text in `accepting`, a blob as the
+/// endpoint, a real as the id. Each such row is skipped and counted; the
+/// others are read.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_values_of_the_wrong_type_skip_their_row_only() {
+    let db = TestDb::sqlite();
+    let registry = db.connect().await;
+    for id in 1..=4 {
+        registry.register(&heartbeat(id, "h", 0), A, TTL).await.expect("register");
+    }
+    db.raw(
+        "UPDATE aos_members_v1 SET accepting = 'maybe' WHERE id = 2;
+         UPDATE aos_members_v1 SET endpoint = x'00ff' WHERE id = 3;
+         UPDATE aos_members_v1 SET max_sessions = 'lots' WHERE id = 4",
+    )
+    .await;
+    let before = registry.malformed_rows();
+    assert_eq!(ids(&members(&*registry, Some("c")).await), [1]);
+    assert_eq!(registry.malformed_rows(), before + 3);
+    db.raw("UPDATE aos_members_v1 SET accepting = 1 WHERE id = 2").await;
+    assert_eq!(ids(&members(&*registry, Some("c")).await), [1, 2], "a mended row is read again");
+}
+
+/// A column altered to another type by hand: every row fails to read that
+/// column; each is skipped and counted, the snapshot itself succeeds, and
+/// the registry keeps working for writes.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_a_column_of_the_wrong_type_skips_rows_without_failing() {
+    let Some(db) = TestDb::postgres("wrongtype").await else { return };
+    let registry = db.connect().await;
+    for id in 1..=3 {
+        registry.register(&heartbeat(id, "h", 0), A, TTL).await.expect("register");
+    }
+    let table = db.table();
+    db.raw(&format!(
+        "ALTER TABLE {table} ALTER COLUMN accepting TYPE text; UPDATE {table} SET accepting = 'maybe'"
+    ))
+    .await;
+    let reader = db.connect().await;
+    let read = reader.snapshot(Some("c"), TTL).await.expect("the snapshot does not fail");
+    assert!(read.is_empty(), "{read:?}");
+    assert_eq!(reader.malformed_rows(), 3);
     db.finish().await;
 }
 
 // ---- SQLite: the file --------------------------------------------------------------------
 
-/// Every kind of call on `registry` fails, saying that the file was deleted
-/// or replaced, and the log says it once.
+/// The first call after the file was lost fails loudly, naming the file and
+/// what happened (logged once); the registry then follows the path: the next
+/// calls work on the file there, where our row is gone (a heartbeat is
+/// `Superseded`, so the server registers again).
 #[cfg(feature = "sqlite")]
-async fn assert_every_call_fails_loudly(registry: &dyn Registry, path: &std::path::Path, what: &str) {
+async fn assert_fails_once_loudly_then_follows_the_path(
+    registry: &dyn Registry,
+    path: &std::path::Path,
+    what: &str,
+) {
     let hb = heartbeat(1, "h", 0);
-    let results = [
-        registry.register(&hb, A, TTL).await.err(),
-        registry.heartbeat(&hb, A).await.err(),
-        registry.snapshot(Some("c"), PURGE).await.err(),
-        registry.remove(InstanceId(1), A).await.err(),
-        registry.register(&hb, B, TTL).await.err(),
-    ];
-    for error in results {
-        match error {
-            Some(RegistryError::Backend { message, .. }) => {
-                assert!(message.contains(&path.display().to_string()), "{message}");
-                assert!(message.contains(what), "{message}");
-                assert!(message.contains("split the cluster"), "{message}");
-            }
-            other => panic!("expected the loud backend error, got {other:?}"),
+    match registry.snapshot(Some("c"), TTL).await {
+        Err(RegistryError::Backend { message, .. }) => {
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert!(message.contains(what), "{message}");
         }
+        other => panic!("expected the loud backend error, got {other:?}"),
     }
     let lines = logged_lines(&format!("THE REGISTRY DATABASE FILE {} WAS", path.display()));
     assert_eq!(lines.len(), 1, "logged once: {lines:?}");
     assert!(lines[0].contains("ERROR"), "{}", lines[0]);
+    match registry.heartbeat(&hb, A).await {
+        Err(RegistryError::Superseded { .. }) => {}
+        other => panic!("our row is not in the file at the path: {other:?}"),
+    }
+    registry.register(&hb, A, TTL).await.expect("registers again in the file at the path");
+    assert_eq!(ids(&members(registry, Some("c")).await), [1]);
+    // A process starting now opens the same file and sees the row.
+    let newcomer = SqliteRegistry::open(&format!("sqlite://{}", path.display())).await.expect("open");
+    assert_eq!(ids(&members(&newcomer, Some("c")).await), [1], "one file for everyone again");
 }
 
 #[cfg(feature = "sqlite")]
 #[tokio::test]
-async fn sqlite_file_deleted_fails_every_call_loudly() {
+async fn sqlite_file_deleted_fails_once_then_follows_the_path() {
     logs();
     let db = TestDb::sqlite();
     let TestDb::Sqlite { path, .. } = &db else { unreachable!() };
     let registry = db.connect().await;
     registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
-    for suffix in ["", "-wal", "-shm"] {
-        drop(std::fs::remove_file(format!("{}{suffix}", path.display())));
-    }
-    assert_every_call_fails_loudly(&*registry, path, "DELETED").await;
-
-    // Another process starting on the path creates a fresh file there; this
-    // registry still refuses (the split is what it must not take part in).
-    let newcomer = db.connect().await;
-    newcomer.register(&heartbeat(1, "other", 0), B, TTL).await.expect("the newcomer starts on a new file");
-    assert_every_call_fails_loudly(&*registry, path, "DELETED").await;
+    std::fs::remove_file(path).expect("delete the file");
+    assert_fails_once_loudly_then_follows_the_path(&*registry, path, "DELETED").await;
 }
 
 #[cfg(feature = "sqlite")]
 #[tokio::test]
-async fn sqlite_file_replaced_fails_every_call_loudly() {
+async fn sqlite_file_replaced_fails_once_then_follows_the_path() {
     logs();
     let db = TestDb::sqlite();
     let TestDb::Sqlite { path, .. } = &db else { unreachable!() };
@@ -576,9 +722,13 @@ async fn sqlite_file_replaced_fails_every_call_loudly() {
     // Another registry file (say, restored from elsewhere) moved over the path.
     let other = TestDb::sqlite();
     let TestDb::Sqlite { path: other_path, .. } = &other else { unreachable!() };
-    other.connect().await.register(&heartbeat(1, "other", 0), B, TTL).await.expect("register");
+    other.connect().await.register(&heartbeat(2, "other", 0), B, TTL).await.expect("register");
     std::fs::rename(other_path, path).expect("move the other file over");
-    assert_every_call_fails_loudly(&*registry, path, "REPLACED").await;
+    match registry.snapshot(Some("c"), TTL).await {
+        Err(RegistryError::Backend { message, .. }) => assert!(message.contains("REPLACED"), "{message}"),
+        other => panic!("expected the loud backend error, got {other:?}"),
+    }
+    assert_eq!(ids(&members(&*registry, Some("c")).await), [2], "the file at the path now");
 }
 
 /// Same inode, other contents (a backup copied over the file in place): the
@@ -586,31 +736,49 @@ async fn sqlite_file_replaced_fails_every_call_loudly() {
 /// not.
 #[cfg(feature = "sqlite")]
 #[tokio::test]
-async fn sqlite_file_overwritten_in_place_fails_every_call_loudly() {
+async fn sqlite_file_overwritten_in_place_fails_once_then_follows_the_path() {
     logs();
     let db = TestDb::sqlite();
     let TestDb::Sqlite { path, .. } = &db else { unreachable!() };
     let registry = db.connect().await;
     registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
-    // Our pages into the main file, so what is read next is the copy's.
-    db.raw("PRAGMA wal_checkpoint(TRUNCATE)").await;
 
     let other = TestDb::sqlite();
     let TestDb::Sqlite { path: other_path, .. } = &other else { unreachable!() };
     let writer = other.connect().await;
-    writer.register(&heartbeat(1, "other", 0), B, TTL).await.expect("register");
-    drop(writer); // its last connection closes: everything is in its main file
+    writer.register(&heartbeat(2, "other", 0), B, TTL).await.expect("register");
+    drop(writer);
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).expect("stat"));
     std::fs::copy(other_path, path).expect("copy the other file over, in place");
     #[cfg(unix)]
     assert_eq!(std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).expect("stat")), inode);
-    assert_every_call_fails_loudly(&*registry, path, "REPLACED").await;
+    match registry.snapshot(Some("c"), TTL).await {
+        Err(RegistryError::Backend { message, .. }) => assert!(message.contains("REPLACED"), "{message}"),
+        other => panic!("expected the loud backend error, got {other:?}"),
+    }
+    assert_eq!(ids(&members(&*registry, Some("c")).await), [2], "the file at the path now");
 }
 
+/// Truncated to nothing in place: no crash (no shared-memory map to fault
+/// on), one loud error, then the registry works in the emptied file.
 #[cfg(feature = "sqlite")]
 #[tokio::test]
-async fn sqlite_two_handles_on_one_file_share_rows_and_the_file_is_in_wal_mode() {
+async fn sqlite_file_truncated_fails_once_then_follows_the_path() {
+    logs();
+    let db = TestDb::sqlite();
+    let TestDb::Sqlite { path, .. } = &db else { unreachable!() };
+    let registry = db.connect().await;
+    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+    std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(0)).expect("truncate");
+    assert_fails_once_loudly_then_follows_the_path(&*registry, path, "EMPTIED").await;
+}
+
+/// No shared-memory file anywhere: the rollback journal, so no process
+/// maps a file another can truncate under it.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_two_handles_on_one_file_share_rows_without_shared_memory() {
     let db = TestDb::sqlite();
     let TestDb::Sqlite { path, .. } = &db else { unreachable!() };
     let first = db.connect().await;
@@ -620,7 +788,8 @@ async fn sqlite_two_handles_on_one_file_share_rows_and_the_file_is_in_wal_mode()
     assert_eq!(ids(&members(&*first, Some("c")).await), [1, 2]);
     let conn = rusqlite::Connection::open(path).expect("open directly");
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("journal mode");
-    assert_eq!(mode, "wal");
+    assert_eq!(mode, "delete");
+    assert!(!std::path::Path::new(&format!("{}-shm", path.display())).exists(), "no -shm file");
     let incarnation: i64 = conn
         .query_row("SELECT incarnation FROM aos_members_v1 WHERE id = 1", [], |row| row.get(0))
         .expect("the row");
@@ -718,7 +887,7 @@ async fn postgres_reconnects_after_losing_its_connection() {
     // a panic); the next one reconnects and finds the row still there.
     let mut recovered = None;
     for attempt in 0..20 {
-        match registry.snapshot(Some("c"), PURGE).await {
+        match registry.snapshot(Some("c"), TTL).await {
             Ok(read) => {
                 recovered = Some((attempt, read));
                 break;

@@ -11,12 +11,16 @@ use aos_cluster_tokio::registry::{BoxFuture, Incarnation, Registry, RegistryErro
 /// Calls made to the registry, by kind, over every instance of a run.
 #[derive(Debug, Default)]
 pub struct RegistryCalls {
-    /// `register` calls (one per start).
+    /// `register` and `take_over` calls (one per start, more when a row is
+    /// claimed again).
     pub register: AtomicU64,
     /// `heartbeat` calls.
     pub heartbeat: AtomicU64,
-    /// `snapshot` calls (each a purge and a full read in the SQL backends).
+    /// `snapshot` calls (a full read in SQLite, a read of what changed in
+    /// PostgreSQL, no round trip in etcd).
     pub snapshot: AtomicU64,
+    /// `purge` calls (one per instance and `member_ttl`).
+    pub purge: AtomicU64,
     /// `remove` calls.
     pub remove: AtomicU64,
     /// Calls that failed.
@@ -26,7 +30,7 @@ pub struct RegistryCalls {
 impl RegistryCalls {
     /// Every call so far.
     pub fn total(&self) -> u64 {
-        [&self.register, &self.heartbeat, &self.snapshot, &self.remove]
+        [&self.register, &self.heartbeat, &self.snapshot, &self.purge, &self.remove]
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .sum()
@@ -74,16 +78,45 @@ impl Registry for Counted {
         })
     }
 
+    fn take_over<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+        previous: Incarnation,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let result = self.inner.take_over(heartbeat, incarnation, previous).await;
+            self.count(&self.calls.register, &result);
+            result
+        })
+    }
+
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        purge_after: Duration,
+        member_ttl: Duration,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
         Box::pin(async move {
-            let result = self.inner.snapshot(cluster, purge_after).await;
+            let result = self.inner.snapshot(cluster, member_ttl).await;
             self.count(&self.calls.snapshot, &result);
             result
         })
+    }
+
+    fn purge<'a>(
+        &'a self,
+        cluster: Option<&'a str>,
+        older_than: Duration,
+    ) -> BoxFuture<'a, Result<u64, RegistryError>> {
+        Box::pin(async move {
+            let result = self.inner.purge(cluster, older_than).await;
+            self.count(&self.calls.purge, &result);
+            result
+        })
+    }
+
+    fn malformed_rows(&self) -> u64 {
+        self.inner.malformed_rows()
     }
 
     fn remove<'a>(

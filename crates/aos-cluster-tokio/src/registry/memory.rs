@@ -39,6 +39,17 @@ impl Row {
     }
 }
 
+impl Row {
+    fn in_use(&self, age: Duration) -> RegistryError {
+        RegistryError::IdInUse {
+            id: self.heartbeat.id,
+            age,
+            holder: self.incarnation,
+            endpoint: self.heartbeat.endpoint.to_string(),
+        }
+    }
+}
+
 impl MemoryRegistry {
     /// An empty registry.
     pub fn new() -> MemoryRegistry {
@@ -62,7 +73,26 @@ impl MemoryRegistry {
         if let Some(row) = rows.get(&heartbeat.id) {
             let age = row.age(now);
             if row.incarnation != incarnation && age < member_ttl {
-                return Err(RegistryError::IdInUse { id: heartbeat.id, age });
+                return Err(row.in_use(age));
+            }
+        }
+        let row =
+            Row { heartbeat: heartbeat.clone(), incarnation, written_at: now, backdated: Duration::ZERO };
+        rows.insert(heartbeat.id, row);
+        Ok(())
+    }
+
+    fn take_over_now(
+        &self,
+        heartbeat: &Heartbeat,
+        incarnation: Incarnation,
+        previous: Incarnation,
+    ) -> Result<(), RegistryError> {
+        let now = Instant::now();
+        let mut rows = self.rows();
+        if let Some(row) = rows.get(&heartbeat.id) {
+            if row.incarnation != previous && row.incarnation != incarnation {
+                return Err(row.in_use(row.age(now)));
             }
         }
         let row =
@@ -83,12 +113,12 @@ impl MemoryRegistry {
         }
     }
 
-    fn snapshot_now(&self, cluster: Option<&str>, purge_after: Duration) -> Vec<MemberRecord> {
+    fn snapshot_now(&self, cluster: Option<&str>, member_ttl: Duration) -> Vec<MemberRecord> {
         let now = Instant::now();
-        let mut rows = self.rows();
-        rows.retain(|_, row| row.heartbeat.cluster.as_deref() != cluster || row.age(now) <= purge_after);
-        rows.values()
-            .filter(|row| row.heartbeat.cluster.as_deref() == cluster)
+        let kept = member_ttl.saturating_mul(10);
+        self.rows()
+            .values()
+            .filter(|row| row.heartbeat.cluster.as_deref() == cluster && row.age(now) <= kept)
             .map(|row| MemberRecord {
                 id: row.heartbeat.id,
                 endpoint: row.heartbeat.endpoint.clone(),
@@ -98,6 +128,14 @@ impl MemoryRegistry {
                 heartbeat_age: row.age(now),
             })
             .collect()
+    }
+
+    fn purge_now(&self, cluster: Option<&str>, older_than: Duration) -> u64 {
+        let now = Instant::now();
+        let mut rows = self.rows();
+        let before = rows.len();
+        rows.retain(|_, row| row.heartbeat.cluster.as_deref() != cluster || row.age(now) <= older_than);
+        (before - rows.len()) as u64
     }
 
     fn remove_now(&self, id: InstanceId, incarnation: Incarnation) -> bool {
@@ -144,12 +182,34 @@ impl Registry for MemoryRegistry {
         Box::pin(async move { self.heartbeat_now(heartbeat, incarnation) })
     }
 
+    fn take_over<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+        previous: Incarnation,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move { self.take_over_now(heartbeat, incarnation, previous) })
+    }
+
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        purge_after: Duration,
+        member_ttl: Duration,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
-        Box::pin(async move { Ok(self.snapshot_now(cluster, purge_after)) })
+        Box::pin(async move { Ok(self.snapshot_now(cluster, member_ttl)) })
+    }
+
+    fn purge<'a>(
+        &'a self,
+        cluster: Option<&'a str>,
+        older_than: Duration,
+    ) -> BoxFuture<'a, Result<u64, RegistryError>> {
+        Box::pin(async move { Ok(self.purge_now(cluster, older_than)) })
+    }
+
+    /// Rows here are written only through the trait, so none is malformed.
+    fn malformed_rows(&self) -> u64 {
+        0
     }
 
     fn remove<'a>(

@@ -23,7 +23,7 @@
 //! Both databases hold one row per instance id (ids are unique across every
 //! cluster that shares the database) in a table whose name carries the schema
 //! version, so a later incompatible layout gets a new table instead of
-//! misreading this one:
+//! misreading this one. SQLite's ([`MEMBERS_TABLE`]):
 //!
 //! ```sql
 //! CREATE TABLE aos_members_v1 (
@@ -39,6 +39,12 @@
 //! );
 //! ```
 //!
+//! PostgreSQL's (`POSTGRES_MEMBERS_TABLE`, `aos_members_v2`) adds what its
+//! incremental reads need: `changed_xid`, the transaction that last wrote the
+//! row (set by a trigger), and `removed`, a graceful stop's mark. A snapshot
+//! there reads only the rows changed since its last read, so a cluster of M
+//! instances reads what changed, not M rows per instance per second.
+//!
 //! # Time
 //!
 //! `heartbeat_at` is always written by the database's own clock, never by the
@@ -50,11 +56,15 @@
 //!
 //! # Rows that do not parse
 //!
-//! The schema has no `CHECK`s (a newer writer with a new role must not break an
-//! older one's inserts); the reader checks each row. A row whose endpoint does
-//! not parse, whose role is unknown or whose numbers do not fit a `u32` is left
-//! out of the snapshot and logged once (`tracing::warn!`, naming the row and
-//! the reason) until it changes or goes away.
+//! The database is input from outside: anyone with access can write any row,
+//! and the schema has no `CHECK`s (a newer writer with a new role must not
+//! break an older one's inserts). So the reader checks each row. A row with a
+//! column it cannot read as its type, an endpoint that does not parse, an
+//! unknown role, numbers that do not fit a `u32`, or a heartbeat more than
+//! `member_ttl` in the future is left out of the snapshot, counted
+//! ([`Registry::malformed_rows`]) and logged once (`tracing::warn!`, naming
+//! the row and the reason) until it changes or goes away. It never fails the
+//! snapshot.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -79,11 +89,11 @@ mod sqlite;
 pub use etcd::EtcdRegistry;
 pub use memory::MemoryRegistry;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresRegistry;
+pub use postgres::{PostgresRegistry, TABLE as POSTGRES_MEMBERS_TABLE};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteRegistry;
 
-/// The member table's name: prefixed, with the schema version.
+/// The SQLite member table's name: prefixed, with the schema version.
 pub const MEMBERS_TABLE: &str = "aos_members_v1";
 
 /// How long one registry call may take (connecting, waiting for another
@@ -117,6 +127,11 @@ impl Incarnation {
     /// The value as stored in a database's signed 64-bit column (same bits).
     pub fn to_i64(self) -> i64 {
         i64::from_ne_bytes(self.0.to_ne_bytes())
+    }
+
+    /// The incarnation stored as `stored` by [`to_i64`](Self::to_i64).
+    pub fn from_i64(stored: i64) -> Incarnation {
+        Incarnation(u64::from_ne_bytes(stored.to_ne_bytes()))
     }
 }
 
@@ -155,16 +170,46 @@ pub trait Registry: Send + Sync + 'static {
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<(), RegistryError>>;
 
+    /// Claims the row for `heartbeat.id` from the incarnation `previous`
+    /// that [`register`](Registry::register) found holding it (and that the
+    /// caller has found gone: its endpoint did not answer), atomically: the
+    /// row is written when it still belongs to `previous`, or when there is
+    /// none. Fails with [`RegistryError::IdInUse`] when another incarnation
+    /// holds it by now (a third process won the race), so a row is never taken
+    /// from a process nobody checked.
+    fn take_over<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+        previous: Incarnation,
+    ) -> BoxFuture<'a, Result<(), RegistryError>>;
+
     /// The cluster's member rows (`None`: rows of no cluster), ordered by id,
-    /// with ages by the database's clock. Deletes that cluster's rows older
-    /// than `purge_after` (the caller passes `10 x member_ttl`) and leaves them
-    /// out; other clusters' rows are left to their own snapshots. Rows that do
-    /// not parse are left out and logged.
+    /// with ages by the database's clock. Leaves out rows older than
+    /// `10 x member_ttl` (left for [`purge`](Registry::purge)) and skips, and
+    /// counts in [`malformed_rows`](Registry::malformed_rows), rows that do
+    /// not parse or whose heartbeat lies more than `member_ttl` in the
+    /// future (such a row would never age out). Backends may answer from a
+    /// replica brought up to date with what changed since their last read.
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        purge_after: Duration,
+        member_ttl: Duration,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>>;
+
+    /// Deletes the cluster's rows older than `older_than` (the server passes
+    /// `10 x member_ttl`, once per `member_ttl`), in one idempotent statement;
+    /// the number deleted. Backends whose rows expire by themselves (etcd
+    /// leases) delete nothing.
+    fn purge<'a>(
+        &'a self,
+        cluster: Option<&'a str>,
+        older_than: Duration,
+    ) -> BoxFuture<'a, Result<u64, RegistryError>>;
+
+    /// How many malformed rows snapshots have skipped, counted once per
+    /// snapshot that skipped them.
+    fn malformed_rows(&self) -> u64;
 
     /// Removes this incarnation's row (graceful stop); `Ok(false)` when the row
     /// is not ours (another incarnation took it, or it is gone).
@@ -180,12 +225,17 @@ pub trait Registry: Send + Sync + 'static {
 #[non_exhaustive]
 pub enum RegistryError {
     /// Another live process holds this id.
-    #[error("instance id {id} is in use by another live process (its heartbeat is {age:?} old); refusing to start")]
+    #[error("instance id {id} is in use by another live process at {endpoint} (its heartbeat is {age:?} old); refusing to start")]
     IdInUse {
         /// The id.
         id: InstanceId,
         /// How old the other process's heartbeat is.
         age: Duration,
+        /// The incarnation that holds the row.
+        holder: Incarnation,
+        /// The endpoint its row advertises (as stored), where a starting
+        /// process asks whether it still answers.
+        endpoint: String,
     },
     /// Our row was taken over by another incarnation or removed.
     #[error("the registry row of instance {id} no longer belongs to this process")]
@@ -353,22 +403,60 @@ pub(crate) fn sql_millis(duration: Duration) -> i64 {
 }
 
 /// A row as stored, before it is checked.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct StoredRow {
-    pub(crate) id: i64,
+    /// `None` when even the id could not be read.
+    pub(crate) id: Option<i64>,
+    /// The first column that could not be read as its type (a table altered
+    /// by hand, or SQLite's dynamic types): the row is skipped.
+    pub(crate) unreadable: Option<String>,
     pub(crate) endpoint: String,
     pub(crate) role: String,
     pub(crate) accepting: bool,
     pub(crate) max_sessions: i64,
     pub(crate) connected: i64,
     /// Heartbeat age by the database's clock, in microseconds (negative:
-    /// from the future, read as zero).
+    /// from the future).
     pub(crate) age_micros: i64,
 }
 
 impl StoredRow {
-    fn into_member(self) -> Result<MemberRecord, String> {
-        let id = u32::try_from(self.id).map_err(|_| format!("id {} is not a u32", self.id))?;
+    /// A row none of whose columns could be read yet: filled by
+    /// [`StoredRow::read`], column by column.
+    #[allow(dead_code)] // not every backend combination uses it
+    pub(crate) fn empty() -> StoredRow {
+        StoredRow {
+            id: None,
+            unreadable: None,
+            endpoint: String::new(),
+            role: String::new(),
+            accepting: false,
+            max_sessions: 0,
+            connected: 0,
+            age_micros: 0,
+        }
+    }
+
+    /// Stores a column read, or notes the first one that failed.
+    #[allow(dead_code)] // not every backend combination uses it
+    pub(crate) fn read<T, E: std::fmt::Display>(&mut self, column: &str, value: Result<T, E>) -> Option<T> {
+        match value {
+            Ok(value) => Some(value),
+            Err(e) => {
+                if self.unreadable.is_none() {
+                    self.unreadable = Some(format!("column `{column}` cannot be read: {e}"));
+                }
+                None
+            }
+        }
+    }
+
+    fn into_member(self, member_ttl: Duration) -> Result<MemberRecord, String> {
+        if let Some(reason) = self.unreadable {
+            return Err(reason);
+        }
+        let stored_id = self.id.ok_or("no readable id")?;
+        let id = u32::try_from(stored_id).map_err(|_| format!("id {stored_id} is not a u32"))?;
         let endpoint = Endpoint::from_str(&self.endpoint)
             .map_err(|e| format!("bad endpoint `{}`: {e}", self.endpoint))?;
         let role = parse_role(&self.role).ok_or_else(|| format!("unknown role `{}`", self.role))?;
@@ -376,6 +464,16 @@ impl StoredRow {
             .map_err(|_| format!("max_sessions {} is not a u32", self.max_sessions))?;
         let connected = u32::try_from(self.connected)
             .map_err(|_| format!("connected {} is not a u32", self.connected))?;
+        let ahead =
+            Duration::from_micros(self.age_micros.checked_neg().map_or(0, |m| u64::try_from(m).unwrap_or(0)));
+        if ahead > member_ttl {
+            // A clock that stepped back a little reads as age zero; a row
+            // this far ahead was written by hand or by a broken clock and
+            // would never age out.
+            return Err(format!(
+                "its heartbeat is {ahead:?} in the future (more than member_ttl {member_ttl:?})"
+            ));
+        }
         Ok(MemberRecord {
             id: InstanceId(id),
             endpoint,
@@ -387,33 +485,48 @@ impl StoredRow {
     }
 }
 
-/// Turns stored rows into members, skipping (and logging) those that do not
-/// parse. Each skipped row is logged when it first shows up (or its reason
-/// changes), not at every snapshot, so a bad row does not flood the log.
+/// Turns stored rows into members, skipping (counting and logging) those that
+/// do not parse. Each skipped row is logged when it first shows up (or its
+/// reason changes), not at every snapshot, so a bad row does not flood the
+/// log.
 #[derive(Debug, Default)]
 pub(crate) struct RowChecker {
-    last_skipped: Mutex<BTreeSet<(i64, String)>>,
+    last_skipped: Mutex<BTreeSet<(Option<i64>, String)>>,
+    skipped: std::sync::atomic::AtomicU64,
 }
 
 impl RowChecker {
     #[allow(dead_code)] // not every backend combination uses it
-    pub(crate) fn members(&self, registry: &str, rows: Vec<StoredRow>) -> Vec<MemberRecord> {
-        let mut members = Vec::with_capacity(rows.len());
+    pub(crate) fn members(
+        &self,
+        registry: &str,
+        rows: impl IntoIterator<Item = StoredRow>,
+        member_ttl: Duration,
+    ) -> Vec<MemberRecord> {
+        let rows = rows.into_iter();
+        let mut members = Vec::with_capacity(rows.size_hint().0);
         let mut skipped = BTreeSet::new();
         for row in rows {
             let id = row.id;
-            match row.into_member() {
+            match row.into_member(member_ttl) {
                 Ok(member) => members.push(member),
                 Err(reason) => {
                     skipped.insert((id, reason));
                 }
             }
         }
+        self.skipped.fetch_add(skipped.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let mut last = self.last_skipped.lock().unwrap_or_else(PoisonError::into_inner);
         for (id, reason) in skipped.difference(&last) {
-            tracing::warn!(registry, row_id = id, "registry row id {id} skipped: {reason}");
+            let shown = id.map_or_else(|| "?".to_owned(), |id| id.to_string());
+            tracing::warn!(registry, row_id = %shown, "registry row id {shown} skipped: {reason}");
         }
         *last = skipped;
         members
+    }
+
+    /// Rows skipped so far, once per snapshot that skipped them.
+    pub(crate) fn skipped(&self) -> u64 {
+        self.skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

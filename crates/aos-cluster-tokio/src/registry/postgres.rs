@@ -14,12 +14,20 @@ use std::time::Duration;
 
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::InstanceId;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config};
 
 use super::{
     redact_password, role_text, BoxFuture, Incarnation, Registry, RegistryError, RowChecker, StoredRow,
-    CALL_TIMEOUT, MEMBERS_TABLE,
+    CALL_TIMEOUT,
 };
+
+/// The member table: the layout of the registry module docs, plus the
+/// columns incremental reads need (`changed_xid`, set by a trigger on every
+/// insert and update, hand-made ones included; `removed`, a graceful stop's
+/// mark, so other readers see it). Its own version: older builds' tables are
+/// left alone.
+pub const TABLE: &str = "aos_members_v2";
 
 /// Two concurrent first starts must not race to create the table: PostgreSQL's
 /// `CREATE TABLE IF NOT EXISTS` is not safe against itself, so creation holds
@@ -37,6 +45,8 @@ pub struct PostgresRegistry {
     connector: Connector,
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
     rows: RowChecker,
+    /// Each cluster's rows as last read (incremental reads).
+    replicas: tokio::sync::Mutex<std::collections::BTreeMap<Option<String>, Replica>>,
 }
 
 impl std::fmt::Debug for PostgresRegistry {
@@ -144,6 +154,7 @@ impl PostgresRegistry {
             connector,
             client: tokio::sync::Mutex::new(None),
             rows: RowChecker::default(),
+            replicas: Default::default(),
         };
         registry.call(|_| async { Ok(()) }).await.map_err(|e| match e {
             RegistryError::Backend { url, message } => {
@@ -168,24 +179,37 @@ impl PostgresRegistry {
         }
         *slot = None;
         let client = (self.connector)(self.config.clone()).await?;
+        // One simple-protocol batch, one implicit transaction: the lock
+        // holds until the end, so racing first starts create things once.
         client
             .batch_execute(&format!(
                 "SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY});
-                 CREATE TABLE IF NOT EXISTS {MEMBERS_TABLE} (
-                     id            BIGINT      PRIMARY KEY,
-                     incarnation   BIGINT      NOT NULL,
-                     endpoint      TEXT        NOT NULL,
-                     cluster       TEXT,
-                     role          TEXT        NOT NULL,
-                     accepting     BOOLEAN     NOT NULL,
-                     max_sessions  BIGINT      NOT NULL,
-                     connected     BIGINT      NOT NULL,
-                     heartbeat_at  TIMESTAMPTZ NOT NULL
-                 );
-                 CREATE INDEX IF NOT EXISTS {MEMBERS_TABLE}_cluster ON {MEMBERS_TABLE} (cluster);"
+                 DO $$ BEGIN
+                 IF to_regclass('{TABLE}') IS NULL THEN
+                     CREATE TABLE {TABLE} (
+                         id            BIGINT      PRIMARY KEY,
+                         incarnation   BIGINT      NOT NULL,
+                         endpoint      TEXT        NOT NULL,
+                         cluster       TEXT,
+                         role          TEXT        NOT NULL,
+                         accepting     BOOLEAN     NOT NULL,
+                         max_sessions  BIGINT      NOT NULL,
+                         connected     BIGINT      NOT NULL,
+                         heartbeat_at  TIMESTAMPTZ NOT NULL,
+                         removed       BOOLEAN     NOT NULL DEFAULT false,
+                         changed_xid   xid8        NOT NULL DEFAULT pg_current_xact_id()
+                     );
+                     CREATE INDEX {TABLE}_changed ON {TABLE} (changed_xid);
+                     CREATE INDEX {TABLE}_heartbeat ON {TABLE} (heartbeat_at);
+                     CREATE FUNCTION {TABLE}_changed() RETURNS trigger LANGUAGE plpgsql AS
+                         'BEGIN NEW.changed_xid := pg_current_xact_id(); RETURN NEW; END';
+                     CREATE TRIGGER {TABLE}_changed BEFORE INSERT OR UPDATE ON {TABLE}
+                         FOR EACH ROW EXECUTE FUNCTION {TABLE}_changed();
+                 END IF;
+                 END $$;"
             ))
             .await
-            .map_err(|e| format!("cannot create the table {MEMBERS_TABLE}: {}", error_text(&e)))?;
+            .map_err(|e| format!("cannot create the table {TABLE}: {}", error_text(&e)))?;
         let client = Arc::new(client);
         *slot = Some(Arc::clone(&client));
         Ok(client)
@@ -219,12 +243,12 @@ impl PostgresRegistry {
         let seconds = sql_seconds(age);
         self.call(|client| async move {
             client
-                .execute(
+                .execute_typed(
                     &format!(
-                        "UPDATE {MEMBERS_TABLE} SET heartbeat_at = now() - $2::float8 * INTERVAL '1 second'
+                        "UPDATE {TABLE} SET heartbeat_at = now() - $2::float8 * INTERVAL '1 second'
                          WHERE id = $1"
                     ),
-                    &[&i64::from(id.0), &seconds],
+                    &[(&i64::from(id.0), Type::INT8), (&seconds, Type::FLOAT8)],
                 )
                 .await
         })
@@ -332,6 +356,214 @@ fn error_text(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The columns a heartbeat writes, bound as `$1..$8` by [`row_params`].
+const ROW_COLUMNS: &str = "id, incarnation, endpoint, cluster, role, accepting, max_sessions, connected";
+
+/// A heartbeat's row as `$1..$8` (see [`ROW_COLUMNS`]).
+struct RowValues {
+    id: i64,
+    incarnation: i64,
+    endpoint: String,
+    cluster: Option<String>,
+    role: &'static str,
+    accepting: bool,
+    max_sessions: i64,
+    connected: i64,
+}
+
+impl RowValues {
+    fn new(hb: &Heartbeat, incarnation: Incarnation) -> RowValues {
+        RowValues {
+            id: i64::from(hb.id.0),
+            incarnation: incarnation.to_i64(),
+            endpoint: hb.endpoint.to_string(),
+            cluster: hb.cluster.clone(),
+            role: role_text(hb.role),
+            accepting: hb.accepting,
+            max_sessions: i64::from(hb.workload.max_sessions),
+            connected: i64::from(hb.workload.connected),
+        }
+    }
+
+    /// Every statement here goes out with its parameters' types, unnamed, in
+    /// one round trip (`query_typed`): nothing prepared lives on a
+    /// connection, which PgBouncer in transaction mode may hand to another
+    /// client between two statements.
+    fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        vec![
+            (&self.id, Type::INT8),
+            (&self.incarnation, Type::INT8),
+            (&self.endpoint, Type::TEXT),
+            (&self.cluster, Type::TEXT),
+            (&self.role, Type::TEXT),
+            (&self.accepting, Type::BOOL),
+            (&self.max_sessions, Type::INT8),
+            (&self.connected, Type::INT8),
+        ]
+    }
+}
+
+/// Claims the row `$1..$8` when the stored one passes `{when}` (about `m`,
+/// the stored row, and `EXCLUDED`, ours); then says whether it did and who
+/// holds the row. The CTE's outer SELECT reads the table as it was when the
+/// statement began: the row that refused the claim. A row committed by a
+/// racing claim after that moment is not in that view (it comes back empty);
+/// the next try sees it.
+fn claim_statement(when: &str) -> String {
+    format!(
+        "WITH claim AS (
+             INSERT INTO {TABLE} AS m ({ROW_COLUMNS}, heartbeat_at, removed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), false)
+             ON CONFLICT (id) DO UPDATE SET
+                 incarnation = EXCLUDED.incarnation, endpoint = EXCLUDED.endpoint,
+                 cluster = EXCLUDED.cluster, role = EXCLUDED.role,
+                 accepting = EXCLUDED.accepting, max_sessions = EXCLUDED.max_sessions,
+                 connected = EXCLUDED.connected, heartbeat_at = EXCLUDED.heartbeat_at,
+                 removed = false
+             WHERE m.removed OR m.incarnation = EXCLUDED.incarnation OR {when}
+             RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM claim), h.age, h.incarnation, h.endpoint
+         FROM (SELECT 1) one
+         LEFT JOIN (SELECT {AGE_MICROS} AS age, incarnation, endpoint FROM {TABLE} WHERE id = $1) h ON true"
+    )
+}
+
+impl PostgresRegistry {
+    /// Runs a claim ([`claim_statement`]) with `extra` as `$9`, retrying the
+    /// race described there.
+    async fn claim(
+        &self,
+        statement: &str,
+        hb: &Heartbeat,
+        incarnation: Incarnation,
+        extra: (&(dyn ToSql + Sync), Type),
+    ) -> Result<(), RegistryError> {
+        let values = RowValues::new(hb, incarnation);
+        for _ in 0..3 {
+            let mut params = values.params();
+            params.push(extra.clone());
+            let row =
+                self.call(|client| async move { client.query_typed_one(statement, &params).await }).await?;
+            let claimed: i64 = row.try_get(0).map_err(|e| self.malformed(&e))?;
+            if claimed > 0 {
+                return Ok(());
+            }
+            let age: Option<i64> = row.try_get(1).map_err(|e| self.malformed(&e))?;
+            if let Some(age_micros) = age {
+                let holder: i64 = row.try_get(2).map_err(|e| self.malformed(&e))?;
+                let endpoint: String = row.try_get(3).map_err(|e| self.malformed(&e))?;
+                return Err(RegistryError::IdInUse {
+                    id: hb.id,
+                    age: Duration::from_micros(u64::try_from(age_micros).unwrap_or(0)),
+                    holder: Incarnation::from_i64(holder),
+                    endpoint,
+                });
+            }
+        }
+        // Three racing claims in a row: someone else holds it right now.
+        Err(RegistryError::IdInUse {
+            id: hb.id,
+            age: Duration::ZERO,
+            holder: incarnation,
+            endpoint: String::new(),
+        })
+    }
+
+    fn malformed(&self, e: &tokio_postgres::Error) -> RegistryError {
+        RegistryError::backend(&self.shown_url, format!("the table {TABLE} has an unexpected layout: {e}"))
+    }
+
+    /// Brings the cluster's replica up to date: the rows changed since its
+    /// last read (all of them on the first, and every `10 x member_ttl` to
+    /// forget rows deleted by hand), in one statement.
+    async fn refresh(
+        &self,
+        cluster: Option<&str>,
+        member_ttl: Duration,
+    ) -> Result<Vec<StoredRow>, RegistryError> {
+        let mut replicas = self.replicas.lock().await;
+        let key = cluster.map(str::to_owned);
+        let replica = replicas.entry(key).or_default();
+        let full = replica.read_at.is_none_or(|at| at.elapsed() >= member_ttl.saturating_mul(10));
+        let horizon: i64 = if full { 0 } else { replica.horizon };
+        let cluster_param = cluster.map(str::to_owned);
+        let rows = self
+            .call(|client| async move {
+                client
+                    .query_typed(
+                        &format!(
+                            "SELECT h.now_us, h.horizon, m.id, m.endpoint, m.role, m.accepting,
+                                    m.max_sessions, m.connected,
+                                    (EXTRACT(EPOCH FROM m.heartbeat_at) * 1000000)::BIGINT, m.removed
+                             FROM (SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::BIGINT AS now_us,
+                                          (pg_snapshot_xmin(pg_current_snapshot())::text)::BIGINT AS horizon) h
+                             LEFT JOIN {TABLE} m
+                               ON m.changed_xid >= ($2::BIGINT)::text::xid8
+                              AND m.cluster IS NOT DISTINCT FROM $1"
+                        ),
+                        &[(&cluster_param, Type::TEXT), (&horizon, Type::INT8)],
+                    )
+                    .await
+            })
+            .await?;
+        if full {
+            replica.rows.clear();
+        }
+        let mut now_us = replica.now_us;
+        for row in &rows {
+            now_us = row.try_get(0).map_err(|e| self.malformed(&e))?;
+            replica.horizon = row.try_get(1).map_err(|e| self.malformed(&e))?;
+            let mut stored = StoredRow::empty();
+            // The empty side of the LEFT JOIN: nothing changed.
+            let Ok(Some(id)) = row.try_get::<_, Option<i64>>(2) else { continue };
+            stored.id = Some(id);
+            stored.endpoint = stored.read("endpoint", row.try_get(3)).unwrap_or_default();
+            stored.role = stored.read("role", row.try_get(4)).unwrap_or_default();
+            stored.accepting = stored.read("accepting", row.try_get(5)).unwrap_or(false);
+            stored.max_sessions = stored.read("max_sessions", row.try_get(6)).unwrap_or(0);
+            stored.connected = stored.read("connected", row.try_get(7)).unwrap_or(0);
+            let heartbeat_us: i64 = stored.read("heartbeat_at", row.try_get(8)).unwrap_or(0);
+            let removed: bool = stored.read("removed", row.try_get(9)).unwrap_or(false);
+            if removed {
+                replica.rows.remove(&id);
+            } else {
+                replica.rows.insert(id, (stored, heartbeat_us));
+            }
+        }
+        replica.now_us = now_us;
+        if full {
+            replica.read_at = Some(tokio::time::Instant::now());
+        }
+        let kept = i64::try_from(member_ttl.saturating_mul(10).as_micros()).unwrap_or(i64::MAX);
+        Ok(replica
+            .rows
+            .values()
+            .map(|(stored, heartbeat_us)| StoredRow {
+                age_micros: now_us.saturating_sub(*heartbeat_us),
+                ..stored.clone()
+            })
+            .filter(|row| row.age_micros <= kept)
+            .collect())
+    }
+}
+
+/// One cluster's rows as last read, kept up to date by incremental reads.
+#[derive(Debug, Default)]
+struct Replica {
+    /// Rows by id, each with its heartbeat time (database clock, microseconds
+    /// since the epoch); removed rows are dropped.
+    rows: std::collections::BTreeMap<i64, (StoredRow, i64)>,
+    /// The oldest transaction that was still running at the last read: every
+    /// change by it or later is read next time (those before it were all
+    /// committed, and read).
+    horizon: i64,
+    /// The database's clock at the last read, microseconds since the epoch.
+    now_us: i64,
+    /// When the last full read was made (this process's clock).
+    read_at: Option<tokio::time::Instant>,
+}
+
 impl Registry for PostgresRegistry {
     fn register<'a>(
         &'a self,
@@ -340,66 +572,22 @@ impl Registry for PostgresRegistry {
         member_ttl: Duration,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
-            let hb = heartbeat;
-            let endpoint = hb.endpoint.to_string();
             let ttl = sql_seconds(member_ttl);
-            // The CTE's outer SELECT reads the table as it was when the
-            // statement began: the row that refused the claim, with its age.
-            // A row committed by a racing claim after that moment is not in
-            // that view (the age comes back NULL); the next try sees it.
-            for _ in 0..3 {
-                let endpoint = &endpoint;
-                let row = self
-                    .call(|client| async move {
-                        client
-                            .query_one(
-                                &format!(
-                                    "WITH claim AS (
-                                         INSERT INTO {MEMBERS_TABLE} AS m
-                                             (id, incarnation, endpoint, cluster, role, accepting,
-                                              max_sessions, connected, heartbeat_at)
-                                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
-                                         ON CONFLICT (id) DO UPDATE SET
-                                             incarnation = EXCLUDED.incarnation, endpoint = EXCLUDED.endpoint,
-                                             cluster = EXCLUDED.cluster, role = EXCLUDED.role,
-                                             accepting = EXCLUDED.accepting,
-                                             max_sessions = EXCLUDED.max_sessions,
-                                             connected = EXCLUDED.connected,
-                                             heartbeat_at = EXCLUDED.heartbeat_at
-                                         WHERE m.incarnation = EXCLUDED.incarnation
-                                            OR m.heartbeat_at <= now() - $9::float8 * INTERVAL '1 second'
-                                         RETURNING 1
-                                     )
-                                     SELECT (SELECT count(*) FROM claim),
-                                            (SELECT {AGE_MICROS} FROM {MEMBERS_TABLE} WHERE id = $1)"
-                                ),
-                                &[
-                                    &i64::from(hb.id.0),
-                                    &incarnation.to_i64(),
-                                    endpoint,
-                                    &hb.cluster,
-                                    &role_text(hb.role),
-                                    &hb.accepting,
-                                    &i64::from(hb.workload.max_sessions),
-                                    &i64::from(hb.workload.connected),
-                                    &ttl,
-                                ],
-                            )
-                            .await
-                    })
-                    .await?;
-                let claimed: i64 = row.get(0);
-                let age_micros: Option<i64> = row.get(1);
-                if claimed > 0 {
-                    return Ok(());
-                }
-                if let Some(age_micros) = age_micros {
-                    let age = Duration::from_micros(u64::try_from(age_micros).unwrap_or(0));
-                    return Err(RegistryError::IdInUse { id: hb.id, age });
-                }
-            }
-            // Three racing claims in a row: someone else holds it right now.
-            Err(RegistryError::IdInUse { id: hb.id, age: Duration::ZERO })
+            let statement = claim_statement("m.heartbeat_at <= now() - $9::float8 * INTERVAL '1 second'");
+            self.claim(&statement, heartbeat, incarnation, (&ttl, Type::FLOAT8)).await
+        })
+    }
+
+    fn take_over<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+        previous: Incarnation,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let previous = previous.to_i64();
+            let statement = claim_statement("m.incarnation = $9::BIGINT");
+            self.claim(&statement, heartbeat, incarnation, (&previous, Type::INT8)).await
         })
     }
 
@@ -409,34 +597,25 @@ impl Registry for PostgresRegistry {
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
-            let hb = heartbeat;
-            let endpoint = hb.endpoint.to_string();
+            let values = RowValues::new(heartbeat, incarnation);
+            let params = values.params();
             let updated = self
                 .call(|client| async move {
                     client
-                        .execute(
+                        .execute_typed(
                             &format!(
-                                "UPDATE {MEMBERS_TABLE} SET
+                                "UPDATE {TABLE} SET
                                      endpoint = $3, cluster = $4, role = $5, accepting = $6,
                                      max_sessions = $7, connected = $8, heartbeat_at = now()
-                                 WHERE id = $1 AND incarnation = $2"
+                                 WHERE id = $1 AND incarnation = $2 AND NOT removed"
                             ),
-                            &[
-                                &i64::from(hb.id.0),
-                                &incarnation.to_i64(),
-                                &endpoint,
-                                &hb.cluster,
-                                &role_text(hb.role),
-                                &hb.accepting,
-                                &i64::from(hb.workload.max_sessions),
-                                &i64::from(hb.workload.connected),
-                            ],
+                            &params,
                         )
                         .await
                 })
                 .await?;
             if updated == 0 {
-                return Err(RegistryError::Superseded { id: hb.id });
+                return Err(RegistryError::Superseded { id: heartbeat.id });
             }
             Ok(())
         })
@@ -445,46 +624,40 @@ impl Registry for PostgresRegistry {
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        purge_after: Duration,
+        member_ttl: Duration,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
         Box::pin(async move {
-            let purge = sql_seconds(purge_after);
-            let rows = self
-                .call(|client| async move {
-                    let rows = client
-                        .query(
-                            &format!(
-                                "WITH purged AS (
-                                     DELETE FROM {MEMBERS_TABLE}
-                                     WHERE cluster IS NOT DISTINCT FROM $1
-                                       AND heartbeat_at < now() - $2::float8 * INTERVAL '1 second'
-                                 )
-                                 SELECT id, endpoint, role, accepting, max_sessions, connected, {AGE_MICROS}
-                                 FROM {MEMBERS_TABLE}
-                                 WHERE cluster IS NOT DISTINCT FROM $1
-                                   AND heartbeat_at >= now() - $2::float8 * INTERVAL '1 second'
-                                 ORDER BY id"
-                            ),
-                            &[&cluster, &purge],
-                        )
-                        .await?;
-                    rows.iter()
-                        .map(|row| {
-                            Ok(StoredRow {
-                                id: row.try_get(0)?,
-                                endpoint: row.try_get(1)?,
-                                role: row.try_get(2)?,
-                                accepting: row.try_get(3)?,
-                                max_sessions: row.try_get(4)?,
-                                connected: row.try_get(5)?,
-                                age_micros: row.try_get(6)?,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-                })
-                .await?;
-            Ok(self.rows.members(&self.shown_url, rows))
+            let rows = self.refresh(cluster, member_ttl).await?;
+            Ok(self.rows.members(&self.shown_url, rows, member_ttl))
         })
+    }
+
+    fn purge<'a>(
+        &'a self,
+        cluster: Option<&'a str>,
+        older_than: Duration,
+    ) -> BoxFuture<'a, Result<u64, RegistryError>> {
+        Box::pin(async move {
+            let older = sql_seconds(older_than);
+            let cluster = cluster.map(str::to_owned);
+            self.call(|client| async move {
+                client
+                    .execute_typed(
+                        &format!(
+                            "DELETE FROM {TABLE}
+                             WHERE heartbeat_at < now() - $2::float8 * INTERVAL '1 second'
+                               AND cluster IS NOT DISTINCT FROM $1"
+                        ),
+                        &[(&cluster, Type::TEXT), (&older, Type::FLOAT8)],
+                    )
+                    .await
+            })
+            .await
+        })
+    }
+
+    fn malformed_rows(&self) -> u64 {
+        self.rows.skipped()
     }
 
     fn remove<'a>(
@@ -493,16 +666,22 @@ impl Registry for PostgresRegistry {
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<bool, RegistryError>> {
         Box::pin(async move {
+            let (id, incarnation) = (i64::from(id.0), incarnation.to_i64());
+            // Marked, not deleted: other instances' incremental reads see
+            // the mark at once; the purge deletes it later.
             self.call(|client| async move {
                 client
-                    .execute(
-                        &format!("DELETE FROM {MEMBERS_TABLE} WHERE id = $1 AND incarnation = $2"),
-                        &[&i64::from(id.0), &incarnation.to_i64()],
+                    .execute_typed(
+                        &format!(
+                            "UPDATE {TABLE} SET removed = true
+                             WHERE id = $1 AND incarnation = $2 AND NOT removed"
+                        ),
+                        &[(&id, Type::INT8), (&incarnation, Type::INT8)],
                     )
                     .await
             })
             .await
-            .map(|deleted| deleted > 0)
+            .map(|removed| removed > 0)
         })
     }
 }

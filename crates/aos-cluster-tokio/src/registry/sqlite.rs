@@ -1,13 +1,16 @@
 //! The embedded registry: one SQLite file that every instance on a machine
 //! shares (bundled SQLite, no system library).
 //!
-//! The file runs in WAL mode (readers never block the writer) with a busy
-//! timeout, so several processes can write into it at once. SQLite calls block,
+//! The file uses SQLite's rollback journal, not WAL: WAL maps a shared-memory
+//! file (`-shm`) into every process, and a truncated `-shm` then kills each of
+//! them with SIGBUS. With the journal every access is a plain read or write
+//! that fails with an error instead. A busy timeout lets several processes
+//! write into it one after the other. SQLite calls block,
 //! so each runs on tokio's blocking pool, never on the async workers, and each
 //! has a deadline ([`CALL_TIMEOUT`]): past it the call fails and the statement
 //! still running is interrupted.
 //!
-//! # A deleted or replaced file
+//! # A deleted, replaced or truncated file
 //!
 //! An open SQLite connection keeps using its file even after the path is
 //! deleted or another file is moved over it, while every process that starts
@@ -15,9 +18,14 @@
 //! registry remembers which file it opened (its device and inode, and a random
 //! `registry_id` written into the file's one-row meta table at creation) and
 //! checks, before every call, that the path still leads to that same file.
-//! Once it does not, every call fails with a [`RegistryError::Backend`] that
-//! says so (and the registry logs it once with `tracing::error!`); it never
-//! goes on with either file. Only a restart of the process ends that state.
+//! Once it does not, that call fails with a [`RegistryError::Backend`] that
+//! says so (logged with `tracing::error!`), and the registry follows the path:
+//! it reopens whatever file is there now (creating it if it is gone), as every
+//! process that starts later will. Every instance of the machine does the
+//! same at its next call, so they meet again in one file, where their next
+//! heartbeat finds its row gone and registers again. A check that cannot be
+//! made (out of file descriptors, say) is a transient error, never taken for
+//! a deleted file.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,11 +54,18 @@ const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 /// The registry in an SQLite file (or in memory, private to one registry).
 pub struct SqliteRegistry {
     shown_url: String,
-    conn: Arc<tokio::sync::Mutex<Connection>>,
-    interrupt: Arc<rusqlite::InterruptHandle>,
-    /// `None` in memory: there is no file to lose.
-    file: Option<Arc<FileWatch>>,
+    conn: Arc<tokio::sync::Mutex<Opened>>,
+    /// The handle of the connection in use (replaced when the path is
+    /// reopened), to cut a statement short at the deadline.
+    interrupt: Arc<Mutex<Arc<rusqlite::InterruptHandle>>>,
     rows: RowChecker,
+}
+
+/// The connection, and the file it was opened on (`None` in memory: there is
+/// no file to lose).
+struct Opened {
+    conn: Connection,
+    file: Option<FileWatch>,
 }
 
 impl std::fmt::Debug for SqliteRegistry {
@@ -65,8 +80,6 @@ struct FileWatch {
     path: PathBuf,
     identity: FileIdentity,
     registry_id: String,
-    /// Set once the path no longer leads to the opened file; never cleared.
-    lost: Mutex<Option<String>>,
 }
 
 #[cfg(unix)]
@@ -84,33 +97,10 @@ fn file_identity(metadata: &std::fs::Metadata) -> FileIdentity {
 fn file_identity(_metadata: &std::fs::Metadata) -> FileIdentity {}
 
 impl FileWatch {
-    /// Whether the path still leads to the opened file. `Err` says why not,
-    /// or why the check itself could not be made (then the call fails too,
-    /// but the next one checks again).
-    fn check(&self) -> Result<(), String> {
-        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(message) = lost.as_ref() {
-            return Err(message.clone());
-        }
-        match self.lost_because() {
-            Ok(None) => Ok(()),
-            Ok(Some(why)) => {
-                let message = format!(
-                    "THE REGISTRY DATABASE FILE {} WAS {why} while this process was using it. \
-                     Refusing every registry call from now on: going on with the old file or the \
-                     new one would silently split the cluster between two files. Restore the file \
-                     or restart every instance of the machine on the same file.",
-                    self.path.display()
-                );
-                tracing::error!(path = %self.path.display(), "{message}");
-                *lost = Some(message.clone());
-                Err(message)
-            }
-            Err(transient) => Err(transient),
-        }
-    }
-
-    /// `Ok(Some(what happened))` once the file is gone or another one.
+    /// Whether the path still leads to the opened file: `Ok(None)` when it
+    /// does, `Ok(Some(what happened))` once it is gone or another file, `Err`
+    /// when the check itself could not be made (the call fails, the next one
+    /// checks again).
     fn lost_because(&self) -> Result<Option<&'static str>, String> {
         let cannot_check = |e: &dyn std::fmt::Display| {
             format!("cannot check that the registry file {} is still the same: {e}", self.path.display())
@@ -124,12 +114,16 @@ impl FileWatch {
             return Ok(Some("DELETED OR REPLACED (the path now leads to another file)"));
         }
         // The same inode can still hold other contents (a backup copied over
-        // it in place): the id written into the file tells.
+        // it in place, or the file truncated): the id written into the file
+        // tells.
         match read_registry_id(&self.path) {
             Ok(Some(id)) if id == self.registry_id => Ok(None),
-            Ok(_) => Ok(Some("REPLACED (the file holds another registry)")),
+            Ok(Some(_)) => Ok(Some("REPLACED (the file holds another registry)")),
+            Ok(None) => Ok(Some("EMPTIED (truncated, or replaced by a file with no registry)")),
             Err(e) => match e.sqlite_error_code() {
-                Some(ErrorCode::CannotOpen) => Ok(Some("DELETED")),
+                // The file was there a moment ago by the same inode: a file
+                // that cannot be opened now is out of descriptors or
+                // memory, not gone.
                 Some(ErrorCode::NotADatabase) => Ok(Some("REPLACED (it is not an SQLite database now)")),
                 _ => Err(cannot_check(&e)),
             },
@@ -166,10 +160,17 @@ enum Target {
     Memory,
 }
 
-/// What `register` found.
+/// What `register` or `take_over` found.
 enum Claim {
     Done,
-    InUse { age_ms: i64 },
+    InUse(Holder),
+}
+
+/// The row that refused a claim.
+struct Holder {
+    age_ms: i64,
+    incarnation: i64,
+    endpoint: String,
 }
 
 impl SqliteRegistry {
@@ -204,12 +205,11 @@ impl SqliteRegistry {
                 ))
             }
         };
-        let interrupt = conn.get_interrupt_handle();
+        let interrupt = Arc::new(conn.get_interrupt_handle());
         Ok(SqliteRegistry {
             shown_url,
-            conn: Arc::new(tokio::sync::Mutex::new(conn)),
-            interrupt: Arc::new(interrupt),
-            file: file.map(Arc::new),
+            conn: Arc::new(tokio::sync::Mutex::new(Opened { conn, file })),
+            interrupt: Arc::new(Mutex::new(interrupt)),
             rows: RowChecker::default(),
         })
     }
@@ -227,14 +227,12 @@ impl SqliteRegistry {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
-        let file = self.file.clone();
+        let interrupt = Arc::clone(&self.interrupt);
         let work = async move {
-            let mut conn = conn.lock_owned().await;
+            let mut opened = conn.lock_owned().await;
             tokio::task::spawn_blocking(move || {
-                if let Some(file) = &file {
-                    file.check()?;
-                }
-                op(&mut conn).map_err(|e| e.to_string())
+                follow_the_path(&mut opened, &interrupt)?;
+                op(&mut opened.conn).map_err(|e| e.to_string())
             })
             .await
         };
@@ -244,7 +242,7 @@ impl SqliteRegistry {
             Err(_) => {
                 // The blocking call runs on; cut its statement short so the
                 // connection is free for the next call.
-                self.interrupt.interrupt();
+                self.interrupt.lock().unwrap_or_else(PoisonError::into_inner).interrupt();
                 Err(RegistryError::backend(&self.shown_url, format!("no answer within {CALL_TIMEOUT:?}")))
             }
         }
@@ -267,6 +265,38 @@ impl SqliteRegistry {
     }
 }
 
+/// Checks that the path still leads to the file `opened` holds; when it does
+/// not, says so loudly, fails this call, and reopens the path for the next.
+fn follow_the_path(
+    opened: &mut Opened,
+    interrupt: &Mutex<Arc<rusqlite::InterruptHandle>>,
+) -> Result<(), String> {
+    let Some(file) = &opened.file else { return Ok(()) };
+    let Some(what) = file.lost_because()? else { return Ok(()) };
+    let path = file.path.clone();
+    let message = format!(
+        "THE REGISTRY DATABASE FILE {} WAS {what} while this process was using it. This call fails; \
+         the next ones use the file now at that path (created if missing), as every process \
+         starting later does, so the machine's instances meet again in one file and register \
+         again. Restore the file if this was not meant.",
+        path.display()
+    );
+    tracing::error!(path = %path.display(), "{message}");
+    match open_blocking(Target::File(path)) {
+        Ok((conn, file)) => {
+            *interrupt.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(conn.get_interrupt_handle());
+            *opened = Opened { conn, file };
+        }
+        Err(e) => {
+            // Nothing to follow yet (the directory went too, say): the next
+            // call checks again against the old file, finds it lost again
+            // and retries.
+            tracing::warn!("cannot reopen the registry file yet: {e}");
+        }
+    }
+    Err(message)
+}
+
 fn open_blocking(target: Target) -> Result<(Connection, Option<FileWatch>), String> {
     let text = |e: rusqlite::Error| e.to_string();
     let conn = match &target {
@@ -275,12 +305,20 @@ fn open_blocking(target: Target) -> Result<(Connection, Option<FileWatch>), Stri
     };
     conn.busy_timeout(SQLITE_BUSY_TIMEOUT).map_err(text)?;
     if let Target::File(_) = target {
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(text)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(format!("cannot switch the file to WAL mode (it stays in `{mode}` mode)"));
+        // No shared-memory map anywhere (module docs): the rollback journal,
+        // and no memory-mapped reads of the main file either.
+        let mode: String =
+            conn.query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0)).map_err(text)?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(format!(
+                "cannot switch the file to the rollback journal (it stays in `{mode}` mode; \
+                 is a process of an older version still using it in WAL mode?)"
+            ));
         }
-        // WAL makes NORMAL durable across application crashes; only a power
-        // loss can drop the last heartbeats, which the next ones replace.
+        conn.pragma_update(None, "mmap_size", 0).map_err(text)?;
+        // Heartbeats are rewritten every few seconds: a power loss may drop
+        // the last ones, which the next replace; an application crash loses
+        // nothing with NORMAL.
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(text)?;
     }
     // One immediate transaction: two first starts on one new file must not
@@ -315,7 +353,7 @@ fn open_blocking(target: Target) -> Result<(Connection, Option<FileWatch>), Stri
     // deleted file.
     let path = std::path::absolute(&path).map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
     let metadata = std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file = FileWatch { identity: file_identity(&metadata), path, registry_id, lost: Mutex::new(None) };
+    let file = FileWatch { identity: file_identity(&metadata), path, registry_id };
     Ok((conn, Some(file)))
 }
 
@@ -353,24 +391,69 @@ fn register_blocking(
             ttl_ms,
         ],
     )?;
-    let claim = if claimed > 0 {
-        Claim::Done
-    } else {
-        let age_ms = tx.query_row(
-            &format!("SELECT {NOW_MS} - heartbeat_at FROM {MEMBERS_TABLE} WHERE id = ?1"),
-            [hb.id.0],
-            |row| row.get(0),
-        )?;
-        Claim::InUse { age_ms }
-    };
+    let claim = if claimed > 0 { Claim::Done } else { holder_of(&tx, hb.id)? };
     tx.commit()?;
     Ok(claim)
 }
 
+/// Who holds the row of `id`, as [`Claim::InUse`].
+fn holder_of(tx: &rusqlite::Transaction<'_>, id: InstanceId) -> rusqlite::Result<Claim> {
+    tx.query_row(
+        &format!("SELECT {NOW_MS} - heartbeat_at, incarnation, endpoint FROM {MEMBERS_TABLE} WHERE id = ?1"),
+        [id.0],
+        |row| {
+            Ok(Claim::InUse(Holder {
+                age_ms: row.get(0).unwrap_or(0),
+                incarnation: row.get(1).unwrap_or(0),
+                endpoint: row.get(2).unwrap_or_default(),
+            }))
+        },
+    )
+}
+
+fn take_over_blocking(
+    c: &mut Connection,
+    hb: &Heartbeat,
+    incarnation: Incarnation,
+    previous: Incarnation,
+) -> rusqlite::Result<Claim> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let claimed = tx.execute(
+        &format!(
+            "INSERT INTO {MEMBERS_TABLE}
+                 (id, incarnation, endpoint, cluster, role, accepting, max_sessions, connected, heartbeat_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW_MS})
+             ON CONFLICT (id) DO UPDATE SET
+                 incarnation = excluded.incarnation, endpoint = excluded.endpoint,
+                 cluster = excluded.cluster, role = excluded.role, accepting = excluded.accepting,
+                 max_sessions = excluded.max_sessions, connected = excluded.connected,
+                 heartbeat_at = excluded.heartbeat_at
+             WHERE {MEMBERS_TABLE}.incarnation IN (excluded.incarnation, ?9)"
+        ),
+        rusqlite::params![
+            hb.id.0,
+            incarnation.to_i64(),
+            hb.endpoint.to_string(),
+            hb.cluster,
+            role_text(hb.role),
+            hb.accepting,
+            hb.workload.max_sessions,
+            hb.workload.connected,
+            previous.to_i64(),
+        ],
+    )?;
+    let claim = if claimed > 0 { Claim::Done } else { holder_of(&tx, hb.id)? };
+    tx.commit()?;
+    Ok(claim)
+}
+
+/// Every row of the cluster, each column read on its own: SQLite's columns
+/// take any type, so one row's text in an integer column must skip that row,
+/// not fail the read.
 fn snapshot_blocking(
     c: &mut Connection,
     cluster: Option<&str>,
-    purge_ms: i64,
+    kept_ms: i64,
 ) -> rusqlite::Result<Vec<StoredRow>> {
     let mut statement = c.prepare_cached(&format!(
         "SELECT id, endpoint, role, accepting, max_sessions, connected, {NOW_MS} - heartbeat_at
@@ -378,30 +461,29 @@ fn snapshot_blocking(
     ))?;
     let rows = statement
         .query_map([cluster], |row| {
-            let age_ms: i64 = row.get(6)?;
-            Ok(StoredRow {
-                id: row.get(0)?,
-                endpoint: row.get(1)?,
-                role: row.get(2)?,
-                accepting: row.get(3)?,
-                max_sessions: row.get(4)?,
-                connected: row.get(5)?,
-                age_micros: age_ms.saturating_mul(1000),
-            })
+            let mut stored = StoredRow::empty();
+            stored.id = stored.read("id", row.get(0));
+            let age_ms: i64 = stored.read("heartbeat_at", row.get(6)).unwrap_or(0);
+            stored.age_micros = age_ms.saturating_mul(1000);
+            stored.endpoint = stored.read("endpoint", row.get(1)).unwrap_or_default();
+            stored.role = stored.read("role", row.get(2)).unwrap_or_default();
+            stored.accepting = stored.read("accepting", row.get(3)).unwrap_or(false);
+            stored.max_sessions = stored.read("max_sessions", row.get(4)).unwrap_or(0);
+            stored.connected = stored.read("connected", row.get(5)).unwrap_or(0);
+            Ok(stored)
         })?
+        .filter(|row| !matches!(row, Ok(stored) if stored.age_micros > kept_ms.saturating_mul(1000)))
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    drop(statement);
-    let (live, purged): (Vec<StoredRow>, Vec<StoredRow>) =
-        rows.into_iter().partition(|row| row.age_micros <= purge_ms.saturating_mul(1000));
-    // Only a snapshot that found old rows writes: the usual one stays a read,
-    // which in WAL mode never waits for the writers.
-    if !purged.is_empty() {
-        c.execute(
-            &format!("DELETE FROM {MEMBERS_TABLE} WHERE cluster IS ?1 AND heartbeat_at < {NOW_MS} - ?2"),
-            rusqlite::params![cluster, purge_ms],
-        )?;
+    Ok(rows)
+}
+
+fn in_use(id: InstanceId, holder: Holder) -> RegistryError {
+    RegistryError::IdInUse {
+        id,
+        age: Duration::from_millis(u64::try_from(holder.age_ms).unwrap_or(0)),
+        holder: Incarnation::from_i64(holder.incarnation),
+        endpoint: holder.endpoint,
     }
-    Ok(live)
 }
 
 impl Registry for SqliteRegistry {
@@ -416,10 +498,22 @@ impl Registry for SqliteRegistry {
             let ttl_ms = sql_millis(member_ttl);
             match self.call(move |c| register_blocking(c, &hb, incarnation, ttl_ms)).await? {
                 Claim::Done => Ok(()),
-                Claim::InUse { age_ms } => Err(RegistryError::IdInUse {
-                    id: heartbeat.id,
-                    age: Duration::from_millis(u64::try_from(age_ms).unwrap_or(0)),
-                }),
+                Claim::InUse(holder) => Err(in_use(heartbeat.id, holder)),
+            }
+        })
+    }
+
+    fn take_over<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+        previous: Incarnation,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let hb = heartbeat.clone();
+            match self.call(move |c| take_over_blocking(c, &hb, incarnation, previous)).await? {
+                Claim::Done => Ok(()),
+                Claim::InUse(holder) => Err(in_use(heartbeat.id, holder)),
             }
         })
     }
@@ -463,14 +557,39 @@ impl Registry for SqliteRegistry {
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        purge_after: Duration,
+        member_ttl: Duration,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
         Box::pin(async move {
             let owned_cluster = cluster.map(str::to_owned);
-            let purge_ms = sql_millis(purge_after);
-            let rows = self.call(move |c| snapshot_blocking(c, owned_cluster.as_deref(), purge_ms)).await?;
-            Ok(self.rows.members(&self.shown_url, rows))
+            let kept_ms = sql_millis(member_ttl.saturating_mul(10));
+            let rows = self.call(move |c| snapshot_blocking(c, owned_cluster.as_deref(), kept_ms)).await?;
+            Ok(self.rows.members(&self.shown_url, rows, member_ttl))
         })
+    }
+
+    fn purge<'a>(
+        &'a self,
+        cluster: Option<&'a str>,
+        older_than: Duration,
+    ) -> BoxFuture<'a, Result<u64, RegistryError>> {
+        Box::pin(async move {
+            let owned_cluster = cluster.map(str::to_owned);
+            let older_ms = sql_millis(older_than);
+            self.call(move |c| {
+                c.execute(
+                    &format!(
+                        "DELETE FROM {MEMBERS_TABLE} WHERE cluster IS ?1 AND heartbeat_at < {NOW_MS} - ?2"
+                    ),
+                    rusqlite::params![owned_cluster, older_ms],
+                )
+            })
+            .await
+            .map(|deleted| deleted as u64)
+        })
+    }
+
+    fn malformed_rows(&self) -> u64 {
+        self.rows.skipped()
     }
 
     fn remove<'a>(

@@ -240,9 +240,9 @@ impl Actor {
         let registry = self.registry.clone();
         let inbox = self.inbox.clone();
         let timeout = self.shared.config.instance.registry_timeout;
-        let purge_after = self.shared.config.instance.member_ttl * 10;
+        let member_ttl = self.shared.config.instance.member_ttl;
         tokio::spawn(async move {
-            let input = match tokio::time::timeout(timeout, registry.snapshot(Some(&cluster), purge_after))
+            let input = match tokio::time::timeout(timeout, registry.snapshot(Some(&cluster), member_ttl))
                 .await
             {
                 Ok(Ok(members)) => Input::Snapshot { query_id, members },
@@ -261,27 +261,48 @@ impl Actor {
 }
 
 /// Keeps this incarnation's row fresh with the latest heartbeat, in order (a
-/// slow write is never overtaken by an older one). Stops for good when the
-/// row turns out to belong to another process: it is theirs now.
+/// slow write is never overtaken by an older one), and purges the cluster's
+/// long-dead rows once per `member_ttl` (one statement, never in the read
+/// path). A row found gone (a registry file replaced or emptied, a row
+/// deleted by hand) is registered again; stops for good when the row turns
+/// out to belong to another live process: it is theirs now.
 pub(super) async fn publish_heartbeats(
     registry: Arc<dyn Registry>,
     shared: Arc<Shared>,
     mut latest: watch::Receiver<Option<Heartbeat>>,
 ) {
     let timeout = shared.config.instance.registry_timeout;
+    let member_ttl = shared.config.instance.member_ttl;
     let mut warning = RateLimitedWarning::new(std::time::Duration::from_secs(5));
+    let mut purged_at: Option<tokio::time::Instant> = None;
     while latest.changed().await.is_ok() {
         let Some(heartbeat) = latest.borrow_and_update().clone() else { continue };
-        let result = tokio::time::timeout(timeout, registry.heartbeat(&heartbeat, shared.incarnation)).await;
+        let mut result =
+            tokio::time::timeout(timeout, registry.heartbeat(&heartbeat, shared.incarnation)).await;
+        if let Ok(Err(RegistryError::Superseded { .. })) = result {
+            let register = registry.register(&heartbeat, shared.incarnation, member_ttl);
+            result = tokio::time::timeout(timeout, register).await;
+            if let Ok(Ok(())) = result {
+                warn!(id = %heartbeat.id, "registry row was gone (file replaced or row deleted); registered again");
+            }
+        }
         match result {
-            Ok(Ok(())) => {}
-            Ok(Err(RegistryError::Superseded { id })) => {
+            Ok(Ok(())) => {
+                if purged_at.is_none_or(|at| at.elapsed() >= member_ttl) {
+                    purged_at = Some(tokio::time::Instant::now());
+                    let purge = registry.purge(heartbeat.cluster.as_deref(), member_ttl.saturating_mul(10));
+                    if let Ok(Err(e)) = tokio::time::timeout(timeout, purge).await {
+                        warn!(error = %e, "purge of long-dead registry rows failed");
+                    }
+                }
+            }
+            Ok(Err(RegistryError::IdInUse { id, endpoint, .. })) => {
                 shared.counters.registration_lost.store(true, Ordering::Relaxed);
                 error!(
                     %id,
-                    "REGISTRY ROW TAKEN OVER: another process now holds instance id {id}; this one stops \
-                     heartbeating and will not overwrite it. Peers will stop ranking this instance. \
-                     Fix the duplicate id and restart."
+                    "REGISTRY ROW TAKEN OVER: another process ({endpoint}) now holds instance id {id}; \
+                     this one stops heartbeating and will not overwrite it. Peers will stop ranking this \
+                     instance. Fix the duplicate id and restart."
                 );
                 return;
             }

@@ -324,6 +324,63 @@ fn random_u64() -> u64 {
     hasher.finish()
 }
 
+/// Claims this instance's registry row. A live row of another incarnation
+/// whose endpoint no longer answers belongs to a process that is gone (a
+/// crash, `kill -9`, a program that returned without stopping its server): it
+/// is taken over at once instead of after `member_ttl`. One that answers is
+/// another live process with this id: the start is refused.
+async fn register(registry: &Arc<dyn Registry>, shared: &Shared) -> Result<(), ServerError> {
+    let instance = &shared.config.instance;
+    let heartbeat = Heartbeat {
+        id: instance.id,
+        endpoint: instance.endpoint.clone(),
+        cluster: instance.cluster.clone(),
+        role: instance.role,
+        accepting: instance.accepting,
+        workload: Workload::new(0, instance.max_sessions),
+    };
+    let timeout = instance.registry_timeout;
+    let register = registry.register(&heartbeat, shared.incarnation, instance.member_ttl);
+    let in_use =
+        match tokio::time::timeout(timeout, register).await.map_err(|_| ServerError::RegistryTimeout)? {
+            Ok(()) => return Ok(()),
+            Err(in_use @ RegistryError::IdInUse { .. }) => in_use,
+            Err(other) => return Err(other.into()),
+        };
+    let RegistryError::IdInUse { holder, endpoint: ref holder_endpoint, .. } = in_use else {
+        return Err(in_use.into());
+    };
+    let Ok(old) = holder_endpoint.parse::<Endpoint>() else {
+        // An endpoint nobody can dial: nothing would ever answer there.
+        return take_over(registry, &heartbeat, shared, holder, holder_endpoint).await;
+    };
+    let deadline = tokio::time::Instant::now() + instance.peer_timeout;
+    if peer::still_answers(&old, shared, deadline).await {
+        return Err(in_use.into());
+    }
+    take_over(registry, &heartbeat, shared, holder, holder_endpoint).await
+}
+
+async fn take_over(
+    registry: &Arc<dyn Registry>,
+    heartbeat: &Heartbeat,
+    shared: &Shared,
+    holder: Incarnation,
+    holder_endpoint: &str,
+) -> Result<(), ServerError> {
+    let take_over = registry.take_over(heartbeat, shared.incarnation, holder);
+    tokio::time::timeout(shared.config.instance.registry_timeout, take_over)
+        .await
+        .map_err(|_| ServerError::RegistryTimeout)??;
+    tracing::warn!(
+        id = %heartbeat.id,
+        previous = %holder,
+        "took over the registry row of instance {}: its previous process at {holder_endpoint} does not answer",
+        heartbeat.id
+    );
+    Ok(())
+}
+
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
@@ -365,20 +422,6 @@ impl Server {
         let instance = &config.instance;
         let incarnation = Incarnation(random_u64());
         let registered = instance.role != Role::Standalone;
-        if registered {
-            let heartbeat = Heartbeat {
-                id: instance.id,
-                endpoint: instance.endpoint.clone(),
-                cluster: instance.cluster.clone(),
-                role: instance.role,
-                accepting: instance.accepting,
-                workload: Workload::new(0, instance.max_sessions),
-            };
-            let register = registry.register(&heartbeat, incarnation, instance.member_ttl);
-            tokio::time::timeout(instance.registry_timeout, register)
-                .await
-                .map_err(|_| ServerError::RegistryTimeout)??;
-        }
         let machine = Instance::new(config.instance.clone(), crate::now(), random_u64())
             .map_err(|e| ServerError::Config(e.to_string()))?;
         let limits = wire::Limits::default().with_max_list_len(config.instance.max_list_len);
@@ -395,6 +438,9 @@ impl Server {
             #[cfg(feature = "tls")]
             tls: options.tls,
         });
+        if registered {
+            register(&registry, &shared).await?;
+        }
         let (inbox, rx) = mpsc::channel(INBOX);
         let (accepted_tx, accepted) = mpsc::channel(shared.config.accept_queue);
         let (done_tx, done) = watch::channel(false);

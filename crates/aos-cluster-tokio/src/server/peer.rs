@@ -183,3 +183,29 @@ async fn ask(
     }
     Err("peer link failed twice".into())
 }
+
+/// Whether an instance still answers at `endpoint`: a starting process asks
+/// the endpoint of the live row that holds its id (SPEC "Membership"). Only a
+/// workload report before `deadline` counts: a refused connection, silence,
+/// or a program that is not an instance means the row's process is gone.
+pub(super) async fn still_answers(endpoint: &Endpoint, shared: &Shared, deadline: Instant) -> bool {
+    let probe = async {
+        let mut stream = dial(endpoint, shared).await?;
+        let query = Message::WorkloadQuery(WorkloadQuery { query_id: QueryId(0) });
+        let mut scratch = Vec::new();
+        write_frame(&mut stream, &query, &shared.limits, &mut scratch, deadline)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut reader = FrameReader::new(shared.limits, shared.config.instance.peer_timeout);
+        let reply = reader.read_frame(&mut stream, Some(deadline)).await.map_err(|e| e.to_string())?;
+        Ok::<bool, String>(matches!(reply, Message::WorkloadReport(_)))
+    };
+    match tokio::time::timeout_at(deadline, probe).await {
+        Ok(Ok(answered)) => answered,
+        Ok(Err(reason)) => {
+            debug!(%endpoint, %reason, "no answer from the row's endpoint");
+            false
+        }
+        Err(_) => false,
+    }
+}

@@ -84,7 +84,12 @@ impl Registry for MemRegistry {
             if let Some(row) = rows.get(&heartbeat.id) {
                 let age = row.at.elapsed();
                 if row.incarnation != incarnation && age < member_ttl {
-                    return Err(RegistryError::IdInUse { id: heartbeat.id, age });
+                    return Err(RegistryError::IdInUse {
+                        id: heartbeat.id,
+                        age,
+                        holder: row.incarnation,
+                        endpoint: row.heartbeat.endpoint.to_string(),
+                    });
                 }
             }
             rows.insert(heartbeat.id, Row { heartbeat: heartbeat.clone(), incarnation, at: Instant::now() });
@@ -111,18 +116,59 @@ impl Registry for MemRegistry {
         })
     }
 
-    fn snapshot<'a>(
+    fn take_over<'a>(
         &'a self,
-        cluster: Option<&'a str>,
-        purge_after: Duration,
-    ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+        previous: Incarnation,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
             self.check_up()?;
             let mut rows = self.rows.lock().unwrap();
-            rows.retain(|_, r| r.at.elapsed() < purge_after);
+            if let Some(row) = rows.get(&heartbeat.id) {
+                if row.incarnation != incarnation && row.incarnation != previous {
+                    return Err(RegistryError::IdInUse {
+                        id: heartbeat.id,
+                        age: row.at.elapsed(),
+                        holder: row.incarnation,
+                        endpoint: row.heartbeat.endpoint.to_string(),
+                    });
+                }
+            }
+            rows.insert(heartbeat.id, Row { heartbeat: heartbeat.clone(), incarnation, at: Instant::now() });
+            Ok(())
+        })
+    }
+
+    fn purge<'a>(
+        &'a self,
+        cluster: Option<&'a str>,
+        older_than: Duration,
+    ) -> BoxFuture<'a, Result<u64, RegistryError>> {
+        Box::pin(async move {
+            self.check_up()?;
+            let mut rows = self.rows.lock().unwrap();
+            let before = rows.len();
+            rows.retain(|_, r| r.heartbeat.cluster.as_deref() != cluster || r.at.elapsed() < older_than);
+            Ok((before - rows.len()) as u64)
+        })
+    }
+
+    fn malformed_rows(&self) -> u64 {
+        0
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        cluster: Option<&'a str>,
+        member_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
+        Box::pin(async move {
+            self.check_up()?;
+            let rows = self.rows.lock().unwrap();
             let mut members: Vec<MemberRecord> = rows
                 .values()
-                .filter(|r| r.heartbeat.cluster.as_deref() == cluster)
+                .filter(|r| r.heartbeat.cluster.as_deref() == cluster && r.at.elapsed() < member_ttl * 10)
                 .map(|r| MemberRecord {
                     id: r.heartbeat.id,
                     endpoint: r.heartbeat.endpoint.clone(),
