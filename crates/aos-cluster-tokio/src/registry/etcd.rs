@@ -57,13 +57,12 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use aos_cluster::registry::{Heartbeat, MemberRecord};
-use aos_cluster::{Endpoint, InstanceId};
+use aos_cluster::InstanceId;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
     WatchOptions, WatchRequestSender, WatchResponseStream,
@@ -244,7 +243,11 @@ fn parse(members: &str, key: &[u8], value: &[u8]) -> Parsed {
         .and_then(|digits| digits.parse::<i64>().ok());
     let Some(id) = id else {
         let shown: String = String::from_utf8_lossy(suffix).chars().take(40).collect();
-        return Parsed { id: None, unreadable: Some(format!("key `{shown}` names no instance id")), value: None };
+        return Parsed {
+            id: None,
+            unreadable: Some(format!("key `{shown}` names no instance id")),
+            value: None,
+        };
     };
     let unreadable = |reason: String| Parsed { id: Some(id), unreadable: Some(reason), value: None };
     if value.len() > MAX_VALUE_LEN {
@@ -352,7 +355,8 @@ impl EtcdRegistry {
     /// and starts following its member keys.
     pub async fn connect(url: &str) -> Result<EtcdRegistry, RegistryError> {
         let shown_url = redact_password(url);
-        let parsed = EtcdUrl::parse(url).map_err(|reason| RegistryError::BadUrl { url: shown_url.clone(), reason })?;
+        let parsed =
+            EtcdUrl::parse(url).map_err(|reason| RegistryError::BadUrl { url: shown_url.clone(), reason })?;
         let mut options = ConnectOptions::new()
             .with_connect_timeout(CALL_TIMEOUT)
             .with_timeout(CALL_TIMEOUT)
@@ -362,14 +366,15 @@ impl EtcdRegistry {
         if let Some((name, password)) = &parsed.user {
             options = options.with_user(name.clone(), password.clone());
         }
-        let cannot_open = |message: String| RegistryError::backend(&shown_url, format!("cannot open: {message}"));
-        let client = match tokio::time::timeout(CALL_TIMEOUT, Client::connect(&parsed.endpoints, Some(options)))
-            .await
-        {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(cannot_open(error_text(&e))),
-            Err(_) => return Err(cannot_open(format!("no answer within {CALL_TIMEOUT:?}"))),
-        };
+        let cannot_open =
+            |message: String| RegistryError::backend(&shown_url, format!("cannot open: {message}"));
+        let client =
+            match tokio::time::timeout(CALL_TIMEOUT, Client::connect(&parsed.endpoints, Some(options))).await
+            {
+                Ok(Ok(client)) => client,
+                Ok(Err(e)) => return Err(cannot_open(error_text(&e))),
+                Err(_) => return Err(cannot_open(format!("no answer within {CALL_TIMEOUT:?}"))),
+            };
         let (replica_state, _) = watch::channel(None);
         let (progress, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -456,7 +461,10 @@ impl Shared {
 
     /// Runs `work` within [`CALL_TIMEOUT`], its etcd errors as
     /// [`RegistryError::Backend`].
-    async fn within<T>(&self, work: impl Future<Output = Result<T, RegistryError>>) -> Result<T, RegistryError> {
+    async fn within<T>(
+        &self,
+        work: impl Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
         match tokio::time::timeout(CALL_TIMEOUT, work).await {
             Ok(answer) => answer,
             Err(_) => Err(self.backend(format!("no answer within {CALL_TIMEOUT:?}"))),
@@ -619,7 +627,12 @@ impl Shared {
         self.revoke(lease).await;
         match self.read(id).await? {
             Some(found) => Err(self.in_use(id, &found, Duration::ZERO)),
-            None => Err(RegistryError::IdInUse { id, age: Duration::ZERO, holder: Incarnation(0), endpoint: String::new() }),
+            None => Err(RegistryError::IdInUse {
+                id,
+                age: Duration::ZERO,
+                holder: Incarnation(0),
+                endpoint: String::new(),
+            }),
         }
     }
 
@@ -827,12 +840,16 @@ impl Shared {
         }
         let mut watcher = self.client.watch_client();
         let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
-        let (requests, mut stream) =
-            match tokio::time::timeout(CALL_TIMEOUT, watcher.watch(self.members.clone(), Some(options))).await {
-                Ok(Ok(stream)) => stream.split(),
-                Ok(Err(e)) => return format!("watch: {}", error_text(&e)),
-                Err(_) => return format!("watch: no answer within {CALL_TIMEOUT:?}"),
-            };
+        let (requests, mut stream) = match tokio::time::timeout(
+            CALL_TIMEOUT,
+            watcher.watch(self.members.clone(), Some(options)),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream.split(),
+            Ok(Err(e)) => return format!("watch: {}", error_text(&e)),
+            Err(_) => return format!("watch: no answer within {CALL_TIMEOUT:?}"),
+        };
         *self.requests.lock().await = Some(requests);
         let reason = self.apply(&mut stream, revision).await;
         *self.requests.lock().await = None;
@@ -922,10 +939,18 @@ impl Shared {
             return false;
         }
         let caught_up = state.wait_for(|state| state.is_none_or(|applied| applied >= target));
-        matches!(tokio::time::timeout(CATCH_UP, caught_up).await, Ok(Ok(state)) if state.is_some())
+        let live = match tokio::time::timeout(CATCH_UP, caught_up).await {
+            Ok(Ok(state)) => state.is_some(),
+            _ => false,
+        };
+        live
     }
 
-    async fn snapshot(&self, cluster: Option<&str>, member_ttl: Duration) -> Result<Vec<MemberRecord>, RegistryError> {
+    async fn snapshot(
+        &self,
+        cluster: Option<&str>,
+        member_ttl: Duration,
+    ) -> Result<Vec<MemberRecord>, RegistryError> {
         let kept = member_ttl.saturating_mul(10);
         let rows: Vec<StoredRow> = if self.replica_caught_up().await {
             let now = Instant::now();
@@ -1016,6 +1041,10 @@ impl Registry for EtcdRegistry {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
+    use aos_cluster::Endpoint;
+
     use super::*;
 
     #[test]
@@ -1037,7 +1066,14 @@ mod tests {
         assert_eq!(url.user, Some(("aos".to_owned(), "s3cret".to_owned())));
         assert_eq!(url.prefix, DEFAULT_PREFIX);
         assert_eq!(EtcdUrl::parse("etcd://h:2379/p/").unwrap().prefix, "p");
-        for bad in ["etcd://", "etcd://h", "etcd://h:port/p", "etcd://h:2379,/p", "etcd://:2379/p", "etcd://h:1/p?x=1"] {
+        for bad in [
+            "etcd://",
+            "etcd://h",
+            "etcd://h:port/p",
+            "etcd://h:2379,/p",
+            "etcd://:2379/p",
+            "etcd://h:1/p?x=1",
+        ] {
             assert!(EtcdUrl::parse(bad).is_err(), "{bad}");
         }
     }
@@ -1080,7 +1116,8 @@ mod tests {
         assert!(reason(b"p/members_v1/42", &value).contains("names no instance id"));
         assert!(reason(b"p/members_v1/00000000x2", &value).contains("names no instance id"));
         assert!(reason(b"p/members_v1/0000000042", b"not json").contains("not a member record"));
-        let wrong_type = String::from_utf8(value.clone()).unwrap().replace("\"accepting\":false", "\"accepting\":\"no\"");
+        let wrong_type =
+            String::from_utf8(value.clone()).unwrap().replace("\"accepting\":false", "\"accepting\":\"no\"");
         assert!(reason(b"p/members_v1/0000000042", wrong_type.as_bytes()).contains("not a member record"));
         let newer = String::from_utf8(value.clone()).unwrap().replace("\"v\":1", "\"v\":2");
         assert!(reason(b"p/members_v1/0000000042", newer.as_bytes()).contains("version 2"));
