@@ -89,7 +89,7 @@ enum TestDb {
     #[cfg(feature = "postgres")]
     Postgres(PostgresDb),
     #[cfg(feature = "etcd")]
-    Etcd(EtcdDb),
+    Etcd(Box<EtcdDb>),
 }
 
 #[cfg(feature = "etcd")]
@@ -164,7 +164,7 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{ETCD_URL_VAR}={base_url} is set but unreachable: {e}"));
         let prefix = format!("{}/{test}-{}", base_prefix.trim_end_matches('/'), Incarnation::random());
         let url = format!("etcd://{hosts}/{prefix}");
-        Some(TestDb::Etcd(EtcdDb { url, prefix, admin }))
+        Some(TestDb::Etcd(Box::new(EtcdDb { url, prefix, admin })))
     }
 
     async fn finish(self) {
@@ -1298,6 +1298,8 @@ mod etcd {
         };
         let mut admin = etcd.admin.clone();
         let key = |suffix: &str| format!("{}/members_v1/{suffix}", etcd.prefix);
+        let lease = admin.lease_grant(30, None).await.expect("lease").id();
+        let under_lease = Some(etcd_client::PutOptions::new().with_lease(lease));
         for (suffix, value) in [
             ("0000003001", "not json".to_owned()),
             ("0000003002", record("AOS01@h:2712", r#""yes""#, 1)),
@@ -1305,10 +1307,12 @@ mod etcd {
             ("0000003004", record("AOS01@h:2712", "true", 2)),
             ("junk", record("AOS01@h:2712", "true", 1)),
         ] {
-            admin.put(key(suffix), value, None).await.expect("put by hand");
+            admin.put(key(suffix), value, under_lease.clone()).await.expect("put by hand");
         }
-        // A well-formed record written by hand counts like any other.
-        admin.put(key("0000003005"), record("AOS05@h:2712", "true", 1), None).await.expect("put");
+        // Well formed, but without a lease it would never expire.
+        admin.put(key("0000003006"), record("AOS06@h:2712", "true", 1), None).await.expect("put");
+        // A well-formed record written by hand under a lease counts like any other.
+        admin.put(key("0000003005"), record("AOS05@h:2712", "true", 1), under_lease).await.expect("put");
 
         registry.sync().await.expect("sync");
         let before = registry.malformed_rows();
@@ -1316,12 +1320,13 @@ mod etcd {
             let read = registry.snapshot(Some("c"), TTL).await.expect("bad values do not fail the snapshot");
             assert_eq!(ids(&read), [3000, 3005]);
         }
-        assert_eq!(registry.malformed_rows(), before + 15, "five bad keys, three snapshots");
+        assert_eq!(registry.malformed_rows(), before + 18, "six bad keys, three snapshots");
         for (id, reason) in [
             (3001, "not a member record"),
             (3002, "not a member record"),
             (3003, "aos2:99999"),
             (3004, "version 2"),
+            (3006, "no lease"),
         ] {
             let lines = super::logged_lines(&format!("registry row id {id} skipped"));
             assert_eq!(lines.len(), 1, "one warning per bad key, not one per snapshot: {lines:?}");

@@ -87,6 +87,10 @@ const VALUE_VERSION: u32 = 1;
 /// bytes): skipped as malformed.
 const MAX_VALUE_LEN: usize = 4096;
 
+/// The largest answer to a read of the whole prefix (gRPC's default is 4 MiB,
+/// some 20 000 members).
+const MAX_PREFIX_READ: usize = 64 << 20;
+
 /// The prefix when the URL names none.
 const DEFAULT_PREFIX: &str = "aos-cluster";
 
@@ -264,6 +268,20 @@ fn parse(members: &str, key: &[u8], value: &[u8]) -> Parsed {
         return unreadable(format!("incarnation `{}` is not 16 hex digits", value.incarnation));
     }
     Parsed { id: Some(id), unreadable: None, value: Some(value) }
+}
+
+/// A key as etcd holds it, checked: [`parse`], and a lease, without which
+/// the key would never expire (written by hand).
+fn check(members: &str, found: &KeyValue) -> Parsed {
+    let parsed = parse(members, found.key(), found.value());
+    if parsed.unreadable.is_none() && found.lease() == 0 {
+        return Parsed {
+            id: parsed.id,
+            unreadable: Some("the key has no lease: it would never expire".to_owned()),
+            value: None,
+        };
+    }
+    parsed
 }
 
 impl Parsed {
@@ -565,7 +583,7 @@ impl Shared {
     }
 
     fn in_use(&self, id: InstanceId, found: &KeyValue, age: Duration) -> RegistryError {
-        let parsed = parse(&self.members, found.key(), found.value());
+        let parsed = check(&self.members, found);
         RegistryError::IdInUse {
             id,
             age,
@@ -602,7 +620,7 @@ impl Shared {
                 Err(Some(found)) => found,
             };
             expected = found.mod_revision();
-            let parsed = parse(&self.members, found.key(), found.value());
+            let parsed = check(&self.members, &found);
             match parsed.incarnation() {
                 // Our own (a retried start) or a value nobody can read: ours.
                 Some(holder) if holder == incarnation => {}
@@ -646,7 +664,7 @@ impl Shared {
         let found = self.read(id).await?;
         let expected = match &found {
             None => 0,
-            Some(found) => match parse(&self.members, found.key(), found.value()).incarnation() {
+            Some(found) => match check(&self.members, found).incarnation() {
                 Some(holder) if holder == previous || holder == incarnation => found.mod_revision(),
                 _ => {
                     let age = self.lease_age(found.lease()).await?.unwrap_or(Duration::ZERO);
@@ -711,7 +729,7 @@ impl Shared {
     }
 
     fn owned_by(&self, found: &KeyValue, incarnation: Incarnation) -> Option<Owned> {
-        (parse(&self.members, found.key(), found.value()).incarnation() == Some(incarnation)).then(|| Owned {
+        (check(&self.members, found).incarnation() == Some(incarnation)).then(|| Owned {
             incarnation,
             mod_revision: found.mod_revision(),
             lease: found.lease(),
@@ -809,7 +827,7 @@ impl Shared {
 
     /// One read and the watch that follows it, until it breaks (the reason).
     async fn follow_once(&self) -> String {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.client.kv_client().max_decoding_message_size(MAX_PREFIX_READ);
         self.prefix_reads.fetch_add(1, Ordering::Relaxed);
         let read = kv.get(self.members.clone(), Some(GetOptions::new().with_prefix()));
         let mut answer = match tokio::time::timeout(CALL_TIMEOUT, read).await {
@@ -823,7 +841,7 @@ impl Shared {
             let mut replica = self.replica();
             let mut fresh = BTreeMap::new();
             for found in answer.take_kvs() {
-                let (key, value) = (found.key().to_vec(), found.value());
+                let key = found.key().to_vec();
                 // A key unchanged since the last read keeps the time it was
                 // seen written.
                 let entry = match replica.remove(&key) {
@@ -831,7 +849,7 @@ impl Shared {
                     _ => Entry {
                         mod_revision: found.mod_revision(),
                         seen_at: now,
-                        parsed: parse(&self.members, &key, value),
+                        parsed: check(&self.members, &found),
                     },
                 };
                 fresh.insert(key, entry);
@@ -896,7 +914,7 @@ impl Shared {
                     applied = applied.max(found.mod_revision());
                     match event.event_type() {
                         etcd_client::EventType::Put => {
-                            let parsed = parse(&self.members, found.key(), found.value());
+                            let parsed = check(&self.members, found);
                             let entry = Entry { mod_revision: found.mod_revision(), seen_at: now, parsed };
                             replica.insert(found.key().to_vec(), entry);
                         }
@@ -961,7 +979,7 @@ impl Shared {
                 .filter(|row| u128::try_from(row.age_micros).unwrap_or(0) <= kept.as_micros())
                 .collect()
         } else {
-            let mut kv = self.client.kv_client();
+            let mut kv = self.client.kv_client().max_decoding_message_size(MAX_PREFIX_READ);
             self.prefix_reads.fetch_add(1, Ordering::Relaxed);
             let read = kv.get(self.members.clone(), Some(GetOptions::new().with_prefix()));
             let answer = match tokio::time::timeout(CALL_TIMEOUT, read).await {
@@ -972,7 +990,7 @@ impl Shared {
             answer
                 .kvs()
                 .iter()
-                .map(|found| parse(&self.members, found.key(), found.value()))
+                .map(|found| check(&self.members, found))
                 .filter(|parsed| parsed.cluster().is_none_or(|of| of == cluster))
                 .map(|parsed| parsed.stored_row(Duration::ZERO))
                 .collect()
