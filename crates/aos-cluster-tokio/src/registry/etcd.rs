@@ -1,59 +1,4 @@
-//! The registry in etcd: membership by lease, a watched local replica, fencing
-//! by transactions.
-//!
-//! # Keys and values
-//!
-//! One key per instance id, under the URL's prefix:
-//! `<prefix>/members_v1/<id as 10 zero-padded digits>` (so etcd's byte order is
-//! the order of ids, and ids are unique across every cluster that shares the
-//! prefix, as in the SQL backends). Its value is a small JSON object, versioned
-//! by its `v` field:
-//!
-//! ```json
-//! {"v":1,"incarnation":"deadbeef00000001","endpoint":"AOS01@aos1:2712","cluster":"c",
-//!  "role":"serving","accepting":true,"max_sessions":100,"connected":3}
-//! ```
-//!
-//! A value that does not parse (not JSON, a field of the wrong type, an
-//! unknown version, role or endpoint, a key that names no id) is input from
-//! outside: it is skipped and counted, never fails a snapshot.
-//!
-//! # Membership by lease
-//!
-//! [`register`](Registry::register) grants a lease whose TTL is `member_ttl`
-//! (rounded up to whole seconds, at least one) and writes the key under it.
-//! Each [`heartbeat`](Registry::heartbeat) renews the lease (one keep-alive)
-//! and writes the figures (one transaction): a process that stops heartbeating
-//! (crashed, hung, or cut off) loses its key when its lease expires, by
-//! etcd's clock, with no purge ([`purge`](Registry::purge) deletes nothing).
-//!
-//! # Fencing
-//!
-//! Every write is a transaction that compares before it writes: `register`
-//! creates the key only if it is absent (or takes it over from its own
-//! incarnation, or from a holder whose lease has not been renewed for
-//! `member_ttl`, comparing the `mod_revision` it read); `take_over` writes only
-//! while the key still has the `mod_revision` read with the `previous`
-//! incarnation in it; `heartbeat` and `remove` write only while the key still
-//! has the `mod_revision` of this incarnation's last write (read again once when
-//! this handle has not written it, or when an answer was lost).
-//!
-//! # The replica
-//!
-//! Each registry keeps a replica of every key under `<prefix>/members_v1/`: one
-//! prefix read (at revision R), then a watch from R + 1 that applies every
-//! change. A snapshot is answered from it with no round trip, once it has
-//! caught up with the newest revision this registry has itself written or
-//! read (so a registry always sees its own writes). When the watch breaks
-//! (etcd restarted, the connection lost, the history compacted) the replica
-//! reads everything again and watches anew, with a growing pause between tries;
-//! meanwhile snapshots read the prefix directly, and fail with
-//! [`RegistryError::Backend`] while etcd is unreachable.
-//!
-//! Heartbeat ages in a snapshot are by this process's clock (tokio's): the time
-//! since the replica last saw the key written. Keys found by a (re)read count as
-//! written at that moment. Since a member's key goes when its lease expires,
-//! ages stay below its `member_ttl` plus the watch's delay.
+//! The registry in etcd: see [`EtcdRegistry`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -112,7 +57,78 @@ pub(crate) fn lease_ttl(member_ttl: Duration) -> i64 {
     i64::try_from(seconds).unwrap_or(MAX_LEASE_TTL).clamp(1, MAX_LEASE_TTL)
 }
 
-/// The registry in etcd (v3 API). See the [module docs](self).
+/// The registry in etcd (v3 API): membership by lease, a watched local
+/// replica, fencing by transactions. Opened by [`super::open`] for
+/// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` (see [`EtcdRegistry::connect`]).
+///
+/// # Keys and values
+///
+/// One key per instance id, under the URL's prefix:
+/// `<prefix>/members_v1/<id as 10 zero-padded digits>` (so etcd's byte order is
+/// the order of ids, and ids are unique across every cluster that shares the
+/// prefix, as in the SQL backends). Its value is a small JSON object, versioned
+/// by its `v` field:
+///
+/// ```json
+/// {"v":1,"incarnation":"deadbeef00000001","endpoint":"AOS01@aos1:2712","cluster":"c",
+///  "role":"serving","accepting":true,"max_sessions":100,"connected":3}
+/// ```
+///
+/// A value that does not parse (not JSON, a field of the wrong type, an
+/// unknown version, role or endpoint, a key that names no id) is input from
+/// outside: it is skipped and counted ([`Registry::malformed_rows`]), never
+/// fails a snapshot, and holds no id (`register` claims its key). So is a key
+/// without a lease (written by hand): it would never expire.
+///
+/// # Membership by lease
+///
+/// [`register`](Registry::register) grants a lease whose TTL is `member_ttl`
+/// (rounded up to whole seconds, at least one) and writes the key under it.
+/// Each [`heartbeat`](Registry::heartbeat) renews the lease (one keep-alive)
+/// and writes the figures (one transaction): a process that stops heartbeating
+/// (crashed, hung, or cut off) loses its key when its lease expires, by
+/// etcd's clock, with no purge ([`purge`](Registry::purge) deletes nothing).
+///
+/// # Fencing
+///
+/// Every write is a transaction that compares before it writes: `register`
+/// creates the key only if it is absent (or takes it over from its own
+/// incarnation, or from a holder whose lease has not been renewed for
+/// `member_ttl`, comparing the `mod_revision` it read); `take_over` writes only
+/// while the key still has the `mod_revision` read with the `previous`
+/// incarnation in it; `heartbeat` and `remove` write only while the key still
+/// has the `mod_revision` of this incarnation's last write (read again once when
+/// this handle has not written it, or when an answer was lost).
+///
+/// # The replica
+///
+/// Each registry keeps a replica of every key under `<prefix>/members_v1/`: one
+/// prefix read (at revision R), then a watch from R + 1 that applies every
+/// change. A snapshot is answered from it with no round trip, once it has
+/// caught up with the newest revision this registry has itself written or
+/// read (so a registry always sees its own writes at once; other processes'
+/// writes arrive through the watch, milliseconds later; [`EtcdRegistry::sync`]
+/// waits for everything committed so far). When the watch breaks
+/// (etcd restarted, the connection lost, the history compacted) the replica
+/// reads everything again and watches anew, with a growing pause between tries;
+/// meanwhile snapshots read the prefix directly, and fail with
+/// [`RegistryError::Backend`] while etcd is unreachable.
+///
+/// Heartbeat ages in a snapshot are by this process's clock (tokio's): the time
+/// since the replica last saw the key written. Keys found by a (re)read count as
+/// written at that moment. Since a member's key goes when its lease expires,
+/// ages stay below its `member_ttl` plus the watch's delay.
+///
+/// # Cost
+///
+/// Per instance and heartbeat interval: one lease renewal and one
+/// transaction, whatever the cluster's size; snapshots cost etcd nothing.
+/// Each instance's watch receives every member's writes, so etcd sends
+/// `members` events per heartbeat interval to each instance.
+///
+/// The connection is plain HTTP/2 (no TLS in this build): keep etcd on a
+/// private network. etcd's own authentication is used when the URL names a
+/// user (`etcd://USER:PASSWORD@HOST:PORT/PREFIX`).
 pub struct EtcdRegistry {
     shared: Arc<Shared>,
     follower: JoinHandle<()>,

@@ -45,6 +45,10 @@
 //! there reads only the rows changed since its last read, so a cluster of M
 //! instances reads what changed, not M rows per instance per second.
 //!
+//! etcd holds one key per instance id under the URL's prefix, the same fields
+//! as a versioned JSON value, and no heartbeat time: the key lives under a
+//! lease that each heartbeat renews (see [`EtcdRegistry`]).
+//!
 //! # Time
 //!
 //! `heartbeat_at` is always written by the database's own clock, never by the
@@ -52,7 +56,9 @@
 //! [`Registry::register`], the purge) is computed by that same clock. So
 //! instances whose clocks disagree still agree on ages. A heartbeat that looks
 //! as if it came from the future (the database clock stepped back) reads as
-//! age zero, never negative.
+//! age zero, never negative. etcd's leases expire by etcd's clock; its
+//! snapshots' ages are the time since the instance's own replica saw the key
+//! written.
 //!
 //! # Rows that do not parse
 //!
