@@ -22,10 +22,11 @@ aos_etcd_port_is_free() {
 aos_etcd_healthy() {
   local reply
   reply="$(
+    exec 2>/dev/null
     exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
     printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
     timeout 3 cat <&3
-  )" 2>/dev/null || return 1
+  )" || return 1
   case "$reply" in
     *'"health":"true"'* | *'"health": "true"'*) return 0 ;;
     *) return 1 ;;
