@@ -32,8 +32,8 @@ const VALUE_VERSION: u32 = 1;
 /// bytes): skipped as malformed.
 const MAX_VALUE_LEN: usize = 4096;
 
-/// The largest answer to a read of the whole prefix (gRPC's default is 4 MiB,
-/// some 20 000 members).
+/// The largest answer to a read of the whole prefix, or one watch message
+/// (gRPC's default is 4 MiB, some 20 000 members).
 const MAX_PREFIX_READ: usize = 64 << 20;
 
 /// The prefix when the URL names none.
@@ -681,8 +681,11 @@ impl Shared {
         let expected = match &found {
             None => 0,
             Some(found) => match check(&self.members, found).incarnation() {
+                // The named holder, ourselves, or a key nobody can read (it
+                // holds no id, as for `register`).
                 Some(holder) if holder == previous || holder == incarnation => found.mod_revision(),
-                _ => {
+                None => found.mod_revision(),
+                Some(_) => {
                     let age = self.lease_age(found.lease()).await?.unwrap_or(Duration::ZERO);
                     return Err(self.in_use(id, found, age));
                 }
@@ -707,11 +710,9 @@ impl Shared {
         let lease = self.grant(ttl).await?;
         match self.put_if(id, expected, encode(heartbeat, incarnation), lease).await? {
             Ok(revision) => {
+                // The predecessor's lease is left to expire: nobody renews
+                // it, and it may hold other keys (one written by hand).
                 self.remember(id, incarnation, revision, lease);
-                if let Some(found) = found.filter(|found| found.lease() != lease) {
-                    // The predecessor's lease holds nothing of ours.
-                    self.revoke(found.lease()).await;
-                }
                 Ok(())
             }
             Err(now) => {
@@ -872,7 +873,7 @@ impl Shared {
             }
             *replica = fresh;
         }
-        let mut watcher = self.client.watch_client();
+        let mut watcher = self.client.watch_client().max_decoding_message_size(MAX_PREFIX_READ);
         let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
         let (requests, mut stream) = match tokio::time::timeout(
             CALL_TIMEOUT,
