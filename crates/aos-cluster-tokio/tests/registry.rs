@@ -30,6 +30,7 @@ use aos_cluster_tokio::registry::{self, Incarnation, MemoryRegistry, Registry, R
 use aos_cluster_tokio::registry::{BoxFuture, EtcdRegistry};
 
 const POSTGRES_URL_VAR: &str = "AOS_TEST_POSTGRES_URL";
+#[cfg(feature = "etcd")]
 const ETCD_URL_VAR: &str = "AOS_TEST_ETCD_URL";
 const TTL: Duration = Duration::from_secs(30);
 const PURGE: Duration = Duration::from_secs(300);
@@ -1149,6 +1150,19 @@ async fn a_postgres_url_without_the_feature_says_which_feature() {
     }
 }
 
+#[cfg(not(feature = "etcd"))]
+#[tokio::test]
+async fn an_etcd_url_without_the_feature_says_which_feature() {
+    match registry::open("etcd://aos:pw@127.0.0.1:2379/aos").await {
+        Err(e @ RegistryError::BadUrl { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("feature `etcd`"), "{message}");
+            assert!(!message.contains(":pw@"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
 #[test]
 fn passwords_are_redacted_from_shown_urls() {
     for (url, shown) in [
@@ -1158,6 +1172,7 @@ fn passwords_are_redacted_from_shown_urls() {
         ("postgresql://db/aos?user=a&password=pw&x=1", "postgresql://db/aos?user=a&password=***&x=1"),
         ("sqlite:///var/lib/aos/registry.db", "sqlite:///var/lib/aos/registry.db"),
         ("postgres://db/a@b", "postgres://db/a@b"),
+        ("etcd://aos:pw@e1:2379,e2:2379/aos", "etcd://aos:***@e1:2379,e2:2379/aos"),
     ] {
         assert_eq!(registry::redact_password(url), shown, "{url}");
     }
