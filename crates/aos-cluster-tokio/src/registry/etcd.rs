@@ -10,7 +10,7 @@ use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::InstanceId;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions, WatchRequestSender, WatchResponseStream,
+    WatchOptions, WatchResponseStream,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -158,13 +158,6 @@ struct Shared {
     /// broken.
     replica_state: watch::Sender<Option<i64>>,
     replica: Mutex<BTreeMap<Vec<u8>, Entry>>,
-    /// The live watch's request side, for progress requests ([`EtcdRegistry::sync`]).
-    requests: tokio::sync::Mutex<Option<WatchRequestSender>>,
-    /// How many progress answers the watch has had: each says that every
-    /// change committed before it was asked for has been applied.
-    progress: watch::Sender<u64>,
-    /// One `sync` at a time, so each waits for the answer to its own request.
-    syncing: tokio::sync::Mutex<()>,
     /// Whole-prefix reads so far (replica loads and snapshots that read).
     prefix_reads: AtomicU64,
     /// The newest revision of a key under the prefix that this registry has
@@ -410,16 +403,12 @@ impl EtcdRegistry {
                 Err(_) => return Err(cannot_open(format!("no answer within {CALL_TIMEOUT:?}"))),
             };
         let (replica_state, _) = watch::channel(None);
-        let (progress, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             shown_url: shown_url.clone(),
             client,
             members: format!("{}/{MEMBERS_DIR}/", parsed.prefix),
             replica_state,
             replica: Mutex::new(BTreeMap::new()),
-            requests: tokio::sync::Mutex::new(None),
-            progress,
-            syncing: tokio::sync::Mutex::new(()),
             prefix_reads: AtomicU64::new(0),
             seen: AtomicI64::new(0),
             owned: Mutex::new(BTreeMap::new()),
@@ -462,8 +451,9 @@ impl EtcdRegistry {
     }
 
     /// Waits until the replica has applied every change committed in etcd
-    /// before this call (one progress request on the open watch: a round
-    /// trip, no read). A snapshot alone sees this registry's own writes and
+    /// before this call: one read of the prefix's keys and revisions (no
+    /// values), then a wait until the replica holds exactly those keys, or
+    /// later versions. A snapshot alone sees this registry's own writes and
     /// reads at once and other processes' writes as soon as the watch brings
     /// them (milliseconds); after `sync`, it sees everything committed before.
     /// Fails with [`RegistryError::Backend`] while the watch is broken.
@@ -875,7 +865,7 @@ impl Shared {
         }
         let mut watcher = self.client.watch_client().max_decoding_message_size(MAX_PREFIX_READ);
         let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
-        let (requests, mut stream) = match tokio::time::timeout(
+        let (_requests, mut stream) = match tokio::time::timeout(
             CALL_TIMEOUT,
             watcher.watch(self.members.clone(), Some(options)),
         )
@@ -885,10 +875,7 @@ impl Shared {
             Ok(Err(e)) => return format!("watch: {}", error_text(&e)),
             Err(_) => return format!("watch: no answer within {CALL_TIMEOUT:?}"),
         };
-        *self.requests.lock().await = Some(requests);
-        let reason = self.apply(&mut stream, revision).await;
-        *self.requests.lock().await = None;
-        reason
+        self.apply(&mut stream, revision).await
     }
 
     /// Applies the watch's changes to the replica until the watch breaks
@@ -918,9 +905,6 @@ impl Shared {
                 }
             }
             if message.events().is_empty() {
-                // A progress answer: everything committed before it was
-                // asked for has been sent, and applied above.
-                self.progress.send_modify(|answered| *answered += 1);
                 continue;
             }
             let now = Instant::now();
@@ -947,22 +931,40 @@ impl Shared {
         }
     }
 
+    /// (etcd 3.4's watch progress requests are answered ahead of pending
+    /// events, so they cannot tell when the replica has caught up: a read of
+    /// the keys can.)
     async fn sync(&self) -> Result<(), RegistryError> {
-        let _one_at_a_time = self.syncing.lock().await;
-        let mut answers = self.progress.subscribe();
-        let before = *answers.borrow_and_update();
-        {
-            let mut requests = self.requests.lock().await;
-            let Some(sender) = requests.as_mut() else {
-                return Err(self.backend("the watch is not established (etcd unreachable?)"));
-            };
-            sender.request_progress().await.map_err(|e| self.failed("watch progress request", &e))?;
+        let mut kv = self.client.kv_client().max_decoding_message_size(MAX_PREFIX_READ);
+        let keys_only = GetOptions::new().with_prefix().with_keys_only();
+        let answer =
+            kv.get(self.members.clone(), Some(keys_only)).await.map_err(|e| self.failed("read", &e))?;
+        let read_at = answer.header().map_or(0, |header| header.revision());
+        let expected: BTreeMap<&[u8], i64> =
+            answer.kvs().iter().map(|found| (found.key(), found.mod_revision())).collect();
+        let mut state = self.replica_state.subscribe();
+        loop {
+            if state.borrow_and_update().is_none() {
+                return Err(self.backend("the watch is broken (etcd unreachable?)"));
+            }
+            if self.covers(&expected, read_at) {
+                return Ok(());
+            }
+            state.changed().await.map_err(|_| self.backend("the registry is closing"))?;
         }
-        answers
-            .wait_for(|&answered| answered > before)
-            .await
-            .map_err(|_| self.backend("the registry is closing"))?;
-        Ok(())
+    }
+
+    /// Whether the replica holds every key of a read at revision `read_at`
+    /// (`expected`: key and `mod_revision`), at that version or a later one,
+    /// and no key that the read no longer had, unless written since.
+    fn covers(&self, expected: &BTreeMap<&[u8], i64>, read_at: i64) -> bool {
+        let replica = self.replica();
+        expected
+            .iter()
+            .all(|(key, &revision)| replica.get(*key).is_some_and(|entry| entry.mod_revision >= revision))
+            && replica
+                .iter()
+                .all(|(key, entry)| expected.contains_key(key.as_slice()) || entry.mod_revision > read_at)
     }
 
     /// Whether the replica has applied everything this registry has seen,
