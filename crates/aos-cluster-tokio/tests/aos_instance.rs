@@ -37,6 +37,7 @@ fn write_config(dir: &Path, id: u32, db: &str) -> std::path::PathBuf {
         r#"registry = "{db}"
 admin = "127.0.0.1:0"
 listen = "127.0.0.1:0"
+shutdown_grace = "2s"
 
 [instance]
 id = {id}
@@ -359,7 +360,7 @@ fn check_prints_the_effective_configuration_and_names_the_line_of_a_problem() {
     assert_eq!(out.status.code(), Some(2));
     let message = String::from_utf8(out.stderr).unwrap();
     let expected = format!(
-        "{}:12: instance: `snapshot_ttl` (1h) must be shorter than `member_ttl` (3s)",
+        "{}:13: instance: `snapshot_ttl` (1h) must be shorter than `member_ttl` (3s)",
         path.display()
     );
     assert!(message.starts_with(&expected), "{message}");
@@ -373,4 +374,231 @@ fn check_prints_the_effective_configuration_and_names_the_line_of_a_problem() {
     assert!(String::from_utf8(out.stdout).unwrap().contains("Exit codes"));
     let out = Command::new(BIN).arg("rn").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `aos-instance check FILE` with `text` as the file: the exit code and stderr.
+fn check(dir: &Path, name: &str, text: &str) -> (Option<i32>, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn check_and_run_name_every_unknown_setting_and_wrong_type_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(write_config(dir.path(), 1, "sqlite::memory:")).unwrap();
+    // Each typo or wrong type alone: refused, naming file, line and setting.
+    let cases = [
+        (
+            "typo.toml",
+            good.replace("shutdown_grace", "idle_timout"),
+            ":4: idle_timout: unknown setting `idle_timout`",
+        ),
+        (
+            "admn.toml",
+            good.replace("admin =", "admn ="),
+            ":2: admn: unknown setting `admn` (did you mean `admin`?)",
+        ),
+        ("table.toml", format!("{good}\n[instanse]\nid = 1\n"), ":15: instanse: unknown setting `instanse`"),
+        (
+            "nested.toml",
+            good.replace("max_sessions = 100", "max_sessions = 100\nlimits = { max_memberz = 3 }"),
+            ":11: instance.limits.max_memberz: unknown setting",
+        ),
+        (
+            "type.toml",
+            good.replace("max_sessions = 100", "max_sessions = \"100\""),
+            ":10: instance.max_sessions: invalid type: string \"100\", expected u32",
+        ),
+        ("id.toml", good.replace("id = 1", "id = \"one\""), ":7: instance.id: invalid type: string \"one\""),
+        (
+            "listen.toml",
+            good.replace("listen = \"127.0.0.1:0\"", "listen = \"localhost:2712\""),
+            ":3: listen: invalid socket address syntax",
+        ),
+    ];
+    for (name, text, expected) in &cases {
+        let (code, stderr) = check(dir.path(), name, text);
+        assert_eq!(code, Some(2), "{name} accepted: {stderr}");
+        let path = dir.path().join(name);
+        assert!(stderr.starts_with(&format!("{}{expected}", path.display())), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: one problem, one line: {stderr}");
+    }
+
+    // All of them at once: every one reported in one run, by line, by `check` and `run` alike.
+    let all = good
+        .replace("admin =", "admn =")
+        .replace("shutdown_grace", "idle_timout")
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"localhost:2712\"")
+        .replace("id = 1", "id = \"one\"")
+        .replace("max_sessions = 100", "max_sessions = \"100\"")
+        + "\n[instanse]\nid = 1\n";
+    let path = dir.path().join("all.toml");
+    std::fs::write(&path, &all).unwrap();
+    for command in ["check", "run"] {
+        let out = Command::new(BIN).arg(command).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let lines: Vec<&str> = stderr.lines().collect();
+        let expected = [
+            ":2: admn",
+            ":3: listen",
+            ":4: idle_timout",
+            ":7: instance.id",
+            ":10: instance.max_sessions",
+            ":15: instanse",
+        ];
+        assert_eq!(lines.len(), expected.len(), "{command}: {stderr}");
+        for (line, part) in lines.iter().zip(expected) {
+            assert!(
+                line.starts_with(&format!("{}{part}", path.display())),
+                "{command}: {line:?} in\n{stderr}"
+            );
+        }
+        assert!(out.stdout.is_empty(), "{command} printed on stdout");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_come_first_on_stderr_from_check_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cluster.db").display());
+    let text = std::fs::read_to_string(write_config(dir.path(), 1, &db)).unwrap();
+    let path = dir.path().join("open.toml");
+    let text = text
+        .replace("admin = \"127.0.0.1:0\"", "admin = \"0.0.0.0:0\"\nadmin_token = \"env:AOS_TEST_TOKEN\"");
+    std::fs::write(&path, text).unwrap();
+    let warning = format!("{}: warning: `admin` 0.0.0.0:0 is not on loopback", path.display());
+
+    let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8(out.stderr).unwrap().starts_with(&warning));
+
+    // `run`: the first line on stderr, before any log line (info on).
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env("AOS_TEST_TOKEN", "t0ken")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut started = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut started).unwrap();
+    assert!(started.starts_with("aos-instance listen="), "{started:?}");
+    let stderr = child.stderr.take().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut first).unwrap();
+    assert!(first.starts_with(&warning), "{first:?}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_a_second_sigterm_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cluster.db").display());
+    let path = write_config(dir.path(), 1, &db);
+    let text =
+        std::fs::read_to_string(&path).unwrap().replace("shutdown_grace = \"2s\"", "shutdown_grace = \"1h\"");
+    std::fs::write(&path, text).unwrap();
+    let mut one = start(&path);
+    let mut session = aos_cluster_tokio::connect(&client(&[&one])).await.expect("a session");
+    let term = |pid: u32| {
+        let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+        assert!(status.success());
+    };
+
+    // The first SIGTERM drains: still running, not admitting, the session still served.
+    term(one.child.id());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, stats) = http(one.admin, "GET", "/stats", "").await;
+        if stats.contains("\"accepting\":false") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never drained: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(one.child.try_wait().unwrap().is_none(), "stopped without draining");
+    let (status, body) = http(one.admin, "POST", "/drain", "off").await;
+    assert_eq!(status, 409, "re-admitted while stopping: {body}");
+    let refused = aos_cluster_tokio::connect(&ClientConfig {
+        retry: aos_cluster::RetryPolicy { max_rounds: 1, ..Default::default() },
+        ..client(&[&one])
+    })
+    .await;
+    assert!(refused.is_err(), "a new session was admitted while draining");
+    session.write_all(b"still served").await.unwrap();
+    let mut back = [0u8; 12];
+    timeout(PATIENCE, session.read_exact(&mut back)).await.expect("echoed in time").unwrap();
+    assert_eq!(&back, b"still served");
+
+    // The second stops at once (the grace is an hour), row removed, exit 0.
+    term(one.child.id());
+    let deadline = Instant::now() + PATIENCE;
+    let code = loop {
+        if let Some(code) = one.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "the second SIGTERM did not stop it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code.code(), Some(0));
+    let mut buf = [0u8; 1];
+    let read = timeout(PATIENCE, session.read(&mut buf)).await.expect("the session was closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let rows =
+        registry::open(&db).await.unwrap().snapshot(Some("ci"), Duration::from_secs(3600)).await.unwrap();
+    assert!(rows.is_empty(), "{rows:?}");
+}
+
+/// `kill -9`, then the supervisor's immediate restart: the new process finds
+/// its id's row live (member_ttl is a minute), asks the row's endpoint, hears
+/// nothing, and takes the row over at once. A second copy started beside a
+/// live process is still refused.
+async fn a_restart_after_kill_takes_the_row_over_at_once(db: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), 41, db);
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace("member_ttl = \"3s\"", "member_ttl = \"60s\"");
+    std::fs::write(&config, text).unwrap();
+    let mut first = start(&config);
+
+    // Beside the live one: refused (exit 3), naming the live process.
+    let duplicate = Command::new(BIN).arg("run").arg(&config).env("RUST_LOG", "error").output().unwrap();
+    assert_eq!(duplicate.status.code(), Some(3), "{}", String::from_utf8_lossy(&duplicate.stderr));
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("in use"), "{duplicate:?}");
+
+    first.child.kill().unwrap(); // SIGKILL: no graceful stop, the row stays
+    first.child.wait().unwrap();
+    #[allow(clippy::disallowed_methods)]
+    let restarted_at = std::time::Instant::now();
+    let second = start(&config);
+    let took = restarted_at.elapsed();
+    assert!(took < Duration::from_secs(15), "the restart waited {took:?} (member_ttl is 60 s)");
+    let client = client(&[&second]);
+    let session = timeout(PATIENCE, aos_cluster_tokio::connect(&client)).await.unwrap().expect("a session");
+    assert_eq!(session.info().instance(), Some(InstanceId(41)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_restart_after_kill_takes_the_row_over_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    a_restart_after_kill_takes_the_row_over_at_once(&format!(
+        "sqlite://{}/registry.db",
+        dir.path().display()
+    ))
+    .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_restart_after_kill_takes_the_row_over_at_once() {
+    let Ok(url) = std::env::var("AOS_TEST_POSTGRES_URL") else { return };
+    a_restart_after_kill_takes_the_row_over_at_once(&url).await;
 }

@@ -320,7 +320,7 @@ async fn a_malformed_frame_closes_only_its_connection() {
         let read = tokio::time::timeout(PATIENCE, bad.read(&mut buf)).await.expect("closed in time");
         assert!(matches!(read, Ok(0) | Err(_)), "expected the connection closed with nothing sent: {read:?}");
         let stats = cluster.handles[0].stats().await.unwrap();
-        assert_eq!(stats.malformed_frames, 1);
+        assert_eq!(stats.connections.malformed_frames, 1);
         assert_eq!(stats.workload.connected, 2, "the other sessions are untouched");
 
         let after = connect_all(&config, 3, 3, 10).await;

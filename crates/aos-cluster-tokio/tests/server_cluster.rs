@@ -26,7 +26,7 @@ async fn an_instance_restarted_at_a_new_port_is_redialled_by_its_peers() {
             .any(|e| e.id == InstanceId(1) && e.endpoint == old_endpoint)
     })
     .await;
-    let dials_before = stats(&peer_handle).await.peer_dials;
+    let dials_before = stats(&peer_handle).await.peers.dials;
 
     // A crash leaves the row; the id can be taken again once it is stale.
     first.handle().crash().await;
@@ -58,8 +58,8 @@ async fn an_instance_restarted_at_a_new_port_is_redialled_by_its_peers() {
     })
     .await;
     let s = stats(&peer_handle).await;
-    assert!(s.peer_dials > dials_before, "no new dial: {s:?}");
-    assert_eq!(s.peer_links, 1, "the old link was not dropped: {s:?}");
+    assert!(s.peers.dials > dials_before, "no new dial: {s:?}");
+    assert_eq!(s.peers.links, 1, "the old link was not dropped: {s:?}");
     assert!(restarted.handle().stats().await.unwrap().instance.workload_queries_answered >= 1);
 }
 
@@ -70,13 +70,13 @@ async fn a_member_that_leaves_the_registry_loses_its_peer_link() {
     let peer = bind(server_config(2, 10), &registry).await;
     let (peer_addr, peer_handle) = (peer.local_addr(), peer.handle());
     eventually("linked", || async {
-        ranking_at(peer_addr, 1).await.entries.len() == 2 && stats(&peer_handle).await.peer_links == 1
+        ranking_at(peer_addr, 1).await.entries.len() == 2 && stats(&peer_handle).await.peers.links == 1
     })
     .await;
     leaving.handle().shutdown().await;
     eventually("the link is dropped", || async {
         let ranked = ranking_at(peer_addr, 2).await;
-        ids(&ranked) == vec![2] && stats(&peer_handle).await.peer_links == 0
+        ids(&ranked) == vec![2] && stats(&peer_handle).await.peers.links == 0
     })
     .await;
 }
@@ -96,10 +96,11 @@ async fn a_registry_outage_ranks_from_the_last_snapshot_marked_stale() {
     })
     .await;
     let handle = two.handle();
-    eventually("heartbeats fail too", || async { stats(&handle).await.heartbeat_failures >= 1 }).await;
+    eventually("heartbeats fail too", || async { stats(&handle).await.registry.heartbeat_failures >= 1 })
+        .await;
     let s = stats(&handle).await;
     assert!(s.instance.registry_failures >= 1, "{s:?}");
-    assert!(!s.registration_lost, "an outage is not a takeover");
+    assert!(!s.registry.registration_lost, "an outage is not a takeover");
     registry.down.store(false, Ordering::Relaxed);
     eventually("fresh again", || async { !ranking_at(addr, 3).await.stale }).await;
 }

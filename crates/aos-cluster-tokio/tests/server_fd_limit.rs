@@ -66,7 +66,7 @@ async fn at_the_descriptor_limit_the_server_backs_off_unadvertises_and_recovers(
     assert!(!clients.is_empty());
     eventually("accept fails and the instance saturates", || async {
         let s = stats(&handle).await;
-        s.accept_errors >= 1 && s.saturated
+        s.connections.accept_errors >= 1 && s.saturated
     })
     .await;
     eventually("the registry row says not accepting", || async {
@@ -74,10 +74,10 @@ async fn at_the_descriptor_limit_the_server_backs_off_unadvertises_and_recovers(
     })
     .await;
     // Backing off, not spinning: over one second at most a few retries.
-    let errors_before = stats(&handle).await.accept_errors;
+    let errors_before = stats(&handle).await.connections.accept_errors;
     let window = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let retries = stats(&handle).await.accept_errors - errors_before;
+    let retries = stats(&handle).await.connections.accept_errors - errors_before;
     assert!(retries <= 10, "{retries} accept errors in {:?}: no backoff", window.elapsed());
 
     // Descriptors free up: accept works again and the instance is advertised again.

@@ -31,7 +31,7 @@ async fn idle_and_half_frame_connections_are_closed_within_first_frame_timeout()
         stream.write_all(&bytes).await.unwrap();
         half.push(stream);
     }
-    assert_eq!(stats(&handle).await.connections_open, 40);
+    assert_eq!(stats(&handle).await.connections.open, 40);
     let slack = Duration::from_millis(1500);
     for stream in idle.iter_mut().chain(half.iter_mut()) {
         assert!(closed_within(stream, slack).await, "a connection outlived first_frame_timeout");
@@ -40,7 +40,7 @@ async fn idle_and_half_frame_connections_are_closed_within_first_frame_timeout()
     assert!(elapsed >= Duration::from_millis(250), "closed before the deadline: {elapsed:?}");
     eventually("all counted and freed", || async {
         let s = stats(&handle).await;
-        s.closed_first_frame_timeout == 40 && s.connections_open == 0
+        s.connections.closed_first_frame_timeout == 40 && s.connections.open == 0
     })
     .await;
 }
@@ -69,7 +69,8 @@ async fn a_slow_loris_trickling_one_frame_is_closed_even_while_sending() {
     }
     assert!(closed, "a trickled frame kept the connection open");
     assert!(started.elapsed() < Duration::from_millis(2000));
-    eventually("counted", || async { stats(&handle).await.closed_first_frame_timeout == 1 }).await;
+    eventually("counted", || async { stats(&handle).await.connections.closed_first_frame_timeout == 1 })
+        .await;
 }
 
 #[tokio::test]
@@ -89,7 +90,7 @@ async fn a_connection_that_goes_quiet_after_a_request_is_closed_by_idle_timeout(
     );
     eventually("counted as idle", || async {
         let s = stats(&handle).await;
-        s.closed_idle_timeout == 1 && s.closed_first_frame_timeout == 0
+        s.connections.closed_idle_timeout == 1 && s.connections.closed_first_frame_timeout == 0
     })
     .await;
 }
@@ -111,7 +112,7 @@ async fn garbage_and_replies_sent_to_the_server_close_the_connection() {
     let report = aos_cluster::wire::Message::WorkloadReport(client_report());
     reply.send(&report).await;
     assert!(closed_within(&mut reply.stream, PATIENCE).await);
-    eventually("counted", || async { stats(&handle).await.malformed_frames == 3 }).await;
+    eventually("counted", || async { stats(&handle).await.connections.malformed_frames == 3 }).await;
 }
 
 fn client_report() -> aos_cluster::wire::WorkloadReport {
@@ -141,10 +142,10 @@ async fn the_per_ip_cap_refuses_at_once() {
     let mut refused = TcpStream::connect(server.local_addr()).await.unwrap();
     assert!(closed_within(&mut refused, Duration::from_millis(500)).await, "not refused at once");
     let s = stats(&handle).await;
-    assert_eq!((s.refused_per_ip, s.connections_open), (1, 3));
+    assert_eq!((s.connections.refused_per_ip, s.connections.open), (1, 3));
     assert!(!s.saturated, "one address at its cap does not saturate the instance");
     drop(held.pop());
-    eventually("a slot is free again", || async { stats(&handle).await.connections_open == 2 }).await;
+    eventually("a slot is free again", || async { stats(&handle).await.connections.open == 2 }).await;
     let mut client = RawClient::connect(server.local_addr()).await;
     assert_eq!(client.workload(1).await.id, InstanceId(1));
 }
@@ -169,7 +170,7 @@ async fn at_the_connection_cap_new_connections_are_refused_the_instance_leaves_r
     while held.len() < 6 {
         held.push(TcpStream::connect(capped.local_addr()).await.unwrap());
         // The other instance's peer link to it counts too, so stop at the cap.
-        if stats(&capped_handle).await.connections_open >= 6 {
+        if stats(&capped_handle).await.connections.open >= 6 {
             break;
         }
     }
@@ -178,7 +179,7 @@ async fn at_the_connection_cap_new_connections_are_refused_the_instance_leaves_r
     assert!(closed_within(&mut refused, Duration::from_millis(500)).await, "not refused at once");
     assert!(refused_at.elapsed() < Duration::from_millis(500));
     let s = stats(&capped_handle).await;
-    assert!(s.saturated && s.refused_at_cap >= 1, "{s:?}");
+    assert!(s.saturated && s.connections.refused_at_cap >= 1, "{s:?}");
     assert!(s.accepting, "saturation leaves the admin setting alone");
     eventually("the registry row says not accepting", || async {
         !registry.row(InstanceId(1)).unwrap().0.accepting

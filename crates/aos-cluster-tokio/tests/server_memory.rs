@@ -57,7 +57,7 @@ async fn pipelining_clients_cannot_grow_memory_or_starve_peer_queries() {
         idle.push(TcpStream::connect(target_addr).await.unwrap());
     }
     eventually("all idle connections open", || async {
-        stats(&target_handle).await.connections_open >= PER_PHASE
+        stats(&target_handle).await.connections.open >= PER_PHASE
     })
     .await;
     let with_idle = rss();
@@ -135,7 +135,7 @@ async fn pipelining_clients_cannot_grow_memory_or_starve_peer_queries() {
     }
     assert!(worst < Duration::from_millis(400), "a workload query took {worst:?} under attack");
     let s = stats(&target_handle).await;
-    assert!(s.connections_open >= ATTACKERS, "attackers should still be connected: {s:?}");
+    assert!(s.connections.open >= ATTACKERS, "attackers should still be connected: {s:?}");
     assert!(s.instance.handshakes >= ATTACKERS as u64, "the attackers were served: {s:?}");
 
     let after = rss();

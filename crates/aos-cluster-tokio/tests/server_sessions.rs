@@ -71,14 +71,14 @@ async fn application_bytes_round_trip_both_ways_and_dropping_ends_the_session() 
     client.stream.write_all(b"world, again").await.unwrap();
     assert_eq!(read_exactly(&mut client, 17).await, b"echo:world, again");
     assert_eq!(stats(&handle).await.workload.connected, 1);
-    assert_eq!(stats(&handle).await.sessions_handed_over, 1);
+    assert_eq!(stats(&handle).await.sessions.handed_over, 1);
 
     // The client leaves; the application reads EOF and drops its stream.
     drop(client);
     eventually("the session ended", || async { stats(&handle).await.workload.connected == 0 }).await;
     let s = stats(&handle).await;
     assert_eq!(s.instance.sessions_accepted, 1);
-    assert_eq!(s.connections_open, 0);
+    assert_eq!(s.connections.open, 0);
     handle.shutdown().await;
     tokio::time::timeout(PATIENCE, app).await.expect("accept loop ends after shutdown").unwrap();
 }
@@ -145,7 +145,7 @@ async fn sessions_nobody_accepts_are_closed_once_the_queue_is_full() {
     }
     eventually("only the queued session counts", || async {
         let s = stats(&handle).await;
-        s.workload.connected == 1 && s.sessions_dropped_queue_full == 2
+        s.workload.connected == 1 && s.sessions.dropped_queue_full == 2
     })
     .await;
     let accepted = server.accept().await.expect("the queued session");
@@ -202,7 +202,7 @@ async fn a_superseded_row_is_never_overwritten() {
     let handle = server.handle();
     let other = Incarnation(server.incarnation().0.wrapping_add(1));
     registry.steal(InstanceId(3), other);
-    eventually("the server notices", || async { stats(&handle).await.registration_lost }).await;
+    eventually("the server notices", || async { stats(&handle).await.registry.registration_lost }).await;
     // Heartbeats have stopped: the row stays the other process's.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(registry.row(InstanceId(3)).unwrap().1, other);

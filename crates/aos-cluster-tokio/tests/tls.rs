@@ -149,13 +149,13 @@ async fn a_rogue_seed_with_a_self_signed_certificate_is_refused_and_the_client_c
     drop(session);
 
     let rogue_stats = stats(&rogue_handle).await;
-    assert_eq!(rogue_stats.sessions_handed_over, 0);
+    assert_eq!(rogue_stats.sessions.handed_over, 0);
     assert_eq!(rogue_stats.instance.handshakes, 0, "{rogue_stats:?}");
     assert!(
-        rogue_stats.tls_handshake_failures >= 2,
+        rogue_stats.connections.tls_handshake_failures >= 2,
         "the clients hung up on its certificate: {rogue_stats:?}"
     );
-    assert_eq!(stats(&good_handle).await.sessions_handed_over, 2);
+    assert_eq!(stats(&good_handle).await.sessions.handed_over, 2);
     drop(rogue);
 }
 
@@ -249,8 +249,8 @@ async fn a_rogue_ranked_entry_is_refused_and_the_next_entry_takes_the_session() 
     assert_eq!(session.instance(), Some(InstanceId(1)));
     assert!(transport_failure(&session.attempts()[1]).starts_with("certificate for 127.0.0.1 not valid:"));
 
-    assert_eq!(stats(&rogue_handle).await.sessions_handed_over, 0);
-    assert_eq!(stats(&good_handle).await.sessions_handed_over, 2);
+    assert_eq!(stats(&rogue_handle).await.sessions.handed_over, 0);
+    assert_eq!(stats(&good_handle).await.sessions.handed_over, 2);
 
     // The allow-list over TLS: an entry named outside it is skipped before any dial.
     let outside = Endpoint::new("localhost", good_endpoint.port()).unwrap();
@@ -265,7 +265,7 @@ async fn a_rogue_ranked_entry_is_refused_and_the_next_entry_takes_the_session() 
     let skipped = &session.attempts()[1];
     assert_eq!(skipped.endpoint, outside);
     assert!(transport_failure(skipped).ends_with("is outside the allow-list; skipped"), "{skipped}");
-    assert_eq!(stats(&good_handle).await.sessions_handed_over, 3, "the skipped entry was dialled");
+    assert_eq!(stats(&good_handle).await.sessions.handed_over, 3, "the skipped entry was dialled");
 }
 
 /// A raw protocol client over TLS (`identity`: its client certificate).
@@ -309,7 +309,7 @@ async fn a_peer_without_a_cluster_certificate_gets_no_workload() {
     let mut prying = tls_raw(addr, &pki, None).await;
     assert_eq!(request(&mut prying, &workload_query()).await, None, "answered without a certificate");
     let after = stats(&handle).await;
-    assert_eq!(after.peer_queries_refused, 1, "{after:?}");
+    assert_eq!(after.peers.queries_refused, 1, "{after:?}");
     assert_eq!(after.instance.workload_queries_answered, 0);
 
     // A certificate of another authority: the handshake itself fails.
@@ -317,7 +317,7 @@ async fn a_peer_without_a_cluster_certificate_gets_no_workload() {
     let mut rogue = tls_raw(addr, &pki, Some(rogue)).await;
     assert_eq!(request(&mut rogue, &workload_query()).await, None, "answered a rogue certificate");
     eventually("the rogue handshake is counted", || async {
-        stats(&handle).await.tls_handshake_failures >= 1
+        stats(&handle).await.connections.tls_handshake_failures >= 1
     })
     .await;
 
@@ -327,7 +327,7 @@ async fn a_peer_without_a_cluster_certificate_gets_no_workload() {
     let reply = request(&mut member, &workload_query()).await;
     assert!(matches!(reply, Some(Message::WorkloadReport(_))), "{reply:?}");
     let after = stats(&handle).await;
-    assert_eq!((after.instance.workload_queries_answered, after.peer_queries_refused), (1, 1), "{after:?}");
+    assert_eq!((after.instance.workload_queries_answered, after.peers.queries_refused), (1, 1), "{after:?}");
 
     // Plain TCP to a TLS instance gets nothing either.
     let mut plain = RawClient::connect(addr).await;
@@ -369,10 +369,10 @@ async fn instances_rank_each_other_over_mutual_tls_and_a_rogue_member_is_left_ou
     })
     .await;
     let one_stats = stats(&handle_one).await;
-    assert!(one_stats.peer_dials >= 1 && one_stats.instance.peer_unreachable >= 1, "{one_stats:?}");
+    assert!(one_stats.peers.dials >= 1 && one_stats.instance.peer_unreachable >= 1, "{one_stats:?}");
     let two_stats = stats(&handle_two).await;
     assert!(two_stats.instance.workload_queries_answered >= 1, "{two_stats:?}");
-    assert_eq!(two_stats.peer_queries_refused, 0);
+    assert_eq!(two_stats.peers.queries_refused, 0);
     // The rogue answered no query (the members refuse its server certificate)
     // and got no answer (its client certificate fails their handshake).
     let rogue_stats = stats(&handle_rogue).await;

@@ -169,6 +169,9 @@ impl Cluster {
         let config = self.configs[index as usize].clone();
         let mut server_config = ServerConfig::new("127.0.0.1:0".parse().expect("loopback"), config);
         server_config.max_connections_per_ip = server_config.max_connections;
+        // A scenario's stop closes the held sessions at once (no drain), in a
+        // process as in-process.
+        server_config.shutdown_grace = std::time::Duration::ZERO;
         let failed = |e: String| RealError::Start(format!("instance {index}: {e}"));
         let node = match &self.binary {
             Some(binary) => {
@@ -289,9 +292,9 @@ fn add(sum: &mut Totals, more: Figures) {
 }
 
 /// Removes the rows a previous run on the same database left in `cluster`:
-/// a snapshot purges every row older than its argument, here all of them.
+/// a purge deletes every row older than its argument, here all of them.
 async fn clear_rows(registry: &dyn Registry, cluster: &str) {
-    let _ = registry.snapshot(Some(cluster), Duration::ZERO).await;
+    let _ = registry.purge(Some(cluster), Duration::ZERO).await;
 }
 
 /// The application: holds each session, reading until the client closes it

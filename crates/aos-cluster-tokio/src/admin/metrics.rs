@@ -13,9 +13,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::server::{RankObserver, ServerStats};
+use aos_cluster::wire::RejectReason;
 
-type Labels = Vec<(&'static str, &'static str)>;
+use crate::server::{snake_case, RankObserver, ServerStats};
+
+type Labels = Vec<(&'static str, String)>;
 
 /// The metrics registry and its handles.
 pub struct Metrics {
@@ -35,6 +37,9 @@ pub struct Metrics {
     peer_timeouts: Counter,
     peer_unreachable: Counter,
     registry_errors: Family<Labels, Counter>,
+    tls_handshake_failures: Counter,
+    peer_queries_refused: Counter,
+    registry_malformed_rows: Counter,
     snapshot_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     stale_replies: Counter,
     reservations: Counter,
@@ -49,9 +54,19 @@ fn set(counter: &Counter, value: u64) {
     counter.inner().store(value, Ordering::Relaxed);
 }
 
-fn set_in(family: &Family<Labels, Counter>, label: &'static str, value: &'static str, v: u64) {
-    set(&family.get_or_create(&vec![(label, value)]), v);
+fn set_in(family: &Family<Labels, Counter>, label: &'static str, value: &str, v: u64) {
+    set(&family.get_or_create(&vec![(label, value.to_owned())]), v);
 }
+
+/// The reasons a session is refused for, shown (at 0) before any happens;
+/// a reason the protocol adds shows up when first counted.
+const KNOWN_REJECTIONS: [RejectReason; 5] = [
+    RejectReason::Full,
+    RejectReason::Draining,
+    RejectReason::NotServing,
+    RejectReason::Busy,
+    RejectReason::AlreadyInSession,
+];
 
 fn gauge(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -84,6 +99,9 @@ impl Metrics {
             peer_timeouts: Counter::default(),
             peer_unreachable: Counter::default(),
             registry_errors: Family::default(),
+            tls_handshake_failures: Counter::default(),
+            peer_queries_refused: Counter::default(),
+            registry_malformed_rows: Counter::default(),
             snapshot_age: Gauge::default(),
             stale_replies: Counter::default(),
             reservations: Counter::default(),
@@ -112,7 +130,7 @@ impl Metrics {
         registry.register("sessions_admitted", "Sessions admitted", m.sessions_admitted.clone());
         registry.register(
             "sessions_rejected",
-            "Session requests rejected, by reason (already_in_session, or other: full, draining, not serving)",
+            "Session requests rejected, by reason (full, draining, not_serving, busy, already_in_session, ...)",
             m.sessions_rejected.clone(),
         );
         registry.register("sessions_ended", "Sessions ended", m.sessions_ended.clone());
@@ -129,8 +147,24 @@ impl Metrics {
         registry.register("peer_unreachable", "Peers declared unreachable", m.peer_unreachable.clone());
         registry.register(
             "registry_errors",
-            "Registry operations that failed or timed out, by operation",
+            "Registry calls that failed, by operation (heartbeat, snapshot, remove) and kind \
+             (backend, superseded, id_in_use, timeout, ...)",
             m.registry_errors.clone(),
+        );
+        registry.register(
+            "registry_malformed_rows",
+            "Registry rows skipped as malformed, once per snapshot that skipped them",
+            m.registry_malformed_rows.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Connections closed because their TLS handshake failed or did not finish in time",
+            m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "peer_queries_refused",
+            "Connections closed for a workload query without a client certificate of the cluster",
+            m.peer_queries_refused.clone(),
         );
         registry.register(
             "registry_snapshot_age_seconds",
@@ -163,6 +197,9 @@ impl Metrics {
             "Time from a handshake's arrival to its reply being queued",
             m.time_to_rank.clone(),
         );
+        for reason in KNOWN_REJECTIONS {
+            set_in(&m.sessions_rejected, "reason", &snake_case(&format!("{reason:?}")), 0);
+        }
         Metrics { registry, ..m }
     }
 
@@ -180,32 +217,40 @@ impl Metrics {
         self.max_sessions.set(i64::from(stats.workload.max_sessions));
         self.accepting.set(i64::from(stats.accepting));
         self.saturated.set(i64::from(stats.saturated));
-        self.connections_open.set(gauge(stats.connections_open as u64));
-        self.peer_links.set(gauge(stats.peer_links as u64));
+        let (c, p, r) = (&stats.connections, &stats.peers, &stats.registry);
+        self.connections_open.set(gauge(c.open as u64));
+        self.peer_links.set(gauge(p.links as u64));
         set(&self.handshakes, i.handshakes);
         set(&self.ranked_replies, i.ranked_replies);
         set(&self.sessions_admitted, i.sessions_accepted);
-        let already = i.rejected_already_in_session;
-        set_in(&self.sessions_rejected, "reason", "already_in_session", already);
-        set_in(&self.sessions_rejected, "reason", "other", i.sessions_rejected.saturating_sub(already));
+        for (reason, &count) in &stats.sessions.rejected {
+            set_in(&self.sessions_rejected, "reason", reason, count);
+        }
         set(&self.sessions_ended, i.sessions_ended);
         set_in(&self.handshakes_refused, "reason", "busy", i.refused_busy);
         set_in(&self.handshakes_refused, "reason", "wrong_cluster", i.refused_wrong_cluster);
         set(&self.peer_timeouts, i.peer_silent);
         set(&self.peer_unreachable, i.peer_unreachable);
-        set_in(&self.registry_errors, "operation", "snapshot", i.registry_failures);
-        set_in(&self.registry_errors, "operation", "heartbeat", stats.heartbeat_failures);
-        self.snapshot_age.set(stats.snapshot_age.map_or(-1.0, |d| d.as_secs_f64()));
+        for (operation, kinds) in &r.errors {
+            for (kind, &count) in kinds {
+                let labels = vec![("operation", operation.clone()), ("kind", kind.clone())];
+                set(&self.registry_errors.get_or_create(&labels), count);
+            }
+        }
+        set(&self.registry_malformed_rows, r.malformed_rows);
+        set(&self.tls_handshake_failures, c.tls_handshake_failures);
+        set(&self.peer_queries_refused, p.queries_refused);
+        self.snapshot_age.set(r.snapshot_age.map_or(-1.0, |d| d.as_secs_f64()));
         set(&self.stale_replies, i.stale_replies);
         set(&self.reservations, i.reservations_made);
         set(&self.reservations_expired_unused, i.reservations_expired_unused);
-        set_in(&self.connections_refused, "limit", "max_connections", stats.refused_at_cap);
-        set_in(&self.connections_refused, "limit", "max_connections_per_ip", stats.refused_per_ip);
+        set_in(&self.connections_refused, "limit", "max_connections", c.refused_at_cap);
+        set_in(&self.connections_refused, "limit", "max_connections_per_ip", c.refused_per_ip);
         for (reason, v) in [
-            ("first_frame_timeout", stats.closed_first_frame_timeout),
-            ("idle_timeout", stats.closed_idle_timeout),
-            ("write_timeout", stats.closed_write_timeout),
-            ("malformed_frame", stats.malformed_frames),
+            ("first_frame_timeout", c.closed_first_frame_timeout),
+            ("idle_timeout", c.closed_idle_timeout),
+            ("write_timeout", c.closed_write_timeout),
+            ("malformed_frame", c.malformed_frames),
         ] {
             set_in(&self.connections_closed, "reason", reason, v);
         }

@@ -6,9 +6,9 @@
 //! | --- | --- |
 //! | `GET /metrics` | Prometheus text format (OpenMetrics) |
 //! | `GET /stats` | the server's figures as JSON |
-//! | `POST /drain` body `on` or `off` | drain ("Reject new clients") or admit again |
+//! | `POST /drain` body `on` or `off` | drain ("Reject new clients") or admit again (409 while stopping) |
 //! | `POST /max-sessions` body `N` | "Max concurrent sessions" (at least 1) |
-//! | `POST /shutdown` | graceful stop: sessions end, the registry row is removed |
+//! | `POST /shutdown` | graceful stop (the caller's; `aos-instance` drains up to `shutdown_grace`, a second request stops at once) |
 //! | `GET /health` | `ok` while serving |
 //!
 //! ```text
@@ -197,6 +197,9 @@ impl Admin {
                         info!(drain, "admin: drain set");
                         text_response(StatusCode::OK, format!("draining: {drain}\n"))
                     }
+                    Err(e @ crate::ServerError::Stopping) => {
+                        text_response(StatusCode::CONFLICT, format!("{e}\n"))
+                    }
                     Err(e) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
                 }
             }
@@ -308,65 +311,9 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     diff == 0
 }
 
-/// The server's figures as JSON (`GET /stats`).
+/// The server's figures as JSON (`GET /stats`): [`ServerStats`] as serde
+/// writes it, grouped (`connections`, `sessions`, `peers`, `registry`,
+/// `instance`).
 pub fn stats_json(s: &ServerStats) -> serde_json::Value {
-    let i = &s.instance;
-    // Two literals: one would pass serde_json's macro recursion limit.
-    let instance = serde_json::json!({
-        "handshakes": i.handshakes,
-        "refused_busy": i.refused_busy,
-        "refused_wrong_cluster": i.refused_wrong_cluster,
-        "direct_replies": i.direct_replies,
-        "abandoned_handshakes": i.abandoned_handshakes,
-        "rounds": i.rounds,
-        "registry_queries": i.registry_queries,
-        "registry_failures": i.registry_failures,
-        "stale_replies": i.stale_replies,
-        "peer_queries": i.peer_queries,
-        "replacement_queries": i.replacement_queries,
-        "peer_reports": i.peer_reports,
-        "peer_unreachable": i.peer_unreachable,
-        "peer_silent": i.peer_silent,
-        "contradictory_reports": i.contradictory_reports,
-        "ignored_replies": i.ignored_replies,
-        "members_dropped": i.members_dropped,
-        "reservations_made": i.reservations_made,
-        "reservations_replaced": i.reservations_replaced,
-        "reservations_expired_unused": i.reservations_expired_unused,
-        "reservations_dropped": i.reservations_dropped,
-        "ranked_replies": i.ranked_replies,
-        "sessions_accepted": i.sessions_accepted,
-        "sessions_rejected": i.sessions_rejected,
-        "rejected_already_in_session": i.rejected_already_in_session,
-        "sessions_ended": i.sessions_ended,
-        "ignored_session_ends": i.ignored_session_ends,
-        "heartbeats": i.heartbeats,
-        "workload_queries_answered": i.workload_queries_answered,
-        "clamped": i.clamped,
-    });
-    serde_json::json!({
-        "id": s.id.0,
-        "endpoint": s.endpoint.to_string(),
-        "connected": s.workload.connected,
-        "max_sessions": s.workload.max_sessions,
-        "accepting": s.accepting,
-        "saturated": s.saturated,
-        "connections_open": s.connections_open,
-        "refused_at_cap": s.refused_at_cap,
-        "refused_per_ip": s.refused_per_ip,
-        "closed_first_frame_timeout": s.closed_first_frame_timeout,
-        "closed_idle_timeout": s.closed_idle_timeout,
-        "closed_write_timeout": s.closed_write_timeout,
-        "malformed_frames": s.malformed_frames,
-        "accept_errors": s.accept_errors,
-        "sessions_handed_over": s.sessions_handed_over,
-        "sessions_dropped_queue_full": s.sessions_dropped_queue_full,
-        "peer_links": s.peer_links,
-        "peer_dials": s.peer_dials,
-        "peer_links_replaced": s.peer_links_replaced,
-        "heartbeat_failures": s.heartbeat_failures,
-        "registration_lost": s.registration_lost,
-        "snapshot_age_seconds": s.snapshot_age.map(|d| d.as_secs_f64()),
-        "instance": instance,
-    })
+    serde_json::to_value(s).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
 }

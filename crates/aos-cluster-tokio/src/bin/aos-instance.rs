@@ -6,6 +6,12 @@
 //! aos-instance run instance-1.toml     # register, serve, stop on Ctrl-C / SIGTERM / POST /shutdown
 //! ```
 //!
+//! Stopping (Ctrl-C, SIGTERM or `POST /shutdown`) drains first: new sessions
+//! are refused and the instance stops advertising itself as accepting; open
+//! sessions have `shutdown_grace` (default 30 s) to end by themselves, then
+//! the rest are closed, the registry row is removed and the process exits 0.
+//! A second signal (or request) during the drain stops at once.
+//!
 //! Admitted sessions get an echo service (every byte is sent back) so a
 //! cluster can be tried with no application of one's own.
 //!
@@ -49,7 +55,7 @@ Admin endpoint (address `admin` in the file, loopback by default):
   curl -s http://ADMIN/stats                           figures as JSON
   curl -s -X POST --data on http://ADMIN/drain         reject new clients (`off`: admit again)
   curl -s -X POST --data 50 http://ADMIN/max-sessions  Max concurrent sessions
-  curl -s -X POST http://ADMIN/shutdown                graceful stop (registry row removed)"
+  curl -s -X POST http://ADMIN/shutdown                graceful stop: drain up to shutdown_grace, then stop"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,7 +65,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Register in the registry, serve sessions and the admin endpoint until
-    /// Ctrl-C, SIGTERM or `POST /shutdown`; then stop gracefully.
+    /// Ctrl-C, SIGTERM or `POST /shutdown`; then drain for up to
+    /// `shutdown_grace` and stop (a second signal stops at once).
     Run {
         /// The configuration file (TOML).
         config: PathBuf,
@@ -71,24 +78,43 @@ enum Command {
     },
 }
 
+/// Reads `config`, printing every warning and error on stderr before anything else.
+fn load(config: &std::path::Path) -> Result<InstanceFile, ExitCode> {
+    match InstanceFile::load(config) {
+        Ok(file) => {
+            for warning in file.warnings() {
+                eprintln!("{}: warning: {warning}", config.display());
+            }
+            Ok(file)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match InstanceFile::load(&config) {
+        Command::Check { config } => match load(&config) {
             Ok(file) => {
                 print!("{}", file.to_toml());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
+            Err(code) => code,
         },
         Command::Run { config } => {
-            let file = match InstanceFile::load(&config) {
+            let file = match load(&config) {
                 Ok(file) => file,
+                Err(code) => return code,
+            };
+            // The token is part of the configuration: a problem with it is
+            // reported like any other, before logging starts.
+            let token = match file.admin_token_value() {
+                Ok(token) => token,
                 Err(e) => {
-                    eprintln!("{e}");
+                    eprintln!("{}: {e}", config.display());
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
@@ -106,19 +132,22 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_START);
                 }
             };
-            runtime.block_on(run(file))
+            runtime.block_on(run(file, token))
         }
     }
 }
 
-async fn run(file: InstanceFile) -> ExitCode {
-    let token = match file.admin_token_value() {
-        Ok(token) => token,
+async fn run(file: InstanceFile, token: Option<String>) -> ExitCode {
+    // Listening for signals from the start: a signal during start-up or the
+    // drain is never lost, and never kills the process half-way.
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
         Err(e) => {
-            error!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
+            error!("cannot listen for signals: {e}");
+            return ExitCode::from(EXIT_START);
         }
     };
+    let grace = file.server.shutdown_grace;
     let registry = match registry::open(&file.registry).await {
         Ok(r) => r,
         Err(e) => {
@@ -173,9 +202,24 @@ async fn run(file: InstanceFile) -> ExitCode {
     });
     let stopped_by_itself = tokio::select! {
         _ = shutdown.notified() => { info!("stopping: admin request"); false }
-        _ = signal() => { info!("stopping: signal"); false }
-        _ = wait_stopped(&handle) => true,
+        signal = signals.next() => { info!("stopping: {signal}"); false }
+        _ = handle.stopped() => true,
     };
+    if !stopped_by_itself {
+        // Drain first; a second signal (or request) stops at once.
+        info!(?grace, "draining: new sessions refused; open ones have the grace period to end");
+        tokio::select! {
+            _ = handle.shutdown_graceful(grace) => {}
+            signal = signals.next() => {
+                info!("{signal} again: stopping at once");
+                handle.shutdown().await;
+            }
+            _ = shutdown.notified() => {
+                info!("admin request again: stopping at once");
+                handle.shutdown().await;
+            }
+        }
+    }
     handle.shutdown().await;
     admin_task.abort();
     sessions.abort();
@@ -187,28 +231,41 @@ async fn run(file: InstanceFile) -> ExitCode {
     }
 }
 
-async fn wait_stopped(handle: &aos_cluster_tokio::ServerHandle) {
-    // The handle exposes no future for this; a coarse poll is enough here.
-    while !handle.is_stopped() {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+/// The stop signals: SIGTERM and SIGINT (Ctrl-C), listened for once for the
+/// whole run.
+#[cfg(unix)]
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
-async fn signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals { term: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn signal() {
-    let _ = tokio::signal::ctrl_c().await;
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals)
+    }
+
+    async fn next(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }

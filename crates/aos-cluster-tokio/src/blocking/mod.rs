@@ -71,7 +71,7 @@ pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, C
     connect_with_seeded(config, &ClientOptions::default(), rng_seed)
 }
 
-/// [`connect`] with TLS and an allow-list as `options` say (see
+/// [`connect`] with TLS, an allow-list and a credential as `options` say (see
 /// [`crate::client::connect_with`]): the TLS handshake runs on the attempt's
 /// thread within the attempt's deadline.
 pub fn connect_with(config: &ClientConfig, options: &ClientOptions) -> Result<Session, ConnectError> {
@@ -91,6 +91,7 @@ pub fn connect_with_seeded(
     };
     let started = now();
     let mut machine = Connector::new(config.clone(), started, rng_seed)?;
+    machine.set_credential(options.credential.clone());
     let capacity = config.seeds.len().saturating_add(1).min(MAX_QUEUED_REPORTS);
     let (reports_tx, reports) = mpsc::sync_channel::<Report>(capacity);
     let mut attempts = Attempts::default();

@@ -68,7 +68,8 @@ pub async fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Sess
     connect_with_seeded(config, &ClientOptions::default(), rng_seed).await
 }
 
-/// [`connect`] with TLS and an allow-list as `options` say: with TLS every
+/// [`connect`] with TLS, an allow-list and a credential as `options` say
+/// (the credential rides on every session request); with TLS every
 /// instance, seed or ranked entry, must present a certificate valid for its
 /// endpoint's host, and one that does not is a failed attempt
 /// (`certificate for HOST not valid: ...`); ranked entries outside the
@@ -85,6 +86,7 @@ pub async fn connect_with_seeded(
 ) -> Result<Session, ConnectError> {
     let started = now();
     let mut machine = Connector::new(config.clone(), started, rng_seed)?;
+    machine.set_credential(options.credential.clone());
     let mut driver = Driver {
         #[cfg(feature = "tls")]
         tls: options.rustls().cloned(),

@@ -1,3 +1,4 @@
+use aos_cluster::wire::Credential;
 use aos_cluster::{ClientConfig, Endpoint};
 
 use super::AllowList;
@@ -5,8 +6,9 @@ use super::AllowList;
 use crate::tls::ClientTls;
 
 /// What a client adds to its [`ClientConfig`] beyond the protocol: trust
-/// (TLS, feature `tls`) and an allow-list for ranked entries. The default is
-/// plain TCP and no allow-list, exactly [`connect`](super::connect).
+/// (TLS, feature `tls`), an allow-list for ranked entries and a credential
+/// for the instances' admission policy. The default is plain TCP, no
+/// allow-list and no credential, exactly [`connect`](super::connect).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ClientOptions {
@@ -16,6 +18,9 @@ pub struct ClientOptions {
     pub tls: Option<ClientTls>,
     /// Ranked entries outside it are skipped.
     pub allow_list: Option<AllowList>,
+    /// Carried by every session request, for the instance's admission hook
+    /// (at most 4 KiB; `Debug` shows its length only).
+    pub credential: Option<Credential>,
 }
 
 impl ClientOptions {
@@ -28,6 +33,14 @@ impl ClientOptions {
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: ClientTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Every session request carries `credential` (a token, a signed
+    /// ticket: whatever the instances' admission hook reads). Without TLS it
+    /// crosses the network in clear.
+    pub fn with_credential(mut self, credential: Credential) -> Self {
+        self.credential = Some(credential);
         self
     }
 

@@ -456,7 +456,9 @@ impl EtcdRegistry {
     /// later versions. A snapshot alone sees this registry's own writes and
     /// reads at once and other processes' writes as soon as the watch brings
     /// them (milliseconds); after `sync`, it sees everything committed before.
-    /// Fails with [`RegistryError::Backend`] while the watch is broken.
+    /// Waits for a replica still loading (just opened, or reloading after a
+    /// broken watch); fails with [`RegistryError::Backend`] when etcd does not
+    /// answer or the replica does not follow within [`CALL_TIMEOUT`].
     pub async fn sync(&self) -> Result<(), RegistryError> {
         self.shared.within(self.shared.sync()).await
     }
@@ -944,10 +946,9 @@ impl Shared {
             answer.kvs().iter().map(|found| (found.key(), found.mod_revision())).collect();
         let mut state = self.replica_state.subscribe();
         loop {
-            if state.borrow_and_update().is_none() {
-                return Err(self.backend("the watch is broken (etcd unreachable?)"));
-            }
-            if self.covers(&expected, read_at) {
+            // While the replica is (re)loading, its next load covers the read
+            // or the watch brings the rest; `within` bounds the wait.
+            if state.borrow_and_update().is_some() && self.covers(&expected, read_at) {
                 return Ok(());
             }
             state.changed().await.map_err(|_| self.backend("the registry is closing"))?;

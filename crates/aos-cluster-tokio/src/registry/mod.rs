@@ -268,6 +268,17 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// The kind, as counted in the server's figures: `id_in_use`,
+    /// `superseded`, `bad_url` or `backend`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RegistryError::IdInUse { .. } => "id_in_use",
+            RegistryError::Superseded { .. } => "superseded",
+            RegistryError::BadUrl { .. } => "bad_url",
+            RegistryError::Backend { .. } => "backend",
+        }
+    }
+
     #[allow(dead_code)] // a build without database backends has no use for it
     pub(crate) fn backend(url: &str, message: impl std::fmt::Display) -> RegistryError {
         RegistryError::Backend { url: url.to_owned(), message: message.to_string() }

@@ -470,13 +470,44 @@ impl PostgresRegistry {
         })
     }
 
+    /// This process reads its own writes: the next snapshot reads what
+    /// changed, whatever the replica's age (writes other than heartbeats are
+    /// rare: a start, a stop, a purge that found something).
+    async fn wrote(&self) {
+        for replica in self.replicas.lock().await.values_mut() {
+            replica.refreshed_at = None;
+        }
+    }
+
+    /// A heartbeat rewrites this process's own row: patched into the
+    /// replica in place (its time by the database clock as the replica
+    /// reckons it), so the figures read back are the ones just written
+    /// without a read per heartbeat.
+    async fn wrote_own_row(&self, heartbeat: &Heartbeat) {
+        let mut replicas = self.replicas.lock().await;
+        let Some(replica) = replicas.get_mut(&heartbeat.cluster) else { return };
+        let id = i64::from(heartbeat.id.0);
+        let (Some(at), Some((row, heartbeat_us))) = (replica.refreshed_at, replica.rows.get_mut(&id)) else {
+            replica.refreshed_at = None;
+            return;
+        };
+        row.endpoint = heartbeat.endpoint.to_string();
+        row.role = role_text(heartbeat.role).to_owned();
+        row.accepting = heartbeat.accepting;
+        row.max_sessions = i64::from(heartbeat.workload.max_sessions);
+        row.connected = i64::from(heartbeat.workload.connected);
+        *heartbeat_us =
+            replica.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX));
+    }
+
     fn malformed(&self, e: &tokio_postgres::Error) -> RegistryError {
         RegistryError::backend(&self.shown_url, format!("the table {TABLE} has an unexpected layout: {e}"))
     }
 
-    /// Brings the cluster's replica up to date: the rows changed since its
-    /// last read (all of them on the first, and every `10 x member_ttl` to
-    /// forget rows deleted by hand), in one statement.
+    /// The cluster's rows from its replica, brought up to date first when
+    /// its last read is older than [`refresh_interval`]: the rows changed
+    /// since that read (all of them on the first, and every `10 x member_ttl`
+    /// to forget rows deleted by hand), in one statement.
     async fn refresh(
         &self,
         cluster: Option<&str>,
@@ -485,6 +516,11 @@ impl PostgresRegistry {
         let mut replicas = self.replicas.lock().await;
         let key = cluster.map(str::to_owned);
         let replica = replicas.entry(key).or_default();
+        if let Some(at) = replica.refreshed_at.filter(|at| at.elapsed() < refresh_interval(member_ttl)) {
+            let now_us =
+                replica.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX));
+            return Ok(replica.rows_at(now_us, member_ttl));
+        }
         let full = replica.read_at.is_none_or(|at| at.elapsed() >= member_ttl.saturating_mul(10));
         let horizon: i64 = if full { 0 } else { replica.horizon };
         let cluster_param = cluster.map(str::to_owned);
@@ -532,19 +568,38 @@ impl PostgresRegistry {
             }
         }
         replica.now_us = now_us;
+        let read_at = tokio::time::Instant::now();
+        replica.refreshed_at = Some(read_at);
         if full {
-            replica.read_at = Some(tokio::time::Instant::now());
+            replica.read_at = Some(read_at);
         }
+        Ok(replica.rows_at(now_us, member_ttl))
+    }
+}
+
+/// How old a replica may be before a snapshot reads what changed:
+/// `member_ttl / 6`, the default `heartbeat_interval` (5 s), since a row
+/// changes at most once per heartbeat. Reading more often finds little new
+/// and costs the engine what every instance's read costs, which at a
+/// thousand instances balancing at once is most of a core; between reads,
+/// ages advance by this process's clock.
+fn refresh_interval(member_ttl: Duration) -> Duration {
+    member_ttl / 6
+}
+
+impl Replica {
+    /// The rows with their ages at `now_us` (database clock), leaving out
+    /// those older than `10 x member_ttl`.
+    fn rows_at(&self, now_us: i64, member_ttl: Duration) -> Vec<StoredRow> {
         let kept = i64::try_from(member_ttl.saturating_mul(10).as_micros()).unwrap_or(i64::MAX);
-        Ok(replica
-            .rows
+        self.rows
             .values()
             .map(|(stored, heartbeat_us)| StoredRow {
                 age_micros: now_us.saturating_sub(*heartbeat_us),
                 ..stored.clone()
             })
             .filter(|row| row.age_micros <= kept)
-            .collect())
+            .collect()
     }
 }
 
@@ -562,6 +617,8 @@ struct Replica {
     now_us: i64,
     /// When the last full read was made (this process's clock).
     read_at: Option<tokio::time::Instant>,
+    /// When the last read of any kind was made (this process's clock).
+    refreshed_at: Option<tokio::time::Instant>,
 }
 
 impl Registry for PostgresRegistry {
@@ -574,7 +631,9 @@ impl Registry for PostgresRegistry {
         Box::pin(async move {
             let ttl = sql_seconds(member_ttl);
             let statement = claim_statement("m.heartbeat_at <= now() - $9::float8 * INTERVAL '1 second'");
-            self.claim(&statement, heartbeat, incarnation, (&ttl, Type::FLOAT8)).await
+            self.claim(&statement, heartbeat, incarnation, (&ttl, Type::FLOAT8)).await?;
+            self.wrote().await;
+            Ok(())
         })
     }
 
@@ -587,7 +646,9 @@ impl Registry for PostgresRegistry {
         Box::pin(async move {
             let previous = previous.to_i64();
             let statement = claim_statement("m.incarnation = $9::BIGINT");
-            self.claim(&statement, heartbeat, incarnation, (&previous, Type::INT8)).await
+            self.claim(&statement, heartbeat, incarnation, (&previous, Type::INT8)).await?;
+            self.wrote().await;
+            Ok(())
         })
     }
 
@@ -617,6 +678,7 @@ impl Registry for PostgresRegistry {
             if updated == 0 {
                 return Err(RegistryError::Superseded { id: heartbeat.id });
             }
+            self.wrote_own_row(heartbeat).await;
             Ok(())
         })
     }
@@ -640,19 +702,24 @@ impl Registry for PostgresRegistry {
         Box::pin(async move {
             let older = sql_seconds(older_than);
             let cluster = cluster.map(str::to_owned);
-            self.call(|client| async move {
-                client
-                    .execute_typed(
-                        &format!(
-                            "DELETE FROM {TABLE}
+            let purged = self
+                .call(|client| async move {
+                    client
+                        .execute_typed(
+                            &format!(
+                                "DELETE FROM {TABLE}
                              WHERE heartbeat_at < now() - $2::float8 * INTERVAL '1 second'
                                AND cluster IS NOT DISTINCT FROM $1"
-                        ),
-                        &[(&cluster, Type::TEXT), (&older, Type::FLOAT8)],
-                    )
-                    .await
-            })
-            .await
+                            ),
+                            &[(&cluster, Type::TEXT), (&older, Type::FLOAT8)],
+                        )
+                        .await
+                })
+                .await?;
+            if purged > 0 {
+                self.wrote().await;
+            }
+            Ok(purged)
         })
     }
 
@@ -668,20 +735,24 @@ impl Registry for PostgresRegistry {
         Box::pin(async move {
             let (id, incarnation) = (i64::from(id.0), incarnation.to_i64());
             // Marked, not deleted: other instances' incremental reads see
-            // the mark at once; the purge deletes it later.
-            self.call(|client| async move {
-                client
-                    .execute_typed(
-                        &format!(
-                            "UPDATE {TABLE} SET removed = true
+            // the mark; the purge deletes it later.
+            let removed = self
+                .call(|client| async move {
+                    client
+                        .execute_typed(
+                            &format!(
+                                "UPDATE {TABLE} SET removed = true
                              WHERE id = $1 AND incarnation = $2 AND NOT removed"
-                        ),
-                        &[(&id, Type::INT8), (&incarnation, Type::INT8)],
-                    )
-                    .await
-            })
-            .await
-            .map(|removed| removed > 0)
+                            ),
+                            &[(&id, Type::INT8), (&incarnation, Type::INT8)],
+                        )
+                        .await
+                })
+                .await?;
+            if removed > 0 {
+                self.wrote().await;
+            }
+            Ok(removed > 0)
         })
     }
 }

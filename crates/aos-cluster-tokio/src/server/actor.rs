@@ -18,7 +18,10 @@ use tracing::{debug, error, info, warn};
 use super::conn::{stopped, ToConn};
 use super::limits::{Counters, RateLimitedWarning};
 use super::peer::PeerLinks;
-use super::{Command, Input, ServerError, ServerStats, Shared, Stop};
+use super::{
+    Command, ConnectionStats, Input, PeerStats, RegistryStats, ServerError, ServerStats, SessionStats,
+    Shared, Stop,
+};
 use crate::now;
 use crate::registry::{Registry, RegistryError};
 
@@ -35,6 +38,9 @@ pub(super) struct Actor {
     pub done: watch::Sender<bool>,
     /// When the last registry snapshot arrived (for `ServerStats::snapshot_age`).
     pub last_snapshot: Option<std::time::Instant>,
+    /// Draining to stop ([`Command::Drain`]): the stop comes when no session
+    /// is open, or at this deadline.
+    pub stopping_at: Option<TokioInstant>,
 }
 
 impl Actor {
@@ -46,10 +52,20 @@ impl Actor {
         let mut saturation_warning = RateLimitedWarning::new(std::time::Duration::from_secs(5));
         loop {
             self.drain(&mut outbox);
+            if self.stopping_at.is_some() && self.machine.workload().connected == 0 {
+                info!(id = %self.machine.id(), "drained: no session open; stopping");
+                self.stop_gracefully();
+            }
             let deadline = self.machine.poll_timeout();
+            let stopping_at = self.stopping_at;
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => break,
+                _ = sleep_until(stopping_at.unwrap_or_else(TokioInstant::now)), if stopping_at.is_some() => {
+                    info!(id = %self.machine.id(), open = self.machine.workload().connected,
+                        "shutdown grace over: closing the sessions left");
+                    self.stop_gracefully();
+                }
                 Ok(()) = saturated.changed() => {
                     let saturated = *saturated.borrow_and_update();
                     if saturated {
@@ -94,8 +110,14 @@ impl Actor {
             match tokio::time::timeout(timeout, self.registry.remove(id, self.shared.incarnation)).await {
                 Ok(Ok(true)) => info!(%id, "registry row removed"),
                 Ok(Ok(false)) => warn!(%id, "registry row was no longer ours; left as is"),
-                Ok(Err(e)) => warn!(%id, error = %e, "could not remove the registry row"),
-                Err(_) => warn!(%id, "registry row removal timed out"),
+                Ok(Err(e)) => {
+                    self.shared.counters.registry_error("remove", e.kind());
+                    warn!(%id, error = %e, "could not remove the registry row")
+                }
+                Err(_) => {
+                    self.shared.counters.registry_error("remove", "timeout");
+                    warn!(%id, "registry row removal timed out")
+                }
             }
         }
         info!(id = %self.machine.id(), ?how, "instance stopped");
@@ -131,9 +153,38 @@ impl Actor {
         }
     }
 
+    /// Tells every task to stop gracefully (the loop ends on it next).
+    fn stop_gracefully(&mut self) {
+        self.stopping_at = None;
+        self.shared.stop.send_if_modified(|s| {
+            let running = *s == Stop::Running;
+            if running {
+                *s = Stop::Graceful;
+            }
+            running
+        });
+    }
+
     fn command(&mut self, command: Command) {
         match command {
-            Command::SetAccepting(accepting) => self.machine.set_accepting(accepting, now()),
+            Command::SetAccepting(true, reply) if self.stopping_at.is_some() => {
+                info!(id = %self.machine.id(), "draining to stop: not admitting again");
+                let _ = reply.send(Err(ServerError::Stopping));
+            }
+            Command::SetAccepting(accepting, reply) => {
+                self.machine.set_accepting(accepting, now());
+                let _ = reply.send(Ok(()));
+            }
+            Command::Drain(grace) => {
+                if self.stopping_at.is_none() {
+                    let grace = grace.min(aos_cluster::config::MAX_DURATION);
+                    let at = TokioInstant::now().checked_add(grace).unwrap_or_else(TokioInstant::now);
+                    info!(id = %self.machine.id(), open = self.machine.workload().connected, ?grace,
+                        "draining to stop: new sessions refused, open ones may end by themselves");
+                    self.machine.set_accepting(false, now());
+                    self.stopping_at = Some(at);
+                }
+            }
             Command::SetMaxSessions(max, reply) => {
                 let result = self.machine.set_max_sessions(max, now()).map_err(ServerError::InvalidArgument);
                 let _ = reply.send(result);
@@ -149,28 +200,43 @@ impl Actor {
         ServerStats {
             id: self.machine.id(),
             endpoint: self.shared.endpoint.clone(),
-            instance: self.machine.stats().clone(),
             workload: self.machine.workload(),
             accepting: self.machine.accepting(),
             saturated: self.machine.saturated(),
-            connections_open: self.shared.limiter.open(),
-            refused_at_cap: Counters::get(&c.refused_at_cap),
-            refused_per_ip: Counters::get(&c.refused_per_ip),
-            closed_first_frame_timeout: Counters::get(&c.closed_first_frame_timeout),
-            closed_idle_timeout: Counters::get(&c.closed_idle_timeout),
-            closed_write_timeout: Counters::get(&c.closed_write_timeout),
-            malformed_frames: Counters::get(&c.malformed_frames),
-            accept_errors: Counters::get(&c.accept_errors),
-            sessions_handed_over: Counters::get(&c.sessions_handed_over),
-            sessions_dropped_queue_full: Counters::get(&c.sessions_dropped_queue_full),
-            peer_links: self.peers.len(),
-            peer_dials: Counters::get(&c.peer_dials),
-            peer_links_replaced: Counters::get(&c.peer_links_replaced),
-            heartbeat_failures: Counters::get(&c.heartbeat_failures),
-            tls_handshake_failures: Counters::get(&c.tls_handshake_failures),
-            peer_queries_refused: Counters::get(&c.peer_queries_refused),
-            registration_lost: c.registration_lost.load(Ordering::Relaxed),
-            snapshot_age: self.last_snapshot.map(|at| now().saturating_duration_since(at)),
+            stopping: self.stopping_at.is_some(),
+            connections: ConnectionStats {
+                open: self.shared.limiter.open(),
+                refused_at_cap: Counters::get(&c.refused_at_cap),
+                refused_per_ip: Counters::get(&c.refused_per_ip),
+                closed_first_frame_timeout: Counters::get(&c.closed_first_frame_timeout),
+                closed_idle_timeout: Counters::get(&c.closed_idle_timeout),
+                closed_write_timeout: Counters::get(&c.closed_write_timeout),
+                malformed_frames: Counters::get(&c.malformed_frames),
+                accept_errors: Counters::get(&c.accept_errors),
+                tls_handshake_failures: Counters::get(&c.tls_handshake_failures),
+            },
+            sessions: SessionStats {
+                handed_over: Counters::get(&c.sessions_handed_over),
+                dropped_queue_full: Counters::get(&c.sessions_dropped_queue_full),
+                rejected: c.sessions_rejected(),
+                refused_per_address: Counters::get(&c.refused_sessions_per_ip),
+                refused_by_hook: Counters::get(&c.refused_by_hook),
+                admission_hook_timeouts: Counters::get(&c.admission_hook_timeouts),
+            },
+            peers: PeerStats {
+                links: self.peers.len(),
+                dials: Counters::get(&c.peer_dials),
+                links_replaced: Counters::get(&c.peer_links_replaced),
+                queries_refused: Counters::get(&c.peer_queries_refused),
+            },
+            registry: RegistryStats {
+                heartbeat_failures: Counters::get(&c.heartbeat_failures),
+                errors: c.registry_errors(),
+                malformed_rows: self.registry.malformed_rows(),
+                registration_lost: c.registration_lost.load(Ordering::Relaxed),
+                snapshot_age: self.last_snapshot.map(|at| now().saturating_duration_since(at)),
+            },
+            instance: self.machine.stats().clone(),
         }
     }
 
@@ -241,19 +307,24 @@ impl Actor {
         let inbox = self.inbox.clone();
         let timeout = self.shared.config.instance.registry_timeout;
         let member_ttl = self.shared.config.instance.member_ttl;
+        let shared = self.shared.clone();
         tokio::spawn(async move {
             let input = match tokio::time::timeout(timeout, registry.snapshot(Some(&cluster), member_ttl))
                 .await
             {
                 Ok(Ok(members)) => Input::Snapshot { query_id, members },
                 Ok(Err(e)) => {
+                    shared.counters.registry_error("snapshot", e.kind());
                     warn!(error = %e, "registry snapshot failed; ranking from the last one, marked stale");
                     Input::Event(instance::Event::RegistryFailed { query_id, reason: e.to_string() })
                 }
-                Err(_) => Input::Event(instance::Event::RegistryFailed {
-                    query_id,
-                    reason: "registry snapshot timed out".into(),
-                }),
+                Err(_) => {
+                    shared.counters.registry_error("snapshot", "timeout");
+                    Input::Event(instance::Event::RegistryFailed {
+                        query_id,
+                        reason: "registry snapshot timed out".into(),
+                    })
+                }
             };
             let _ = inbox.send(input).await;
         });
@@ -280,6 +351,7 @@ pub(super) async fn publish_heartbeats(
         let mut result =
             tokio::time::timeout(timeout, registry.heartbeat(&heartbeat, shared.incarnation)).await;
         if let Ok(Err(RegistryError::Superseded { .. })) = result {
+            shared.counters.registry_error("heartbeat", "superseded");
             let register = registry.register(&heartbeat, shared.incarnation, member_ttl);
             result = tokio::time::timeout(timeout, register).await;
             if let Ok(Ok(())) = result {
@@ -291,12 +363,18 @@ pub(super) async fn publish_heartbeats(
                 if purged_at.is_none_or(|at| at.elapsed() >= member_ttl) {
                     purged_at = Some(tokio::time::Instant::now());
                     let purge = registry.purge(heartbeat.cluster.as_deref(), member_ttl.saturating_mul(10));
-                    if let Ok(Err(e)) = tokio::time::timeout(timeout, purge).await {
-                        warn!(error = %e, "purge of long-dead registry rows failed");
+                    match tokio::time::timeout(timeout, purge).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            shared.counters.registry_error("purge", e.kind());
+                            warn!(error = %e, "purge of long-dead registry rows failed");
+                        }
+                        Err(_) => shared.counters.registry_error("purge", "timeout"),
                     }
                 }
             }
             Ok(Err(RegistryError::IdInUse { id, endpoint, .. })) => {
+                shared.counters.registry_error("heartbeat", "id_in_use");
                 shared.counters.registration_lost.store(true, Ordering::Relaxed);
                 error!(
                     %id,
@@ -309,8 +387,14 @@ pub(super) async fn publish_heartbeats(
             other => {
                 Counters::bump(&shared.counters.heartbeat_failures);
                 let reason = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".to_owned(),
+                    Ok(Err(e)) => {
+                        shared.counters.registry_error("heartbeat", e.kind());
+                        e.to_string()
+                    }
+                    _ => {
+                        shared.counters.registry_error("heartbeat", "timeout");
+                        "timed out".to_owned()
+                    }
                 };
                 if let Some(count) = warning.hit() {
                     warn!(id = %heartbeat.id, %reason, count, "heartbeat not published");

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use aos_cluster::config::duration;
+use aos_cluster::config::{duration, MAX_DURATION};
 use aos_cluster::InstanceConfig;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,13 @@ pub struct ServerConfig {
     /// Most connections open at once from one IP address. Default 1 000.
     #[serde(default = "defaults::max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Most sessions open at once from one IP address (SPEC "Drivers:
+    /// admission policy"): the next session request from an address at its
+    /// cap is rejected with `AddressLimit` before it counts. Off (`None`,
+    /// the setting left out) by default: offices behind NAT share one
+    /// address. Zero is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_ip: Option<usize>,
     /// A reply the peer does not take within this closes the connection
     /// (a client that never reads). Default 5 s.
     #[serde(default = "defaults::write_timeout", with = "duration")]
@@ -64,6 +71,12 @@ pub struct ServerConfig {
     /// Workload queries waiting on one peer link. Default 8.
     #[serde(default = "defaults::peer_queue")]
     pub peer_queue: usize,
+    /// How long a graceful stop (SIGTERM, Ctrl-C or `POST /shutdown` in
+    /// `aos-instance`; [`ServerHandle::shutdown_graceful`](super::ServerHandle::shutdown_graceful))
+    /// waits for open sessions to end after it stops admitting new ones,
+    /// before it closes them. Default 30 s; zero closes them at once.
+    #[serde(default = "defaults::shutdown_grace", with = "duration")]
+    pub shutdown_grace: Duration,
 }
 
 /// The documented defaults, one function per field (serde needs them so).
@@ -100,6 +113,9 @@ mod defaults {
     pub fn peer_queue() -> usize {
         8
     }
+    pub fn shutdown_grace() -> Duration {
+        Duration::from_secs(30)
+    }
 }
 
 impl ServerConfig {
@@ -112,12 +128,14 @@ impl ServerConfig {
             idle_timeout: defaults::idle_timeout(),
             max_connections: defaults::max_connections(),
             max_connections_per_ip: defaults::max_connections_per_ip(),
+            max_sessions_per_ip: None,
             write_timeout: defaults::write_timeout(),
             tcp_keepalive: defaults::tcp_keepalive(),
             accept_error_backoff: defaults::accept_error_backoff(),
             accept_error_backoff_max: defaults::accept_error_backoff_max(),
             accept_queue: defaults::accept_queue(),
             peer_queue: defaults::peer_queue(),
+            shutdown_grace: defaults::shutdown_grace(),
         }
     }
 
@@ -137,6 +155,19 @@ impl ServerConfig {
                 problems.push(format!("`{name}` must not be zero"));
             }
         }
+        for (name, d) in [
+            ("first_frame_timeout", self.first_frame_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("write_timeout", self.write_timeout),
+            ("accept_error_backoff", self.accept_error_backoff),
+            ("accept_error_backoff_max", self.accept_error_backoff_max),
+            ("tcp_keepalive", self.tcp_keepalive.unwrap_or_default()),
+            ("shutdown_grace", self.shutdown_grace),
+        ] {
+            if d > MAX_DURATION {
+                problems.push(format!("`{name}` ({}) is longer than a year", duration::format(d)));
+            }
+        }
         if self.accept_error_backoff_max < self.accept_error_backoff {
             problems.push("`accept_error_backoff_max` must not be below `accept_error_backoff`".into());
         }
@@ -152,6 +183,9 @@ impl ServerConfig {
             if n == 0 {
                 problems.push(format!("`{name}` must not be zero"));
             }
+        }
+        if self.max_sessions_per_ip == Some(0) {
+            problems.push("`max_sessions_per_ip` must not be zero (leave it out to switch it off)".into());
         }
         if problems.is_empty() {
             Ok(())
@@ -203,7 +237,31 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!((c.max_connections, c.max_connections_per_ip), (10_000, 1_000));
         assert!(c.tcp_keepalive.is_some());
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.max_sessions_per_ip, None, "off: offices share one address behind NAT");
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    #[cfg(feature = "admin")]
+    fn max_sessions_per_ip_reads_from_toml_and_zero_is_refused() {
+        let text = r#"
+listen = "127.0.0.1:0"
+max_sessions_per_ip = 3
+[instance]
+id = 1
+endpoint = "h:2712"
+cluster = "c"
+max_sessions = 10
+"#;
+        let mut c: ServerConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.max_sessions_per_ip, Some(3));
+        assert!(c.validate().is_ok());
+        let off: ServerConfig = toml::from_str(&text.replace("max_sessions_per_ip = 3\n", "")).unwrap();
+        assert_eq!(off.max_sessions_per_ip, None);
+        c.max_sessions_per_ip = Some(0);
+        let Err(ServerError::Config(text)) = c.validate() else { panic!("zero accepted") };
+        assert!(text.contains("`max_sessions_per_ip` must not be zero"), "{text}");
     }
 
     #[test]
@@ -212,8 +270,9 @@ mod tests {
         c.max_connections = 0;
         c.idle_timeout = Duration::ZERO;
         c.instance.max_sessions = 0;
+        c.shutdown_grace = MAX_DURATION + Duration::from_secs(1);
         let Err(ServerError::Config(text)) = c.validate() else { panic!("accepted") };
-        for needle in ["max_connections", "idle_timeout", "instance: `max_sessions`"] {
+        for needle in ["max_connections", "idle_timeout", "instance: `max_sessions`", "`shutdown_grace`"] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
     }

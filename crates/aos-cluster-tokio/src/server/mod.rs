@@ -42,7 +42,17 @@
 //! connection is TLS (the handshake within `first_frame_timeout`); a client
 //! certificate is asked for, not required, and must chain to the cluster CA
 //! when presented; a `WorkloadQuery` on a connection without one closes it
-//! (`peer_queries_refused`); peer links present this instance's certificate.
+//! (`peers.queries_refused`); peer links present this instance's certificate.
+//!
+//! # Admission policy (SPEC "Drivers: admission policy")
+//!
+//! `max_sessions_per_ip` ([`ServerConfig`], off by default) and an
+//! application hook ([`ServerOptions::with_admission`], an
+//! [`AdmissionPolicy`] with a deadline) may refuse a session request before
+//! it counts: the client gets `AddressLimit` or `Unauthorized`, and no
+//! session slot, workload figure or registry figure ever shows it. The hook
+//! sees the peer address, the TLS client certificate and the request's
+//! credential (see [`AdmissionRequest`]).
 //!
 //! # Limits (SPEC "Drivers: limits")
 //!
@@ -65,10 +75,12 @@
 //!   good (logged as an error) instead of overwriting the other's row.
 
 mod actor;
+mod admission;
 mod config;
 mod conn;
 mod limits;
 mod peer;
+mod stats;
 mod stream;
 
 use std::net::SocketAddr;
@@ -78,14 +90,17 @@ use std::time::Instant;
 use aos_cluster::instance::{self, ConnectionId};
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::wire::{self, QueryId, SessionId};
-use aos_cluster::{Endpoint, Instance, InstanceId, InstanceStats, Role, UsageError, Workload};
+use aos_cluster::{Endpoint, Instance, Role, UsageError, Workload};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 use self::actor::{publish_heartbeats, Actor};
+pub use self::admission::{AdmissionHook, AdmissionPolicy, AdmissionRequest, Verdict};
 pub use self::config::ServerConfig;
+pub(crate) use self::limits::snake_case;
 use self::limits::{Counters, Limiter};
+pub use self::stats::{ConnectionStats, PeerStats, RegistryStats, ServerStats, SessionStats};
 pub use self::stream::AppStream;
 use crate::registry::{Incarnation, Registry, RegistryError};
 
@@ -119,6 +134,9 @@ pub enum ServerError {
     /// The server has stopped.
     #[error("the server has stopped")]
     Stopped,
+    /// A graceful stop is draining the server: it does not admit again.
+    #[error("the server is stopping (draining); it does not admit new sessions again")]
+    Stopping,
     /// The machine refused a command (for example `max_sessions` 0).
     #[error(transparent)]
     InvalidArgument(#[from] UsageError),
@@ -148,64 +166,6 @@ pub struct Accepted {
     pub stream: AppStream,
 }
 
-/// A running server's figures: the machine's plus the driver's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ServerStats {
-    /// This instance.
-    pub id: InstanceId,
-    /// Where it is advertised.
-    pub endpoint: Endpoint,
-    /// The machine's counters.
-    pub instance: InstanceStats,
-    /// Sessions open and the maximum.
-    pub workload: Workload,
-    /// The admin setting (not draining).
-    pub accepting: bool,
-    /// At the connection cap or unable to accept: advertised as not accepting.
-    pub saturated: bool,
-    /// Connections open now (protocol connections and sessions).
-    pub connections_open: usize,
-    /// New connections refused at `max_connections`.
-    pub refused_at_cap: u64,
-    /// New connections refused at `max_connections_per_ip`.
-    pub refused_per_ip: u64,
-    /// Closed for no complete frame within `first_frame_timeout` (of opening,
-    /// or of a frame's first byte).
-    pub closed_first_frame_timeout: u64,
-    /// Closed after `idle_timeout` with nothing sent.
-    pub closed_idle_timeout: u64,
-    /// Closed because the client did not take a reply within `write_timeout`.
-    pub closed_write_timeout: u64,
-    /// Closed on a malformed or unexpected frame.
-    pub malformed_frames: u64,
-    /// `accept` calls that failed.
-    pub accept_errors: u64,
-    /// Sessions handed to the application.
-    pub sessions_handed_over: u64,
-    /// Sessions closed because the accept queue was full.
-    pub sessions_dropped_queue_full: u64,
-    /// Peer links open.
-    pub peer_links: usize,
-    /// Connections dialled to peers.
-    pub peer_dials: u64,
-    /// Peer links replaced because the member moved or the link died.
-    pub peer_links_replaced: u64,
-    /// Heartbeats that failed (the registry unreachable or slow).
-    pub heartbeat_failures: u64,
-    /// Connections closed because their TLS handshake failed or took longer
-    /// than `first_frame_timeout` (a certificate not of the cluster, a
-    /// client that does not trust ours, plain TCP to a TLS port).
-    pub tls_handshake_failures: u64,
-    /// Connections closed for a `WorkloadQuery` without a client certificate
-    /// of the cluster (TLS on).
-    pub peer_queries_refused: u64,
-    /// Another process took over this id's registry row; heartbeats stopped.
-    pub registration_lost: bool,
-    /// How long ago the last registry snapshot arrived (`None`: none yet).
-    pub snapshot_age: Option<std::time::Duration>,
-}
-
 /// How the server stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -229,6 +189,10 @@ struct Shared {
     registered: bool,
     /// Told each handshake's time to rank (see [`ServerHandle::set_rank_observer`]).
     rank_observer: std::sync::OnceLock<RankObserver>,
+    /// The application's admission hook, if any.
+    admission: Option<AdmissionPolicy>,
+    /// Hooks that miss their deadline are logged at most every 5 s.
+    hook_warning: std::sync::Mutex<limits::RateLimitedWarning>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
 }
@@ -243,13 +207,16 @@ impl Shared {
 }
 
 /// What a server adds to its [`ServerConfig`] beyond the protocol: TLS
-/// (feature `tls`). The default is plain TCP, exactly [`Server::bind`].
+/// (feature `tls`) and an admission hook. The default is plain TCP and no
+/// hook, exactly [`Server::bind`].
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ServerOptions {
     /// Every inbound connection over TLS; mutual TLS between instances.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::ServerTls>,
+    /// The application's say on each session request, before it counts.
+    pub admission: Option<AdmissionPolicy>,
 }
 
 impl ServerOptions {
@@ -262,6 +229,14 @@ impl ServerOptions {
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: crate::tls::ServerTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Asks `policy`'s hook about every session request (see
+    /// [`AdmissionPolicy`]): a request it refuses, or does not answer in
+    /// time, is rejected `Unauthorized` and never counts.
+    pub fn with_admission(mut self, policy: AdmissionPolicy) -> Self {
+        self.admission = Some(policy);
         self
     }
 }
@@ -293,7 +268,9 @@ enum Input {
 }
 
 enum Command {
-    SetAccepting(bool),
+    SetAccepting(bool, oneshot::Sender<Result<(), ServerError>>),
+    /// Stop admitting, then stop once no session is open or at the deadline.
+    Drain(std::time::Duration),
     SetMaxSessions(u32, oneshot::Sender<Result<(), ServerError>>),
     Stats(oneshot::Sender<ServerStats>),
 }
@@ -406,9 +383,10 @@ impl Server {
         registry: Arc<dyn Registry>,
         options: ServerOptions,
     ) -> Result<Server, ServerError> {
-        #[cfg(not(feature = "tls"))]
-        let ServerOptions {} = options;
         config.validate()?;
+        if let Some(policy) = &options.admission {
+            policy.validate().map_err(ServerError::Config)?;
+        }
         let listener =
             listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let local_addr =
@@ -428,12 +406,20 @@ impl Server {
         let shared = Arc::new(Shared {
             limits,
             counters: Counters::default(),
-            limiter: Arc::new(Limiter::new(config.max_connections, config.max_connections_per_ip)),
+            limiter: Arc::new(Limiter::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+                config.max_sessions_per_ip,
+            )),
             stop: watch::Sender::new(Stop::Running),
             endpoint: config.instance.endpoint.clone(),
             incarnation,
             registered,
             rank_observer: std::sync::OnceLock::new(),
+            admission: options.admission,
+            hook_warning: std::sync::Mutex::new(limits::RateLimitedWarning::new(
+                std::time::Duration::from_secs(5),
+            )),
             config,
             #[cfg(feature = "tls")]
             tls: options.tls,
@@ -461,12 +447,14 @@ impl Server {
             heartbeat_task,
             done: done_tx,
             last_snapshot: None,
+            stopping_at: None,
         };
         tokio::spawn(actor.run(rx));
         tokio::spawn(conn::accept_loop(listener, shared.clone(), inbox.clone(), accepted_tx));
         let instance = &shared.config.instance;
         info!(id = %instance.id, endpoint = %shared.endpoint, %local_addr, max_sessions = instance.max_sessions,
-            incarnation = incarnation.0, tls = shared.tls_enabled(), "instance serving");
+            incarnation = incarnation.0, tls = shared.tls_enabled(), max_sessions_per_ip = ?shared.config.max_sessions_per_ip,
+            admission_hook = shared.admission.is_some(), "instance serving");
         Ok(Server { accepted, handle: ServerHandle { inbox, shared, done }, local_addr })
     }
 
@@ -521,9 +509,12 @@ impl ServerHandle {
     }
 
     /// Admit new sessions (`true`) or drain (`false`: "Reject new clients");
-    /// published at once in a heartbeat.
+    /// published at once in a heartbeat. [`ServerError::Stopping`] for
+    /// `true` while [`shutdown_graceful`](Self::shutdown_graceful) drains.
     pub async fn set_accepting(&self, accepting: bool) -> Result<(), ServerError> {
-        self.send(Command::SetAccepting(accepting)).await
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::SetAccepting(accepting, tx)).await?;
+        rx.await.map_err(|_| ServerError::Stopped)?
     }
 
     /// Changes "Max concurrent sessions" (at least 1); existing sessions stay.
@@ -552,9 +543,33 @@ impl ServerHandle {
     }
 
     /// Stops gracefully and waits: no new connections, open connections and
-    /// sessions end, and this incarnation's registry row is removed.
+    /// sessions end at once, and this incarnation's registry row is removed.
     pub async fn shutdown(&self) {
         self.stop(Stop::Graceful).await
+    }
+
+    /// Stops gracefully after a drain, and waits: new sessions are refused
+    /// at once (`Draining`; the instance advertises `accepting = false`, so
+    /// peers stop ranking it), open sessions keep working until they end by
+    /// themselves or `grace` has passed (at most a year), then whatever is
+    /// left is closed and this incarnation's registry row is removed, as by
+    /// [`shutdown`](Self::shutdown). A [`shutdown`](Self::shutdown) during
+    /// the drain stops at once. While draining, `set_accepting(true)` fails
+    /// with [`ServerError::Stopping`].
+    pub async fn shutdown_graceful(&self, grace: std::time::Duration) {
+        // A server that has stopped, or is stopping, is simply awaited.
+        let _ = self.send(Command::Drain(grace)).await;
+        self.stopped().await
+    }
+
+    /// Completes once the server has fully stopped (its registry row
+    /// removed on a graceful stop), however it was stopped. Independent of
+    /// this handle: it may be awaited from anywhere.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut done = self.done.clone();
+        async move {
+            let _ = done.wait_for(|d| *d).await;
+        }
     }
 
     /// Stops as a crashed process would (for tests and fault drills):
@@ -572,8 +587,7 @@ impl ServerHandle {
             }
             running
         });
-        let mut done = self.done.clone();
-        let _ = done.wait_for(|d| *d).await;
+        self.stopped().await
     }
 
     /// Whether the server has stopped.

@@ -15,7 +15,7 @@
 //!   `WorkloadQuery` is answered only on a connection whose client
 //!   certificate chains to the cluster CA (otherwise the connection is
 //!   closed and counted in
-//!   [`ServerStats::peer_queries_refused`](crate::ServerStats)). The
+//!   [`ServerStats::peers`](crate::ServerStats)). The
 //!   instance's peer links present its own certificate and verify the peer's
 //!   against the cluster CA.
 //!
