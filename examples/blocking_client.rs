@@ -1,12 +1,12 @@
 //! The blocking client: `std::net` only, no async runtime. Opens one
-//! balanced session with [`aos_cluster_tokio::blocking::connect`], prints the
+//! balanced session with [`aos_cluster_tokio::blocking::Client`], prints the
 //! attempt log, then exchanges lines over the session (the `instance`
 //! example answers each line prefixed with its id).
 //!
 //! ```text
-//! cargo run --example blocking_client -- [--no-balance] [--stagger] [--cluster NAME]
+//! cargo run -p aos-cluster-examples --bin blocking_client -- [--no-balance] [--stagger] [--cluster NAME]
 //!     [--send LINE]... SEED...
-//! cargo run --example blocking_client -- --cluster demo AOS01@127.0.0.1:2712 127.0.0.1:2713
+//! cargo run -p aos-cluster-examples --bin blocking_client -- --cluster demo AOS01@127.0.0.1:2712 127.0.0.1:2713
 //! ```
 //!
 //! Exits 1 when no session could be opened, 2 on bad arguments.
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         attempt_delay: args.stagger.then_some(DEFAULT_ATTEMPT_DELAY),
         ..ClientConfig::with_seeds(args.seeds)
     };
-    let session = match aos_cluster_tokio::blocking::connect(&config) {
+    let session = match aos_cluster_tokio::blocking::Client::new(config.clone()).connect() {
         Ok(session) => session,
         Err(e) => {
             eprintln!("{e}");

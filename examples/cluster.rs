@@ -8,7 +8,7 @@
 //! than `member_ttl`, and shows that new clients go to neither.
 //!
 //! ```text
-//! cargo run --release --example cluster -- [--capacities 50,100,150,200 | --instances N]
+//! cargo run --release -p aos-cluster-examples --bin cluster -- [--capacities 50,100,150,200 | --instances N]
 //!     [--clients 300] [--after 80] [--rate 500] [--requests 5] [--registry URL]
 //! ```
 //! `--instances N` gives instance `i` (from 1) `50 * i` sessions.
@@ -330,7 +330,13 @@ fn stream_clients(
                 (config.clone(), options.clone(), counters.clone(), placed.clone(), stop.clone());
             let (done_tx, done) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
-                let session = match aos_cluster_tokio::connect_with_seeded(&config, &options, n).await {
+                let session = match aos_cluster_tokio::Client::with_options(
+                    config.clone(),
+                    options.clone().with_rng_seed(n),
+                )
+                .connect()
+                .await
+                {
                     Ok(session) => session,
                     Err(e) => {
                         tracing::info!(error = %e, "client failed");

@@ -346,11 +346,13 @@ async fn a_flood_of_bad_credentials_never_counts_and_leaves_real_clients_their_s
         // Each session is kept (as `Any`) until the end of the test.
         real.push(tokio::spawn(async move {
             if i % 2 == 0 {
-                let session = aos_cluster_tokio::connect_with(&config, &options).await;
+                let session =
+                    aos_cluster_tokio::Client::with_options(config.clone(), options.clone()).connect().await;
                 session.map(|s| Box::new(s) as Box<dyn Any + Send>).map_err(|e| e.to_string())
             } else {
                 tokio::task::spawn_blocking(move || {
-                    aos_cluster_tokio::blocking::connect_with(&config, &options)
+                    aos_cluster_tokio::blocking::Client::with_options(config.clone(), options.clone())
+                        .connect()
                         .map(|s| Box::new(s) as Box<dyn Any + Send>)
                         .map_err(|e| e.to_string())
                 })
@@ -506,15 +508,19 @@ async fn the_hook_sees_the_client_certificate_where_one_is_used() {
     let client_config = ClientConfig { cluster: None, ..server.config.clone() };
 
     let anonymous = ClientOptions::new().with_tls(pki.client_tls().unwrap());
-    let error =
-        aos_cluster_tokio::connect_with(&client_config, &anonymous).await.expect_err("no certificate");
+    let error = aos_cluster_tokio::Client::with_options(client_config.clone(), anonymous.clone())
+        .connect()
+        .await
+        .expect_err("no certificate");
     assert!(error.to_string().contains("Unauthorized"), "{error}");
     let holder =
         ClientTls::with_identity(pki.trust_roots().unwrap(), client_files.identity().unwrap()).unwrap();
     let options =
         ClientOptions::new().with_tls(holder).with_credential(Credential::new(*b"and a token").unwrap());
-    let _session =
-        aos_cluster_tokio::connect_with(&client_config, &options).await.expect("the holder gets in");
+    let _session = aos_cluster_tokio::Client::with_options(client_config.clone(), options.clone())
+        .connect()
+        .await
+        .expect("the holder gets in");
 
     {
         let seen = seen.lock().unwrap();

@@ -46,7 +46,7 @@ use aos_cluster::client::{Action, AttemptId, AttemptRecord, Connector, Event};
 use aos_cluster::wire::{Limits, Message, SessionId};
 use aos_cluster::{ClientConfig, Endpoint, InstanceId};
 
-use crate::client::{random_seed, reply_event};
+use crate::client::reply_event;
 pub use crate::client::{ClientOptions, ConnectError, SessionInfo};
 use crate::client_frames::{describe, encode_request, reply_limits, OneFrame};
 use crate::now;
@@ -59,31 +59,60 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// calling thread drains it continually, so this only smooths bursts.
 const MAX_QUEUED_REPORTS: usize = 64;
 
-/// Finds and opens a session as `config` says (phases 1 and 3, with the
-/// configured retries), with a random seed for salts, shuffles and jitter.
-/// Blocks the calling thread until a session is accepted or the machine gives up.
-pub fn connect(config: &ClientConfig) -> Result<Session, ConnectError> {
-    connect_seeded(config, random_seed())
+/// The blocking client: [`crate::Client`] on `std::net`, no async runtime.
+/// Cheap to clone; one client serves any number of threads.
+///
+/// ```
+/// use aos_cluster_tokio::blocking::{Client, ConnectError};
+/// use aos_cluster_tokio::{ClientConfig, Endpoint, RetryPolicy};
+///
+/// // Nothing listens on port 1 of loopback: the walk fails at once.
+/// let config = ClientConfig {
+///     retry: RetryPolicy { max_rounds: 1, ..RetryPolicy::default() },
+///     ..ClientConfig::with_seeds(vec![Endpoint::new("127.0.0.1", 1).unwrap()])
+/// };
+/// let error: ConnectError = Client::new(config).connect().unwrap_err();
+/// assert_eq!(error.attempts().len(), 1, "{error}");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: crate::client::Client,
 }
 
-/// [`connect`] with the Connector's `rng_seed` given.
-pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, ConnectError> {
-    connect_with_seeded(config, &ClientOptions::default(), rng_seed)
+impl Client {
+    /// A client for the cluster `config` names: plain TCP, no allow-list, no
+    /// credential.
+    pub fn new(config: ClientConfig) -> Client {
+        Client { inner: crate::client::Client::new(config) }
+    }
+
+    /// A client with TLS, an allow-list, a credential or seeded randomness
+    /// as `options` say.
+    pub fn with_options(config: ClientConfig, options: ClientOptions) -> Client {
+        Client { inner: crate::client::Client::with_options(config, options) }
+    }
+
+    /// The cluster's configuration.
+    pub fn config(&self) -> &ClientConfig {
+        self.inner.config()
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ClientOptions {
+        self.inner.options()
+    }
+
+    /// Finds and opens a session as [`crate::Client::connect`] does,
+    /// blocking the calling thread until a session is accepted or the
+    /// machine gives up; the TLS handshake runs on each attempt's thread
+    /// within the attempt's deadline.
+    pub fn connect(&self) -> Result<Session, ConnectError> {
+        run(self.inner.config(), self.inner.options(), self.inner.next_seed())
+    }
 }
 
-/// [`connect`] with TLS, an allow-list and a credential as `options` say (see
-/// [`crate::client::connect_with`]): the TLS handshake runs on the attempt's
-/// thread within the attempt's deadline.
-pub fn connect_with(config: &ClientConfig, options: &ClientOptions) -> Result<Session, ConnectError> {
-    connect_with_seeded(config, options, random_seed())
-}
-
-/// [`connect_with`] with the Connector's `rng_seed` given.
-pub fn connect_with_seeded(
-    config: &ClientConfig,
-    options: &ClientOptions,
-    rng_seed: u64,
-) -> Result<Session, ConnectError> {
+/// One connect: the machine seeded with `rng_seed`, driven to its end.
+fn run(config: &ClientConfig, options: &ClientOptions, rng_seed: u64) -> Result<Session, ConnectError> {
     let transport = Transport {
         limits: reply_limits(config),
         #[cfg(feature = "tls")]

@@ -7,8 +7,9 @@ use crate::tls::ClientTls;
 
 /// What a client adds to its [`ClientConfig`] beyond the protocol: trust
 /// (TLS, feature `tls`), an allow-list for ranked entries and a credential
-/// for the instances' admission policy. The default is plain TCP, no
-/// allow-list and no credential, exactly [`connect`](super::connect).
+/// for the instances' admission policy, and seeded randomness. The default is
+/// plain TCP, no allow-list, no credential and fresh randomness for every
+/// connect.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ClientOptions {
@@ -21,6 +22,10 @@ pub struct ClientOptions {
     /// Carried by every session request, for the instance's admission hook
     /// (at most 4 KiB; `Debug` shows its length only).
     pub credential: Option<Credential>,
+    /// Seeds the salts, shuffles and jitter of every connect: the same seed
+    /// and the same answers give the same attempts (tests, simulations).
+    /// `None`: fresh randomness from the operating system each time.
+    pub rng_seed: Option<u64>,
 }
 
 impl ClientOptions {
@@ -42,6 +47,22 @@ impl ClientOptions {
     pub fn with_credential(mut self, credential: Credential) -> Self {
         self.credential = Some(credential);
         self
+    }
+
+    /// Seeded randomness: a client's first connect uses `seed` itself, each
+    /// later one the next value of a sequence fixed by `seed`.
+    pub fn with_rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// The seed of a client's `n`-th connect (from 0).
+    pub(crate) fn seed_for(&self, n: u64) -> u64 {
+        match self.rng_seed {
+            // SplitMix64's increment: distinct, well-spread seeds per connect.
+            Some(seed) => seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            None => super::random_seed(),
+        }
     }
 
     /// Skip ranked entries outside `list`.

@@ -98,6 +98,7 @@ use tracing::info;
 use self::actor::{publish_heartbeats, Actor};
 pub use self::admission::{AdmissionHook, AdmissionPolicy, AdmissionRequest, Verdict};
 pub use self::config::ServerConfig;
+#[cfg(feature = "admin")]
 pub(crate) use self::limits::snake_case;
 use self::limits::{Counters, Limiter};
 pub use self::stats::{ConnectionStats, PeerStats, RegistryStats, ServerStats, SessionStats};
@@ -145,7 +146,7 @@ pub enum ServerError {
 /// Who an admitted session is.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct SessionInfo {
+pub struct AcceptInfo {
     /// The id the instance handed out.
     pub session_id: SessionId,
     /// The client's address.
@@ -161,7 +162,7 @@ pub struct SessionInfo {
 #[non_exhaustive]
 pub struct Accepted {
     /// Who.
-    pub info: SessionInfo,
+    pub info: AcceptInfo,
     /// The connection, positioned at the first application byte.
     pub stream: AppStream,
 }
