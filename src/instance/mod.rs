@@ -361,7 +361,7 @@ impl Instance {
     /// Admit new sessions (`true`) or drain (`false`, AX's "Reject new
     /// clients"). Existing sessions stay. A change is published at once.
     pub fn set_accepting(&mut self, accepting: bool, now: Instant) {
-        let now = self.advance(now);
+        let now = self.clamp(now);
         if accepting != self.accepting {
             self.accepting = accepting;
             self.publish_heartbeat(now);
@@ -377,7 +377,7 @@ impl Instance {
                 reason: "max_sessions must be at least 1",
             });
         }
-        let now = self.advance(now);
+        let now = self.clamp(now);
         if max_sessions != self.max_sessions {
             self.max_sessions = max_sessions;
             self.publish_heartbeat(now);
@@ -390,7 +390,7 @@ impl Instance {
     /// advertises itself as not accepting, in heartbeats, workload reports
     /// and its own rankings, without touching the admin setting.
     pub fn set_saturated(&mut self, saturated: bool, now: Instant) {
-        let now = self.advance(now);
+        let now = self.clamp(now);
         if saturated != self.saturated {
             self.saturated = saturated;
             self.publish_heartbeat(now);
@@ -411,7 +411,7 @@ impl Instance {
                 reason: "max_sessions must be at least 1",
             });
         }
-        let now = self.advance(now);
+        let now = self.clamp(now);
         match event {
             Event::HandshakeRequest { conn, request } => self.on_handshake(conn, request, now),
             Event::SessionRequest { conn, request } => self.on_session_request(conn, request, None),
@@ -444,7 +444,7 @@ impl Instance {
     /// Time has reached [`poll_timeout`](Self::poll_timeout)'s deadline:
     /// fire every timer due at `now`. Extra calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let now = self.advance(now);
+        let now = self.clamp(now);
         while let Some(timer) = self.timers.expire::<Timer>(now) {
             match timer {
                 Timer::Heartbeat => self.publish_heartbeat(now),
@@ -480,7 +480,7 @@ impl Instance {
 
     /// Time never goes backwards inside; an earlier `now` is clamped and
     /// counted, exactly as the Connector does.
-    fn advance(&mut self, now: Instant) -> Instant {
+    fn clamp(&mut self, now: Instant) -> Instant {
         if now < self.now {
             self.stats.clamped += 1;
         } else {

@@ -4,7 +4,7 @@
 //! their tags from here, so the two directions cannot drift apart.
 
 use super::message::{RefuseReason, RejectReason};
-use crate::endpoint::{MAX_HOST_LEN, MAX_INSTANCE_LEN};
+use crate::endpoint::{Endpoint, MAX_HOST_LEN, MAX_INSTANCE_LEN};
 use crate::workload::Role;
 
 /// The protocol version this codec writes and the only one it reads.
@@ -103,4 +103,20 @@ mod tests {
             assert_eq!(usize::from(role_tag(*role)), tag);
         }
     }
+}
+
+/// The length of an endpoint's text on the wire (what the encoder writes):
+/// `endpoint.to_string().len()` without formatting.
+pub(crate) fn endpoint_text_len(endpoint: &Endpoint) -> usize {
+    let instance = endpoint.instance().map_or(0, |name| name.len() + 1);
+    let host = endpoint.host();
+    let brackets = if endpoint.has_ipv6_host() { 2 } else { 0 };
+    let digits = match endpoint.port() {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    };
+    instance + host.len() + brackets + 1 + digits
 }

@@ -1,8 +1,7 @@
 //! The bounds both ends of a stream enforce, their defaults, and how much of a
 //! ranked list fits under them.
 
-use super::encode::endpoint_text_len;
-use super::layout::{ENTRY_FIXED_LEN, RANKED_REPLY_FIXED_LEN};
+use super::layout::{endpoint_text_len, ENTRY_FIXED_LEN, RANKED_REPLY_FIXED_LEN};
 use super::message::RankedEntry;
 
 /// Default [`Limits::max_frame_len`]: 64 KiB of payload. The one default for
