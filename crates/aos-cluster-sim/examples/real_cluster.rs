@@ -9,8 +9,9 @@
 //! `SCENARIO` is any built-in name the simulator takes (`burst-99`,
 //! `waves-30`, `crash-99`, `join-30`, `drain`, `flood-aftermath`, ...) or a
 //! scenario file (TOML or JSON). Each real instance is an in-process server
-//! with its own registry handle (`--registry`: `sqlite:///path.db` or
-//! `postgres://...`; default a SQLite file in a temporary directory).
+//! with its own registry handle (`--registry`: `sqlite:///path.db`,
+//! `postgres://...` or, built with `--features real-etcd`, `etcd://HOST:PORT/PREFIX`;
+//! default a SQLite file in a temporary directory).
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -44,7 +44,8 @@ use crate::server::ServerConfig;
 /// Everything `aos-instance run` needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstanceFile {
-    /// The registry: `sqlite://PATH`, `sqlite::memory:` or `postgres://...`.
+    /// The registry: `sqlite://PATH`, `sqlite::memory:`, `postgres://...` or
+    /// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` (with feature `etcd`).
     pub registry: String,
     /// Where the admin endpoint (`/metrics`, `/stats`, `/drain`, ...) listens.
     /// Default `127.0.0.1:0` (loopback, a free port, printed at start).
@@ -252,11 +253,14 @@ fn check_registry_url(url: &str) -> Result<(), String> {
     let known = url == "sqlite::memory:"
         || url.starts_with("sqlite://")
         || url.starts_with("postgres://")
-        || url.starts_with("postgresql://");
+        || url.starts_with("postgresql://")
+        || url.starts_with("etcd://");
     if known {
         Ok(())
     } else {
-        Err("expected `sqlite://PATH`, `sqlite::memory:` or `postgres://USER@HOST:PORT/DB`".into())
+        Err("expected `sqlite://PATH`, `sqlite::memory:`, `postgres://USER@HOST:PORT/DB` \
+             or `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`"
+            .into())
     }
 }
 
@@ -738,5 +742,9 @@ id = 2
         let text = GOOD.replace("sqlite::memory:", "mysql://x");
         let e = InstanceFile::parse(Path::new("i.toml"), &text).unwrap_err();
         assert!(e.to_string().starts_with("i.toml:1: `registry`: expected"), "{e}");
+        assert!(e.to_string().contains("etcd://"), "{e}");
+        let text = GOOD.replace("sqlite::memory:", "etcd://10.0.0.1:2379,10.0.0.2:2379/aos");
+        let file = InstanceFile::parse(Path::new("i.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(file.registry, "etcd://10.0.0.1:2379,10.0.0.2:2379/aos");
     }
 }

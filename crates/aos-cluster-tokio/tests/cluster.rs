@@ -6,7 +6,9 @@
 //! crate's own tests did not already cover the case: proportional shares,
 //! a closed first seed, a crashed instance after `member_ttl`, draining at
 //! cluster level, a malformed frame next to live sessions, and the registry
-//! rows after a graceful stop and a crash on a real backend. Assertions are
+//! rows after a graceful stop and a crash on a real backend (SQLite, and etcd
+//! when `AOS_TEST_ETCD_URL` names one, where a crash's key expires with its
+//! lease). Assertions are
 //! on outcomes (where sessions went, what was refused, what stayed open),
 //! never on how long things took; every wait is a bounded poll.
 
@@ -76,7 +78,12 @@ impl LocalCluster {
     async fn start(capacities: &[u32]) -> LocalCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("registry.db").display());
-        let registry = registry::open(&url).await.expect("registry opens");
+        LocalCluster::start_on(&url, dir, capacities).await
+    }
+
+    /// The same on the registry at `url`.
+    async fn start_on(url: &str, dir: tempfile::TempDir, capacities: &[u32]) -> LocalCluster {
+        let registry = registry::open(url).await.expect("registry opens");
         let mut handles = Vec::new();
         let mut endpoints = Vec::new();
         for (i, &max_sessions) in capacities.iter().enumerate() {
@@ -90,16 +97,20 @@ impl LocalCluster {
                 ..InstanceConfig::new(id, Endpoint::new("127.0.0.1", 1).unwrap(), max_sessions)
             };
             let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), instance);
-            let own_registry = registry::open(&url).await.expect("registry opens");
+            let own_registry = registry::open(url).await.expect("registry opens");
             let server = Server::bind(config, own_registry).await.expect("server starts");
             endpoints.push(server.endpoint().clone());
             handles.push(server.handle());
             serve_upper(server);
         }
         // `bind` returns once the row is written, so every instance is a
-        // member now; the first handshake dials the peers.
-        let members = registry.snapshot(Some(CLUSTER), MEMBER_TTL).await.expect("registry");
-        assert_eq!(members.len(), capacities.len(), "every instance registered");
+        // member now (a watched replica, etcd's, learns of it a moment
+        // later); the first handshake dials the peers.
+        eventually("every instance registered", || async {
+            let members = registry.snapshot(Some(CLUSTER), MEMBER_TTL).await.expect("registry");
+            members.len() == capacities.len()
+        })
+        .await;
         LocalCluster { registry, handles, endpoints, _dir: dir }
     }
 
@@ -337,6 +348,47 @@ async fn on_sqlite_a_graceful_stop_removes_the_row_and_a_crash_leaves_it() {
         cluster.shutdown().await;
         let rows = cluster_rows(&cluster.registry).await;
         assert_eq!(rows, vec![InstanceId(2)], "only the crashed instance's row is left");
+    })
+    .await;
+}
+
+/// On etcd: sessions end proportional to capacity; a graceful stop deletes
+/// the instance's key at once; a crash leaves it until its lease expires
+/// (`member_ttl` 1 s: etcd's shortest lease, some 2 s), then it goes by
+/// itself, with no purge.
+#[cfg(feature = "etcd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_etcd_sessions_balance_a_stop_removes_the_key_and_a_crash_lets_it_expire() {
+    let Ok(base) = std::env::var("AOS_TEST_ETCD_URL") else {
+        eprintln!("etcd cluster test did not run: AOS_TEST_ETCD_URL is not set");
+        return;
+    };
+    bounded(async {
+        let url = format!("{}/cluster-{}", base.trim_end_matches('/'), registry::Incarnation::random());
+        let capacities = [20, 40, 60];
+        let cluster = LocalCluster::start_on(&url, tempfile::tempdir().expect("temp dir"), &capacities).await;
+        let sessions = connect_all(&cluster.config(), 60, 6, 0).await;
+        for (i, &cap) in capacities.iter().enumerate() {
+            let id = InstanceId(i as u32 + 1);
+            let (ideal, got) = (i64::from(cap) / 2, count_on(&sessions, id) as i64);
+            assert!((got - ideal).abs() <= 2, "{id}: {got} sessions, ideal {ideal}");
+        }
+        drop(sessions);
+
+        cluster.handles[1].crash().await;
+        cluster.handles[2].shutdown().await;
+        eventually("the stopped instance's key is gone", || async {
+            cluster_rows(&cluster.registry).await == [InstanceId(1), InstanceId(2)]
+        })
+        .await;
+        eventually("the crashed instance's lease expires", || async {
+            cluster_rows(&cluster.registry).await == [InstanceId(1)]
+        })
+        .await;
+        assert_eq!(cluster.registry.purge(Some(CLUSTER), Duration::ZERO).await.expect("purge"), 0);
+        cluster.shutdown().await;
+        eventually("the last key is gone", || async { cluster_rows(&cluster.registry).await.is_empty() })
+            .await;
     })
     .await;
 }

@@ -13,6 +13,7 @@
 //! | `sqlite:///absolute/path.db`   | [`SqliteRegistry`], an absolute path                          |
 //! | `sqlite::memory:`              | [`SqliteRegistry`] in memory, private to that one registry    |
 //! | `postgres://user@host:port/db` | [`PostgresRegistry`] (also `postgresql://`; feature `postgres`) |
+//! | `etcd://host:2379[,host:2379...]/prefix` | [`EtcdRegistry`]: keys under `prefix` (default `aos-cluster`), membership by lease, a watched replica (feature `etcd`) |
 //!
 //! [`MemoryRegistry`] (no database, no URL) follows the same rules for tests
 //! and simulations of the runtime.
@@ -44,6 +45,10 @@
 //! there reads only the rows changed since its last read, so a cluster of M
 //! instances reads what changed, not M rows per instance per second.
 //!
+//! etcd holds one key per instance id under the URL's prefix, the same fields
+//! as a versioned JSON value, and no heartbeat time: the key lives under a
+//! lease that each heartbeat renews (see [`EtcdRegistry`]).
+//!
 //! # Time
 //!
 //! `heartbeat_at` is always written by the database's own clock, never by the
@@ -51,7 +56,9 @@
 //! [`Registry::register`], the purge) is computed by that same clock. So
 //! instances whose clocks disagree still agree on ages. A heartbeat that looks
 //! as if it came from the future (the database clock stepped back) reads as
-//! age zero, never negative.
+//! age zero, never negative. etcd's leases expire by etcd's clock; its
+//! snapshots' ages are the time since the instance's own replica saw the key
+//! written.
 //!
 //! # Rows that do not parse
 //!
@@ -76,12 +83,16 @@ use std::time::Duration;
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::{Endpoint, InstanceId, Role, Workload};
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdRegistry;
 pub use memory::MemoryRegistry;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresRegistry, TABLE as POSTGRES_MEMBERS_TABLE};
@@ -284,10 +295,12 @@ pub async fn open(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     match url_kind(url) {
         Some(UrlKind::Sqlite) => open_sqlite(url).await,
         Some(UrlKind::Postgres) => open_postgres(url).await,
+        Some(UrlKind::Etcd) => open_etcd(url).await,
         None => Err(RegistryError::BadUrl {
             url: redact_password(url),
-            reason: "expected `sqlite://PATH`, `sqlite:///ABSOLUTE/PATH`, `sqlite::memory:` \
-                     or `postgres://USER@HOST:PORT/DB` (also `postgresql://`)"
+            reason: "expected `sqlite://PATH`, `sqlite:///ABSOLUTE/PATH`, `sqlite::memory:`, \
+                     `postgres://USER@HOST:PORT/DB` (also `postgresql://`) \
+                     or `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`"
                 .to_owned(),
         }),
     }
@@ -297,6 +310,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
 enum UrlKind {
     Sqlite,
     Postgres,
+    Etcd,
 }
 
 fn url_kind(url: &str) -> Option<UrlKind> {
@@ -304,6 +318,8 @@ fn url_kind(url: &str) -> Option<UrlKind> {
         Some(UrlKind::Sqlite)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Some(UrlKind::Postgres)
+    } else if url.starts_with("etcd://") {
+        Some(UrlKind::Etcd)
     } else {
         None
     }
@@ -327,6 +343,16 @@ async fn open_postgres(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
 #[cfg(not(feature = "postgres"))]
 async fn open_postgres(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     Err(missing_feature(url, "postgres"))
+}
+
+#[cfg(feature = "etcd")]
+async fn open_etcd(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
+    Ok(Arc::new(EtcdRegistry::connect(url).await?))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
+    Err(missing_feature(url, "etcd"))
 }
 
 #[allow(dead_code)] // used only by builds without one of the backends
