@@ -15,6 +15,10 @@
 //! - [`tls`] (feature `tls`): clients verify every instance, instances use
 //!   mutual TLS between themselves; [`client::AllowList`] limits where a
 //!   ranked list may send a client, with or without TLS.
+//! - [`tower`](mod@tower) (feature `tower`): hyper, tonic and any tower user
+//!   over balanced sessions, with no glue: a connector whose every connection
+//!   is a balanced session, and [`Server::incoming`] for servers that take a
+//!   stream (feature `tonic` adds tonic's `Connected` to [`AppStream`]).
 //! - `admin` and `config_file` (feature `admin`, on by default): the
 //!   `aos-instance` binary's configuration file, Prometheus metrics and admin
 //!   endpoint.
@@ -33,9 +37,23 @@ pub mod registry;
 pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod transport;
 
+// The core's types a program needs beside this crate's, so one dependency
+// is enough; the rest of the core is [`aos_cluster`].
+pub use aos_cluster;
+pub use aos_cluster::client::{AttemptOutcome, AttemptRecord, Phase};
+pub use aos_cluster::wire::SessionId;
+pub use aos_cluster::{
+    ClientConfig, ConfigError, Endpoint, EndpointError, FanOut, InstanceConfig, InstanceId, RetryPolicy,
+    Role, Workload, DEFAULT_PORT,
+};
+
 // The server's `SessionInfo` stays at `server::SessionInfo`: the root one is the client's.
+#[cfg(feature = "tower")]
+pub use server::Incoming;
 pub use server::{
     Accepted, AppStream, RankObserver, Server, ServerConfig, ServerError, ServerHandle, ServerOptions,
     ServerStats,

@@ -1,0 +1,192 @@
+//! hyper, tonic and any tower user over balanced sessions (feature `tower`).
+//!
+//! - [`BalancedConnector`] is a `tower::Service<http::Uri>` whose every call
+//!   opens one balanced session ([`connect_with`](crate::connect_with): seeds,
+//!   ranking, the sorted-list connect). Give it to hyper-util's pooled
+//!   `Client` (`Client::builder(TokioExecutor::new()).build(connector)`) or to
+//!   tonic's `Endpoint::connect_with_connector`: each connection the pool
+//!   opens is a session on the instance the cluster chose, and when that
+//!   instance dies the pool's next dial runs the protocol again and lands on
+//!   a live one.
+//! - [`BalancedStream`], what it yields, implements hyper's `rt::Read` and
+//!   `rt::Write` and hyper-util's `Connection`; every response carries the
+//!   session's [`SessionInfo`] in its extensions (which instance answered).
+//! - Servers: [`AppStream`](crate::AppStream) is tokio's `AsyncRead +
+//!   AsyncWrite + Unpin`, so `hyper_util::rt::TokioIo::new(accepted.stream)`
+//!   is what hyper's `serve_connection` takes; [`Server::incoming`] is a
+//!   `Stream` of accepted sessions for tonic's `serve_with_incoming` (feature
+//!   `tonic` adds tonic's `Connected` to `AppStream`).
+//!
+//! The `Uri` a pool dials is not used to find the instance: the session goes
+//! where the cluster ranks it. It stays the request's authority (HTTP/1's
+//! `Host`, HTTP/2's `:authority`) and the pool's key, so one `Uri` such as
+//! `http://aos-cluster` for the whole cluster is the usual choice.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use aos_cluster_tokio::registry::MemoryRegistry;
+//! use aos_cluster_tokio::tower::BalancedConnector;
+//! use aos_cluster_tokio::{ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
+//! use tower_service::Service;
+//!
+//! // One instance on loopback (port 0: the system picks one).
+//! let instance = InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10);
+//! let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
+//! let mut server = Server::bind(config, std::sync::Arc::new(MemoryRegistry::new())).await?;
+//!
+//! // Each call is one balanced session; hyper-util's `Client` and tonic's
+//! // `Endpoint::connect_with_connector` make these calls for their pools.
+//! let mut connector = BalancedConnector::new(ClientConfig::with_seeds(vec![server.endpoint().clone()]))?;
+//! let stream = connector.call("http://aos-cluster".parse()?).await?;
+//! assert_eq!(stream.info().instance(), Some(InstanceId(1)));
+//! assert!(server.accept().await.is_some());
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use aos_cluster::ClientConfig;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+
+use crate::client::{connect_with, ClientOptions, ConnectError, Session, SessionInfo};
+
+#[cfg(doc)]
+use crate::Server;
+
+/// A `tower::Service<http::Uri>` that opens one balanced session per call:
+/// the connector for hyper-util's pooled `Client` and tonic's
+/// `Endpoint::connect_with_connector`. Cheap to clone (clones share the
+/// configuration).
+///
+/// The `Uri` is ignored for finding the instance (see the [module
+/// docs](self)). A call fails with [`ConnectError`] when no instance admits
+/// the session within the configuration's rounds, which the pool reports as
+/// its connect error.
+#[derive(Debug, Clone)]
+pub struct BalancedConnector {
+    config: Arc<ClientConfig>,
+    options: Arc<ClientOptions>,
+}
+
+impl BalancedConnector {
+    /// Plain TCP and no allow-list; fails with [`ConnectError::Config`] for
+    /// an invalid `config` (an empty seed list, a zero timeout...).
+    pub fn new(config: ClientConfig) -> Result<Self, ConnectError> {
+        BalancedConnector::with_options(config, ClientOptions::default())
+    }
+
+    /// With TLS and an allow-list as `options` say (see
+    /// [`connect_with`](crate::connect_with)).
+    pub fn with_options(config: ClientConfig, options: ClientOptions) -> Result<Self, ConnectError> {
+        config.validate()?;
+        Ok(BalancedConnector { config: Arc::new(config), options: Arc::new(options) })
+    }
+
+    /// The client configuration every call uses.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+}
+
+/// What a [`BalancedConnector`] call returns.
+pub type Connecting = Pin<Box<dyn Future<Output = Result<BalancedStream, ConnectError>> + Send>>;
+
+impl tower_service::Service<http::Uri> for BalancedConnector {
+    type Response = BalancedStream;
+    type Error = ConnectError;
+    type Future = Connecting;
+
+    /// Always ready: each call is an independent session.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let (config, options) = (self.config.clone(), self.options.clone());
+        Box::pin(async move {
+            let session = connect_with(&config, &options).await?;
+            tracing::debug!(endpoint = %session.endpoint(), session = %session.session_id(), "pool connection is a balanced session");
+            Ok(BalancedStream { io: TokioIo::new(session) })
+        })
+    }
+}
+
+/// A balanced [`Session`] as hyper sees a connection: `hyper::rt::Read +
+/// rt::Write` and hyper-util's `Connection`, whose [`Connected`] carries the
+/// session's [`SessionInfo`] into every response's extensions.
+#[derive(Debug)]
+pub struct BalancedStream {
+    io: TokioIo<Session>,
+}
+
+impl BalancedStream {
+    /// The session's details: the instance that admitted it, its endpoint,
+    /// the attempt log.
+    pub fn info(&self) -> &SessionInfo {
+        self.io.inner().info()
+    }
+
+    /// The session itself.
+    pub fn session(&self) -> &Session {
+        self.io.inner()
+    }
+
+    /// The session, for use outside hyper.
+    pub fn into_session(self) -> Session {
+        self.io.into_inner()
+    }
+}
+
+impl From<Session> for BalancedStream {
+    fn from(session: Session) -> Self {
+        BalancedStream { io: TokioIo::new(session) }
+    }
+}
+
+impl Connection for BalancedStream {
+    fn connected(&self) -> Connected {
+        Connected::new().extra(self.info().clone())
+    }
+}
+
+impl hyper::rt::Read for BalancedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for BalancedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        hyper::rt::Write::is_write_vectored(&self.io)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
