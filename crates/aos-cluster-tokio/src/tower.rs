@@ -31,13 +31,20 @@
 //! use tower_service::Service;
 //!
 //! // One instance on loopback (port 0: the system picks one).
-//! let instance = InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10);
+//! let instance = InstanceConfig {
+//!     cluster: Some("demo".into()),
+//!     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
+//! };
 //! let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
 //! let mut server = Server::bind(config, std::sync::Arc::new(MemoryRegistry::new())).await?;
 //!
 //! // Each call is one balanced session; hyper-util's `Client` and tonic's
 //! // `Endpoint::connect_with_connector` make these calls for their pools.
-//! let mut connector = BalancedConnector::new(ClientConfig::with_seeds(vec![server.endpoint().clone()]))?;
+//! let client_config = ClientConfig {
+//!     cluster: Some("demo".into()),
+//!     ..ClientConfig::with_seeds(vec![server.endpoint().clone()])
+//! };
+//! let mut connector = BalancedConnector::new(client_config)?;
 //! let stream = connector.call("http://aos-cluster".parse()?).await?;
 //! assert_eq!(stream.info().instance(), Some(InstanceId(1)));
 //! assert!(server.accept().await.is_some());
@@ -68,6 +75,52 @@ use crate::Server;
 /// docs](self)). A call fails with [`ConnectError`] when no instance admits
 /// the session within the configuration's rounds, which the pool reports as
 /// its connect error.
+///
+/// hyper-util's pooled client over a cluster (here one instance serving
+/// HTTP/1 with hyper on each accepted session):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use std::sync::Arc;
+///
+/// use aos_cluster_tokio::registry::MemoryRegistry;
+/// use aos_cluster_tokio::tower::BalancedConnector;
+/// use aos_cluster_tokio::{ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig, SessionInfo};
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Empty, Full};
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::{TokioExecutor, TokioIo};
+///
+/// let instance = InstanceConfig {
+///     cluster: Some("demo".into()),
+///     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
+/// };
+/// let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
+/// let mut server = Server::bind(config, Arc::new(MemoryRegistry::new())).await?;
+/// // The seeds to ask, in order, and the cluster expected.
+/// let client_config = ClientConfig {
+///     cluster: Some("demo".into()),
+///     ..ClientConfig::with_seeds(vec![server.endpoint().clone()])
+/// };
+/// tokio::spawn(async move {
+///     while let Some(accepted) = server.accept().await {
+///         let hello = hyper::service::service_fn(|_request| async {
+///             Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("hello"))))
+///         });
+///         let http = hyper::server::conn::http1::Builder::new();
+///         tokio::spawn(http.serve_connection(TokioIo::new(accepted.stream), hello));
+///     }
+/// });
+///
+/// let connector = BalancedConnector::new(client_config)?;
+/// let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+/// let response = client.get("http://aos-cluster/".parse()?).await?;
+/// let on = response.extensions().get::<SessionInfo>().and_then(SessionInfo::instance);
+/// assert_eq!(on, Some(InstanceId(1)));
+/// assert_eq!(response.into_body().collect().await?.to_bytes(), "hello");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct BalancedConnector {
     config: Arc<ClientConfig>,

@@ -58,6 +58,44 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// Finds and opens a session as `config` says (phases 1 and 3, with the
 /// configured retries), with a random seed for salts, shuffles and jitter.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+///
+/// use aos_cluster_tokio::registry::MemoryRegistry;
+/// use aos_cluster_tokio::{connect, ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// // An instance on loopback whose application echoes.
+/// let instance = InstanceConfig {
+///     cluster: Some("demo".into()),
+///     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
+/// };
+/// let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
+/// let mut server = Server::bind(config, Arc::new(MemoryRegistry::new())).await?;
+/// // The seeds to ask, in order, and the cluster expected.
+/// let client_config = ClientConfig {
+///     cluster: Some("demo".into()),
+///     ..ClientConfig::with_seeds(vec![server.endpoint().clone()])
+/// };
+/// tokio::spawn(async move {
+///     while let Some(accepted) = server.accept().await {
+///         let (mut from, mut to) = tokio::io::split(accepted.stream);
+///         tokio::spawn(async move { tokio::io::copy(&mut from, &mut to).await });
+///     }
+/// });
+///
+/// // The client: the seeds to ask, in order; the session is a byte stream.
+/// let mut session = connect(&client_config).await?;
+/// session.write_all(b"hello").await?;
+/// let mut reply = [0; 5];
+/// session.read_exact(&mut reply).await?;
+/// assert_eq!(&reply, b"hello");
+/// assert_eq!(session.instance(), Some(InstanceId(1)));
+/// # Ok(()) }
+/// ```
 pub async fn connect(config: &ClientConfig) -> Result<Session, ConnectError> {
     connect_seeded(config, random_seed()).await
 }
