@@ -108,7 +108,7 @@ impl Scenario {
         }
         let entries = black_box(self.list.clone());
         for (rank, entry) in entries.iter().enumerate() {
-            black_box((entry.endpoint.clone(), SessionRequest { request_id: rank as u64 }));
+            black_box((entry.endpoint.clone(), SessionRequest { request_id: rank as u64, credential: None }));
             work += 1;
         }
         work

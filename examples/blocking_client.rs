@@ -1,5 +1,5 @@
 //! The blocking client: `std::net` only, no async runtime. Opens one
-//! balanced session with [`aos_cluster_tokio::blocking::connect`], prints the
+//! balanced session with [`aos_cluster_tokio::blocking::Client`], prints the
 //! attempt log, then exchanges lines over the session (the `instance`
 //! example answers each line prefixed with its id).
 //!
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         attempt_delay: args.stagger.then_some(DEFAULT_ATTEMPT_DELAY),
         ..ClientConfig::with_seeds(args.seeds)
     };
-    let session = match aos_cluster_tokio::blocking::connect(&config) {
+    let session = match aos_cluster_tokio::blocking::Client::new(config.clone()).connect() {
         Ok(session) => session,
         Err(e) => {
             eprintln!("{e}");

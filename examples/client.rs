@@ -48,7 +48,7 @@ async fn main() -> Result<(), Error> {
     for n in 0..args.count {
         let config = config.clone();
         clients.spawn(async move {
-            let session = aos_cluster_tokio::connect(&config).await?;
+            let session = aos_cluster_tokio::Client::new(config.clone()).connect().await?;
             let mut session = BufReader::new(session);
             session.get_mut().write_all(format!("hello from client {n}\n").as_bytes()).await?;
             let mut reply = String::new();

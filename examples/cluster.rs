@@ -330,7 +330,13 @@ fn stream_clients(
                 (config.clone(), options.clone(), counters.clone(), placed.clone(), stop.clone());
             let (done_tx, done) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
-                let session = match aos_cluster_tokio::connect_with_seeded(&config, &options, n).await {
+                let session = match aos_cluster_tokio::Client::with_options(
+                    config.clone(),
+                    options.clone().with_rng_seed(n),
+                )
+                .connect()
+                .await
+                {
                     Ok(session) => session,
                     Err(e) => {
                         tracing::info!(error = %e, "client failed");

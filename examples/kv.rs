@@ -7,7 +7,7 @@
 //! One process starts a cluster of 3 instances on 127.0.0.1 (capacities 10,
 //! 20 and 30, an in-memory SQLite registry they share) and then `--clients`
 //! clients. Each client opens a balanced session with
-//! [`aos_cluster_tokio::connect`] and, over it, SETs `--ops` keys of its own,
+//! [`aos_cluster_tokio::Client`] and, over it, SETs `--ops` keys of its own,
 //! GETs them back, GETs a key another client wrote (through another instance,
 //! most likely) and DELetes one. Every reply is checked. The instances share
 //! one store, standing for the application's database, so any instance
@@ -141,7 +141,7 @@ impl KvClient {
 /// One client's script; returns its session, kept open until the end so
 /// the instances' counts show it.
 async fn client(config: ClientConfig, n: u32, clients: u32, ops: u32) -> Result<KvClient, Error> {
-    let session = aos_cluster_tokio::connect(&config).await?;
+    let session = aos_cluster_tokio::Client::new(config.clone()).connect().await?;
     let mut kv = KvClient { session: BufReader::new(session) };
     for k in 0..ops {
         kv.expect(&format!("SET client{n}/key{k} value {k} of client {n}"), "OK").await?;

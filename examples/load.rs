@@ -114,7 +114,12 @@ async fn run(args: &Args, config: ClientConfig, plain: std::net::SocketAddr) -> 
         let permit = limit.clone().acquire_owned().await?;
         let config = config.clone();
         tasks.spawn(async move {
-            let outcome = aos_cluster_tokio::connect_seeded(&config, n).await;
+            let outcome = aos_cluster_tokio::Client::with_options(
+                config.clone(),
+                aos_cluster_tokio::ClientOptions::new().with_rng_seed(n),
+            )
+            .connect()
+            .await;
             drop(permit);
             outcome
         });

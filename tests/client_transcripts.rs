@@ -522,7 +522,7 @@ fn messages_become_events_only_when_they_are_replies() {
     t.event(event, at(1));
     let s = t.expect_attempt(Want::Session("b"), at(1));
     for wrong in [
-        Message::SessionRequest(SessionRequest { request_id: s.request_id() }),
+        Message::SessionRequest(SessionRequest { request_id: s.request_id(), credential: None }),
         Message::WorkloadQuery(WorkloadQuery { query_id: QueryId(1) }),
     ] {
         let error = Event::from_message(s, wrong).expect_err("not a reply");
@@ -533,4 +533,31 @@ fn messages_become_events_only_when_they_are_replies() {
     t.expect(Want::Close(h), at(2));
     t.expect(Want::Connected("b"), at(2));
     t.expect_idle(at(2));
+}
+
+/// The credential set on the Connector rides on every session request, and
+/// an `Unauthorized` rejection is a failed attempt like any other: the walk
+/// goes on to the next entry.
+#[test]
+fn every_session_request_carries_the_credential_and_unauthorized_moves_on() {
+    use aos_cluster::wire::Credential;
+    let mut t = Transcript::new(config(1));
+    assert_eq!(t.c.credential(), None);
+    let token = Credential::new(*b"ticket-42").unwrap();
+    t.c.set_credential(Some(token.clone()));
+    let a = t.expect_attempt(Want::Handshake(0), at(0));
+    t.event(ranked(a, &[("x", 0, 10), ("y", 1, 10)]), at(10));
+    let Action::SendSessionRequest { attempt: s1, request, .. } = t.expect(Want::Session("x"), at(10)) else {
+        unreachable!()
+    };
+    assert_eq!(request.credential.as_ref(), Some(&token));
+    t.event(rejected(s1, RejectReason::Unauthorized), at(20));
+    t.expect(Want::Close(s1), at(20));
+    let Action::SendSessionRequest { request, .. } = t.expect(Want::Session("y"), at(20)) else {
+        unreachable!()
+    };
+    assert_eq!(request.credential, Some(token));
+    // Cleared, the requests carry none: the plain request of a client without one.
+    t.c.set_credential(None);
+    assert_eq!(t.c.credential(), None);
 }

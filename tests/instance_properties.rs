@@ -97,7 +97,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (conn(), any::<u64>(), prop::bool::weighted(0.9), cluster_choice())
             .prop_map(|(conn, salt, load_balance, cluster)| Op::Handshake { conn, salt, load_balance, cluster }),
-        4 => conn().prop_map(|conn| Op::Session { conn }),
+        4 => (conn(), proptest::bool::weighted(0.2)).prop_map(|(conn, denied)| Op::Session { conn, denied }),
         2 => (any::<u8>(), any::<bool>()).prop_map(|(pick, twice)| Op::EndSession { pick, twice }),
         1 => any::<u64>().prop_map(|id| Op::EndUnknown(SessionId(id))),
         2 => any::<u8>().prop_map(Op::CloseConnection),
@@ -328,7 +328,7 @@ proptest! {
 /// Ops about sessions and connections only, on a few connections.
 fn session_op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => conn().prop_map(|conn| Op::Session { conn }),
+        8 => (conn(), proptest::bool::weighted(0.2)).prop_map(|(conn, denied)| Op::Session { conn, denied }),
         3 => (any::<u8>(), any::<bool>()).prop_map(|(pick, twice)| Op::EndSession { pick, twice }),
         3 => any::<u8>().prop_map(Op::CloseConnection),
         1 => any::<u64>().prop_map(|id| Op::EndUnknown(SessionId(id))),
@@ -504,7 +504,7 @@ fn herd_op() -> impl Strategy<Value = Op> {
             .prop_map(|(conn, salt)| Op::Handshake { conn, salt, load_balance: true, cluster: ClusterChoice::Ours }),
         2 => Just(Op::RegistryAnswer { hide: 0, duplicate: false }),
         5 => any::<u8>().prop_map(|pick| Op::Report { pick, contradictory: false }),
-        3 => Just(Op::Session { conn: None }),
+        3 => Just(Op::Session { conn: None, denied: false }),
         1 => any::<u8>().prop_map(|pick| Op::EndSession { pick, twice: false }),
         1 => (any::<u8>(), 0u8..8, 5u8..12)
             .prop_map(|(peer, connected, max)| Op::SetPeer {

@@ -191,7 +191,7 @@ fn saturation_is_advertised_without_touching_the_admin_setting() {
 #[test]
 fn only_requests_enter_from_inbound_connections_and_only_reports_from_peer_links() {
     let conn = ConnectionId(5);
-    let request = Message::SessionRequest(SessionRequest { request_id: 1 });
+    let request = Message::SessionRequest(SessionRequest { request_id: 1, credential: None });
     assert!(matches!(Event::from_message(conn, request.clone()), Ok(Event::SessionRequest { .. })));
     let report = Message::WorkloadReport(report(QueryId(1), 2, 0, 10));
     let error = Event::from_message(conn, report.clone()).expect_err("a client cannot pose as a peer");
@@ -199,7 +199,13 @@ fn only_requests_enter_from_inbound_connections_and_only_reports_from_peer_links
     assert!(matches!(Event::from_peer_reply(report), Ok(Event::WorkloadReport { .. })));
     assert!(Event::from_peer_reply(request).is_err());
     let mut h = alone(2);
-    h.event(Event::from_message(conn, Message::SessionRequest(SessionRequest { request_id: 3 })).unwrap());
+    h.event(
+        Event::from_message(
+            conn,
+            Message::SessionRequest(SessionRequest { request_id: 3, credential: None }),
+        )
+        .unwrap(),
+    );
     match h.next() {
         Action::Reply { message: Message::SessionReply(reply), .. } => {
             assert!(matches!(reply.outcome, SessionOutcome::Accepted { .. }))
@@ -288,4 +294,41 @@ fn a_long_list_of_long_host_names_is_cut_to_one_decodable_frame() {
     };
     longer.push(extra);
     assert_eq!(entries_that_fit(&longer, &Limits::default()), list.entries.len());
+}
+
+#[test]
+fn a_session_denied_by_the_policy_is_answered_and_never_counts() {
+    let mut h = alone(1);
+    // The handshake leaves a reservation on this instance for connection 9.
+    assert_eq!(handshake_alone(&mut h, 9, 1), vec![1]);
+    let before = h.inst.workload();
+    for (request_id, reason) in [(2, RejectReason::Unauthorized), (3, RejectReason::AddressLimit)] {
+        let request = SessionRequest { request_id, credential: None };
+        h.event(Event::SessionDenied { conn: ConnectionId(9), request, reason });
+        match h.next() {
+            Action::Reply { conn, message: Message::SessionReply(reply) } => {
+                assert_eq!((conn, reply.request_id), (ConnectionId(9), request_id));
+                assert_eq!(reply.outcome, SessionOutcome::Rejected(reason));
+            }
+            other => panic!("expected the rejection, got {other:?}"),
+        }
+        h.expect_idle();
+    }
+    assert_eq!(h.inst.connected(), 0, "a denied request never opens a session");
+    assert_eq!(h.inst.workload(), before, "nor moves the workload");
+    let stats = h.inst.stats();
+    assert_eq!((stats.rejected_by_policy, stats.sessions_rejected, stats.sessions_accepted), (2, 2, 0));
+    // The one slot is still free: the same connection, admitted by the
+    // policy now, gets it.
+    h.accepted(9, 4);
+    assert_eq!(h.inst.workload(), Workload::new(1, 1));
+    // On a connection that holds a session the machine's own rule answers first.
+    let request = SessionRequest { request_id: 5, credential: None };
+    h.event(Event::SessionDenied { conn: ConnectionId(9), request, reason: RejectReason::Unauthorized });
+    match h.next() {
+        Action::Reply { message: Message::SessionReply(reply), .. } => {
+            assert_eq!(reply.outcome, SessionOutcome::Rejected(RejectReason::AlreadyInSession))
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -119,7 +119,7 @@ fn a_full_head_rejects_and_the_next_entry_admits() {
     // last seat on the head: admission is the authority, the list advice.
     pair.drive_until(STEPS, |p| p.nodes[0].machine.stats().ranked_replies == 1);
     let rival = pair.open_raw(1);
-    pair.write(rival, &Message::SessionRequest(SessionRequest { request_id: 1 }));
+    pair.write(rival, &Message::SessionRequest(SessionRequest { request_id: 1, credential: None }));
     pair.drive(STEPS);
 
     assert_eq!(story(&pair), ["hs0", "sr0@aos2", "close", "sr1@aos3", "close", "connected@aos3"]);
@@ -189,7 +189,7 @@ fn one_session_per_connection_and_its_close_ends_it() {
 
     // The application writes a second SessionRequest on the session's
     // connection: the instance says AlreadyInSession, and still counts one.
-    pair.write(conn, &Message::SessionRequest(SessionRequest { request_id: 99 }));
+    pair.write(conn, &Message::SessionRequest(SessionRequest { request_id: 99, credential: None }));
     pair.drive(STEPS);
     assert_eq!(
         pair.conns[conn].inbox,

@@ -100,6 +100,7 @@ use crate::config::{ClientConfig, ConfigError};
 use crate::error::UsageError;
 use crate::rng::Rng;
 use crate::timer::{TimerKind, TimerTable};
+use crate::wire::Credential;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
@@ -155,6 +156,8 @@ pub struct Connector {
     /// Buffers of finished stages, kept so later rounds reuse their capacity.
     spare: Spare,
     stats: Stats,
+    /// Carried by every session request (see [`Connector::set_credential`]).
+    credential: Option<Credential>,
 }
 
 impl Connector {
@@ -174,6 +177,7 @@ impl Connector {
             actions: VecDeque::with_capacity(seeds + 4),
             spare: Spare::with_seeds(seeds),
             stats: Stats::default(),
+            credential: None,
             config,
         };
         connector.begin_effort(now);
@@ -220,6 +224,21 @@ impl Connector {
     /// The validated configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// The credential every session request carries, if any.
+    pub fn credential(&self) -> Option<&Credential> {
+        self.credential.as_ref()
+    }
+
+    // ----- commands -----
+
+    /// Attaches `credential` to every session request from now on (`None`:
+    /// requests carry none, byte for byte what a client without credentials
+    /// sends). The instance's admission policy reads it (SPEC "Drivers:
+    /// admission policy"); the Connector only carries it.
+    pub fn set_credential(&mut self, credential: Option<Credential>) {
+        self.credential = credential;
     }
 
     // ----- the machine contract -----

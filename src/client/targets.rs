@@ -137,7 +137,8 @@ impl Connector {
         walk.attempt = Some(attempt);
         self.timers.set(Timer::Session, now + self.config.connect_timeout);
         self.stats.session_requests += 1;
-        let request = SessionRequest { request_id: attempt.request_id() };
+        let request =
+            SessionRequest { request_id: attempt.request_id(), credential: self.credential.clone() };
         self.actions.push_back(Action::SendSessionRequest { attempt, rank, endpoint, request });
     }
 

@@ -102,7 +102,9 @@ fn arbitrary_message(u: &mut Unstructured<'_>) -> arbitrary::Result<Message> {
             request_id: u.arbitrary()?,
             outcome: HandshakeOutcome::Refused(RefuseReason::arbitrary(u)?),
         }),
-        4 => Message::SessionRequest(SessionRequest { request_id: u.arbitrary()? }),
+        4 => {
+            Message::SessionRequest(SessionRequest { request_id: u.arbitrary()?, credential: u.arbitrary()? })
+        }
         5 => Message::SessionReply(SessionReply {
             request_id: u.arbitrary()?,
             outcome: match u.arbitrary()? {

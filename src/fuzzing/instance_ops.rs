@@ -6,7 +6,7 @@
 //! The model predicts: each handshake's outcome (`WrongCluster`, direct
 //! reply, `Busy`, or its ranked list entry for entry, predicted-full tail
 //! included, see `model.rs`); each session request's verdict
-//! (`AlreadyInSession`, `NotServing`, `Draining`, `Full`, `Busy`, in that
+//! (`AlreadyInSession`, a policy denial, `NotServing`, `Draining`, `Full`, `Busy`, in that
 //! order of precedence, else accepted and followed at once by
 //! `SessionOpened` on the same connection); which peers a round queries and
 //! whether it asks the registry; every workload report and heartbeat; and
@@ -146,6 +146,8 @@ pub enum Op {
     Session {
         /// On which connection.
         conn: Option<u8>,
+        /// The driver's admission policy refused it (`SessionDenied`).
+        denied: bool,
     },
     /// An open session ends explicitly (`pick` chooses which); `twice`
     /// repeats the end.

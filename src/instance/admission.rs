@@ -60,10 +60,20 @@ impl Sessions {
 
 impl Instance {
     /// Admission is the authority (SPEC 3.2): the ranking was advice.
-    pub(super) fn on_session_request(&mut self, conn: ConnectionId, request: SessionRequest) {
+    /// `denied`: the driver's admission policy refused the request already
+    /// (SPEC "Drivers: admission policy"); it is answered, never counted.
+    pub(super) fn on_session_request(
+        &mut self,
+        conn: ConnectionId,
+        request: SessionRequest,
+        denied: Option<RejectReason>,
+    ) {
         let reject = if self.sessions.holds(conn) {
             self.stats.rejected_already_in_session += 1;
             Some(RejectReason::AlreadyInSession)
+        } else if let Some(reason) = denied {
+            self.stats.rejected_by_policy += 1;
+            Some(reason)
         } else if self.config.role == Role::LoadBalancerOnly {
             Some(RejectReason::NotServing)
         } else if !self.accepting {

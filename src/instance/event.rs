@@ -5,7 +5,8 @@ use crate::endpoint::Endpoint;
 use crate::error::UnexpectedMessage;
 use crate::registry::{Heartbeat, MemberRecord};
 use crate::wire::{
-    HandshakeRequest, Message, QueryId, SessionId, SessionRequest, WorkloadQuery, WorkloadReport,
+    HandshakeRequest, Message, QueryId, RejectReason, SessionId, SessionRequest, WorkloadQuery,
+    WorkloadReport,
 };
 use crate::workload::InstanceId;
 
@@ -31,6 +32,27 @@ pub enum Event {
         conn: ConnectionId,
         /// The request.
         request: SessionRequest,
+    },
+    /// The driver's admission policy refused this session request before
+    /// handing it over (SPEC "Drivers: admission policy": a per-address
+    /// session cap, the application's hook). The machine answers it with a
+    /// rejection for `reason` (normally [`RejectReason::Unauthorized`] or
+    /// [`RejectReason::AddressLimit`]) and counts it; nothing else changes:
+    /// no session, no workload, no reservation landed. The machine's own
+    /// rules come first: a connection that already holds a session is
+    /// answered `AlreadyInSession`.
+    ///
+    /// The policy lives in the driver because only the driver knows the
+    /// peer's address and TLS identity and can wait for an application's
+    /// answer; the reply and the counting stay here, so the driver never
+    /// writes a protocol reply itself.
+    SessionDenied {
+        /// Where to send the reply.
+        conn: ConnectionId,
+        /// The refused request.
+        request: SessionRequest,
+        /// Why the policy refused it.
+        reason: RejectReason,
     },
     /// The application ended a session explicitly while its connection
     /// stays open. A repeated or unknown id is ignored. (A closed connection
@@ -115,6 +137,7 @@ impl Event {
         match self {
             Event::HandshakeRequest { .. } => "HandshakeRequest",
             Event::SessionRequest { .. } => "SessionRequest",
+            Event::SessionDenied { .. } => "SessionDenied",
             Event::SessionEnded { .. } => "SessionEnded",
             Event::ConnectionClosed { .. } => "ConnectionClosed",
             Event::WorkloadQuery { .. } => "WorkloadQuery",
@@ -233,6 +256,10 @@ pub struct InstanceStats {
     pub sessions_rejected: u64,
     /// Session requests on a connection that already holds a session.
     pub rejected_already_in_session: u64,
+    /// Session requests the driver's admission policy refused
+    /// ([`Event::SessionDenied`]): the application's hook said no or did
+    /// not answer in time, or the source address was at its session cap.
+    pub rejected_by_policy: u64,
     /// Sessions ended.
     pub sessions_ended: u64,
     /// Session ends for unknown or already ended sessions.

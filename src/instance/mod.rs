@@ -414,7 +414,10 @@ impl Instance {
         let now = self.advance(now);
         match event {
             Event::HandshakeRequest { conn, request } => self.on_handshake(conn, request, now),
-            Event::SessionRequest { conn, request } => self.on_session_request(conn, request),
+            Event::SessionRequest { conn, request } => self.on_session_request(conn, request, None),
+            Event::SessionDenied { conn, request, reason } => {
+                self.on_session_request(conn, request, Some(reason))
+            }
             Event::SessionEnded { session_id } => self.on_session_ended(session_id),
             Event::ConnectionClosed { conn } => self.on_connection_closed(conn),
             Event::WorkloadQuery { conn, query } => {

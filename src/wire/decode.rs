@@ -107,7 +107,12 @@ pub(crate) fn decode_payload(
             };
             Message::HandshakeReply(HandshakeReply { request_id, outcome })
         }
-        msg_type::SESSION_REQUEST => Message::SessionRequest(SessionRequest { request_id: r.u64()? }),
+        msg_type::SESSION_REQUEST => {
+            let request_id = r.u64()?;
+            // A trailing field: absent when the payload ends here.
+            let credential = if r.bytes.is_empty() { None } else { Some(read_credential(&mut r)?) };
+            Message::SessionRequest(SessionRequest { request_id, credential })
+        }
         msg_type::SESSION_REPLY => {
             let request_id = r.u64()?;
             let outcome = match r.tag("session_outcome", 2)? {
@@ -135,6 +140,17 @@ pub(crate) fn decode_payload(
     };
     r.finish()?;
     Ok(msg)
+}
+
+/// `u16` length (at most [`MAX_CREDENTIAL_LEN`], checked before anything
+/// is allocated) then the bytes.
+fn read_credential(r: &mut Reader<'_>) -> Result<Credential, DecodeError> {
+    let len = usize::from(u16::from_be_bytes(r.array()?));
+    if len > MAX_CREDENTIAL_LEN {
+        return Err(DecodeError::CredentialTooLong { len, max: MAX_CREDENTIAL_LEN });
+    }
+    let bytes = r.take(len)?;
+    Credential::new(bytes).map_err(|e| DecodeError::CredentialTooLong { len: e.len, max: MAX_CREDENTIAL_LEN })
 }
 
 fn read_list(

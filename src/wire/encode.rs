@@ -129,7 +129,15 @@ fn write_payload(msg: &Message, out: &mut Vec<u8>) {
                 HandshakeOutcome::Refused(reason) => out.extend_from_slice(&[1, refuse_tag(*reason)]),
             }
         }
-        Message::SessionRequest(m) => out.extend_from_slice(&m.request_id.to_be_bytes()),
+        Message::SessionRequest(m) => {
+            out.extend_from_slice(&m.request_id.to_be_bytes());
+            // Absent: nothing at all, so the frame is what a client without
+            // credentials sends. A `Credential` holds at most 4 KiB.
+            if let Some(credential) = &m.credential {
+                out.extend_from_slice(&(credential.len() as u16).to_be_bytes());
+                out.extend_from_slice(credential.as_bytes());
+            }
+        }
         Message::SessionReply(m) => {
             out.extend_from_slice(&m.request_id.to_be_bytes());
             match m.outcome {

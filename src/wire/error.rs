@@ -145,6 +145,16 @@ pub enum DecodeError {
         /// The cap.
         max: usize,
     },
+    /// A `SessionRequest` credential announced longer than
+    /// [`MAX_CREDENTIAL_LEN`](super::MAX_CREDENTIAL_LEN) bytes (refused
+    /// before anything is allocated for it).
+    #[error("credential of {len} bytes exceeds its {max}-byte cap")]
+    CredentialTooLong {
+        /// The announced length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
     /// Endpoint text that [`Endpoint`]'s parser refuses.
     #[error("invalid endpoint: {0}")]
     InvalidEndpoint(EndpointError),

@@ -44,12 +44,14 @@ pub(crate) mod msg_type {
 pub(crate) const REFUSE_REASONS: [RefuseReason; 2] = [RefuseReason::Busy, RefuseReason::WrongCluster];
 
 /// Reject reasons in tag order.
-pub(crate) const REJECT_REASONS: [RejectReason; 5] = [
+pub(crate) const REJECT_REASONS: [RejectReason; 7] = [
     RejectReason::Full,
     RejectReason::Draining,
     RejectReason::NotServing,
     RejectReason::Busy,
     RejectReason::AlreadyInSession,
+    RejectReason::Unauthorized,
+    RejectReason::AddressLimit,
 ];
 
 /// Roles in tag order.
@@ -72,6 +74,8 @@ pub(crate) fn reject_tag(reason: RejectReason) -> u8 {
         RejectReason::NotServing => 2,
         RejectReason::Busy => 3,
         RejectReason::AlreadyInSession => 4,
+        RejectReason::Unauthorized => 5,
+        RejectReason::AddressLimit => 6,
     }
 }
 

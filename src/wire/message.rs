@@ -1,6 +1,7 @@
 //! The six protocol messages of SPEC.md, as plain values.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::endpoint::Endpoint;
 use crate::workload::{InstanceId, Role, Workload};
@@ -123,6 +124,100 @@ pub enum RefuseReason {
 pub struct SessionRequest {
     /// Echoed in the reply.
     pub request_id: u64,
+    /// An opaque credential for the instance's admission policy (a token,
+    /// a signed ticket: the application's business). Without one the frame
+    /// is byte for byte what a client without credentials sends.
+    pub credential: Option<Credential>,
+}
+
+/// Longest [`Credential`] in bytes: 4 KiB.
+pub const MAX_CREDENTIAL_LEN: usize = 4096;
+
+/// An opaque credential carried by a [`SessionRequest`]: at most
+/// [`MAX_CREDENTIAL_LEN`] bytes, checked when it is made, so every
+/// credential encodes. Cloning is cheap (shared bytes). Its `Debug` shows the
+/// length only, so a credential never reaches a log by accident.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Credential(Arc<[u8]>);
+
+impl Credential {
+    /// `bytes` as a credential, or why not (longer than [`MAX_CREDENTIAL_LEN`]).
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Credential, CredentialTooLong> {
+        let bytes = bytes.into();
+        if bytes.len() > MAX_CREDENTIAL_LEN {
+            return Err(CredentialTooLong { len: bytes.len() });
+        }
+        Ok(Credential(bytes.into()))
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it has no bytes (an empty credential is still a credential).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credential({} bytes)", self.0.len())
+    }
+}
+
+impl TryFrom<&[u8]> for Credential {
+    type Error = CredentialTooLong;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
+        Credential::new(bytes)
+    }
+}
+
+impl TryFrom<Vec<u8>> for Credential {
+    type Error = CredentialTooLong;
+
+    fn try_from(bytes: Vec<u8>) -> Result<Self, Self::Error> {
+        Credential::new(bytes)
+    }
+}
+
+impl TryFrom<&str> for Credential {
+    type Error = CredentialTooLong;
+
+    fn try_from(text: &str) -> Result<Self, Self::Error> {
+        Credential::new(text.as_bytes())
+    }
+}
+
+/// A credential longer than [`MAX_CREDENTIAL_LEN`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("credential of {len} bytes exceeds the {MAX_CREDENTIAL_LEN}-byte limit")]
+pub struct CredentialTooLong {
+    /// Its length in bytes.
+    pub len: usize,
+}
+
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for Credential {
+    /// Up to [`MAX_CREDENTIAL_LEN`] bytes, often short, sometimes at the cap.
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let len = match u.int_in_range(0u8..=3)? {
+            0 | 1 => u.int_in_range(0..=64)?,
+            2 => u.int_in_range(MAX_CREDENTIAL_LEN - 2..=MAX_CREDENTIAL_LEN)?,
+            _ => MAX_CREDENTIAL_LEN,
+        };
+        let available = u.bytes(len.min(u.len()))?;
+        let mut bytes = available.to_vec();
+        bytes.resize(len, 0xa5);
+        Credential::new(bytes).map_err(|_| arbitrary::Error::IncorrectFormat)
+    }
 }
 
 /// The answer to a [`SessionRequest`].
@@ -164,6 +259,13 @@ pub enum RejectReason {
     Busy,
     /// The connection already holds a session (SPEC 3.5: one per connection).
     AlreadyInSession,
+    /// The instance's admission policy refused the client: its application
+    /// hook said no (or did not answer in time) for this peer, TLS identity
+    /// and credential.
+    Unauthorized,
+    /// The client's source address holds `max_sessions_per_ip` sessions on
+    /// this instance already (the instance itself may have room).
+    AddressLimit,
 }
 
 /// An instance asks a peer for its live workload.

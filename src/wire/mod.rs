@@ -28,6 +28,10 @@
 //! - `tag`: one byte naming an enum variant, numbered from 0 in the order listed.
 //! - `option<T>`: `tag` 0 = absent, or 1 followed by `T`.
 //! - `cluster`: `u8` length `n` then `n` bytes of UTF-8 (so at most 255 bytes).
+//! - `bytes`: `u16` length `n` then `n` bytes.
+//! - `trailing<T>`: the last field of a payload only: absent when the
+//!   payload ends before it, else `T`. A message without it is byte for
+//!   byte the message as it was before the field existed.
 //! - `endpoint`: `u16` length `n` (at most 326) then `n` bytes of UTF-8
 //!   endpoint text: `[instance@]host:port`, an IPv6 host in brackets
 //!   (`AOS01@aos1:2712`, `[::1]:2712`). Writers send this canonical form;
@@ -40,7 +44,7 @@
 //! | ---- | ------------------ | ------------------------ |
 //! | 1    | `HandshakeRequest` | request_id `u64`, salt `u64`, load_balance `bool`, cluster `option<cluster>` |
 //! | 2    | `HandshakeReply`   | request_id `u64`, outcome `tag` (0 Ranked, 1 Refused), then the outcome |
-//! | 3    | `SessionRequest`   | request_id `u64` |
+//! | 3    | `SessionRequest`   | request_id `u64`, credential `trailing<bytes>` (at most 4096 bytes) |
 //! | 4    | `SessionReply`     | request_id `u64`, outcome `tag` (0 Accepted, 1 Rejected), then the outcome |
 //! | 5    | `WorkloadQuery`    | query_id `u64` |
 //! | 6    | `WorkloadReport`   | query_id `u64`, id `u32`, role `tag`, accepting `bool`, connected `u32`, max_sessions `u32` |
@@ -57,19 +61,25 @@
 //!   endpoint text; [`entries_that_fit`] says how many entries fit a frame.
 //! - Refused (outcome 1 of type 2): reason `tag`: 0 Busy, 1 WrongCluster.
 //! - Accepted (outcome 0 of type 4): session_id `u64`.
-//! - Rejected (outcome 1 of type 4): reason `tag`: 0 Full, 1 Draining, 2 NotServing, 3 Busy, 4 AlreadyInSession.
+//! - Rejected (outcome 1 of type 4): reason `tag`: 0 Full, 1 Draining, 2 NotServing, 3 Busy,
+//!   4 AlreadyInSession, 5 Unauthorized, 6 AddressLimit.
+//! - Credential (of type 3): opaque bytes for the instance's admission policy
+//!   (SPEC "Drivers: admission policy"), at most
+//!   [`MAX_CREDENTIAL_LEN`] (4096); a longer announced length is
+//!   `CredentialTooLong`, refused before anything is allocated for it. An
+//!   empty credential (`00 00`) is present, not absent.
 //! - role: 0 Serving, 1 LoadBalancerOnly, 2 Standalone.
 //! - A `WorkloadReport` must have `connected <= max_sessions`.
 //!
 //! ## Example
 //!
-//! `SessionRequest { request_id: 7 }` is the 14 bytes
+//! `SessionRequest { request_id: 7, credential: None }` is the 14 bytes
 //! `01 03 00 00 00 08 00 00 00 00 00 00 00 07`:
 //!
 //! ```
-//! use aos_cluster::wire::{encode, Decoder, Message, SessionRequest};
+//! use aos_cluster::wire::{encode, Credential, Decoder, Message, SessionRequest};
 //!
-//! let msg = Message::SessionRequest(SessionRequest { request_id: 7 });
+//! let msg = Message::SessionRequest(SessionRequest { request_id: 7, credential: None });
 //! let mut out = Vec::new();
 //! encode(&msg, &mut out).unwrap();
 //! assert_eq!(out, [1, 3, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7]);
@@ -80,7 +90,27 @@
 //! decoder.feed(&out[5..]);
 //! assert_eq!(decoder.next(), Ok(Some(msg)));
 //! assert_eq!(decoder.next(), Ok(None));
+//!
+//! // A credential follows the request id: its u16 length, then its bytes.
+//! let credential = Credential::new(*b"tok").unwrap();
+//! let msg = Message::SessionRequest(SessionRequest { request_id: 7, credential: Some(credential) });
+//! let mut out = Vec::new();
+//! encode(&msg, &mut out).unwrap();
+//! assert_eq!(out, [1, 3, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 7, 0, 3, b't', b'o', b'k']);
 //! ```
+//!
+//! ## Compatibility of the credential and the admission reasons
+//!
+//! The credential and reject reasons 5 and 6 extend version 1 without a
+//! version change, because they change the meaning of nothing a peer that
+//! does not know them sends: a request without a credential is exactly the
+//! request such a client writes, and an instance without an admission policy
+//! admits it. Only the extensions themselves are foreign to such a peer: an
+//! instance that does not know credentials reads a request carrying one as
+//! malformed (`TrailingBytes`) and closes the connection, and a client that
+//! does not know reasons 5 and 6 reads them as malformed (`UnknownTag`);
+//! either way that client's attempt fails and it moves on to the next entry,
+//! as for any rejection.
 //!
 //! ## Errors and resynchronisation
 //!

@@ -165,7 +165,7 @@ impl Harness {
     pub fn session(&mut self, conn: u64, request_id: u64) -> SessionOutcome {
         self.event(Event::SessionRequest {
             conn: ConnectionId(conn),
-            request: SessionRequest { request_id },
+            request: SessionRequest { request_id, credential: None },
         });
         let outcome = match self.next() {
             Action::Reply { conn: c, message: Message::SessionReply(reply) } => {

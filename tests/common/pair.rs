@@ -245,7 +245,7 @@ impl Pair {
     /// A rival client's session on node `node`: its connection.
     pub fn raw_session(&mut self, node: usize, max_steps: usize) -> usize {
         let conn = self.open_raw(node);
-        self.write(conn, &Message::SessionRequest(SessionRequest { request_id: 1 }));
+        self.write(conn, &Message::SessionRequest(SessionRequest { request_id: 1, credential: None }));
         self.drive_until(max_steps, |p| !p.conns[conn].inbox.is_empty());
         match &self.conns[conn].inbox[0] {
             Message::SessionReply(reply) if matches!(reply.outcome, SessionOutcome::Accepted { .. }) => conn,

@@ -38,7 +38,7 @@ fn heartbeat(cluster: &str, i: u32, connected: u32) -> Heartbeat {
 
 /// A fifth of the members heartbeat (untimed) between two reads.
 async fn churn(writer: &dyn Registry, cluster: &str, m: u32, round: u32, incarnation: Incarnation) {
-    for i in (0..m).filter(|i| (i + round) % 5 == 0) {
+    for i in (0..m).filter(|i| (i + round).is_multiple_of(5)) {
         writer.heartbeat(&heartbeat(cluster, i, round % 100), incarnation).await.expect("heartbeat");
     }
 }

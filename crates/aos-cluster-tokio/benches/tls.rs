@@ -5,7 +5,7 @@
 //! exactly what a client pays in production: a handshake connection and a
 //! session connection, each with its own TLS handshake under TLS.
 //!
-//! - `time_to_session/{plain,tls}`: wall time of `connect_with` until the
+//! - `time_to_session/{plain,tls}`: wall time of `Client::connect` until the
 //!   session is accepted; criterion's throughput line is sessions/s (one
 //!   client at a time).
 //! - `cpu_per_session/{plain,tls}`: CPU time of the whole process (client and
@@ -24,7 +24,7 @@ use aos_cluster::config::RetryPolicy;
 use aos_cluster::{ClientConfig, Endpoint, InstanceConfig, InstanceId, Role};
 use aos_cluster_tokio::registry::{MemoryRegistry, Registry};
 use aos_cluster_tokio::tls::dev_certs::DevPki;
-use aos_cluster_tokio::{connect_with, ClientOptions, Server, ServerConfig, ServerOptions};
+use aos_cluster_tokio::{Client, ClientOptions, Server, ServerConfig, ServerOptions};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokio::runtime::Runtime;
 
@@ -104,7 +104,7 @@ fn bench(c: &mut Criterion) {
 }
 
 async fn one_session(config: &ClientConfig, options: &ClientOptions) {
-    let session = connect_with(config, options).await.expect("a session");
+    let session = Client::with_options(config.clone(), options.clone()).connect().await.expect("a session");
     drop(session);
 }
 

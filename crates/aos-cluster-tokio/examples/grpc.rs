@@ -19,7 +19,8 @@ use std::time::Duration;
 use aos_cluster_tokio::registry::MemoryRegistry;
 use aos_cluster_tokio::tower::BalancedConnector;
 use aos_cluster_tokio::{
-    ClientConfig, Endpoint, InstanceConfig, InstanceId, RetryPolicy, Server, ServerConfig, ServerHandle,
+    Client, ClientConfig, Endpoint, InstanceConfig, InstanceId, RetryPolicy, Server, ServerConfig,
+    ServerHandle,
 };
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -115,7 +116,7 @@ pub async fn check(channel: &Channel) -> Result<ServingStatus, tonic::Status> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let capacities = [10, 20, 30];
     let cluster = Cluster::start(&capacities).await?;
-    let connector = BalancedConnector::new(cluster.client_config())?;
+    let connector = BalancedConnector::new(Client::new(cluster.client_config()))?;
     let mut channels = Vec::new();
     for _ in 0..30 {
         channels.push(channel(&connector).await?);

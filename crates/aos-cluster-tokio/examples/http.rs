@@ -20,15 +20,15 @@ use std::time::Duration;
 use aos_cluster_tokio::registry::MemoryRegistry;
 use aos_cluster_tokio::tower::BalancedConnector;
 use aos_cluster_tokio::{
-    ClientConfig, Endpoint, InstanceConfig, InstanceId, RetryPolicy, Server, ServerConfig, ServerHandle,
-    SessionInfo,
+    Client, ClientConfig, Endpoint, InstanceConfig, InstanceId, RetryPolicy, Server, ServerConfig,
+    ServerHandle, SessionInfo,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::Client as PooledClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::watch;
 
@@ -40,7 +40,7 @@ pub const CLUSTER: &str = "http-demo";
 pub const URI: &str = "http://aos-cluster/";
 
 /// The pooled hyper client over balanced sessions.
-pub type HttpClient = Client<BalancedConnector, Empty<Bytes>>;
+pub type HttpClient = PooledClient<BalancedConnector, Empty<Bytes>>;
 
 /// What the instances' application shares in this process: requests to
 /// `/wait` are answered once `release` is true; `arrived` counts them.
@@ -131,7 +131,7 @@ async fn answer(
 
 /// The pooled client: hyper-util's `Client` with the balanced connector.
 pub fn http_client(config: ClientConfig) -> Result<HttpClient, Box<dyn std::error::Error>> {
-    Ok(Client::builder(TokioExecutor::new()).build(BalancedConnector::new(config)?))
+    Ok(PooledClient::builder(TokioExecutor::new()).build(BalancedConnector::new(Client::new(config))?))
 }
 
 /// One `GET`: the instance that answered (its body) and the session's

@@ -225,7 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_one_frame_and_keeps_what_follows() {
-        let first = Message::SessionRequest(SessionRequest { request_id: 7 });
+        let first = Message::SessionRequest(SessionRequest { request_id: 7, credential: None });
         let mut bytes = frame(&first);
         bytes.extend_from_slice(b"app bytes");
         let mut stream: &[u8] = &bytes;
@@ -238,7 +238,7 @@ mod tests {
     #[tokio::test]
     async fn any_split_reads_the_same_frames() {
         let a = Message::WorkloadQuery(WorkloadQuery { query_id: QueryId(1) });
-        let b = Message::SessionRequest(SessionRequest { request_id: 2 });
+        let b = Message::SessionRequest(SessionRequest { request_id: 2, credential: None });
         let mut bytes = frame(&a);
         bytes.extend(frame(&b));
         for split in 0..bytes.len() {

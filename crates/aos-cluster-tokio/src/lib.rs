@@ -4,9 +4,11 @@
 //! adds to connect to, and to serve, balanced sessions that carry its own
 //! bytes.
 //!
-//! - [`connect`]: the async client; a [`Session`] is the application's byte
-//!   stream to the instance that admitted it.
-//! - [`blocking`]: the same client on `std::net`, no async runtime.
+//! - [`Client`]: the async client; [`Client::connect`] returns a
+//!   [`Session`], the application's byte stream to the instance that
+//!   admitted it.
+//! - [`blocking`]: the same client on `std::net`, no async runtime
+//!   ([`blocking::Client`]).
 //! - [`registry`]: the cluster's member rows in a real database (SQLite
 //!   embedded by default, PostgreSQL across machines), with incarnations.
 //! - [`server`]: the instance server; [`Server::accept`] yields each admitted
@@ -27,22 +29,27 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "client")]
 pub mod blocking;
+#[cfg(feature = "client")]
 pub mod client;
+#[cfg(any(feature = "client", feature = "tls"))]
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 mod client_frames;
 #[cfg(feature = "admin")]
 pub mod config_file;
 pub mod frames;
+#[cfg(feature = "server")]
 pub mod registry;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "tower")]
 pub mod tower;
+#[cfg_attr(not(all(feature = "client", feature = "server")), allow(dead_code))]
 mod transport;
 
-// The core's types a program needs beside this crate's, so one dependency
-// is enough; the rest of the core is [`aos_cluster`].
 pub use aos_cluster;
 pub use aos_cluster::client::{AttemptOutcome, AttemptRecord, Phase};
 pub use aos_cluster::wire::SessionId;
@@ -52,17 +59,16 @@ pub use aos_cluster::{
 };
 
 // The server's `SessionInfo` stays at `server::SessionInfo`: the root one is the client's.
-#[cfg(feature = "tower")]
+#[cfg(all(feature = "tower", feature = "server"))]
 pub use server::Incoming;
+#[cfg(feature = "server")]
 pub use server::{
     Accepted, AppStream, RankObserver, Server, ServerConfig, ServerError, ServerHandle, ServerOptions,
     ServerStats,
 };
 
-pub use client::{
-    connect, connect_seeded, connect_with, connect_with_seeded, AllowList, ClientOptions, ConnectError,
-    Session, SessionInfo,
-};
+#[cfg(feature = "client")]
+pub use client::{AllowList, Client, ClientOptions, ConnectError, Session, SessionInfo};
 
 /// The driver's clock: the one place this crate reads it. The machines never
 /// do; they get `now` as an argument.

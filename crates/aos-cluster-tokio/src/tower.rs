@@ -1,8 +1,8 @@
 //! hyper, tonic and any tower user over balanced sessions (feature `tower`).
 //!
 //! - [`BalancedConnector`] is a `tower::Service<http::Uri>` whose every call
-//!   opens one balanced session ([`connect_with`](crate::connect_with): seeds,
-//!   ranking, the sorted-list connect). Give it to hyper-util's pooled
+//!   opens one balanced session ([`Client::connect`]: seeds, ranking, the
+//!   sorted-list connect). Give it to hyper-util's pooled
 //!   `Client` (`Client::builder(TokioExecutor::new()).build(connector)`) or to
 //!   tonic's `Endpoint::connect_with_connector`: each connection the pool
 //!   opens is a session on the instance the cluster chose, and when that
@@ -27,7 +27,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use aos_cluster_tokio::registry::MemoryRegistry;
 //! use aos_cluster_tokio::tower::BalancedConnector;
-//! use aos_cluster_tokio::{ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
+//! use aos_cluster_tokio::{Client, ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
 //! use tower_service::Service;
 //!
 //! // One instance on loopback (port 0: the system picks one).
@@ -44,7 +44,7 @@
 //!     cluster: Some("demo".into()),
 //!     ..ClientConfig::with_seeds(vec![server.endpoint().clone()])
 //! };
-//! let mut connector = BalancedConnector::new(client_config)?;
+//! let mut connector = BalancedConnector::new(Client::new(client_config))?;
 //! let stream = connector.call("http://aos-cluster".parse()?).await?;
 //! assert_eq!(stream.info().instance(), Some(InstanceId(1)));
 //! assert!(server.accept().await.is_some());
@@ -54,16 +54,14 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use aos_cluster::ClientConfig;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 
-use crate::client::{connect_with, ClientOptions, ConnectError, Session, SessionInfo};
+use crate::client::{Client, ConnectError, Session, SessionInfo};
 
-#[cfg(doc)]
+#[cfg(all(doc, feature = "server"))]
 use crate::Server;
 
 /// A `tower::Service<http::Uri>` that opens one balanced session per call:
@@ -113,7 +111,7 @@ use crate::Server;
 ///     }
 /// });
 ///
-/// let connector = BalancedConnector::new(client_config)?;
+/// let connector = BalancedConnector::new(aos_cluster_tokio::Client::new(client_config))?;
 /// let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
 /// let response = client.get("http://aos-cluster/".parse()?).await?;
 /// let on = response.extensions().get::<SessionInfo>().and_then(SessionInfo::instance);
@@ -123,27 +121,22 @@ use crate::Server;
 /// ```
 #[derive(Debug, Clone)]
 pub struct BalancedConnector {
-    config: Arc<ClientConfig>,
-    options: Arc<ClientOptions>,
+    client: Client,
 }
 
 impl BalancedConnector {
-    /// Plain TCP and no allow-list; fails with [`ConnectError::Config`] for
-    /// an invalid `config` (an empty seed list, a zero timeout...).
-    pub fn new(config: ClientConfig) -> Result<Self, ConnectError> {
-        BalancedConnector::with_options(config, ClientOptions::default())
+    /// Every connection a [`Client::connect`] of `client` (its TLS,
+    /// allow-list, credential and randomness). Fails with
+    /// [`ConnectError::Config`] for an invalid configuration (an empty seed
+    /// list, a zero timeout...), which every dial would otherwise fail with.
+    pub fn new(client: Client) -> Result<Self, ConnectError> {
+        client.config().validate()?;
+        Ok(BalancedConnector { client })
     }
 
-    /// With TLS and an allow-list as `options` say (see
-    /// [`connect_with`](crate::connect_with)).
-    pub fn with_options(config: ClientConfig, options: ClientOptions) -> Result<Self, ConnectError> {
-        config.validate()?;
-        Ok(BalancedConnector { config: Arc::new(config), options: Arc::new(options) })
-    }
-
-    /// The client configuration every call uses.
-    pub fn config(&self) -> &ClientConfig {
-        &self.config
+    /// The client every call connects with.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 }
 
@@ -161,9 +154,9 @@ impl tower_service::Service<http::Uri> for BalancedConnector {
     }
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let (config, options) = (self.config.clone(), self.options.clone());
+        let client = self.client.clone();
         Box::pin(async move {
-            let session = connect_with(&config, &options).await?;
+            let session = client.connect().await?;
             tracing::debug!(endpoint = %session.endpoint(), session = %session.session_id(), "pool connection is a balanced session");
             Ok(BalancedStream { io: TokioIo::new(session) })
         })

@@ -157,6 +157,16 @@ impl ServerStream {
         self.tcp().peer_addr()
     }
 
+    /// The DER of the certificate the client presented (verified against
+    /// the cluster CA by the handshake); `None` without TLS or without one.
+    pub(crate) fn client_certificate(&self) -> Option<std::sync::Arc<[u8]>> {
+        match self {
+            ServerStream::Plain(_) => None,
+            #[cfg(feature = "tls")]
+            ServerStream::Tls(s) => s.get_ref().1.peer_certificates()?.first().map(|c| c.as_ref().into()),
+        }
+    }
+
     /// Whether the client presented a certificate that chains to the cluster
     /// CA (the handshake refuses any other presented certificate).
     pub(crate) fn is_cluster_member(&self) -> bool {

@@ -149,7 +149,7 @@ async fn three_instances_are_scraped_drained_and_shut_down_over_http() {
     let deadline = Instant::now() + PATIENCE;
     while seen.len() < 3 {
         assert!(Instant::now() < deadline && held.len() < 60, "sessions never reached all three: {seen:?}");
-        let session = aos_cluster_tokio::connect(&client(&all)).await.expect("a session");
+        let session = aos_cluster_tokio::Client::new(client(&all)).connect().await.expect("a session");
         seen.insert(session.info().instance().expect("a ranked session names its instance"));
         held.push(session);
     }
@@ -202,7 +202,7 @@ async fn three_instances_are_scraped_drained_and_shut_down_over_http() {
     for i in 0..12 {
         let mut seeds = all.to_vec();
         seeds.rotate_left(i % 3);
-        let session = aos_cluster_tokio::connect(&client(&seeds)).await.expect("a session");
+        let session = aos_cluster_tokio::Client::new(client(&seeds)).connect().await.expect("a session");
         let id = session.info().instance().unwrap();
         assert_ne!(port_of(id), drained_port, "client {i} went to the drained instance");
         held.push(session);
@@ -507,7 +507,7 @@ async fn sigterm_drains_and_a_second_sigterm_stops_at_once() {
         std::fs::read_to_string(&path).unwrap().replace("shutdown_grace = \"2s\"", "shutdown_grace = \"1h\"");
     std::fs::write(&path, text).unwrap();
     let mut one = start(&path);
-    let mut session = aos_cluster_tokio::connect(&client(&[&one])).await.expect("a session");
+    let mut session = aos_cluster_tokio::Client::new(client(&[&one])).connect().await.expect("a session");
     let term = |pid: u32| {
         let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
         assert!(status.success());
@@ -527,10 +527,11 @@ async fn sigterm_drains_and_a_second_sigterm_stops_at_once() {
     assert!(one.child.try_wait().unwrap().is_none(), "stopped without draining");
     let (status, body) = http(one.admin, "POST", "/drain", "off").await;
     assert_eq!(status, 409, "re-admitted while stopping: {body}");
-    let refused = aos_cluster_tokio::connect(&ClientConfig {
+    let refused = aos_cluster_tokio::Client::new(ClientConfig {
         retry: aos_cluster::RetryPolicy { max_rounds: 1, ..Default::default() },
         ..client(&[&one])
     })
+    .connect()
     .await;
     assert!(refused.is_err(), "a new session was admitted while draining");
     session.write_all(b"still served").await.unwrap();
@@ -582,7 +583,10 @@ async fn a_restart_after_kill_takes_the_row_over_at_once(db: &str) {
     let took = restarted_at.elapsed();
     assert!(took < Duration::from_secs(15), "the restart waited {took:?} (member_ttl is 60 s)");
     let client = client(&[&second]);
-    let session = timeout(PATIENCE, aos_cluster_tokio::connect(&client)).await.unwrap().expect("a session");
+    let session = timeout(PATIENCE, aos_cluster_tokio::Client::new(client).connect())
+        .await
+        .unwrap()
+        .expect("a session");
     assert_eq!(session.info().instance(), Some(InstanceId(41)));
 }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use aos_cluster::wire::SessionId;
 use aos_cluster::{ClientConfig, InstanceId};
-use aos_cluster_tokio::blocking::{self, connect_seeded, ConnectError, Session};
+use aos_cluster_tokio::blocking::{Client, ConnectError, Session};
+use aos_cluster_tokio::ClientOptions;
 use client_support::{eventually, AllDead, Direct, SlowWalk, Stagger, Story, A_ID, GREETING, SESSION};
 use tokio::runtime::Runtime;
 
@@ -41,7 +42,7 @@ fn clock() -> Instant {
 fn the_seed_story_ends_connected_to_a_with_every_attempt_logged() {
     let rt = fakes();
     let story = rt.block_on(Story::start());
-    let mut session = connect_seeded(&story.config, 7).expect("connected");
+    let mut session = seeded(&story.config, 7).connect().expect("connected");
     assert_eq!(session.endpoint(), &story.a.endpoint);
     assert_eq!(session.instance(), Some(InstanceId(A_ID)));
     assert_eq!(session.session_id(), SessionId(SESSION));
@@ -63,7 +64,7 @@ fn a_black_holed_seed_does_not_stall_a_staggered_walk() {
     let rt = fakes();
     let stagger = rt.block_on(Stagger::start());
     let began = clock();
-    let mut session = connect_seeded(&stagger.config, 7).expect("connected");
+    let mut session = seeded(&stagger.config, 7).connect().expect("connected");
     let elapsed = began.elapsed();
     let half = stagger.config.handshake_timeout / 2;
     assert!(session.time_to_session() < half, "time to session {:?}", session.time_to_session());
@@ -84,7 +85,7 @@ fn all_seeds_dead_fails_with_every_attempt() {
     let rt = fakes();
     let dead = rt.block_on(AllDead::start());
     let began = clock();
-    let error = blocking::connect(&dead.config).expect_err("no seed can answer");
+    let error = Client::new(dead.config.clone()).connect().expect_err("no seed can answer");
     assert!(began.elapsed() < LIMIT);
     dead.check_error(&error);
     assert!(
@@ -97,7 +98,7 @@ fn all_seeds_dead_fails_with_every_attempt() {
 
 #[test]
 fn an_invalid_configuration_attempts_nothing() {
-    let error = blocking::connect(&ClientConfig::default()).expect_err("no seeds");
+    let error = Client::new(ClientConfig::default()).connect().expect_err("no seeds");
     assert!(matches!(error, ConnectError::Config(_)), "{error}");
     assert!(error.attempts().is_empty());
 }
@@ -107,7 +108,7 @@ fn a_timed_out_transport_is_closed_while_the_walk_goes_on() {
     let rt = fakes();
     let walk = rt.block_on(SlowWalk::start());
     let config = walk.config.clone();
-    let running = std::thread::spawn(move || connect_seeded(&config, 3));
+    let running = std::thread::spawn(move || seeded(&config, 3).connect());
     // Seed 0 times out at 1 s and must be closed then; seed 1 at 2 s (wide
     // margins: a loaded CI machine delays threads by hundreds of ms).
     // The driver closes seed 0 and then dials seed 1: wait for both, or the
@@ -129,10 +130,15 @@ fn a_timed_out_transport_is_closed_while_the_walk_goes_on() {
 fn direct_mode_takes_the_session_on_the_seed_that_answers() {
     let rt = fakes();
     let direct = rt.block_on(Direct::start());
-    let mut session = connect_seeded(&direct.config, 7).expect("connected");
+    let mut session = seeded(&direct.config, 7).connect().expect("connected");
     assert_eq!(session.endpoint(), &direct.seed.endpoint);
     assert_eq!(session.instance(), Some(InstanceId(A_ID)), "the seed listed itself");
     direct.check_log(session.attempts());
     round_trip(&mut session);
     assert!(eventually(LIMIT, || direct.handshake_closed_session_open()), "{:?}", direct.seed.conns());
+}
+
+/// A client whose connects are seeded with `seed` (reproducible attempts).
+fn seeded(config: &ClientConfig, seed: u64) -> Client {
+    Client::with_options(config.clone(), ClientOptions::new().with_rng_seed(seed))
 }

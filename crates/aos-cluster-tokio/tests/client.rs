@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aos_cluster::wire::SessionId;
 use aos_cluster::{ClientConfig, InstanceId};
-use aos_cluster_tokio::{connect_seeded, ConnectError, Session};
+use aos_cluster_tokio::{Client, ClientOptions, ConnectError, Session};
 use client_support::{eventually_async, AllDead, Direct, SlowWalk, Stagger, Story, A_ID, GREETING, SESSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
@@ -15,7 +15,7 @@ use tokio::time::timeout;
 const LIMIT: Duration = Duration::from_secs(5);
 
 async fn connect(config: &ClientConfig) -> Result<Session, ConnectError> {
-    timeout(LIMIT, connect_seeded(config, 7)).await.expect("connect finished in time")
+    timeout(LIMIT, seeded(config, 7).connect()).await.expect("connect finished in time")
 }
 
 /// The greeting sent with the SessionReply comes first, then bytes go both ways.
@@ -100,7 +100,7 @@ async fn dropping_connect_closes_every_transport() {
     // Only the silent seed, with a long timeout: connect is still waiting when dropped.
     config.seeds = vec![dead.silent.endpoint.clone()];
     config.handshake_timeout = Duration::from_secs(30);
-    let waited = timeout(Duration::from_millis(300), connect_seeded(&config, 1)).await;
+    let waited = timeout(Duration::from_millis(300), seeded(&config, 1).connect()).await;
     assert!(waited.is_err(), "connect cannot finish: the only seed is silent");
     let closed = || dead.silent.conns().len() == 1 && dead.silent.conns()[0].eof;
     assert!(eventually_async(LIMIT, closed).await, "{:?}", dead.silent.conns());
@@ -110,7 +110,7 @@ async fn dropping_connect_closes_every_transport() {
 async fn a_timed_out_transport_is_closed_while_the_walk_goes_on() {
     let walk = SlowWalk::start().await;
     let config = walk.config.clone();
-    let running = tokio::spawn(async move { connect_seeded(&config, 3).await });
+    let running = tokio::spawn(async move { seeded(&config, 3).connect().await });
     // Seed 0 times out at 1 s and must be closed then; seed 1 at 2 s (wide
     // margins: a loaded CI machine delays threads by hundreds of ms).
     // The driver closes seed 0 and then dials seed 1: wait for both, or the
@@ -142,4 +142,9 @@ async fn direct_mode_takes_the_session_on_the_seed_that_answers() {
         "{:?}",
         direct.seed.conns()
     );
+}
+
+/// A client whose connects are seeded with `seed` (reproducible attempts).
+fn seeded(config: &ClientConfig, seed: u64) -> Client {
+    Client::with_options(config.clone(), ClientOptions::new().with_rng_seed(seed))
 }

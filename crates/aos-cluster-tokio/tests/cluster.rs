@@ -160,8 +160,7 @@ async fn connect_all(config: &ClientConfig, n: u64, parallel: usize, salt: u64) 
         for &i in chunk {
             let config = config.clone();
             wave.spawn(async move {
-                let mut session =
-                    aos_cluster_tokio::connect_seeded(&config, salt + i).await.expect("client connects");
+                let mut session = seeded(&config, salt + i).connect().await.expect("client connects");
                 round_trip(&mut session, &format!("client {i}")).await;
                 session
             });
@@ -438,7 +437,7 @@ async fn instances_in_two_processes_share_one_sqlite_file() {
             cluster: Some(CLUSTER.to_owned()),
             ..ClientConfig::with_seeds(vec![parent_endpoint.clone()])
         };
-        let mut session = aos_cluster_tokio::connect_seeded(&cluster, 1).await.expect("a session");
+        let mut session = seeded(&cluster, 1).connect().await.expect("a session");
         assert_eq!((session.instance(), session.endpoint()), (Some(InstanceId(2)), &child_endpoint));
         round_trip(&mut session, "across processes").await;
         drop(session);
@@ -468,4 +467,12 @@ async fn a_registry_file_that_is_not_a_database_refuses_the_start() {
         Err(e) => assert!(e.to_string().contains("not a database"), "{e}"),
         Ok(_) => panic!("a file that is not a database opened as the registry"),
     }
+}
+
+/// A client whose connects are seeded with `seed` (reproducible attempts).
+fn seeded(config: &ClientConfig, seed: u64) -> aos_cluster_tokio::Client {
+    aos_cluster_tokio::Client::with_options(
+        config.clone(),
+        aos_cluster_tokio::ClientOptions::new().with_rng_seed(seed),
+    )
 }

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aos_cluster_tokio::tower::BalancedConnector;
+use aos_cluster_tokio::Client;
 use example::{channel, check, Cluster};
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -32,7 +33,7 @@ async fn tonic_channels_spread_over_the_capacities_and_reconnect_past_a_dead_ins
     bounded(async {
         let capacities = [10, 20, 30];
         let cluster = Cluster::start(&capacities).await.expect("cluster starts");
-        let connector = BalancedConnector::new(cluster.client_config()).expect("connector");
+        let connector = BalancedConnector::new(Client::new(cluster.client_config())).expect("connector");
         let mut channels = Vec::new();
         for _ in 0..30 {
             channels.push(channel(&connector).await.expect("channel"));
@@ -70,7 +71,7 @@ async fn tonic_channels_spread_over_the_capacities_and_reconnect_past_a_dead_ins
 async fn tonic_serves_until_the_server_stops() {
     bounded(async {
         let cluster = Cluster::start(&[5]).await.expect("cluster starts");
-        let connector = BalancedConnector::new(cluster.client_config()).expect("connector");
+        let connector = BalancedConnector::new(Client::new(cluster.client_config())).expect("connector");
         let c = channel(&connector).await.expect("channel");
         assert_eq!(check(&c).await.expect("health check"), ServingStatus::Serving);
         cluster.handles[0].shutdown().await;

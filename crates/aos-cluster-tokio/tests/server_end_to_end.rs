@@ -68,7 +68,13 @@ async fn async_clients_exchange_bytes_over_balanced_sessions() {
     let (_registry, handles, config) = cluster(3).await;
     let mut sessions = Vec::new();
     for i in 0..6u32 {
-        let mut session = aos_cluster_tokio::connect_seeded(&config, i as u64).await.expect("a session");
+        let mut session = aos_cluster_tokio::Client::with_options(
+            config.clone(),
+            aos_cluster_tokio::ClientOptions::new().with_rng_seed(i as u64),
+        )
+        .connect()
+        .await
+        .expect("a session");
         let message = format!("hello from client {i}");
         session.write_all(message.as_bytes()).await.unwrap();
         let mut reply = vec![0u8; message.len()];
@@ -87,7 +93,8 @@ async fn async_clients_exchange_bytes_over_balanced_sessions() {
 async fn a_blocking_client_exchanges_bytes_over_a_balanced_session() {
     let (_registry, handles, config) = cluster(2).await;
     let exchanged = tokio::task::spawn_blocking(move || {
-        let mut session = aos_cluster_tokio::blocking::connect(&config).expect("a session");
+        let mut session =
+            aos_cluster_tokio::blocking::Client::new(config.clone()).connect().expect("a session");
         session.get_ref().set_read_timeout(Some(PATIENCE)).unwrap();
         let mut replies = Vec::new();
         for round in 0..3 {

@@ -21,7 +21,7 @@ use aos_cluster_tokio::registry::Registry;
 use aos_cluster_tokio::server::{Server, ServerConfig, ServerOptions};
 use aos_cluster_tokio::tls::dev_certs::DevPki;
 use aos_cluster_tokio::tls::{ClientTls, Identity, ServerTls, TrustRoots};
-use aos_cluster_tokio::{blocking, connect_with};
+use aos_cluster_tokio::{blocking, Client};
 use common::*;
 use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -119,7 +119,10 @@ async fn a_rogue_seed_with_a_self_signed_certificate_is_refused_and_the_client_c
     let config = client_config(&[&rogue_endpoint, &good_endpoint]);
     let options = tls_options(&pki);
 
-    let mut session = connect_with(&config, &options).await.expect("a session at the good instance");
+    let mut session = Client::with_options(config.clone(), options.clone())
+        .connect()
+        .await
+        .expect("a session at the good instance");
     assert_eq!(session.instance(), Some(InstanceId(1)));
     assert!(session.is_tls());
     let first = &session.attempts()[0];
@@ -132,10 +135,12 @@ async fn a_rogue_seed_with_a_self_signed_certificate_is_refused_and_the_client_c
 
     // The blocking client walks the same way.
     let (config_b, options_b) = (config.clone(), options.clone());
-    let mut session = tokio::task::spawn_blocking(move || blocking::connect_with(&config_b, &options_b))
-        .await
-        .unwrap()
-        .expect("a blocking session at the good instance");
+    let mut session = tokio::task::spawn_blocking(move || {
+        blocking::Client::with_options(config_b.clone(), options_b.clone()).connect()
+    })
+    .await
+    .unwrap()
+    .expect("a blocking session at the good instance");
     assert_eq!(session.instance(), Some(InstanceId(1)));
     assert!(session.is_tls());
     let reason = transport_failure(&session.attempts()[0]).to_owned();
@@ -231,7 +236,10 @@ async fn a_rogue_ranked_entry_is_refused_and_the_next_entry_takes_the_session() 
     let config = client_config(&[&seed]);
     let options = tls_options(&pki);
 
-    let mut session = connect_with(&config, &options).await.expect("a session at the good entry");
+    let mut session = Client::with_options(config.clone(), options.clone())
+        .connect()
+        .await
+        .expect("a session at the good entry");
     assert_eq!(session.instance(), Some(InstanceId(1)));
     let attempts = session.attempts();
     assert!(matches!(attempts[0].outcome, AttemptOutcome::Ranked { .. }), "{}", attempts[0]);
@@ -242,10 +250,12 @@ async fn a_rogue_ranked_entry_is_refused_and_the_next_entry_takes_the_session() 
     echo_round_trip_async(&mut session).await;
 
     let (config_b, options_b) = (config.clone(), options.clone());
-    let session = tokio::task::spawn_blocking(move || blocking::connect_with(&config_b, &options_b))
-        .await
-        .unwrap()
-        .expect("a blocking session at the good entry");
+    let session = tokio::task::spawn_blocking(move || {
+        blocking::Client::with_options(config_b.clone(), options_b.clone()).connect()
+    })
+    .await
+    .unwrap()
+    .expect("a blocking session at the good entry");
     assert_eq!(session.instance(), Some(InstanceId(1)));
     assert!(transport_failure(&session.attempts()[1]).starts_with("certificate for 127.0.0.1 not valid:"));
 
@@ -260,8 +270,10 @@ async fn a_rogue_ranked_entry_is_refused_and_the_next_entry_takes_the_session() 
     )
     .await;
     let options = options.with_allow_list(AllowList::parse(["127.0.0.1/32"]).unwrap());
-    let session =
-        connect_with(&client_config(&[&seed]), &options).await.expect("a session at the good entry");
+    let session = Client::with_options(client_config(&[&seed]), options.clone())
+        .connect()
+        .await
+        .expect("a session at the good entry");
     let skipped = &session.attempts()[1];
     assert_eq!(skipped.endpoint, outside);
     assert!(transport_failure(skipped).ends_with("is outside the allow-list; skipped"), "{skipped}");
@@ -381,7 +393,7 @@ async fn instances_rank_each_other_over_mutual_tls_and_a_rogue_member_is_left_ou
 
     // A client session through the cluster never lands on the rogue.
     let config = client_config(&[one.endpoint()]);
-    let session = connect_with(&config, &tls_options(&pki)).await.expect("a session");
+    let session = Client::with_options(config.clone(), tls_options(&pki)).connect().await.expect("a session");
     assert!(matches!(session.instance(), Some(InstanceId(1 | 2))), "{:?}", session.instance());
     assert!(session.attempts().iter().all(|a| a.endpoint != *rogue.endpoint()));
 }
@@ -411,18 +423,26 @@ async fn expired_and_wrong_name_certificates_give_clear_errors() {
         assert!(second.contains("aos-elsewhere.test"), "{second}");
         accepted_last(attempts);
     };
-    let session = connect_with(&config, &options).await.expect("a session at the good seed");
+    let session = Client::with_options(config.clone(), options.clone())
+        .connect()
+        .await
+        .expect("a session at the good seed");
     assert_eq!(session.instance(), Some(InstanceId(1)));
     check(session.attempts());
-    let session = tokio::task::spawn_blocking(move || blocking::connect_with(&config, &options))
-        .await
-        .unwrap()
-        .expect("a blocking session at the good seed");
+    let session = tokio::task::spawn_blocking(move || {
+        blocking::Client::with_options(config.clone(), options.clone()).connect()
+    })
+    .await
+    .unwrap()
+    .expect("a blocking session at the good seed");
     check(session.attempts());
     // A client that does not trust the cluster's CA gets nowhere, and says why for each seed.
     let stranger = DevPki::new().unwrap();
     let config = client_config(&[&good_endpoint]);
-    let error = connect_with(&config, &tls_options(&stranger)).await.expect_err("no session without trust");
+    let error = Client::with_options(config.clone(), tls_options(&stranger))
+        .connect()
+        .await
+        .expect_err("no session without trust");
     assert!(transport_failure(&error.attempts()[0]).contains("unknown issuer"), "{error}");
 }
 
@@ -462,19 +482,25 @@ async fn an_allow_list_skips_ranked_entries_outside_it_with_or_without_tls() {
         );
         accepted_last(attempts);
     };
-    let session = connect_with(&config, &options).await.expect("a session at instance 1");
+    let session = Client::with_options(config.clone(), options.clone())
+        .connect()
+        .await
+        .expect("a session at instance 1");
     assert_eq!(session.instance(), Some(InstanceId(1)));
     check(session.attempts());
     let (config_b, options_b) = (config.clone(), options.clone());
-    let session = tokio::task::spawn_blocking(move || blocking::connect_with(&config_b, &options_b))
-        .await
-        .unwrap()
-        .expect("a blocking session at instance 1");
+    let session = tokio::task::spawn_blocking(move || {
+        blocking::Client::with_options(config_b.clone(), options_b.clone()).connect()
+    })
+    .await
+    .unwrap()
+    .expect("a blocking session at instance 1");
     check(session.attempts());
     // Never dialled for a session: instance 2 opened none.
     assert_eq!(stats(&two_handle).await.instance.sessions_accepted, 0);
     // Without the allow-list, the same client goes to instance 2.
-    let session = connect_with(&config, &ClientOptions::new()).await.expect("a session");
+    let session =
+        Client::with_options(config.clone(), ClientOptions::new()).connect().await.expect("a session");
     assert_eq!(session.instance(), Some(InstanceId(2)));
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use aos_cluster_tokio::registry::{MemoryRegistry, Registry};
 use aos_cluster_tokio::tower::BalancedConnector;
 use aos_cluster_tokio::{
-    connect, AppStream, ClientConfig, ConnectError, Endpoint, Incoming, InstanceConfig, InstanceId,
+    AppStream, Client, ClientConfig, ConnectError, Endpoint, Incoming, InstanceConfig, InstanceId,
     RetryPolicy, Server, ServerConfig,
 };
 use futures_core::Stream;
@@ -55,7 +55,8 @@ async fn next(incoming: &mut Incoming) -> Option<AppStream> {
 
 #[test]
 fn a_connector_is_not_built_from_an_invalid_configuration() {
-    let error = BalancedConnector::new(ClientConfig::with_seeds(Vec::new())).expect_err("no seeds");
+    let error =
+        BalancedConnector::new(Client::new(ClientConfig::with_seeds(Vec::new()))).expect_err("no seeds");
     assert!(matches!(error, ConnectError::Config(_)), "{error:?}");
     assert!(error.to_string().contains("seed"), "the message names the problem: {error}");
 }
@@ -67,7 +68,7 @@ async fn a_call_fails_with_every_attempt_when_no_instance_answers() {
         let reserved = tokio::net::TcpSocket::new_v4().unwrap();
         reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let dead = Endpoint::new("127.0.0.1", reserved.local_addr().unwrap().port()).unwrap();
-        let mut connector = BalancedConnector::new(client_config(vec![dead.clone()])).unwrap();
+        let mut connector = BalancedConnector::new(Client::new(client_config(vec![dead.clone()]))).unwrap();
         let error =
             connector.call("http://aos-cluster/".parse().unwrap()).await.expect_err("nothing answers");
         assert!(matches!(error, ConnectError::Failed(_)), "{error:?}");
@@ -96,7 +97,7 @@ async fn incoming_yields_each_admitted_session_and_ends_when_the_server_stops() 
         let handle = incoming.handle();
 
         // Bytes sent right after the session opens come first out of the stream.
-        let mut session = connect(&client_config(seeds.clone())).await.expect("session");
+        let mut session = Client::new(client_config(seeds.clone())).connect().await.expect("session");
         session.write_all(b"first").await.unwrap();
         let mut stream = next(&mut incoming).await.expect("an admitted session");
         let mut got = [0u8; 5];
@@ -107,7 +108,7 @@ async fn incoming_yields_each_admitted_session_and_ends_when_the_server_stops() 
         tokio::time::timeout(PATIENCE, session.read_exact(&mut back)).await.expect("in time").unwrap();
         assert_eq!(&back, b"back");
 
-        let second = connect(&client_config(seeds)).await.expect("second session");
+        let second = Client::new(client_config(seeds)).connect().await.expect("second session");
         assert!(next(&mut incoming).await.is_some(), "the second session");
         drop(second);
 
@@ -152,8 +153,8 @@ async fn garbage_on_a_hyper_served_session_ends_that_session_and_frees_its_slot(
         });
         let connected = || async { handle.stats().await.unwrap().workload.connected };
 
-        let mut healthy = connect(&client_config(seeds.clone())).await.expect("session");
-        let mut garbage = connect(&client_config(seeds)).await.expect("session");
+        let mut healthy = Client::new(client_config(seeds.clone())).connect().await.expect("session");
+        let mut garbage = Client::new(client_config(seeds)).connect().await.expect("session");
         garbage.write_all(b"\x00\xffNOT HTTP AT ALL\r\n\r\n").await.unwrap();
         // hyper answers 400 and closes; the session ends with the connection.
         let mut reply = Vec::new();

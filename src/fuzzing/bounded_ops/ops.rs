@@ -65,7 +65,7 @@ impl World {
                 };
                 self.next_id += 1;
                 self.session_expect = Some((conn, self.next_id));
-                let request = SessionRequest { request_id: self.next_id };
+                let request = SessionRequest { request_id: self.next_id, credential: None };
                 self.event(Event::SessionRequest { conn, request });
                 assert!(self.session_expect.is_none(), "a session request gets its reply at once");
             }

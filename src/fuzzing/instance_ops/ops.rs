@@ -10,7 +10,7 @@ impl World {
             Op::Handshake { conn, salt, load_balance, cluster } => {
                 self.handshake(conn, salt, load_balance, cluster)
             }
-            Op::Session { conn } => self.session(conn),
+            Op::Session { conn, denied } => self.session(conn, denied),
             Op::EndSession { pick, twice } => {
                 if let Some((&id, &conn)) =
                     self.sessions.iter().nth(usize::from(pick) % self.sessions.len().max(1))
@@ -309,7 +309,7 @@ impl World {
         Workload::new(self.connected().min(self.admin.max_sessions), self.admin.max_sessions)
     }
 
-    pub(super) fn session(&mut self, conn: Option<u8>) {
+    pub(super) fn session(&mut self, conn: Option<u8>, denied: bool) {
         let conn = self.pick_conn(conn);
         self.next_request += 1;
         let request_id = self.next_request;
@@ -318,6 +318,10 @@ impl World {
             self.expect.rejected_already_in_session += 1;
             self.already_in_session += 1;
             Some(RejectReason::AlreadyInSession)
+        } else if denied {
+            // Refused before it counts: nothing but the counter changes.
+            self.expect.rejected_by_policy += 1;
+            Some(RejectReason::Unauthorized)
         } else if self.config().role == Role::LoadBalancerOnly {
             Some(RejectReason::NotServing)
         } else if !self.admin.accepting {
@@ -338,7 +342,11 @@ impl World {
             }
         }
         self.session_expect = Some(SessionExpect { conn, request_id, reject });
-        self.event(Event::SessionRequest { conn, request: SessionRequest { request_id } });
+        let request = SessionRequest { request_id, credential: None };
+        self.event(match denied {
+            true => Event::SessionDenied { conn, request, reason: RejectReason::Unauthorized },
+            false => Event::SessionRequest { conn, request },
+        });
         assert!(self.session_expect.is_none(), "a session request gets its reply at once");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aos_cluster::client::AttemptOutcome;
 use aos_cluster::wire::{self, Decoder, HandshakeRequest, Message, RejectReason};
 use aos_cluster::ClientConfig;
-use aos_cluster_tokio::connect_seeded;
+use aos_cluster_tokio::{Client, ClientOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -272,7 +272,12 @@ fn crash_return(shared: &Shared, instance: u32) -> Option<Return> {
 /// One connection effort, recorded in `records[record]`; settles one
 /// unsettled effort.
 async fn effort(shared: &Shared, client: u32, record: usize) -> Option<(u32, aos_cluster_tokio::Session)> {
-    let result = connect_seeded(&shared.config, shared.rng_seed.rotate_left(17) ^ u64::from(client)).await;
+    let result = Client::with_options(
+        shared.config.clone(),
+        ClientOptions::new().with_rng_seed(shared.rng_seed.rotate_left(17) ^ u64::from(client)),
+    )
+    .connect()
+    .await;
     let at = shared.t0.elapsed();
     let attempts = match &result {
         Ok(session) => session.attempts(),

@@ -46,7 +46,7 @@ use aos_cluster::client::{Action, AttemptId, AttemptRecord, Connector, Event};
 use aos_cluster::wire::{Limits, Message, SessionId};
 use aos_cluster::{ClientConfig, Endpoint, InstanceId};
 
-use crate::client::{random_seed, reply_event};
+use crate::client::reply_event;
 pub use crate::client::{ClientOptions, ConnectError, SessionInfo};
 use crate::client_frames::{describe, encode_request, reply_limits, OneFrame};
 use crate::now;
@@ -59,69 +59,97 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// calling thread drains it continually, so this only smooths bursts.
 const MAX_QUEUED_REPORTS: usize = 64;
 
-/// Finds and opens a session as `config` says (phases 1 and 3, with the
-/// configured retries), with a random seed for salts, shuffles and jitter.
-/// Blocks the calling thread until a session is accepted or the machine gives up.
+/// The blocking client: [`crate::Client`] on `std::net`, no async runtime.
+/// Cheap to clone; one client serves any number of threads.
 ///
 /// ```
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use std::io::{Read, Write};
-/// use std::sync::Arc;
+/// use aos_cluster_tokio::blocking::{Client, ConnectError};
+/// use aos_cluster_tokio::{ClientConfig, Endpoint, RetryPolicy};
 ///
-/// use aos_cluster_tokio::registry::MemoryRegistry;
-/// use aos_cluster_tokio::{ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
-///
-/// // An instance on loopback whose application echoes, on a tokio runtime of its own.
-/// let runtime = tokio::runtime::Runtime::new()?;
-/// let instance = InstanceConfig {
-///     cluster: Some("demo".into()),
-///     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
+/// // Nothing listens on port 1 of loopback: the walk fails at once.
+/// let config = ClientConfig {
+///     retry: RetryPolicy { max_rounds: 1, ..RetryPolicy::default() },
+///     ..ClientConfig::with_seeds(vec![Endpoint::new("127.0.0.1", 1).unwrap()])
 /// };
-/// let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
-/// let mut server = runtime.block_on(Server::bind(config, Arc::new(MemoryRegistry::new())))?;
-/// // The seeds to ask, in order, and the cluster expected.
-/// let client_config = ClientConfig {
-///     cluster: Some("demo".into()),
-///     ..ClientConfig::with_seeds(vec![server.endpoint().clone()])
-/// };
-/// runtime.spawn(async move {
-///     while let Some(accepted) = server.accept().await {
-///         let (mut from, mut to) = tokio::io::split(accepted.stream);
-///         tokio::spawn(async move { tokio::io::copy(&mut from, &mut to).await });
-///     }
-/// });
-///
-/// // The client: std only, no async runtime.
-/// let mut session = aos_cluster_tokio::blocking::connect(&client_config)?;
-/// session.write_all(b"hello")?;
-/// let mut reply = [0; 5];
-/// session.read_exact(&mut reply)?;
-/// assert_eq!(&reply, b"hello");
-/// assert_eq!(session.instance(), Some(InstanceId(1)));
-/// # Ok(()) }
+/// let error: ConnectError = Client::new(config).connect().unwrap_err();
+/// assert_eq!(error.attempts().len(), 1, "{error}");
 /// ```
-pub fn connect(config: &ClientConfig) -> Result<Session, ConnectError> {
-    connect_seeded(config, random_seed())
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: crate::client::Client,
 }
 
-/// [`connect`] with the Connector's `rng_seed` given.
-pub fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, ConnectError> {
-    connect_with_seeded(config, &ClientOptions::default(), rng_seed)
+impl Client {
+    /// A client for the cluster `config` names: plain TCP, no allow-list, no
+    /// credential.
+    pub fn new(config: ClientConfig) -> Client {
+        Client { inner: crate::client::Client::new(config) }
+    }
+
+    /// A client with TLS, an allow-list, a credential or seeded randomness
+    /// as `options` say.
+    pub fn with_options(config: ClientConfig, options: ClientOptions) -> Client {
+        Client { inner: crate::client::Client::with_options(config, options) }
+    }
+
+    /// The cluster's configuration.
+    pub fn config(&self) -> &ClientConfig {
+        self.inner.config()
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ClientOptions {
+        self.inner.options()
+    }
+
+    /// Finds and opens a session as [`crate::Client::connect`] does,
+    /// blocking the calling thread until a session is accepted or the
+    /// machine gives up; the TLS handshake runs on each attempt's thread
+    /// within the attempt's deadline.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::io::{Read, Write};
+    /// use std::sync::Arc;
+    ///
+    /// use aos_cluster_tokio::registry::MemoryRegistry;
+    /// use aos_cluster_tokio::{blocking, ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
+    ///
+    /// // An instance on loopback whose application echoes, on a tokio runtime of its own.
+    /// let runtime = tokio::runtime::Runtime::new()?;
+    /// let instance = InstanceConfig {
+    ///     cluster: Some("demo".into()),
+    ///     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
+    /// };
+    /// let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
+    /// let mut server = runtime.block_on(Server::bind(config, Arc::new(MemoryRegistry::new())))?;
+    /// let client = blocking::Client::new(ClientConfig {
+    ///     cluster: Some("demo".into()),
+    ///     ..ClientConfig::with_seeds(vec![server.endpoint().clone()])
+    /// });
+    /// runtime.spawn(async move {
+    ///     while let Some(accepted) = server.accept().await {
+    ///         let (mut from, mut to) = tokio::io::split(accepted.stream);
+    ///         tokio::spawn(async move { tokio::io::copy(&mut from, &mut to).await });
+    ///     }
+    /// });
+    ///
+    /// // The client: std only, no async runtime.
+    /// let mut session = client.connect()?;
+    /// session.write_all(b"hello")?;
+    /// let mut reply = [0; 5];
+    /// session.read_exact(&mut reply)?;
+    /// assert_eq!(&reply, b"hello");
+    /// assert_eq!(session.instance(), Some(InstanceId(1)));
+    /// # Ok(()) }
+    /// ```
+    pub fn connect(&self) -> Result<Session, ConnectError> {
+        run(self.inner.config(), self.inner.options(), self.inner.next_seed())
+    }
 }
 
-/// [`connect`] with TLS and an allow-list as `options` say (see
-/// [`crate::client::connect_with`]): the TLS handshake runs on the attempt's
-/// thread within the attempt's deadline.
-pub fn connect_with(config: &ClientConfig, options: &ClientOptions) -> Result<Session, ConnectError> {
-    connect_with_seeded(config, options, random_seed())
-}
-
-/// [`connect_with`] with the Connector's `rng_seed` given.
-pub fn connect_with_seeded(
-    config: &ClientConfig,
-    options: &ClientOptions,
-    rng_seed: u64,
-) -> Result<Session, ConnectError> {
+/// One connect: the machine seeded with `rng_seed`, driven to its end.
+fn run(config: &ClientConfig, options: &ClientOptions, rng_seed: u64) -> Result<Session, ConnectError> {
     let transport = Transport {
         limits: reply_limits(config),
         #[cfg(feature = "tls")]
@@ -129,6 +157,7 @@ pub fn connect_with_seeded(
     };
     let started = now();
     let mut machine = Connector::new(config.clone(), started, rng_seed)?;
+    machine.set_credential(options.credential.clone());
     let capacity = config.seeds.len().saturating_add(1).min(MAX_QUEUED_REPORTS);
     let (reports_tx, reports) = mpsc::sync_channel::<Report>(capacity);
     let mut attempts = Attempts::default();

@@ -1,6 +1,6 @@
 //! The async client: finds a balanced session and hands over its byte stream.
 //!
-//! [`connect`] drives the Sans-IO [`Connector`] (phases 1 and 3 of SPEC.md,
+//! [`Client::connect`] drives the Sans-IO [`Connector`] (phases 1 and 3 of SPEC.md,
 //! with its rounds and backoff) over tokio TCP. The machine decides
 //! everything protocol; this driver only
 //!
@@ -17,7 +17,7 @@
 //! - closes an attempt's transport when the machine says `Close`, and on
 //!   nothing else, keeps the accepted one and returns it as the [`Session`].
 //!
-//! Dropping the future returned by [`connect`] aborts every attempt and
+//! Dropping the future returned by [`Client::connect`] aborts every attempt and
 //! closes every transport it opened.
 //!
 //! The reply reader never reads past the reply frame, so the application
@@ -56,73 +56,119 @@ pub use info::SessionInfo;
 /// a state this loop waits in, but an idle loop must not spin.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
-/// Finds and opens a session as `config` says (phases 1 and 3, with the
-/// configured retries), with a random seed for salts, shuffles and jitter.
+/// The async client: finds a balanced session and hands over its byte stream.
+/// Cheap to clone (the configuration is shared); one client serves any
+/// number of concurrent connects.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use std::sync::Arc;
+/// # async fn main() {
+/// use aos_cluster_tokio::{Client, ClientConfig, ConnectError, Endpoint, RetryPolicy};
 ///
-/// use aos_cluster_tokio::registry::MemoryRegistry;
-/// use aos_cluster_tokio::{connect, ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
-/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
-///
-/// // An instance on loopback whose application echoes.
-/// let instance = InstanceConfig {
-///     cluster: Some("demo".into()),
-///     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
+/// // Nothing listens on port 1 of loopback: the walk fails at once, and the
+/// // error names every attempt.
+/// let config = ClientConfig {
+///     retry: RetryPolicy { max_rounds: 1, ..RetryPolicy::default() },
+///     ..ClientConfig::with_seeds(vec![Endpoint::new("127.0.0.1", 1).unwrap()])
 /// };
-/// let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
-/// let mut server = Server::bind(config, Arc::new(MemoryRegistry::new())).await?;
-/// // The seeds to ask, in order, and the cluster expected.
-/// let client_config = ClientConfig {
-///     cluster: Some("demo".into()),
-///     ..ClientConfig::with_seeds(vec![server.endpoint().clone()])
-/// };
-/// tokio::spawn(async move {
-///     while let Some(accepted) = server.accept().await {
-///         let (mut from, mut to) = tokio::io::split(accepted.stream);
-///         tokio::spawn(async move { tokio::io::copy(&mut from, &mut to).await });
-///     }
-/// });
-///
-/// // The client: the seeds to ask, in order; the session is a byte stream.
-/// let mut session = connect(&client_config).await?;
-/// session.write_all(b"hello").await?;
-/// let mut reply = [0; 5];
-/// session.read_exact(&mut reply).await?;
-/// assert_eq!(&reply, b"hello");
-/// assert_eq!(session.instance(), Some(InstanceId(1)));
-/// # Ok(()) }
+/// let client = Client::new(config);
+/// let error: ConnectError = client.connect().await.unwrap_err();
+/// assert_eq!(error.attempts().len(), 1, "{error}");
+/// # }
 /// ```
-pub async fn connect(config: &ClientConfig) -> Result<Session, ConnectError> {
-    connect_seeded(config, random_seed()).await
+#[derive(Debug, Clone)]
+pub struct Client {
+    config: std::sync::Arc<ClientConfig>,
+    options: ClientOptions,
+    connects: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// [`connect`] with the Connector's `rng_seed` given: the same seed and the
-/// same answers give the same attempts (tests, simulations).
-pub async fn connect_seeded(config: &ClientConfig, rng_seed: u64) -> Result<Session, ConnectError> {
-    connect_with_seeded(config, &ClientOptions::default(), rng_seed).await
+impl Client {
+    /// A client for the cluster `config` names: plain TCP, no allow-list, no
+    /// credential.
+    pub fn new(config: ClientConfig) -> Client {
+        Client::with_options(config, ClientOptions::default())
+    }
+
+    /// A client with TLS, an allow-list, a credential or seeded randomness
+    /// as `options` say.
+    pub fn with_options(config: ClientConfig, options: ClientOptions) -> Client {
+        Client { config: std::sync::Arc::new(config), options, connects: Default::default() }
+    }
+
+    /// The cluster's configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// The seed of the next connect.
+    pub(crate) fn next_seed(&self) -> u64 {
+        let n = self.connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.options.seed_for(n)
+    }
+
+    /// Finds and opens a session (phases 1 and 3, with the configured
+    /// retries). With TLS every instance, seed or ranked entry, must present
+    /// a certificate valid for its endpoint's host, and one that does not is
+    /// a failed attempt (`certificate for HOST not valid: ...`); ranked
+    /// entries outside the allow-list are skipped (a failed attempt too); the
+    /// credential rides on every session request.
+    ///
+    /// Dropping the returned future aborts every attempt and closes every
+    /// transport it opened.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    ///
+    /// use aos_cluster_tokio::registry::MemoryRegistry;
+    /// use aos_cluster_tokio::{Client, ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// // An instance on loopback whose application echoes.
+    /// let instance = InstanceConfig {
+    ///     cluster: Some("demo".into()),
+    ///     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
+    /// };
+    /// let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
+    /// let mut server = Server::bind(config, Arc::new(MemoryRegistry::new())).await?;
+    /// // The seeds to ask, in order, and the cluster expected.
+    /// let client = Client::new(ClientConfig {
+    ///     cluster: Some("demo".into()),
+    ///     ..ClientConfig::with_seeds(vec![server.endpoint().clone()])
+    /// });
+    /// tokio::spawn(async move {
+    ///     while let Some(accepted) = server.accept().await {
+    ///         let (mut from, mut to) = tokio::io::split(accepted.stream);
+    ///         tokio::spawn(async move { tokio::io::copy(&mut from, &mut to).await });
+    ///     }
+    /// });
+    ///
+    /// // The session is a byte stream to the instance that admitted it.
+    /// let mut session = client.connect().await?;
+    /// session.write_all(b"hello").await?;
+    /// let mut reply = [0; 5];
+    /// session.read_exact(&mut reply).await?;
+    /// assert_eq!(&reply, b"hello");
+    /// assert_eq!(session.instance(), Some(InstanceId(1)));
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(&self) -> Result<Session, ConnectError> {
+        run(&self.config, &self.options, self.next_seed()).await
+    }
 }
 
-/// [`connect`] with TLS and an allow-list as `options` say: with TLS every
-/// instance, seed or ranked entry, must present a certificate valid for its
-/// endpoint's host, and one that does not is a failed attempt
-/// (`certificate for HOST not valid: ...`); ranked entries outside the
-/// allow-list are skipped (a failed attempt too).
-pub async fn connect_with(config: &ClientConfig, options: &ClientOptions) -> Result<Session, ConnectError> {
-    connect_with_seeded(config, options, random_seed()).await
-}
-
-/// [`connect_with`] with the Connector's `rng_seed` given.
-pub async fn connect_with_seeded(
-    config: &ClientConfig,
-    options: &ClientOptions,
-    rng_seed: u64,
-) -> Result<Session, ConnectError> {
+/// One connect: the machine seeded with `rng_seed`, driven to its end.
+async fn run(config: &ClientConfig, options: &ClientOptions, rng_seed: u64) -> Result<Session, ConnectError> {
     let started = now();
     let mut machine = Connector::new(config.clone(), started, rng_seed)?;
+    machine.set_credential(options.credential.clone());
     let mut driver = Driver {
         #[cfg(feature = "tls")]
         tls: options.rustls().cloned(),

@@ -1,3 +1,4 @@
+use aos_cluster::wire::Credential;
 use aos_cluster::{ClientConfig, Endpoint};
 
 use super::AllowList;
@@ -5,8 +6,10 @@ use super::AllowList;
 use crate::tls::ClientTls;
 
 /// What a client adds to its [`ClientConfig`] beyond the protocol: trust
-/// (TLS, feature `tls`) and an allow-list for ranked entries. The default is
-/// plain TCP and no allow-list, exactly [`connect`](super::connect).
+/// (TLS, feature `tls`), an allow-list for ranked entries and a credential
+/// for the instances' admission policy, and seeded randomness. The default is
+/// plain TCP, no allow-list, no credential and fresh randomness for every
+/// connect.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ClientOptions {
@@ -16,6 +19,13 @@ pub struct ClientOptions {
     pub tls: Option<ClientTls>,
     /// Ranked entries outside it are skipped.
     pub allow_list: Option<AllowList>,
+    /// Carried by every session request, for the instance's admission hook
+    /// (at most 4 KiB; `Debug` shows its length only).
+    pub credential: Option<Credential>,
+    /// Seeds the salts, shuffles and jitter of every connect: the same seed
+    /// and the same answers give the same attempts (tests, simulations).
+    /// `None`: fresh randomness from the operating system each time.
+    pub rng_seed: Option<u64>,
 }
 
 impl ClientOptions {
@@ -29,6 +39,30 @@ impl ClientOptions {
     pub fn with_tls(mut self, tls: ClientTls) -> Self {
         self.tls = Some(tls);
         self
+    }
+
+    /// Every session request carries `credential` (a token, a signed
+    /// ticket: whatever the instances' admission hook reads). Without TLS it
+    /// crosses the network in clear.
+    pub fn with_credential(mut self, credential: Credential) -> Self {
+        self.credential = Some(credential);
+        self
+    }
+
+    /// Seeded randomness: a client's first connect uses `seed` itself, each
+    /// later one the next value of a sequence fixed by `seed`.
+    pub fn with_rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// The seed of a client's `n`-th connect (from 0).
+    pub(crate) fn seed_for(&self, n: u64) -> u64 {
+        match self.rng_seed {
+            // SplitMix64's increment: distinct, well-spread seeds per connect.
+            Some(seed) => seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            None => super::random_seed(),
+        }
     }
 
     /// Skip ranked entries outside `list`.

@@ -219,6 +219,9 @@ impl Actor {
                 handed_over: Counters::get(&c.sessions_handed_over),
                 dropped_queue_full: Counters::get(&c.sessions_dropped_queue_full),
                 rejected: c.sessions_rejected(),
+                refused_per_address: Counters::get(&c.refused_sessions_per_ip),
+                refused_by_hook: Counters::get(&c.refused_by_hook),
+                admission_hook_timeouts: Counters::get(&c.admission_hook_timeouts),
             },
             peers: PeerStats {
                 links: self.peers.len(),

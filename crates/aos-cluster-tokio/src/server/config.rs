@@ -40,6 +40,13 @@ pub struct ServerConfig {
     /// Most connections open at once from one IP address. Default 1 000.
     #[serde(default = "defaults::max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Most sessions open at once from one IP address (SPEC "Drivers:
+    /// admission policy"): the next session request from an address at its
+    /// cap is rejected with `AddressLimit` before it counts. Off (`None`,
+    /// the setting left out) by default: offices behind NAT share one
+    /// address. Zero is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_ip: Option<usize>,
     /// A reply the peer does not take within this closes the connection
     /// (a client that never reads). Default 5 s.
     #[serde(default = "defaults::write_timeout", with = "duration")]
@@ -121,6 +128,7 @@ impl ServerConfig {
             idle_timeout: defaults::idle_timeout(),
             max_connections: defaults::max_connections(),
             max_connections_per_ip: defaults::max_connections_per_ip(),
+            max_sessions_per_ip: None,
             write_timeout: defaults::write_timeout(),
             tcp_keepalive: defaults::tcp_keepalive(),
             accept_error_backoff: defaults::accept_error_backoff(),
@@ -176,6 +184,9 @@ impl ServerConfig {
                 problems.push(format!("`{name}` must not be zero"));
             }
         }
+        if self.max_sessions_per_ip == Some(0) {
+            problems.push("`max_sessions_per_ip` must not be zero (leave it out to switch it off)".into());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -227,7 +238,30 @@ mod tests {
         assert_eq!((c.max_connections, c.max_connections_per_ip), (10_000, 1_000));
         assert!(c.tcp_keepalive.is_some());
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.max_sessions_per_ip, None, "off: offices share one address behind NAT");
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    #[cfg(feature = "admin")]
+    fn max_sessions_per_ip_reads_from_toml_and_zero_is_refused() {
+        let text = r#"
+listen = "127.0.0.1:0"
+max_sessions_per_ip = 3
+[instance]
+id = 1
+endpoint = "h:2712"
+cluster = "c"
+max_sessions = 10
+"#;
+        let mut c: ServerConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.max_sessions_per_ip, Some(3));
+        assert!(c.validate().is_ok());
+        let off: ServerConfig = toml::from_str(&text.replace("max_sessions_per_ip = 3\n", "")).unwrap();
+        assert_eq!(off.max_sessions_per_ip, None);
+        c.max_sessions_per_ip = Some(0);
+        let Err(ServerError::Config(text)) = c.validate() else { panic!("zero accepted") };
+        assert!(text.contains("`max_sessions_per_ip` must not be zero"), "{text}");
     }
 
     #[test]

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aos_cluster::instance::{self, ConnectionId};
-use aos_cluster::wire::{Message, SessionId, SessionOutcome, SessionReply};
+use aos_cluster::wire::{Message, RejectReason, SessionId, SessionOutcome, SessionReply, SessionRequest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info_span, warn, Instrument};
 
+use super::admission::{AdmissionRequest, Outcome, Verdict};
 use super::limits::{ConnSlot, Counters, RateLimitedWarning, Refusal};
 use super::stream::AppStream;
 use super::{Accepted, Input, SessionInfo, Shared, Stop};
@@ -225,6 +226,19 @@ impl Connection {
                     break End::Closed;
                 }
             };
+            // The admission policy answers before the machine counts anything.
+            let event = match event {
+                instance::Event::SessionRequest { conn, request } => {
+                    let Some(held) = slot.as_mut() else {
+                        unreachable!("the slot is taken only at hand-over")
+                    };
+                    match self.admit(conn, request, &stream, held, &mut stop).await {
+                        Some(event) => event,
+                        None => break End::Closed,
+                    }
+                }
+                other => other,
+            };
             let replies_to = reply_tx.take();
             let handshake = matches!(event, instance::Event::HandshakeRequest { .. });
             let span = if handshake {
@@ -262,6 +276,13 @@ impl Connection {
             {
                 counters.session_rejected(*reason);
             }
+            if opened.is_none() {
+                // No session (rejected, or not a session request): an
+                // address place taken for it goes back before the reply.
+                if let Some(held) = slot.as_mut() {
+                    held.give_back_session();
+                }
+            }
             let write_deadline = Instant::now() + config.write_timeout;
             match write_frame(&mut stream, &message, &limits, &mut scratch, write_deadline)
                 .instrument(span)
@@ -294,6 +315,69 @@ impl Connection {
             // Bounded and awaited: the machine must hear every close once.
             let _ = self.inbox.send(Input::Closed { conn: self.conn }).await;
         }
+    }
+
+    /// The admission policy on one session request (see `admission.rs`):
+    /// the event for the machine, `SessionRequest` (this connection then
+    /// holds one of its address's session places) or `SessionDenied`; `None`
+    /// when the server stops meanwhile.
+    async fn admit(
+        &self,
+        conn: ConnectionId,
+        request: SessionRequest,
+        stream: &ServerStream,
+        slot: &mut ConnSlot,
+        stop: &mut watch::Receiver<Stop>,
+    ) -> Option<instance::Event> {
+        let shared = &self.shared;
+        let counters = &shared.counters;
+        let deny = |request, reason| Some(instance::Event::SessionDenied { conn, request, reason });
+        // At its cap already: refused without costing a hook call.
+        if !shared.limiter.session_room(self.peer.ip()) {
+            Counters::bump(&counters.refused_sessions_per_ip);
+            debug!(conn = %conn.0, peer = %self.peer, "address at max_sessions_per_ip; session refused");
+            return deny(request, RejectReason::AddressLimit);
+        }
+        if let Some(policy) = &shared.admission {
+            let ask = AdmissionRequest {
+                peer_addr: self.peer,
+                client_certificate: stream.client_certificate(),
+                credential: request.credential.clone(),
+            };
+            let outcome = tokio::select! {
+                biased;
+                _ = stopped(stop) => return None,
+                outcome = policy.run(ask) => outcome,
+            };
+            let failure = match outcome {
+                Outcome::Verdict(Verdict::Admit) => None,
+                Outcome::Verdict(Verdict::Unauthorized) => {
+                    Counters::bump(&counters.refused_by_hook);
+                    debug!(conn = %conn.0, peer = %self.peer, "admission hook refused the session");
+                    return deny(request, RejectReason::Unauthorized);
+                }
+                Outcome::TimedOut => Some(format!("did not answer within {:?}", policy.deadline())),
+                Outcome::Failed(e) => Some(format!("failed: {e}")),
+            };
+            if let Some(failure) = failure {
+                Counters::bump(&counters.refused_by_hook);
+                Counters::bump(&counters.admission_hook_timeouts);
+                let warn_now = shared.hook_warning.lock().unwrap_or_else(|e| e.into_inner()).hit();
+                if let Some(count) = warn_now {
+                    warn!(conn = %conn.0, peer = %self.peer, count,
+                        "admission hook {failure}; session refused (Unauthorized)");
+                }
+                return deny(request, RejectReason::Unauthorized);
+            }
+        }
+        // The check and the count in one step: parallel requests from one
+        // address cannot pass the cap together.
+        if !slot.take_session() {
+            Counters::bump(&counters.refused_sessions_per_ip);
+            debug!(conn = %conn.0, peer = %self.peer, "address at max_sessions_per_ip; session refused");
+            return deny(request, RejectReason::AddressLimit);
+        }
+        Some(instance::Event::SessionRequest { conn, request })
     }
 
     /// The reply that accepted `session_id` is written: the connection is the

@@ -28,6 +28,9 @@ pub(super) struct Counters {
     pub heartbeat_failures: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     pub peer_queries_refused: AtomicU64,
+    pub refused_sessions_per_ip: AtomicU64,
+    pub refused_by_hook: AtomicU64,
+    pub admission_hook_timeouts: AtomicU64,
     pub registration_lost: AtomicBool,
     /// Session requests refused, by reason (the reply's `RejectReason`).
     pub sessions_rejected: Mutex<BTreeMap<String, u64>>,
@@ -95,6 +98,9 @@ pub(super) enum Refusal {
 struct State {
     open: usize,
     per_ip: HashMap<IpAddr, usize>,
+    /// Sessions (admitted, or about to be offered to the machine) per
+    /// address; kept only with `max_sessions_per_ip`.
+    sessions_per_ip: HashMap<IpAddr, usize>,
     at_cap: bool,
     accept_failing: bool,
 }
@@ -106,6 +112,7 @@ struct State {
 pub(super) struct Limiter {
     max: usize,
     max_per_ip: usize,
+    max_sessions_per_ip: Option<usize>,
     /// Saturation ends once `open` is at most this: a little hysteresis, so a
     /// cluster at its limit does not flip the advertisement on every close.
     low_water: usize,
@@ -114,11 +121,12 @@ pub(super) struct Limiter {
 }
 
 impl Limiter {
-    pub fn new(max: usize, max_per_ip: usize) -> Self {
+    pub fn new(max: usize, max_per_ip: usize, max_sessions_per_ip: Option<usize>) -> Self {
         let low_water = max - (max / 20).max(1);
         Limiter {
             max,
             max_per_ip,
+            max_sessions_per_ip,
             low_water,
             state: Mutex::new(State::default()),
             saturated: watch::Sender::new(false),
@@ -157,7 +165,48 @@ impl Limiter {
             state.at_cap = true;
             self.publish(&state);
         }
-        Ok(ConnSlot { limiter: self.clone(), ip })
+        Ok(ConnSlot { limiter: self.clone(), ip, session: false })
+    }
+
+    /// Whether `ip` is below `max_sessions_per_ip` (always, without one).
+    pub fn session_room(&self, ip: IpAddr) -> bool {
+        let Some(max) = self.max_sessions_per_ip else { return true };
+        self.lock().sessions_per_ip.get(&ip).copied().unwrap_or(0) < max
+    }
+
+    /// Sessions held by `ip` now (0 without `max_sessions_per_ip`).
+    #[cfg(test)]
+    pub fn sessions_from(&self, ip: IpAddr) -> usize {
+        self.lock().sessions_per_ip.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Takes a session place for `ip` if it is below its cap: the check and
+    /// the count in one step, so parallel requests cannot pass together.
+    fn take_session(&self, ip: IpAddr) -> bool {
+        let Some(max) = self.max_sessions_per_ip else { return true };
+        let mut state = self.lock();
+        let held = state.sessions_per_ip.entry(ip).or_insert(0);
+        if *held >= max {
+            if *held == 0 {
+                state.sessions_per_ip.remove(&ip);
+            }
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    fn give_back_session(&self, ip: IpAddr) {
+        if self.max_sessions_per_ip.is_none() {
+            return;
+        }
+        let mut state = self.lock();
+        if let Some(n) = state.sessions_per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                state.sessions_per_ip.remove(&ip);
+            }
+        }
     }
 
     fn release(&self, ip: IpAddr) {
@@ -195,10 +244,33 @@ impl Limiter {
 pub(super) struct ConnSlot {
     limiter: Arc<Limiter>,
     ip: IpAddr,
+    /// Holds one of its address's session places (`max_sessions_per_ip`).
+    session: bool,
+}
+
+impl ConnSlot {
+    /// Takes a session place for this connection's address, if the address
+    /// is below `max_sessions_per_ip`; held until
+    /// [`give_back_session`](Self::give_back_session) or the drop. `true`
+    /// when held (always without a cap).
+    pub fn take_session(&mut self) -> bool {
+        if !self.session {
+            self.session = self.limiter.take_session(self.ip);
+        }
+        self.session
+    }
+
+    /// The machine did not open the session: the place goes back.
+    pub fn give_back_session(&mut self) {
+        if std::mem::take(&mut self.session) {
+            self.limiter.give_back_session(self.ip);
+        }
+    }
 }
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
+        self.give_back_session();
         self.limiter.release(self.ip);
     }
 }
@@ -245,7 +317,7 @@ mod tests {
 
     #[test]
     fn caps_refuse_and_saturation_clears_below_the_limit() {
-        let limiter = Arc::new(Limiter::new(3, 2));
+        let limiter = Arc::new(Limiter::new(3, 2, None));
         let rx = limiter.subscribe();
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
@@ -263,8 +335,35 @@ mod tests {
     }
 
     #[test]
+    fn session_places_per_address_are_capped_and_given_back() {
+        let limiter = Arc::new(Limiter::new(100, 100, Some(2)));
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let mut slots: Vec<ConnSlot> = (0..4).map(|_| limiter.admit(a).unwrap()).collect();
+        assert!(slots[0].take_session() && slots[1].take_session());
+        assert!(slots[0].take_session(), "taking twice holds one place");
+        assert!(!limiter.session_room(a));
+        assert!(!slots[2].take_session(), "a third session from one address");
+        let mut other = limiter.admit(b).unwrap();
+        assert!(other.take_session(), "another address has its own places");
+        slots[1].give_back_session();
+        assert_eq!(limiter.sessions_from(a), 1);
+        assert!(slots[2].take_session());
+        drop(slots.remove(0));
+        assert_eq!(limiter.sessions_from(a), 1, "a dropped slot gives its place back");
+        drop(slots);
+        assert_eq!(limiter.sessions_from(a), 0);
+        assert!(limiter.lock().sessions_per_ip.keys().all(|ip| *ip == b), "no entry left for a");
+        // Without a cap nothing is counted.
+        let open = Arc::new(Limiter::new(10, 10, None));
+        let mut slot = open.admit(a).unwrap();
+        assert!(slot.take_session() && open.session_room(a));
+        assert_eq!(open.sessions_from(a), 0);
+    }
+
+    #[test]
     fn accept_failures_saturate_until_cleared() {
-        let limiter = Arc::new(Limiter::new(10, 10));
+        let limiter = Arc::new(Limiter::new(10, 10, None));
         let rx = limiter.subscribe();
         limiter.set_accept_failing(true);
         assert!(*rx.borrow());

@@ -50,7 +50,7 @@
 //! #         ..aos_cluster_tokio::ClientConfig::with_seeds(seeds)
 //! #     };
 //! #     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-//! #     let mut session = aos_cluster_tokio::connect(&config).await.map_err(|e| e.to_string())?;
+//! #     let mut session = aos_cluster_tokio::Client::new(config).connect().await.map_err(|e| e.to_string())?;
 //! #     session.write_all(b"ping").await.map_err(|e| e.to_string())?;
 //! #     let mut reply = vec![0; 4];
 //! #     session.read_exact(&mut reply).await.map_err(|e| e.to_string())?;
@@ -74,6 +74,16 @@
 //! when presented; a `WorkloadQuery` on a connection without one closes it
 //! (`peers.queries_refused`); peer links present this instance's certificate.
 //!
+//! # Admission policy (SPEC "Drivers: admission policy")
+//!
+//! `max_sessions_per_ip` ([`ServerConfig`], off by default) and an
+//! application hook ([`ServerOptions::with_admission`], an
+//! [`AdmissionPolicy`] with a deadline) may refuse a session request before
+//! it counts: the client gets `AddressLimit` or `Unauthorized`, and no
+//! session slot, workload figure or registry figure ever shows it. The hook
+//! sees the peer address, the TLS client certificate and the request's
+//! credential (see [`AdmissionRequest`]).
+//!
 //! # Limits (SPEC "Drivers: limits")
 //!
 //! - One outstanding request per connection: the next frame is not read
@@ -95,6 +105,7 @@
 //!   good (logged as an error) instead of overwriting the other's row.
 
 mod actor;
+mod admission;
 mod config;
 mod conn;
 mod limits;
@@ -115,7 +126,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 use self::actor::{publish_heartbeats, Actor};
+pub use self::admission::{AdmissionHook, AdmissionPolicy, AdmissionRequest, Verdict};
 pub use self::config::ServerConfig;
+#[cfg(feature = "admin")]
 pub(crate) use self::limits::snake_case;
 use self::limits::{Counters, Limiter};
 pub use self::stats::{ConnectionStats, PeerStats, RegistryStats, ServerStats, SessionStats};
@@ -207,6 +220,10 @@ struct Shared {
     registered: bool,
     /// Told each handshake's time to rank (see [`ServerHandle::set_rank_observer`]).
     rank_observer: std::sync::OnceLock<RankObserver>,
+    /// The application's admission hook, if any.
+    admission: Option<AdmissionPolicy>,
+    /// Hooks that miss their deadline are logged at most every 5 s.
+    hook_warning: std::sync::Mutex<limits::RateLimitedWarning>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
 }
@@ -221,13 +238,16 @@ impl Shared {
 }
 
 /// What a server adds to its [`ServerConfig`] beyond the protocol: TLS
-/// (feature `tls`). The default is plain TCP, exactly [`Server::bind`].
+/// (feature `tls`) and an admission hook. The default is plain TCP and no
+/// hook, exactly [`Server::bind`].
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ServerOptions {
     /// Every inbound connection over TLS; mutual TLS between instances.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::ServerTls>,
+    /// The application's say on each session request, before it counts.
+    pub admission: Option<AdmissionPolicy>,
 }
 
 impl ServerOptions {
@@ -240,6 +260,14 @@ impl ServerOptions {
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: crate::tls::ServerTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Asks `policy`'s hook about every session request (see
+    /// [`AdmissionPolicy`]): a request it refuses, or does not answer in
+    /// time, is rejected `Unauthorized` and never counts.
+    pub fn with_admission(mut self, policy: AdmissionPolicy) -> Self {
+        self.admission = Some(policy);
         self
     }
 }
@@ -387,9 +415,10 @@ impl Server {
         registry: Arc<dyn Registry>,
         options: ServerOptions,
     ) -> Result<Server, ServerError> {
-        #[cfg(not(feature = "tls"))]
-        let ServerOptions {} = options;
         config.validate()?;
+        if let Some(policy) = &options.admission {
+            policy.validate().map_err(ServerError::Config)?;
+        }
         let listener =
             listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let local_addr =
@@ -409,12 +438,20 @@ impl Server {
         let shared = Arc::new(Shared {
             limits,
             counters: Counters::default(),
-            limiter: Arc::new(Limiter::new(config.max_connections, config.max_connections_per_ip)),
+            limiter: Arc::new(Limiter::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+                config.max_sessions_per_ip,
+            )),
             stop: watch::Sender::new(Stop::Running),
             endpoint: config.instance.endpoint.clone(),
             incarnation,
             registered,
             rank_observer: std::sync::OnceLock::new(),
+            admission: options.admission,
+            hook_warning: std::sync::Mutex::new(limits::RateLimitedWarning::new(
+                std::time::Duration::from_secs(5),
+            )),
             config,
             #[cfg(feature = "tls")]
             tls: options.tls,
@@ -448,7 +485,8 @@ impl Server {
         tokio::spawn(conn::accept_loop(listener, shared.clone(), inbox.clone(), accepted_tx));
         let instance = &shared.config.instance;
         info!(id = %instance.id, endpoint = %shared.endpoint, %local_addr, max_sessions = instance.max_sessions,
-            incarnation = incarnation.0, tls = shared.tls_enabled(), "instance serving");
+            incarnation = incarnation.0, tls = shared.tls_enabled(), max_sessions_per_ip = ?shared.config.max_sessions_per_ip,
+            admission_hook = shared.admission.is_some(), "instance serving");
         Ok(Server { accepted, handle: ServerHandle { inbox, shared, done }, local_addr })
     }
 

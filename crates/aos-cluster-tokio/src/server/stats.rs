@@ -77,6 +77,14 @@ pub struct SessionStats {
     /// `already_in_session`, and any reason the protocol adds). Reasons
     /// never given are absent.
     pub rejected: BTreeMap<String, u64>,
+    /// Of those, refused with `AddressLimit`: their address held
+    /// `max_sessions_per_ip` sessions.
+    pub refused_per_address: u64,
+    /// Of those, refused by the admission hook (`Unauthorized`), including
+    /// those it did not answer in time.
+    pub refused_by_hook: u64,
+    /// Of those, the hook did not answer within its deadline (or panicked).
+    pub admission_hook_timeouts: u64,
 }
 
 /// Links to peers.

@@ -8,14 +8,14 @@
 //! #     config: aos_cluster_tokio::ServerConfig, client: aos_cluster::ClientConfig)
 //! #     -> Result<(), Box<dyn std::error::Error>> {
 //! use aos_cluster_tokio::tls::dev_certs::DevPki;
-//! use aos_cluster_tokio::{connect_with, ClientOptions, Server, ServerOptions};
+//! use aos_cluster_tokio::{Client, ClientOptions, Server, ServerOptions};
 //!
 //! let pki = DevPki::new()?;
 //! // Each instance: a certificate for the host of its advertised endpoint.
 //! let tls = pki.server_tls(&["127.0.0.1", "localhost"])?;
 //! let server = Server::bind_with(config, registry, ServerOptions::new().with_tls(tls)).await?;
 //! // Each client: trust the throwaway CA.
-//! let session = connect_with(&client, &ClientOptions::new().with_tls(pki.client_tls()?)).await?;
+//! let session = Client::with_options(client, ClientOptions::new().with_tls(pki.client_tls()?)).connect().await?;
 //! # Ok(()) }
 //! ```
 

@@ -204,11 +204,14 @@ impl ClientTls {
 /// An instance's TLS: its certificate and key, and the cluster CA that peers'
 /// (and optional clients') certificates must chain to.
 #[derive(Debug, Clone)]
+// A client-only build has nothing to serve with it.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub struct ServerTls {
     server: Arc<rustls::ServerConfig>,
     peers: Arc<rustls::ClientConfig>,
 }
 
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 impl ServerTls {
     /// Serve with `identity`; accept client certificates chaining to
     /// `cluster_ca` (asked for, not required); query peers presenting

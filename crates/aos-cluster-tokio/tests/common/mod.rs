@@ -260,7 +260,7 @@ pub fn handshake_request(request_id: u64) -> Message {
 }
 
 pub fn session_request(request_id: u64) -> Message {
-    Message::SessionRequest(SessionRequest { request_id })
+    Message::SessionRequest(SessionRequest { request_id, credential: None })
 }
 
 /// A raw protocol client on one connection.
