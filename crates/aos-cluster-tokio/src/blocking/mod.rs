@@ -19,7 +19,7 @@
 //!   thread is still inside `connect` (it ends by that attempt's deadline);
 //! - every thread ends by its attempt's deadline at the latest, and at once
 //!   when the machine closes an attempt that is waiting for its reply;
-//! - threads are never joined: [`connect`] returns as soon as a session is
+//! - threads are never joined: [`Client::connect`] returns as soon as a session is
 //!   accepted or the machine gives up, and a straggler's late report finds
 //!   the channel closed.
 //!
@@ -611,7 +611,7 @@ impl Session {
         self.info.session_id()
     }
 
-    /// From the start of [`connect`] to the accepting reply.
+    /// From the start of [`Client::connect`] to the accepting reply.
     pub fn time_to_session(&self) -> Duration {
         self.info.time_to_session()
     }

@@ -417,7 +417,7 @@ impl Session {
         self.info.session_id
     }
 
-    /// From the start of [`connect`] to the accepting reply.
+    /// From the start of [`Client::connect`] to the accepting reply.
     pub fn time_to_session(&self) -> Duration {
         self.info.time_to_session
     }
