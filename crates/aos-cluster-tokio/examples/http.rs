@@ -139,10 +139,10 @@ pub fn http_client(config: ClientConfig) -> Result<HttpClient, Box<dyn std::erro
 pub async fn get(
     client: &HttpClient,
     path: &str,
-) -> Result<(InstanceId, SessionInfo), Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<(InstanceId, Arc<SessionInfo>), Box<dyn std::error::Error + Send + Sync>> {
     let uri: hyper::Uri = format!("{}{}", URI.trim_end_matches('/'), path).parse()?;
     let response = client.get(uri).await?;
-    let info = response.extensions().get::<SessionInfo>().cloned().ok_or("no session info")?;
+    let info = response.extensions().get::<Arc<SessionInfo>>().cloned().ok_or("no session info")?;
     let body = response.into_body().collect().await?.to_bytes();
     let id = InstanceId(std::str::from_utf8(&body)?.parse()?);
     Ok((id, info))

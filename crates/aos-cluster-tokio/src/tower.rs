@@ -9,8 +9,9 @@
 //!   instance dies the pool's next dial runs the protocol again and lands on
 //!   a live one.
 //! - [`BalancedStream`], what it yields, implements hyper's `rt::Read` and
-//!   `rt::Write` and hyper-util's `Connection`; every response carries the
-//!   session's [`SessionInfo`] in its extensions (which instance answered).
+//!   `rt::Write` and hyper-util's `Connection`; every response of
+//!   hyper-util's `Client` carries the session's details in its extensions,
+//!   as an `Arc<SessionInfo>` (which instance answered).
 //! - Servers: [`AppStream`](crate::AppStream) is tokio's `AsyncRead +
 //!   AsyncWrite + Unpin`, so `hyper_util::rt::TokioIo::new(accepted.stream)`
 //!   is what hyper's `serve_connection` takes; [`Server::incoming`] is a
@@ -21,6 +22,10 @@
 //! where the cluster ranks it. It stays the request's authority (HTTP/1's
 //! `Host`, HTTP/2's `:authority`) and the pool's key, so one `Uri` such as
 //! `http://aos-cluster` for the whole cluster is the usual choice.
+//!
+//! Nor does its scheme choose TLS: with TLS in the client's options the
+//! session is TLS already and the pool sees a plain byte stream, so
+//! `http://` is the scheme to give.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -58,6 +63,8 @@ use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
+
+use std::sync::Arc;
 
 use crate::client::{Client, ConnectError, Session, SessionInfo};
 
@@ -114,7 +121,7 @@ use crate::Server;
 /// let connector = BalancedConnector::new(aos_cluster_tokio::Client::new(client_config))?;
 /// let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
 /// let response = client.get("http://aos-cluster/".parse()?).await?;
-/// let on = response.extensions().get::<SessionInfo>().and_then(SessionInfo::instance);
+/// let on = response.extensions().get::<Arc<SessionInfo>>().and_then(|info| info.instance());
 /// assert_eq!(on, Some(InstanceId(1)));
 /// assert_eq!(response.into_body().collect().await?.to_bytes(), "hello");
 /// # Ok(()) }
@@ -158,24 +165,26 @@ impl tower_service::Service<http::Uri> for BalancedConnector {
         Box::pin(async move {
             let session = client.connect().await?;
             tracing::debug!(endpoint = %session.endpoint(), session = %session.session_id(), "pool connection is a balanced session");
-            Ok(BalancedStream { io: TokioIo::new(session) })
+            Ok(BalancedStream::from(session))
         })
     }
 }
 
 /// A balanced [`Session`] as hyper sees a connection: `hyper::rt::Read +
 /// rt::Write` and hyper-util's `Connection`, whose [`Connected`] carries the
-/// session's [`SessionInfo`] into every response's extensions.
+/// session's [`SessionInfo`] into every response's extensions (an
+/// `Arc<SessionInfo>`: one reference count per response, no copy).
 #[derive(Debug)]
 pub struct BalancedStream {
     io: TokioIo<Session>,
+    info: Arc<SessionInfo>,
 }
 
 impl BalancedStream {
     /// The session's details: the instance that admitted it, its endpoint,
     /// the attempt log.
     pub fn info(&self) -> &SessionInfo {
-        self.io.inner().info()
+        &self.info
     }
 
     /// The session itself.
@@ -191,13 +200,14 @@ impl BalancedStream {
 
 impl From<Session> for BalancedStream {
     fn from(session: Session) -> Self {
-        BalancedStream { io: TokioIo::new(session) }
+        let info = Arc::new(session.info().clone());
+        BalancedStream { io: TokioIo::new(session), info }
     }
 }
 
 impl Connection for BalancedStream {
     fn connected(&self) -> Connected {
-        Connected::new().extra(self.info().clone())
+        Connected::new().extra(self.info.clone())
     }
 }
 
