@@ -539,7 +539,9 @@ impl Server {
 /// [`Server::accept`] as a `futures_core::Stream` (feature `tower`): each
 /// admitted session's [`AppStream`], ending once the server has stopped.
 /// Never yields an error (the `Result` is what stream consumers such as
-/// tonic's `serve_with_incoming` ask for).
+/// tonic's `serve_with_incoming` ask for). As with `accept`, sessions
+/// admitted while nobody polls it wait in a queue of `accept_queue`; beyond
+/// it they are closed.
 #[cfg(feature = "tower")]
 pub struct Incoming {
     server: Server,
