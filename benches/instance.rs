@@ -9,7 +9,7 @@
 //! - `burst_10000/{99,1000}`: 10 000 handshakes coalesced into one round,
 //!   against 10 000 `rank()` calls (what the round cost when every reply
 //!   re-ranked in full; replies now re-insert only the head). The queries
-//!   the burst cost are printed, with the bounded fan-out (issue 13) and
+//!   the burst cost are printed, with the bounded fan-out and
 //!   with `FanOut::FULL`.
 //! - memory per instance, printed against the raw snapshot it was built from.
 

@@ -4,9 +4,9 @@
 //! example answers each line prefixed with its id).
 //!
 //! ```text
-//! cargo run --example blocking_client -- [--no-balance] [--stagger] [--cluster NAME]
+//! cargo run -p aos-cluster-examples --bin blocking_client -- [--no-balance] [--stagger] [--cluster NAME]
 //!     [--send LINE]... SEED...
-//! cargo run --example blocking_client -- --cluster demo AOS01@127.0.0.1:2712 127.0.0.1:2713
+//! cargo run -p aos-cluster-examples --bin blocking_client -- --cluster demo AOS01@127.0.0.1:2712 127.0.0.1:2713
 //! ```
 //!
 //! Exits 1 when no session could be opened, 2 on bad arguments.

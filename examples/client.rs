@@ -2,7 +2,7 @@
 //! [`aos_cluster::ClientConfig`]):
 //!
 //! ```text
-//! cargo run --example client -- examples/config/client.toml [--count 60] [--exit]
+//! cargo run -p aos-cluster-examples --bin client -- examples/config/client.toml [--count 60] [--exit]
 //! ```
 //!
 //! Opens `--count` balanced sessions at once (default 1). On each it sends one

@@ -8,7 +8,7 @@
 //! than `member_ttl`, and shows that new clients go to neither.
 //!
 //! ```text
-//! cargo run --release --example cluster -- [--capacities 50,100,150,200 | --instances N]
+//! cargo run --release -p aos-cluster-examples --bin cluster -- [--capacities 50,100,150,200 | --instances N]
 //!     [--clients 300] [--after 80] [--rate 500] [--requests 5] [--registry URL]
 //! ```
 //! `--instances N` gives instance `i` (from 1) `50 * i` sessions.

@@ -1,7 +1,7 @@
 //! One instance as its own process, configured from a TOML file:
 //!
 //! ```text
-//! cargo run --example instance -- examples/config/instance-1.toml
+//! cargo run -p aos-cluster-examples --bin instance -- examples/config/instance-1.toml
 //! ```
 //!
 //! The file is an [`aos_cluster_tokio::ServerConfig`] (`listen`, the

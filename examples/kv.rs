@@ -1,7 +1,7 @@
 //! A small real application on balanced sessions: a key-value service.
 //!
 //! ```text
-//! cargo run --example kv -- [--clients 20] [--ops 10]
+//! cargo run -p aos-cluster-examples --bin kv -- [--clients 20] [--ops 10]
 //! ```
 //!
 //! One process starts a cluster of 3 instances on 127.0.0.1 (capacities 10,

@@ -6,7 +6,7 @@
 //! for the ratio.
 //!
 //! ```text
-//! cargo run --release --example load -- [--clients 10000] [--concurrency 256] [--exchanges 10]
+//! cargo run --release -p aos-cluster-examples --bin load -- [--clients 10000] [--concurrency 256] [--exchanges 10]
 //! ```
 //!
 //! The instances (and the plain echo server) run in a child process (this

@@ -3,8 +3,8 @@
 //! out and why.
 //!
 //! ```text
-//! cargo run --example rank                              # the embedded examples/cluster.toml
-//! cargo run --example rank -- examples/cluster.toml 7   # a file, and a salt
+//! cargo run -p aos-cluster-examples --bin rank                              # the embedded examples/cluster.toml
+//! cargo run -p aos-cluster-examples --bin rank -- examples/cluster.toml 7   # a file, and a salt
 //! ```
 
 use std::io::Write as _;

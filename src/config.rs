@@ -193,7 +193,7 @@ impl Default for InstanceLimits {
     }
 }
 
-/// How many peers a balancing instance asks live per query round (issue 13).
+/// How many peers a balancing instance asks live per query round.
 ///
 /// Up to [`full_up_to`](Self::full_up_to) active peers, a round asks every one
 /// (the seed's behaviour). Above it, a round asks live only the
@@ -322,7 +322,7 @@ pub struct InstanceConfig {
     /// Memory bounds.
     #[cfg_attr(feature = "serde", serde(default = "serde_defaults::limits"))]
     pub limits: InstanceLimits,
-    /// How many peers a query round asks live (issue 13).
+    /// How many peers a query round asks live.
     #[cfg_attr(feature = "serde", serde(default = "serde_defaults::fan_out"))]
     pub fan_out: FanOut,
 }

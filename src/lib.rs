@@ -111,7 +111,7 @@ pub(crate) mod timer;
 pub mod wire;
 pub mod workload;
 
-pub use client::{AttemptId, ConnectError, Connector};
+pub use client::{AttemptId, ConnectFailure, Connector};
 pub use config::{ClientConfig, ConfigError, FanOut, InstanceConfig, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, DEFAULT_PORT};
 pub use error::{UnexpectedMessage, UsageError};

@@ -411,7 +411,7 @@ proptest! {
     }
 }
 
-// ---- one default for the list length (issue 9, 5b) ---------------------------------
+// ---- one default for the list length ---------------------------------
 
 #[test]
 fn client_instance_and_codec_share_one_list_length_default() {
@@ -421,7 +421,7 @@ fn client_instance_and_codec_share_one_list_length_default() {
     assert_eq!(InstanceConfig::default().max_list_len, Limits::default().max_list_len);
 }
 
-// ---- seeds compared as targets (issue 9, 5c; SPEC.md phase 1, item 5) -----------------
+// ---- seeds compared as targets (SPEC.md phase 1, item 5) -----------------
 
 fn seed_problems(seeds: &[&str]) -> Vec<ConfigProblem> {
     client_problems(|c| c.seeds = seeds.iter().map(|s| ep(s)).collect())
@@ -461,7 +461,7 @@ fn a_long_seed_list_reports_its_repeats_in_order() {
     );
 }
 
-// ---- attempt_delay switched on without a value (issue 9, 5d) ----------------------------
+// ---- attempt_delay switched on without a value ----------------------------
 
 fn client_toml(line: &str) -> Result<ClientConfig, String> {
     toml::from_str(&format!("seeds = [\"aos1\"]\n{line}")).map_err(|e| e.to_string())

@@ -1,4 +1,4 @@
-//! The bounded fan-out settings (issue 13): defaults, TOML and JSON with
+//! The bounded fan-out settings: defaults, TOML and JSON with
 //! human durations, and `validate()`.
 
 #![cfg(feature = "serde")]

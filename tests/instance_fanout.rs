@@ -1,4 +1,4 @@
-//! Bounded fan-out (issue 13): above `fan_out.full_up_to` active peers a
+//! Bounded fan-out: above `fan_out.full_up_to` active peers a
 //! round asks live only the `fan_out.live` best by registry figures plus the
 //! members whose figures are too old (plus the next best in place of each
 //! one found unreachable), and ranks everyone else on the registry figures,

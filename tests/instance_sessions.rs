@@ -1,4 +1,4 @@
-//! The machine owns the protocol's bookkeeping (issue 9): one session per
+//! The machine owns the protocol's bookkeeping: one session per
 //! connection, herd control that floods cannot starve, saturation, and the
 //! one message conversion on the instance's side.
 
@@ -60,8 +60,9 @@ fn one_connection_holds_one_session_and_its_close_ends_it() {
 
 #[test]
 fn three_hostile_connections_cannot_hold_the_cluster() {
-    // Issue 9: three connections sending 5 000 requests each held 297 of 300
-    // sessions. Now each holds exactly one, and none after closing.
+    // Without the one-session-per-connection rule, three connections sending
+    // 5 000 requests each would hold 297 of 300 sessions: each holds exactly
+    // one, and none after closing.
     let mut h = alone(100);
     for conn in 0..3 {
         for request_id in 0..5000 {

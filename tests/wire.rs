@@ -669,7 +669,7 @@ fn an_empty_ranked_list_round_trips() {
     assert_eq!(decode_one(&frame_of(&msg)), Ok(msg));
 }
 
-// ---- cutting a list to one frame (issue 9, 5b) ---------------------------------------------
+// ---- cutting a list to one frame --------------------------------------------------------
 
 fn ranked_payload_len(entries: &[RankedEntry]) -> usize {
     14 + entries.iter().map(|e| 14 + e.endpoint.to_string().len()).sum::<usize>()
@@ -749,7 +749,7 @@ proptest! {
     }
 }
 
-// ---- duplicates compared as targets (issue 9, 5c) -------------------------------------------
+// ---- duplicates compared as targets -----------------------------------------------------
 
 #[test]
 fn a_target_repeated_under_another_label_or_case_is_a_duplicate_both_ways() {

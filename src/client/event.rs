@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::log::{AttemptId, ConnectError};
+use super::log::{AttemptId, ConnectFailure};
 use crate::endpoint::Endpoint;
 use crate::error::UnexpectedMessage;
 use crate::wire::{HandshakeReply, HandshakeRequest, Message, SessionId, SessionReply, SessionRequest};
@@ -44,7 +44,7 @@ impl State {
 /// The open session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Session {
+pub struct Opened {
     /// The session attempt that was accepted (its transport is the session).
     pub attempt: AttemptId,
     /// The instance's endpoint.
@@ -174,7 +174,7 @@ pub enum Action {
         attempt: AttemptId,
         /// The instance's endpoint.
         endpoint: Endpoint,
-        /// The instance's id, when known (see [`Session::instance`]).
+        /// The instance's id, when known (see [`Opened::instance`]).
         instance: Option<InstanceId>,
         /// The instance's name for the session.
         session_id: SessionId,
@@ -187,7 +187,7 @@ pub enum Action {
         retry_at: Instant,
     },
     /// The Connector gave up.
-    Failed(ConnectError),
+    Failed(ConnectFailure),
     /// The session ended (`lost: None`) or was lost.
     SessionClosed {
         /// The instance's endpoint.

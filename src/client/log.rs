@@ -186,7 +186,7 @@ impl fmt::Display for FailReason {
 /// No session could be opened: why, and every attempt made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub struct ConnectError {
+pub struct ConnectFailure {
     /// Why the Connector gave up.
     pub reason: FailReason,
     /// Rounds started.
@@ -195,7 +195,7 @@ pub struct ConnectError {
     pub attempts: Vec<AttemptRecord>,
 }
 
-impl fmt::Display for ConnectError {
+impl fmt::Display for ConnectFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,

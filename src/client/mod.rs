@@ -59,7 +59,7 @@
 //! a full-jitter backoff ([`RetryPolicy`](crate::RetryPolicy)) and starts again
 //! from phase 1, up to `max_rounds` rounds in all, and within
 //! `overall_deadline` when one is set; then [`Action::Failed`] carries a
-//! [`ConnectError`] that lists every attempt. After a session ends or is lost
+//! [`ConnectFailure`] that lists every attempt. After a session ends or is lost
 //! ([`Action::SessionClosed`]), [`Connector::reconnect`] starts over: the new
 //! session is balanced again.
 //!
@@ -88,9 +88,9 @@ use std::collections::VecDeque;
 use std::mem;
 use std::time::{Duration, Instant};
 
-pub use self::event::{Action, Event, Session, State, Stats};
+pub use self::event::{Action, Event, Opened, State, Stats};
 pub use self::log::{
-    AttemptId, AttemptOutcome, AttemptRecord, ConnectError, FailReason, Malformation, Phase,
+    AttemptId, AttemptOutcome, AttemptRecord, ConnectFailure, FailReason, Malformation, Phase,
 };
 
 use self::handshake::HandshakeWalk;
@@ -129,7 +129,7 @@ enum Stage {
     Connecting(TargetWalk),
     /// Between rounds; the `Backoff` timer runs.
     Backoff,
-    Connected(Session),
+    Connected(Opened),
     Closed,
     Failed,
 }
@@ -199,7 +199,7 @@ impl Connector {
     }
 
     /// The open session, if any.
-    pub fn session(&self) -> Option<&Session> {
+    pub fn session(&self) -> Option<&Opened> {
         match &self.stage {
             Stage::Connected(session) => Some(session),
             _ => None,
@@ -485,7 +485,7 @@ impl Connector {
             }
         }
         self.timers.stop_all();
-        let error = ConnectError { reason, rounds: self.round + 1, attempts: self.log.records().to_vec() };
+        let error = ConnectFailure { reason, rounds: self.round + 1, attempts: self.log.records().to_vec() };
         self.actions.push_back(Action::Failed(error));
     }
 

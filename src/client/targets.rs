@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::event::Session;
+use super::event::Opened;
 use super::handshake::HandshakeWalk;
 use super::log::{AttemptId, AttemptOutcome, Phase};
 use super::{Action, Connector, Stage, Timer};
@@ -160,8 +160,7 @@ impl Connector {
         let endpoint = endpoint.clone();
         self.finish(attempt, AttemptOutcome::Accepted { session_id }, now);
         self.timers.stop_all();
-        let session =
-            Session { attempt, endpoint: endpoint.clone(), instance, session_id, round: self.round };
+        let session = Opened { attempt, endpoint: endpoint.clone(), instance, session_id, round: self.round };
         self.enter(Stage::Connected(session));
         self.actions.push_back(Action::Connected { attempt, endpoint, instance, session_id });
     }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p aos-cluster-sim --features real --example real_cluster -- \
-//!     SCENARIO... [--seed N] [--registry URL] [--strategy S] [--real-only]
+//!     SCENARIO... [--rng-seed N] [--registry URL] [--strategy S] [--real-only]
 //! ```
 //!
 //! `SCENARIO` is any built-in name the simulator takes (`burst-99`,
@@ -28,7 +28,7 @@ struct Args {
     scenarios: Vec<String>,
     /// Seeds arrival times and every random choice, on both sides.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    rng_seed: u64,
     /// The registry every real instance opens (default: SQLite in a temporary directory).
     #[arg(long)]
     registry: Option<String>,
@@ -114,15 +114,19 @@ fn main() -> ExitCode {
             exe.parent().and_then(Path::parent).map(|p| p.join("aos-instance")).unwrap_or_default()
         })
     });
-    let options =
-        RealOptions { registry: args.registry.clone(), seed: args.seed, strategy: args.strategy, processes };
+    let options = RealOptions {
+        registry: args.registry.clone(),
+        rng_seed: args.rng_seed,
+        strategy: args.strategy,
+        processes,
+    };
     let mut failed = false;
     for scenario in &scenarios {
         if !args.real_only {
             // The simulator's epoch, and its wall time for the table.
             #[allow(clippy::disallowed_methods)]
             let started = std::time::Instant::now();
-            match Simulation::new(scenario, args.strategy, args.seed, started).and_then(|s| s.run()) {
+            match Simulation::new(scenario, args.strategy, args.rng_seed, started).and_then(|s| s.run()) {
                 Ok(outcome) => {
                     if args.per_instance {
                         let mut admitted = vec![0u32; scenario.instance_count() as usize];

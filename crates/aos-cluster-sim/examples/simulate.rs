@@ -1,7 +1,7 @@
 //! Runs a simulated cluster scenario with every strategy and compares them.
 //!
 //! ```text
-//! cargo run --release -p aos-cluster-sim --example simulate -- SCENARIO [--seeds N] [--strategy S|all] [--json]
+//! cargo run --release -p aos-cluster-sim --example simulate -- SCENARIO [--runs N] [--strategy S|all] [--json]
 //! ```
 //!
 //! `SCENARIO` is a built-in name (`login-storm`, `heterogeneous`, `rejections`,
@@ -30,9 +30,9 @@ struct Args {
     /// drain, handshake-flood), `all`, the scale family (`scale`, or one of login-storm-N,
     /// crash-N, join-N for N = 100, 1000, 5000), or a scenario file (TOML or JSON).
     scenario: String,
-    /// Seeds per strategy (p50 / p99 are over these).
+    /// Runs per strategy, each with its own rng seed (p50 / p99 are over these).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
-    seeds: u64,
+    runs: u64,
     /// One strategy (ax-plain, default, full, bounded, random, p2c) or `all`. Full-fan-out
     /// strategies are skipped above 2 000 instances, with the reason printed.
     #[arg(long, default_value = "all", value_parser = parse_strategies)]
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
             (scenario, run.collect())
         })
         .collect();
-    let total = plan.iter().map(|(_, s)| s.len() as u64).sum::<u64>() * args.seeds;
+    let total = plan.iter().map(|(_, s)| s.len() as u64).sum::<u64>() * args.runs;
     let progress = Progress::new(total);
     let mut summaries = Vec::new();
     let mut charts = Vec::new();
@@ -146,7 +146,7 @@ fn main() -> ExitCode {
         let mut rows = Vec::new();
         for &strategy in strategies {
             let mut runs = Vec::new();
-            for seed in 0..args.seeds {
+            for seed in 0..args.runs {
                 let record = Record { trace: false, series: seed == 0 };
                 let outcome = match Simulation::new(scenario, strategy, seed, epoch)
                     .and_then(|s| s.record(record).run())
@@ -194,7 +194,7 @@ fn main() -> ExitCode {
         for reason in &skipped {
             println!("{reason}");
         }
-        println!("p50 / p99 over {} seed(s) per row; charts:", args.seeds);
+        println!("p50 / p99 over {} run(s) per row; charts:", args.runs);
         for chart in &charts {
             println!("  {}", chart.display());
         }

@@ -18,7 +18,7 @@ pub const BUILTIN: [&str; 8] =
 /// clients' arrival rate.
 pub const FLOOD_FACTORS: [u32; 3] = [1, 3, 10];
 
-/// The cluster sizes of the `scale` family (issue 13): `login-storm-N`,
+/// The cluster sizes of the `scale` family: `login-storm-N`,
 /// `crash-N` and `join-N` for each. Not in [`BUILTIN`] (so `simulate all` and
 /// the every-built-in test stay at 8 instances); `simulate scale` runs them.
 pub const SCALE_SIZES: [u32; 3] = [100, 1000, 5000];

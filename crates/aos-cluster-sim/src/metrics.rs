@@ -35,7 +35,7 @@ pub enum ClientOutcome {
     Failed {
         /// When.
         at: Duration,
-        /// `ConnectError`'s display: the reason and every attempt.
+        /// `ConnectFailure`'s display: the reason and every attempt.
         attempt_log: String,
     },
     /// Neither: still connecting when the run stopped (a lost client).
@@ -64,11 +64,11 @@ pub struct InstanceLoad {
     pub survivor: bool,
 }
 
-/// The figures of one run (one scenario, strategy and seed).
+/// The figures of one run (one scenario, strategy and rng seed).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunMetrics {
-    /// The seed.
-    pub seed: u64,
+    /// The run's rng seed.
+    pub rng_seed: u64,
     /// Measured connection efforts.
     pub clients: u32,
     /// Of those, connected.
@@ -127,8 +127,8 @@ pub struct RunMetrics {
 
 /// Everything [`RunMetrics::compute`] needs.
 pub struct RunData<'a> {
-    /// The seed.
-    pub seed: u64,
+    /// The run's rng seed.
+    pub rng_seed: u64,
     /// Every connection effort (the measured ones count).
     pub clients: &'a [ClientRecord],
     /// Every admission, in time order.
@@ -169,7 +169,7 @@ impl<'a> RunData<'a> {
         window: Duration,
     ) -> Self {
         RunData {
-            seed,
+            rng_seed: seed,
             clients: &[],
             admissions,
             loads,
@@ -233,7 +233,7 @@ impl RunMetrics {
         };
 
         RunMetrics {
-            seed: data.seed,
+            rng_seed: data.rng_seed,
             clients: measured.len() as u32,
             sessions,
             failed,
@@ -381,8 +381,8 @@ pub struct Summary {
     pub scenario: String,
     /// The strategy's name.
     pub strategy: String,
-    /// Seeds run.
-    pub seeds: u32,
+    /// Runs summarised (one per rng seed).
+    pub runs: u32,
     /// Busiest/mean utilisation at the end of the arrivals.
     pub busiest_over_mean: Stat,
     /// Utilisation spread in points.
@@ -429,7 +429,7 @@ impl Summary {
         Summary {
             scenario: scenario.to_owned(),
             strategy: strategy.to_owned(),
-            seeds: runs.len() as u32,
+            runs: runs.len() as u32,
             busiest_over_mean: stat(|r| r.busiest_over_mean),
             spread_points: stat(|r| r.spread_points),
             full_rejections_per_session: stat(|r| r.full_rejections_per_session),

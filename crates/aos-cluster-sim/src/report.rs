@@ -34,7 +34,7 @@ pub fn table(rows: &[Summary]) -> String {
             vec![
                 r.scenario.clone(),
                 r.strategy.clone(),
-                r.seeds.to_string(),
+                r.runs.to_string(),
                 pair(r.busiest_over_mean, 3),
                 pair(r.spread_points, 1),
                 pair(r.full_rejections_per_session, 3),
@@ -78,7 +78,7 @@ mod tests {
     #[test]
     fn table_has_a_row_per_summary_with_aligned_columns() {
         let run = RunMetrics {
-            seed: 0,
+            rng_seed: 0,
             clients: 10,
             sessions: 10,
             failed: 0,

@@ -1,4 +1,4 @@
-//! What the `crash` goal of issue 13 (item 4) asks of a balancer: at most
+//! What the `crash` goal asks of a balancer: at most
 //! 1.25x fair share of arrivals per 100 ms window at p99 over 50 seeds, with
 //! the scenario's client latency jitter kept.
 //!

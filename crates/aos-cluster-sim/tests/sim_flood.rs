@@ -1,4 +1,4 @@
-//! The `handshake-flood` scenario (issue 9, item 2): hostile clients that
+//! The `handshake-flood` scenario: hostile clients that
 //! handshake with the first seed and never ask for a session, while real
 //! clients arrive as in `login-storm`. Only real clients are measured.
 
@@ -92,7 +92,7 @@ fn flood_scenarios_read_from_toml_and_reject_bad_targets() {
     assert!(bad.validate().is_err());
 }
 
-/// The goal of issue 9 item 2, over 50 seeds, with the protocol's default
+/// The flood goal, over 50 seeds, with the protocol's default
 /// strategy, for floods of 1x, 3x and 10x the real arrival rate: every real
 /// client connects (no failure, none lost), the time-to-session p99 stays
 /// within 2x of the flood-free run, and busiest/mean of real sessions is at
@@ -115,7 +115,7 @@ fn goal_handshake_flood_real_clients_connect_on_time_and_stay_balanced() {
         let scenario = Scenario::handshake_flood(factor);
         let runs = runs(&scenario, Strategy::Default);
         for r in &runs {
-            let what = format!("{} / seed {}", scenario.name, r.seed);
+            let what = format!("{} / seed {}", scenario.name, r.rng_seed);
             assert_eq!((r.clients, r.sessions, r.failed, r.lost), (1000, 1000, 0, 0), "{what}");
             assert_eq!(r.over_capacity, 0, "{what}");
             assert!(r.hostile_handshakes as f64 >= 900.0 * f64::from(factor), "{what}: the flood ran");

@@ -1,4 +1,4 @@
-//! Issue 13's quality goals at scale: the login storm at 1 000 and 5 000
+//! The quality goals at scale: the login storm at 1 000 and 5 000
 //! instances with the bounded fan-out, and the full fan-out unchanged where
 //! the cluster is small.
 //!
@@ -6,7 +6,7 @@
 //! 125 000 clients at 1 000 instances is about a quarter of a million
 //! simulated sessions' work for the machines, and CI runs every test of the
 //! workspace in debug on two cores within a 20-minute budget. The 50-seed
-//! figures come from `simulate scale --strategy all --seeds 50` (crate README).
+//! figures come from `simulate scale --strategy all --runs 50` (crate README).
 
 use std::time::Instant;
 
@@ -38,7 +38,7 @@ fn runs(scenario: &Scenario, strategy: Strategy, seeds: u64) -> Vec<RunMetrics> 
     let runs = run_seeds(scenario, strategy, 0..seeds, epoch(), |_| {})
         .unwrap_or_else(|e| panic!("{} / {strategy}: {e}", scenario.name));
     for r in &runs {
-        let what = format!("{} / {strategy} / seed {}", scenario.name, r.seed);
+        let what = format!("{} / {strategy} / seed {}", scenario.name, r.rng_seed);
         assert_eq!((r.lost, r.failed, r.over_capacity), (0, 0, 0), "{what}: lost, failed, over capacity");
         assert_eq!(r.sessions, r.clients, "{what}: every measured client connects");
     }
@@ -60,7 +60,7 @@ fn storm_goals(scenario: Scenario, seeds: u64) {
             r.max_peer_queries_in_a_round <= BOUNDED_LIVE as u64,
             "{} / seed {}: a round asked {} peers (k = {BOUNDED_LIVE})",
             scenario.name,
-            r.seed,
+            r.rng_seed,
             r.max_peer_queries_in_a_round
         );
         assert!(r.peer_queries_per_round > 0.0, "rounds asked peers at all");

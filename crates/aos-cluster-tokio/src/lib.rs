@@ -58,13 +58,12 @@ pub use aos_cluster::{
     Role, Workload, DEFAULT_PORT,
 };
 
-// The server's `SessionInfo` stays at `server::SessionInfo`: the root one is the client's.
 #[cfg(all(feature = "tower", feature = "server"))]
 pub use server::Incoming;
 #[cfg(feature = "server")]
 pub use server::{
-    Accepted, AppStream, RankObserver, Server, ServerConfig, ServerError, ServerHandle, ServerOptions,
-    ServerStats,
+    AcceptInfo, Accepted, AppStream, RankObserver, Server, ServerConfig, ServerError, ServerHandle,
+    ServerOptions, ServerStats,
 };
 
 #[cfg(feature = "client")]

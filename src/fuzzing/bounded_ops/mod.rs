@@ -1,6 +1,6 @@
 //! Fuzz body `bounded_ops`: one [`Instance`](crate::instance::Instance) in a simulated cluster of 20 to
-//! 80 peers with a drawn bounded fan-out, so most rounds are bounded (issue
-//! 13). Unlike `instance_ops` there is no exact reference model: the lists
+//! 80 peers with a drawn bounded fan-out, so most rounds are bounded.
+//! Unlike `instance_ops` there is no exact reference model: the lists
 //! and whom a round asks depend on herd control's predictions, so the world
 //! checks the fan-out's invariants instead, after every step:
 //!

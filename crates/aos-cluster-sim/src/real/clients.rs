@@ -62,7 +62,7 @@ pub(super) async fn drive(
     let seeds = seed_list(scenario, cluster, &mut keep_alive).await?;
     let config = ClientConfig { seeds, cluster: Some(scenario.cluster.clone()), ..scenario.client.clone() };
     config.validate().map_err(|e| RealError::Scenario(format!("client configuration: {e}")))?;
-    let mut rng = Rng::new(options.seed);
+    let mut rng = Rng::new(options.rng_seed);
     let t0 = Instant::now();
 
     // Every arrival, in a stable order: group by group.

@@ -38,7 +38,7 @@ pub struct RealOptions {
     /// `postgres://...`); `None`: a SQLite file in a temporary directory.
     pub registry: Option<String>,
     /// Seeds the arrival times, session lengths and the clients' randomness.
-    pub seed: u64,
+    pub rng_seed: u64,
     /// The balancing strategy (only those the machines implement).
     pub strategy: Strategy,
     /// Run each instance as a process of this `aos-instance` binary (with
@@ -49,7 +49,7 @@ pub struct RealOptions {
 
 impl Default for RealOptions {
     fn default() -> Self {
-        RealOptions { registry: None, seed: 0, strategy: Strategy::Default, processes: None }
+        RealOptions { registry: None, rng_seed: 0, strategy: Strategy::Default, processes: None }
     }
 }
 
@@ -115,7 +115,7 @@ pub async fn run_async(scenario: &Scenario, options: &RealOptions) -> Result<Rea
 
     let loads: Vec<InstanceLoad> = outcome.loads;
     let metrics = RunMetrics::compute(&RunData {
-        seed: options.seed,
+        rng_seed: options.rng_seed,
         clients: &outcome.records,
         admissions: &outcome.admissions,
         loads: &loads,

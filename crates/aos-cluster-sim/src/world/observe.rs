@@ -53,7 +53,7 @@ impl Simulation {
         let (end_of_arrivals, loads) = self.loads.take().unwrap_or_default();
         let over_capacity = self.instances.iter().filter(|s| s.over_capacity).count() as u32;
         let metrics = RunMetrics::compute(&RunData {
-            seed: self.seed,
+            rng_seed: self.seed,
             clients: &self.records,
             admissions: &self.admissions,
             loads: &loads,

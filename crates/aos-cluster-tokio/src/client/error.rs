@@ -11,7 +11,7 @@ pub enum ConnectError {
     /// Every round ended without a session. Displays every attempt and its
     /// outcome, one per line.
     #[error(transparent)]
-    Failed(#[from] aos_cluster::ConnectError),
+    Failed(#[from] aos_cluster::ConnectFailure),
 }
 
 impl ConnectError {

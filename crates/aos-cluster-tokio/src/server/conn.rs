@@ -16,7 +16,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use super::admission::{AdmissionRequest, Outcome, Verdict};
 use super::limits::{ConnSlot, Counters, RateLimitedWarning, Refusal};
 use super::stream::AppStream;
-use super::{Accepted, Input, SessionInfo, Shared, Stop};
+use super::{AcceptInfo, Accepted, Input, Shared, Stop};
 use crate::frames::{write_frame, FrameReader, ReadError, WriteError};
 use crate::transport::ServerStream;
 
@@ -402,7 +402,7 @@ impl Connection {
         let app_stopped = Box::pin(async move { stopped(&mut app_stop).await });
         let app = AppStream::new(stream, reader.into_leftover(), app_stopped, slot, ended_tx);
         let info =
-            SessionInfo { session_id, peer_addr: self.peer, conn: self.conn, accepted_at: crate::now() };
+            AcceptInfo { session_id, peer_addr: self.peer, conn: self.conn, accepted_at: crate::now() };
         match self.accepted.try_send(Accepted { info, stream: app }) {
             Ok(()) => {
                 Counters::bump(&self.shared.counters.sessions_handed_over);

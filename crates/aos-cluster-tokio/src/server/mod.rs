@@ -176,7 +176,7 @@ pub enum ServerError {
 /// Who an admitted session is.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct SessionInfo {
+pub struct AcceptInfo {
     /// The id the instance handed out.
     pub session_id: SessionId,
     /// The client's address.
@@ -192,7 +192,7 @@ pub struct SessionInfo {
 #[non_exhaustive]
 pub struct Accepted {
     /// Who.
-    pub info: SessionInfo,
+    pub info: AcceptInfo,
     /// The connection, positioned at the first application byte.
     pub stream: AppStream,
 }
