@@ -35,7 +35,7 @@ struct Args {
     /// Lines to send over the session, one exchange each.
     #[arg(long = "send", default_values_t = ["hello".to_owned(), "goodbye".to_owned()])]
     lines: Vec<String>,
-    /// The seed list, in order: host, host:port, instance@host:port, \[v6\]:port.
+    /// The seed list, in order: host, host:port, instance@host:port, `[v6]:port`.
     #[arg(required = true)]
     seeds: Vec<Endpoint>,
 }

@@ -17,6 +17,10 @@
 //! - [`tls`] (feature `tls`): clients verify every instance, instances use
 //!   mutual TLS between themselves; [`client::AllowList`] limits where a
 //!   ranked list may send a client, with or without TLS.
+//! - [`tower`](mod@tower) (feature `tower`): hyper, tonic and any tower user
+//!   over balanced sessions, with no glue: a connector whose every connection
+//!   is a balanced session, and [`Server::incoming`] for servers that take a
+//!   stream (feature `tonic` adds tonic's `Connected` to [`AppStream`]).
 //! - `admin` and `config_file` (feature `admin`, on by default): the
 //!   `aos-instance` binary's configuration file, Prometheus metrics and admin
 //!   endpoint.
@@ -41,6 +45,8 @@ pub mod registry;
 pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "tower")]
+pub mod tower;
 #[cfg_attr(not(all(feature = "client", feature = "server")), allow(dead_code))]
 mod transport;
 
@@ -52,6 +58,8 @@ pub use aos_cluster::{
     Role, Workload, DEFAULT_PORT,
 };
 
+#[cfg(all(feature = "tower", feature = "server"))]
+pub use server::Incoming;
 #[cfg(feature = "server")]
 pub use server::{
     AcceptInfo, Accepted, AppStream, RankObserver, Server, ServerConfig, ServerError, ServerHandle,

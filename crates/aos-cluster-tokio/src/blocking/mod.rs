@@ -106,6 +106,43 @@ impl Client {
     /// blocking the calling thread until a session is accepted or the
     /// machine gives up; the TLS handshake runs on each attempt's thread
     /// within the attempt's deadline.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::io::{Read, Write};
+    /// use std::sync::Arc;
+    ///
+    /// use aos_cluster_tokio::registry::MemoryRegistry;
+    /// use aos_cluster_tokio::{blocking, ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
+    ///
+    /// // An instance on loopback whose application echoes, on a tokio runtime of its own.
+    /// let runtime = tokio::runtime::Runtime::new()?;
+    /// let instance = InstanceConfig {
+    ///     cluster: Some("demo".into()),
+    ///     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
+    /// };
+    /// let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
+    /// let mut server = runtime.block_on(Server::bind(config, Arc::new(MemoryRegistry::new())))?;
+    /// let client = blocking::Client::new(ClientConfig {
+    ///     cluster: Some("demo".into()),
+    ///     ..ClientConfig::with_seeds(vec![server.endpoint().clone()])
+    /// });
+    /// runtime.spawn(async move {
+    ///     while let Some(accepted) = server.accept().await {
+    ///         let (mut from, mut to) = tokio::io::split(accepted.stream);
+    ///         tokio::spawn(async move { tokio::io::copy(&mut from, &mut to).await });
+    ///     }
+    /// });
+    ///
+    /// // The client: std only, no async runtime.
+    /// let mut session = client.connect()?;
+    /// session.write_all(b"hello")?;
+    /// let mut reply = [0; 5];
+    /// session.read_exact(&mut reply)?;
+    /// assert_eq!(&reply, b"hello");
+    /// assert_eq!(session.instance(), Some(InstanceId(1)));
+    /// # Ok(()) }
+    /// ```
     pub fn connect(&self) -> Result<Session, ConnectError> {
         run(self.inner.config(), self.inner.options(), self.inner.next_seed())
     }

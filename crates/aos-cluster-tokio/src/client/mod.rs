@@ -121,6 +121,44 @@ impl Client {
     ///
     /// Dropping the returned future aborts every attempt and closes every
     /// transport it opened.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    ///
+    /// use aos_cluster_tokio::registry::MemoryRegistry;
+    /// use aos_cluster_tokio::{Client, ClientConfig, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// // An instance on loopback whose application echoes.
+    /// let instance = InstanceConfig {
+    ///     cluster: Some("demo".into()),
+    ///     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
+    /// };
+    /// let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
+    /// let mut server = Server::bind(config, Arc::new(MemoryRegistry::new())).await?;
+    /// // The seeds to ask, in order, and the cluster expected.
+    /// let client = Client::new(ClientConfig {
+    ///     cluster: Some("demo".into()),
+    ///     ..ClientConfig::with_seeds(vec![server.endpoint().clone()])
+    /// });
+    /// tokio::spawn(async move {
+    ///     while let Some(accepted) = server.accept().await {
+    ///         let (mut from, mut to) = tokio::io::split(accepted.stream);
+    ///         tokio::spawn(async move { tokio::io::copy(&mut from, &mut to).await });
+    ///     }
+    /// });
+    ///
+    /// // The session is a byte stream to the instance that admitted it.
+    /// let mut session = client.connect().await?;
+    /// session.write_all(b"hello").await?;
+    /// let mut reply = [0; 5];
+    /// session.read_exact(&mut reply).await?;
+    /// assert_eq!(&reply, b"hello");
+    /// assert_eq!(session.instance(), Some(InstanceId(1)));
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(&self) -> Result<Session, ConnectError> {
         run(&self.config, &self.options, self.next_seed()).await
     }

@@ -291,6 +291,33 @@ impl RegistryError {
 /// Fails with [`RegistryError::BadUrl`] for a URL of no known form or of a
 /// backend this build leaves out (its cargo feature is off), and with
 /// [`RegistryError::Backend`] when the database cannot be opened or reached.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+///
+/// use aos_cluster_tokio::{registry, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
+///
+/// // The embedded SQLite registry, here in memory; instances on one machine
+/// // share a file (`sqlite:///var/lib/aos/registry.db`).
+/// let registry = registry::open("sqlite::memory:").await?;
+/// let instance = InstanceConfig {
+///     cluster: Some("demo".into()),
+///     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
+/// };
+/// let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse()?, instance), registry.clone()).await?;
+///
+/// // `bind` wrote the instance's row.
+/// let members = registry.snapshot(Some("demo"), Duration::from_secs(30)).await?;
+/// assert_eq!(members.len(), 1);
+/// assert_eq!(&members[0].endpoint, server.endpoint());
+///
+/// // A URL of no known form says which forms there are.
+/// let error = registry::open("mysql://db/aos").await.err().expect("not a registry URL");
+/// assert!(error.to_string().contains("sqlite::memory:"));
+/// # Ok(()) }
+/// ```
 pub async fn open(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     match url_kind(url) {
         Some(UrlKind::Sqlite) => open_sqlite(url).await,

@@ -2,18 +2,34 @@
 //! TCP listener, hardened for the open internet, that hands each admitted
 //! session's connection to the application.
 //!
-//! ```no_run
-//! # async fn run(registry: std::sync::Arc<dyn aos_cluster_tokio::registry::Registry>)
-//! #     -> Result<(), Box<dyn std::error::Error>> {
-//! use aos_cluster::{Endpoint, InstanceConfig, InstanceId};
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
+//! use aos_cluster_tokio::registry::MemoryRegistry;
 //! use aos_cluster_tokio::server::{Server, ServerConfig};
+//! use aos_cluster_tokio::{Endpoint, InstanceConfig, InstanceId};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! let instance = InstanceConfig {
 //!     cluster: Some("prod".into()),
-//!     ..InstanceConfig::new(InstanceId(1), Endpoint::new("aos1", 2712)?, 500)
+//!     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 500)
 //! };
-//! let mut server = Server::bind(ServerConfig::new("0.0.0.0:2712".parse()?, instance), registry).await?;
+//! // Port 0: the system picks one and the advertised endpoint follows. A real
+//! // instance listens on `0.0.0.0:2712`, advertises the name clients reach,
+//! // and shares a registry with its peers (`registry::open(url)`).
+//! let config = ServerConfig::new("127.0.0.1:0".parse()?, instance);
+//! let mut server = Server::bind(config, Arc::new(MemoryRegistry::new())).await?;
+//!
+//! // A client, so that there is a session to accept; then it stops the server.
+//! let (seeds, handle) = (vec![server.endpoint().clone()], server.handle());
+//! let client = tokio::spawn(async move {
+//!     let said = ping(seeds).await;
+//!     handle.shutdown().await;
+//!     said
+//! });
+//!
 //! while let Some(accepted) = server.accept().await {
 //!     let mut stream = accepted.stream;
 //!     tokio::spawn(async move {
@@ -25,7 +41,21 @@
 //!         // Dropping the stream ends the session.
 //!     });
 //! }
+//! // `accept` says `None` once the server has stopped.
+//! assert_eq!(client.await?, Ok(b"ping".to_vec()));
 //! # Ok(()) }
+//! # async fn ping(seeds: Vec<aos_cluster_tokio::Endpoint>) -> Result<Vec<u8>, String> {
+//! #     let config = aos_cluster_tokio::ClientConfig {
+//! #         cluster: Some("prod".into()),
+//! #         ..aos_cluster_tokio::ClientConfig::with_seeds(seeds)
+//! #     };
+//! #     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! #     let mut session = aos_cluster_tokio::Client::new(config).connect().await.map_err(|e| e.to_string())?;
+//! #     session.write_all(b"ping").await.map_err(|e| e.to_string())?;
+//! #     let mut reply = vec![0; 4];
+//! #     session.read_exact(&mut reply).await.map_err(|e| e.to_string())?;
+//! #     Ok(reply)
+//! # }
 //! ```
 //!
 //! # Inside
@@ -370,7 +400,8 @@ impl Server {
     /// Validates `config`, binds its listener (backlog 1024), registers this
     /// process start (a fresh incarnation) and starts serving. A live
     /// registry row with the same id and another incarnation is
-    /// [`RegistryError::IdInUse`]: the server does not start.
+    /// [`RegistryError::IdInUse`]: the server does not start. The [module
+    /// docs](self) show a server binding and accepting.
     pub async fn bind(config: ServerConfig, registry: Arc<dyn Registry>) -> Result<Server, ServerError> {
         Server::bind_with(config, registry, ServerOptions::default()).await
     }
@@ -489,6 +520,89 @@ impl Server {
     /// This process start's incarnation (the registry row's owner tag).
     pub fn incarnation(&self) -> Incarnation {
         self.handle.shared.incarnation
+    }
+}
+
+#[cfg(feature = "tower")]
+impl Server {
+    /// The admitted sessions as a `Stream` (feature `tower`), for servers
+    /// that take one, such as tonic's `serve_with_incoming`. It owns the
+    /// server: take a [`handle`](Self::handle) first to control it, and
+    /// dropping the stream shuts the server down gracefully, as dropping the
+    /// `Server` does.
+    pub fn incoming(self) -> Incoming {
+        let stopped = Box::pin(self.handle.stopped());
+        Incoming { server: self, stopped }
+    }
+}
+
+/// [`Server::accept`] as a `futures_core::Stream` (feature `tower`): each
+/// admitted session's [`AppStream`], ending once the server has stopped.
+/// Never yields an error (the `Result` is what stream consumers such as
+/// tonic's `serve_with_incoming` ask for). As with `accept`, sessions
+/// admitted while nobody polls it wait in a queue of `accept_queue`; beyond
+/// it they are closed.
+#[cfg(feature = "tower")]
+pub struct Incoming {
+    server: Server,
+    stopped: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+#[cfg(feature = "tower")]
+impl Incoming {
+    /// A handle to control the server.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The endpoint the instance advertises.
+    pub fn endpoint(&self) -> &Endpoint {
+        self.server.endpoint()
+    }
+}
+
+#[cfg(feature = "tower")]
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming").field("endpoint", self.endpoint()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "tower")]
+impl futures_core::Stream for Incoming {
+    type Item = Result<AppStream, std::convert::Infallible>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        // As `accept`: sessions already admitted first, then the stop.
+        match this.server.accepted.poll_recv(cx) {
+            Poll::Ready(Some(accepted)) => return Poll::Ready(Some(Ok(accepted.stream))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        this.stopped.as_mut().poll(cx).map(|()| None)
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl tonic::transport::server::Connected for AppStream {
+    /// The addresses, so tonic's `Request::remote_addr` names the client.
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        tonic::transport::server::TcpConnectInfo {
+            local_addr: self.get_ref().local_addr().ok(),
+            remote_addr: self.peer_addr().ok(),
+        }
     }
 }
 
