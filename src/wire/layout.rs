@@ -87,6 +87,22 @@ pub(crate) fn role_tag(role: Role) -> u8 {
     }
 }
 
+/// The length of an endpoint's text on the wire (what the encoder writes):
+/// `endpoint.to_string().len()` without formatting.
+pub(crate) fn endpoint_text_len(endpoint: &Endpoint) -> usize {
+    let instance = endpoint.instance().map_or(0, |name| name.len() + 1);
+    let host = endpoint.host();
+    let brackets = if endpoint.has_ipv6_host() { 2 } else { 0 };
+    let digits = match endpoint.port() {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    };
+    instance + host.len() + brackets + 1 + digits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,20 +119,4 @@ mod tests {
             assert_eq!(usize::from(role_tag(*role)), tag);
         }
     }
-}
-
-/// The length of an endpoint's text on the wire (what the encoder writes):
-/// `endpoint.to_string().len()` without formatting.
-pub(crate) fn endpoint_text_len(endpoint: &Endpoint) -> usize {
-    let instance = endpoint.instance().map_or(0, |name| name.len() + 1);
-    let host = endpoint.host();
-    let brackets = if endpoint.has_ipv6_host() { 2 } else { 0 };
-    let digits = match endpoint.port() {
-        0..=9 => 1,
-        10..=99 => 2,
-        100..=999 => 3,
-        1000..=9999 => 4,
-        _ => 5,
-    };
-    instance + host.len() + brackets + 1 + digits
 }
