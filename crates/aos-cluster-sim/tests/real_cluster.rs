@@ -5,7 +5,7 @@
 //! session within 10 %), and the real cluster must meet the balance goal.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aos_cluster_sim::real::{self, RealOptions};
 use aos_cluster_sim::{RunMetrics, Scenario, Simulation, Strategy};
@@ -69,9 +69,15 @@ fn a_burst_at_99_instances_agrees_and_balances() {
 
 #[test]
 fn after_a_handshake_flood_real_clients_split_by_capacity() {
-    // 12 s of hostile handshakes, then (one reservation_ttl and one snapshot
-    // later) 30 clients over 50/100/150: 5/10/15, within one session.
-    let scenario = scenario("flood-aftermath");
+    // 7 s of hostile handshakes (the built-in scenario's 6 000 in 12 s,
+    // compressed so the test takes less real time), then (one
+    // reservation_ttl and one snapshot later) 30 clients over 50/100/150:
+    // 5/10/15, within one session.
+    let mut scenario = scenario("flood-aftermath");
+    let flood = &mut scenario.floods[0];
+    flood.duration = Duration::from_secs(7);
+    flood.rate_per_sec = 860.0;
+    scenario.arrivals[0].start = flood.duration + Duration::from_secs(6);
     let real = measured(&scenario);
     assert_eq!((real.failed, real.lost, real.sessions), (0, 0, 30));
     assert!(real.hostile_handshakes > 5_000, "the flood ran: {}", real.hostile_handshakes);
