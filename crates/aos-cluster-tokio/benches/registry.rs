@@ -1,6 +1,8 @@
-//! What a snapshot costs at M members: the incremental read (only the rows
-//! changed since the last read, into a replica) against a full read of the
-//! cluster's rows, side by side in the same run, on the same table.
+//! What a balancing instance's snapshot costs at M members with the
+//! PostgreSQL backend (answered from its replica, which reads only the rows
+//! changed since its last read, at most once per `member_ttl / 6`) against a
+//! full read of the cluster's rows, side by side in the same run, on the same
+//! table.
 //!
 //! Between two snapshots a fifth of the members heartbeat (one
 //! `heartbeat_interval` of 5 s seen through a `snapshot_ttl` of 1 s); those
@@ -67,7 +69,7 @@ fn snapshot(c: &mut Criterion) {
         });
         let rounds = AtomicU32::new(0);
         group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::new("incremental", m), |b| {
+        group.bench_function(BenchmarkId::new("replica", m), |b| {
             b.to_async(&rt).iter_custom(|iterations| {
                 let (writer, reader) = (writer.clone(), reader.clone());
                 let cluster = cluster.clone();
