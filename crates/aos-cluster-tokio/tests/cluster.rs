@@ -356,7 +356,7 @@ async fn on_sqlite_a_graceful_stop_removes_the_row_and_a_crash_leaves_it() {
 /// the instance's key at once; a crash leaves it until its lease expires
 /// (`member_ttl` 1 s: etcd's shortest lease, some 2 s), then it goes by
 /// itself, with no purge.
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_etcd_sessions_balance_a_stop_removes_the_key_and_a_crash_lets_it_expire() {
     let Ok(base) = std::env::var("AOS_TEST_ETCD_URL") else {

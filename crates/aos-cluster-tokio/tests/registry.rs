@@ -26,11 +26,11 @@ use aos_cluster_tokio::registry::PostgresRegistry;
 #[cfg(feature = "sqlite")]
 use aos_cluster_tokio::registry::SqliteRegistry;
 use aos_cluster_tokio::registry::{self, Incarnation, MemoryRegistry, Registry, RegistryError};
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 use aos_cluster_tokio::registry::{BoxFuture, EtcdRegistry};
 
 const POSTGRES_URL_VAR: &str = "AOS_TEST_POSTGRES_URL";
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 const ETCD_URL_VAR: &str = "AOS_TEST_ETCD_URL";
 const TTL: Duration = Duration::from_secs(30);
 const PURGE: Duration = Duration::from_secs(300);
@@ -89,11 +89,11 @@ enum TestDb {
     },
     #[cfg(feature = "postgres")]
     Postgres(PostgresDb),
-    #[cfg(feature = "etcd")]
+    #[cfg(all(feature = "etcd", aos_etcd))]
     Etcd(Box<EtcdDb>),
 }
 
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 struct EtcdDb {
     /// The registry URL: the server's, with a prefix of this test's own.
     url: String,
@@ -147,7 +147,7 @@ impl TestDb {
 
     /// A fresh prefix named after the test (and this run), or `None` (said
     /// once per run) without a server.
-    #[cfg(feature = "etcd")]
+    #[cfg(all(feature = "etcd", aos_etcd))]
     async fn etcd(test: &str) -> Option<TestDb> {
         let Ok(base_url) = std::env::var(ETCD_URL_VAR) else {
             static SAID: Once = Once::new();
@@ -173,7 +173,7 @@ impl TestDb {
         if let TestDb::Postgres(pg) = &self {
             pg.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", pg.schema)).await.expect("drop schema");
         }
-        #[cfg(feature = "etcd")]
+        #[cfg(all(feature = "etcd", aos_etcd))]
         if let TestDb::Etcd(etcd) = self {
             let mut admin = etcd.admin.clone();
             let everything = Some(etcd_client::DeleteOptions::new().with_prefix());
@@ -197,7 +197,7 @@ impl TestDb {
                     schema = pg.schema
                 )
             }
-            #[cfg(feature = "etcd")]
+            #[cfg(all(feature = "etcd", aos_etcd))]
             TestDb::Etcd(etcd) => etcd.url.clone(),
         }
     }
@@ -207,7 +207,7 @@ impl TestDb {
     async fn connect(&self) -> Arc<dyn Registry> {
         match self {
             TestDb::Memory(memory) => Arc::new(memory.clone()),
-            #[cfg(feature = "etcd")]
+            #[cfg(all(feature = "etcd", aos_etcd))]
             TestDb::Etcd(etcd) => Arc::new(Synced(
                 EtcdRegistry::connect(&etcd.url).await.unwrap_or_else(|e| panic!("open {}: {e}", etcd.url)),
             )),
@@ -242,7 +242,7 @@ impl TestDb {
             // etcd ages by its own clock, which no one can set back: a key
             // younger than its lease ages for real; one meant to be older
             // than its lease is what etcd makes of it, gone with its lease.
-            #[cfg(feature = "etcd")]
+            #[cfg(all(feature = "etcd", aos_etcd))]
             TestDb::Etcd(etcd) => {
                 let key = format!("{}/members_v1/{id:010}", etcd.prefix);
                 let mut admin = etcd.admin.clone();
@@ -268,7 +268,7 @@ impl TestDb {
     async fn raw(&self, sql: &str) {
         match self {
             TestDb::Memory(_) => panic!("the memory registry has no SQL"),
-            #[cfg(feature = "etcd")]
+            #[cfg(all(feature = "etcd", aos_etcd))]
             TestDb::Etcd(_) => panic!("etcd has no SQL"),
             #[cfg(feature = "sqlite")]
             TestDb::Sqlite { path, .. } => {
@@ -609,7 +609,7 @@ on_every_backend!(
 /// The suite on etcd: all of it but the purge of rows older than
 /// `10 x member_ttl`, which etcd never holds (a key goes when its lease
 /// expires: `etcd::a_member_that_stops_heartbeating_disappears_when_its_lease_expires`).
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 mod etcd_suite {
     macro_rules! on_etcd {
         ($($test:ident),* $(,)?) => {
@@ -640,10 +640,10 @@ mod etcd_suite {
 /// processes' writes through its watch, milliseconds later. `sync` (one
 /// progress request on the watch) makes that wait exact; the etcd tests below
 /// check the replica without it.
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 struct Synced(EtcdRegistry);
 
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 impl Registry for Synced {
     fn register<'a>(
         &'a self,
@@ -1163,7 +1163,7 @@ async fn a_postgres_url_without_the_feature_says_which_feature() {
     }
 }
 
-#[cfg(not(feature = "etcd"))]
+#[cfg(not(all(feature = "etcd", aos_etcd)))]
 #[tokio::test]
 async fn an_etcd_url_without_the_feature_says_which_feature() {
     match registry::open("etcd://aos:pw@127.0.0.1:2379/aos").await {
@@ -1199,7 +1199,7 @@ fn incarnations_differ_between_starts() {
 
 // ---- etcd: leases, the watched replica, values written by hand, outages -----------------
 
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 mod etcd {
     use std::time::Duration;
 

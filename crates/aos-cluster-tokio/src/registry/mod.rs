@@ -83,7 +83,7 @@ use std::time::Duration;
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::{Endpoint, InstanceId, Role, Workload};
 
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 mod etcd;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -91,7 +91,7 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 pub use etcd::EtcdRegistry;
 pub use memory::MemoryRegistry;
 #[cfg(feature = "postgres")]
@@ -372,14 +372,24 @@ async fn open_postgres(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     Err(missing_feature(url, "postgres"))
 }
 
-#[cfg(feature = "etcd")]
+#[cfg(all(feature = "etcd", aos_etcd))]
 async fn open_etcd(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     Ok(Arc::new(EtcdRegistry::connect(url).await?))
 }
 
-#[cfg(not(feature = "etcd"))]
+#[cfg(not(all(feature = "etcd", aos_etcd)))]
 async fn open_etcd(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
-    Err(missing_feature(url, "etcd"))
+    // The etcd client's build runs `protoc`, which a machine with only the
+    // Rust toolchain lacks: so the backend needs the `aos_etcd` cfg beside its
+    // feature, and a build with the feature alone (`--all-features` on such a
+    // machine) still builds, without it.
+    Err(RegistryError::BadUrl {
+        url: redact_password(url),
+        reason: "this build of aos-cluster-tokio has no etcd backend; enable its cargo feature `etcd` \
+                 and build with RUSTFLAGS=\"--cfg aos_etcd\" (the etcd client's build needs `protoc`, \
+                 Debian's protobuf-compiler)"
+            .to_owned(),
+    })
 }
 
 #[allow(dead_code)] // used only by builds without one of the backends
