@@ -606,3 +606,10 @@ async fn postgres_a_restart_after_kill_takes_the_row_over_at_once() {
     let Ok(url) = std::env::var("AOS_TEST_POSTGRES_URL") else { return };
     a_restart_after_kill_takes_the_row_over_at_once(&url).await;
 }
+
+#[cfg(all(feature = "etcd", aos_etcd))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_restart_after_kill_takes_the_row_over_at_once() {
+    let Ok(url) = std::env::var("AOS_TEST_ETCD_URL") else { return };
+    a_restart_after_kill_takes_the_row_over_at_once(&url).await;
+}
