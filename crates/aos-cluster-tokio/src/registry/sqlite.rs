@@ -357,11 +357,15 @@ fn open_blocking(target: Target) -> Result<(Connection, Option<FileWatch>), Stri
     Ok((conn, Some(file)))
 }
 
-fn register_blocking(
+/// Claims the row of `hb.id` for `incarnation` when there is none, or the
+/// stored one is ours, or it passes `{when}` (about the stored row and
+/// `excluded`, ours, with `?9` bound to `extra`); else says who holds it.
+fn claim_blocking(
     c: &mut Connection,
     hb: &Heartbeat,
     incarnation: Incarnation,
-    ttl_ms: i64,
+    when: &str,
+    extra: i64,
 ) -> rusqlite::Result<Claim> {
     // Immediate: the write lock is taken before the row is looked at, so two
     // processes claiming one id are served one after the other.
@@ -376,8 +380,7 @@ fn register_blocking(
                  cluster = excluded.cluster, role = excluded.role, accepting = excluded.accepting,
                  max_sessions = excluded.max_sessions, connected = excluded.connected,
                  heartbeat_at = excluded.heartbeat_at
-             WHERE {MEMBERS_TABLE}.incarnation = excluded.incarnation
-                OR {MEMBERS_TABLE}.heartbeat_at <= excluded.heartbeat_at - ?9"
+             WHERE {MEMBERS_TABLE}.incarnation = excluded.incarnation OR {when}"
         ),
         rusqlite::params![
             hb.id.0,
@@ -388,12 +391,35 @@ fn register_blocking(
             hb.accepting,
             hb.workload.max_sessions,
             hb.workload.connected,
-            ttl_ms,
+            extra,
         ],
     )?;
     let claim = if claimed > 0 { Claim::Done } else { holder_of(&tx, hb.id)? };
     tx.commit()?;
     Ok(claim)
+}
+
+/// [`Registry::register`]: a stale row (heartbeat at least `ttl_ms` old) is
+/// free to claim.
+fn register_blocking(
+    c: &mut Connection,
+    hb: &Heartbeat,
+    incarnation: Incarnation,
+    ttl_ms: i64,
+) -> rusqlite::Result<Claim> {
+    let stale = format!("{MEMBERS_TABLE}.heartbeat_at <= excluded.heartbeat_at - ?9");
+    claim_blocking(c, hb, incarnation, &stale, ttl_ms)
+}
+
+/// [`Registry::take_over`]: the row of `previous` is free to claim.
+fn take_over_blocking(
+    c: &mut Connection,
+    hb: &Heartbeat,
+    incarnation: Incarnation,
+    previous: Incarnation,
+) -> rusqlite::Result<Claim> {
+    let held_by_previous = format!("{MEMBERS_TABLE}.incarnation = ?9");
+    claim_blocking(c, hb, incarnation, &held_by_previous, previous.to_i64())
 }
 
 /// Who holds the row of `id`, as [`Claim::InUse`].
@@ -409,42 +435,6 @@ fn holder_of(tx: &rusqlite::Transaction<'_>, id: InstanceId) -> rusqlite::Result
             }))
         },
     )
-}
-
-fn take_over_blocking(
-    c: &mut Connection,
-    hb: &Heartbeat,
-    incarnation: Incarnation,
-    previous: Incarnation,
-) -> rusqlite::Result<Claim> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let claimed = tx.execute(
-        &format!(
-            "INSERT INTO {MEMBERS_TABLE}
-                 (id, incarnation, endpoint, cluster, role, accepting, max_sessions, connected, heartbeat_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW_MS})
-             ON CONFLICT (id) DO UPDATE SET
-                 incarnation = excluded.incarnation, endpoint = excluded.endpoint,
-                 cluster = excluded.cluster, role = excluded.role, accepting = excluded.accepting,
-                 max_sessions = excluded.max_sessions, connected = excluded.connected,
-                 heartbeat_at = excluded.heartbeat_at
-             WHERE {MEMBERS_TABLE}.incarnation IN (excluded.incarnation, ?9)"
-        ),
-        rusqlite::params![
-            hb.id.0,
-            incarnation.to_i64(),
-            hb.endpoint.to_string(),
-            hb.cluster,
-            role_text(hb.role),
-            hb.accepting,
-            hb.workload.max_sessions,
-            hb.workload.connected,
-            previous.to_i64(),
-        ],
-    )?;
-    let claim = if claimed > 0 { Claim::Done } else { holder_of(&tx, hb.id)? };
-    tx.commit()?;
-    Ok(claim)
 }
 
 /// Every row of the cluster, each column read on its own: SQLite's columns
