@@ -20,6 +20,7 @@
 //! The application protocol: the client sends `PING <client> <n>\n`, the
 //! instance answers `PONG <client> <n> from <instance id>\n`.
 
+use aos_cluster_tokio::registry::MemberTiming;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -466,7 +467,7 @@ async fn print_table(nodes: &[Node]) {
 /// Waits until all `n` instances have a registry row.
 async fn wait_registered(registry: &dyn Registry, n: usize) -> Result<(), Error> {
     loop {
-        if registry.snapshot(Some(CLUSTER), MEMBER_TTL).await?.len() >= n {
+        if registry.snapshot(Some(CLUSTER), MemberTiming::with_ttl(MEMBER_TTL)).await?.len() >= n {
             return Ok(());
         }
         tokio::time::sleep(HEARTBEAT_INTERVAL / 4).await;
@@ -477,7 +478,7 @@ async fn wait_registered(registry: &dyn Registry, n: usize) -> Result<(), Error>
 /// `member_ttl`: from then on no instance counts it as active.
 async fn wait_until_stale(registry: &dyn Registry, id: InstanceId) -> Result<(), Error> {
     loop {
-        let members = registry.snapshot(Some(CLUSTER), MEMBER_TTL).await?;
+        let members = registry.snapshot(Some(CLUSTER), MemberTiming::with_ttl(MEMBER_TTL)).await?;
         match members.iter().find(|m| m.id == id) {
             Some(m) if m.heartbeat_age <= MEMBER_TTL => {
                 tokio::time::sleep(MEMBER_TTL - m.heartbeat_age + Duration::from_millis(10)).await

@@ -17,6 +17,7 @@
 
 #![allow(clippy::disallowed_methods)] // an example owns its clock
 
+use aos_cluster_tokio::registry::MemberTiming;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -119,7 +120,7 @@ async fn member(
             registry.purge(cluster.as_deref(), MEMBER_TTL * 10).await.is_ok()
         } else {
             next_snapshot += SNAPSHOT_TTL;
-            registry.snapshot(cluster.as_deref(), MEMBER_TTL).await.is_ok()
+            registry.snapshot(cluster.as_deref(), MemberTiming::with_ttl(MEMBER_TTL)).await.is_ok()
         };
         tally.requests.fetch_add(1, Ordering::Relaxed);
         if !ok {
@@ -160,7 +161,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         // Every member's replica is filled before the measurement starts.
         for (registry, ..) in &members {
-            registry.snapshot(Some(&cluster), MEMBER_TTL).await?;
+            registry.snapshot(Some(&cluster), MemberTiming::with_ttl(MEMBER_TTL)).await?;
         }
         for storm in [false, true] {
             let tally = Arc::new(Tally::default());
