@@ -26,7 +26,9 @@ use super::{
 /// columns incremental reads need (`changed_xid`, set by a trigger whenever a
 /// write changes anything but a heartbeat's time moving on, hand-made writes
 /// included; `removed`, a graceful stop's mark, so other readers see it). Its
-/// own version: older builds' tables are left alone.
+/// own version: older builds' tables are left alone. Beside it,
+/// `{TABLE}_gone` holds a tombstone per deleted row (a trigger writes it),
+/// so readers learn of deletions too; the purge clears old tombstones.
 pub const TABLE: &str = "aos_members_v3";
 
 /// Two concurrent first starts must not race to create the table: PostgreSQL's
@@ -198,8 +200,23 @@ impl PostgresRegistry {
                          heartbeat_at  TIMESTAMPTZ NOT NULL,
                          removed       BOOLEAN     NOT NULL DEFAULT false,
                          changed_xid   xid8        NOT NULL DEFAULT pg_current_xact_id()
-                     ) WITH (fillfactor = 50);
+                     );
                      CREATE INDEX {TABLE}_changed ON {TABLE} (changed_xid);
+                     CREATE INDEX {TABLE}_heartbeat ON {TABLE} (heartbeat_at);
+                     CREATE TABLE {TABLE}_gone (
+                         id            BIGINT      NOT NULL,
+                         cluster       TEXT,
+                         changed_xid   xid8        NOT NULL DEFAULT pg_current_xact_id(),
+                         gone_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+                     );
+                     CREATE INDEX {TABLE}_gone_changed ON {TABLE}_gone (changed_xid);
+                     CREATE FUNCTION {TABLE}_gone() RETURNS trigger LANGUAGE plpgsql AS $f$
+                     BEGIN
+                         INSERT INTO {TABLE}_gone (id, cluster) VALUES (OLD.id, OLD.cluster);
+                         RETURN OLD;
+                     END $f$;
+                     CREATE TRIGGER {TABLE}_gone AFTER DELETE ON {TABLE}
+                         FOR EACH ROW EXECUTE FUNCTION {TABLE}_gone();
                      CREATE FUNCTION {TABLE}_changed() RETURNS trigger LANGUAGE plpgsql AS $f$
                      BEGIN
                          IF TG_OP = 'UPDATE' AND NEW.changed_xid = OLD.changed_xid
@@ -518,12 +535,11 @@ impl PostgresRegistry {
 
     /// The cluster's rows from its replica, brought up to date first when
     /// its last read is older than [`refresh_interval`], in one statement:
-    /// the rows changed since that read, the rows whose heartbeat is late
-    /// (older than `heartbeat_interval`: a member that stopped, or beats
-    /// slowly), and how many rows the cluster has. Every other row beat
-    /// within the last `heartbeat_interval` and reads as that old
-    /// ([`MemberTiming`]). When the count disagrees with the replica a row was
-    /// deleted (by a purge, or by hand) and everything is read again.
+    /// the rows changed since that read, the rows deleted since (their
+    /// tombstones), and the rows whose heartbeat is late (older than
+    /// `heartbeat_interval`: a member that stopped, or beats slowly). Every
+    /// other row beat within the last `heartbeat_interval` and reads as that
+    /// old ([`MemberTiming`]).
     async fn refresh(
         &self,
         cluster: Option<&str>,
@@ -534,11 +550,12 @@ impl PostgresRegistry {
         if let Some(at) = replica.refreshed_at.filter(|at| at.elapsed() < refresh_interval(timing)) {
             return Ok(replica.rows_at(replica.db_now_us(at), timing.member_ttl));
         }
-        let horizon = if replica.loaded { replica.horizon } else { 0 };
-        let mut read = self.read_changes(cluster, horizon, timing).await?;
-        if !replica.applies(&read) {
-            read = self.read_changes(cluster, 0, timing).await?;
-        }
+        // Tombstones live `10 x member_ttl` (the purge's horizon): a replica
+        // not read for half that reads everything rather than miss one.
+        let fresh_enough =
+            replica.read_at.is_some_and(|at| at.elapsed() < timing.member_ttl.saturating_mul(5));
+        let horizon = if fresh_enough { replica.horizon } else { 0 };
+        let read = self.read_changes(cluster, horizon, timing).await?;
         replica.apply(read, timing);
         Ok(replica.rows_at(replica.now_us, timing.member_ttl))
     }
@@ -558,14 +575,16 @@ impl PostgresRegistry {
                 client
                     .query_typed(
                         &format!(
-                            "SELECT h.now_us, h.horizon, h.members, m.changed_xid >= ($2::BIGINT)::text::xid8,
+                            "SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::BIGINT,
+                                    (pg_snapshot_xmin(pg_current_snapshot())::text)::BIGINT,
+                                    (SELECT array_agg(g.id) FROM {TABLE}_gone g
+                                     WHERE g.changed_xid >= ($2::BIGINT)::text::xid8
+                                       AND g.cluster IS NOT DISTINCT FROM $1),
+                                    m.changed_xid >= ($2::BIGINT)::text::xid8,
                                     m.id, m.endpoint, m.role, m.accepting, m.max_sessions, m.connected,
                                     (EXTRACT(EPOCH FROM m.heartbeat_at) * 1000000)::BIGINT, m.removed,
                                     m.heartbeat_at < now() - $3::float8 * INTERVAL '1 second'
-                             FROM (SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::BIGINT AS now_us,
-                                          (pg_snapshot_xmin(pg_current_snapshot())::text)::BIGINT AS horizon,
-                                          (SELECT count(*) FROM {TABLE}
-                                           WHERE cluster IS NOT DISTINCT FROM $1 AND NOT removed) AS members) h
+                             FROM (SELECT 1) one
                              LEFT JOIN {TABLE} m
                                ON m.cluster IS NOT DISTINCT FROM $1
                               AND (m.changed_xid >= ($2::BIGINT)::text::xid8
@@ -580,7 +599,8 @@ impl PostgresRegistry {
         for row in &rows {
             read.now_us = row.try_get(0).map_err(|e| self.malformed(&e))?;
             read.horizon = row.try_get(1).map_err(|e| self.malformed(&e))?;
-            read.members = row.try_get(2).map_err(|e| self.malformed(&e))?;
+            read.gone =
+                row.try_get::<_, Option<Vec<i64>>>(2).map_err(|e| self.malformed(&e))?.unwrap_or_default();
             // The empty side of the LEFT JOIN: nothing changed, nothing late.
             let Ok(Some(id)) = row.try_get::<_, Option<i64>>(4) else { continue };
             let changed: bool = row.try_get(3).map_err(|e| self.malformed(&e))?;
@@ -623,8 +643,8 @@ struct ChangeRead {
     now_us: i64,
     /// The oldest transaction still running: the next read's horizon.
     horizon: i64,
-    /// How many (not removed) rows the cluster has.
-    members: i64,
+    /// Rows deleted since the horizon.
+    gone: Vec<i64>,
     /// Rows changed since the horizon, `None` for removed ones.
     changed: Vec<(i64, Option<(StoredRow, i64)>)>,
     /// Rows whose heartbeat is late, with its time.
@@ -637,28 +657,14 @@ impl Replica {
         self.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX))
     }
 
-    /// Whether `read` brings this replica to the cluster's row count: false
-    /// when a row was deleted since the last read (nothing else removes a
-    /// row without changing it).
-    fn applies(&self, read: &ChangeRead) -> bool {
-        if read.full {
-            return true;
-        }
-        let mut ids: std::collections::BTreeSet<i64> = self.rows.keys().copied().collect();
-        for (id, row) in &read.changed {
-            match row {
-                Some(_) => ids.insert(*id),
-                None => ids.remove(id),
-            };
-        }
-        i64::try_from(ids.len()).is_ok_and(|n| n == read.members)
-    }
-
     /// Takes `read` in: changed rows as read, late rows at their time, and
     /// every other row as `heartbeat_interval` old unless known younger.
     fn apply(&mut self, read: ChangeRead, timing: MemberTiming) {
         if read.full {
             self.rows.clear();
+        }
+        for id in &read.gone {
+            self.rows.remove(id);
         }
         for (id, row) in read.changed {
             match row {
@@ -678,8 +684,9 @@ impl Replica {
         }
         self.horizon = read.horizon;
         self.now_us = read.now_us;
-        self.loaded = true;
-        self.refreshed_at = Some(tokio::time::Instant::now());
+        let now = tokio::time::Instant::now();
+        self.refreshed_at = Some(now);
+        self.read_at = Some(now);
     }
 
     /// The rows with their ages at `now_us` (database clock), leaving out
@@ -710,10 +717,10 @@ struct Replica {
     horizon: i64,
     /// The database's clock at the last read, microseconds since the epoch.
     now_us: i64,
-    /// Whether a read has filled it (the next one reads only changes).
-    loaded: bool,
-    /// When the last read was made (this process's clock); `None` makes the
-    /// next snapshot read at once (after this process's own writes).
+    /// When the last read was made (this process's clock).
+    read_at: Option<tokio::time::Instant>,
+    /// The same, but `None` after this process's own writes, so that the
+    /// next snapshot reads at once.
     refreshed_at: Option<tokio::time::Instant>,
 }
 
@@ -803,9 +810,13 @@ impl Registry for PostgresRegistry {
                     client
                         .execute_typed(
                             &format!(
-                                "DELETE FROM {TABLE}
-                             WHERE heartbeat_at < now() - $2::float8 * INTERVAL '1 second'
-                               AND cluster IS NOT DISTINCT FROM $1"
+                                "WITH tombstones AS (
+                                     DELETE FROM {TABLE}_gone
+                                     WHERE gone_at < now() - $2::float8 * INTERVAL '1 second'
+                                 )
+                                 DELETE FROM {TABLE}
+                                 WHERE heartbeat_at < now() - $2::float8 * INTERVAL '1 second'
+                                   AND cluster IS NOT DISTINCT FROM $1"
                             ),
                             &[(&cluster, Type::TEXT), (&older, Type::FLOAT8)],
                         )

@@ -113,7 +113,7 @@ async fn postgres_a_row_deleted_by_hand_leaves_every_replica() {
         writer.register(&heartbeat(id, "h", 0), A, FAST.member_ttl).await.expect("register");
     }
     assert_eq!(ids(&reader.snapshot(Some("c"), FAST).await.expect("snapshot")), [1, 2, 3]);
-    // No change mark says a row went: the reader counts the rows.
+    // Deleted behind the registry's back: its tombstone tells every reader.
     db.raw(&format!("DELETE FROM {} WHERE id = 2", db.table())).await;
     tokio::time::sleep(FAST.heartbeat_interval).await;
     assert_eq!(ids(&reader.snapshot(Some("c"), FAST).await.expect("snapshot")), [1, 3]);
