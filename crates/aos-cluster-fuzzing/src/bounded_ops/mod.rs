@@ -1,4 +1,4 @@
-//! Fuzz body `bounded_ops`: one [`Instance`](crate::instance::Instance) in a simulated cluster of 20 to
+//! Fuzz body `bounded_ops`: one [`Instance`](aos_cluster::instance::Instance) in a simulated cluster of 20 to
 //! 80 peers with a drawn bounded fan-out, so most rounds are bounded.
 //! Unlike `instance_ops` there is no exact reference model: the lists
 //! and whom a round asks depend on herd control's predictions, so the world
@@ -34,16 +34,16 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::config::{FanOut, InstanceConfig};
-use crate::endpoint::Endpoint;
-use crate::instance::{Action, ConnectionId, Event, Instance};
-use crate::registry::MemberRecord;
-use crate::rng::Rng;
-use crate::wire::{
+use aos_cluster::config::{FanOut, InstanceConfig};
+use aos_cluster::endpoint::Endpoint;
+use aos_cluster::instance::{Action, ConnectionId, Event, Instance};
+use aos_cluster::registry::MemberRecord;
+use aos_cluster::rng::Rng;
+use aos_cluster::wire::{
     HandshakeOutcome, HandshakeRequest, Message, QueryId, RefuseReason, SessionOutcome, SessionRequest,
     WorkloadReport,
 };
-use crate::workload::{Candidate, InstanceId, Role, Workload};
+use aos_cluster::workload::{Candidate, InstanceId, Role, Workload};
 
 /// The cluster every simulated member belongs to.
 pub const CLUSTER: &str = "bounded";

@@ -1,11 +1,16 @@
-//! Fuzz bodies: the code behind each `fuzz/` target, kept in the library so
-//! ordinary builds type-check it and `cargo test` replays the committed corpus
-//! through it on stable. Each body takes raw bytes and panics only when an
-//! invariant is broken (that is the bug a fuzzer reports).
+//! Fuzz bodies and reference models of the `aos-cluster` machines: the code
+//! behind each target of the repository's `fuzz/` crate, in a crate of its
+//! own so ordinary (stable) builds type-check it and `cargo test` replays the
+//! committed corpus through it (`tests/replay/`). Each body takes raw bytes
+//! and panics only when an invariant is broken (that is the bug a fuzzer
+//! reports).
 //!
 //! Each body lives in its own module and is re-exported under the same name
 //! (modules and functions live in different namespaces), so a target calls
-//! `aos_cluster::fuzzing::NAME(data)`.
+//! `aos_cluster_fuzzing::NAME(data)`. The few internals of the core the bodies
+//! check are reached through its `test-support` feature.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 /// Endpoint text parsing.
 pub mod endpoint;
@@ -38,8 +43,8 @@ pub use self::herd_read::herd_read;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::instance::{Action, ConnectionId};
-use crate::wire::SessionId;
+use aos_cluster::instance::{Action, ConnectionId};
+use aos_cluster::wire::SessionId;
 
 /// The stateful bodies' loop: decodes ops from `u` one at a time and hands
 /// each to `step`, until the bytes run out, an op does not decode, or `max`

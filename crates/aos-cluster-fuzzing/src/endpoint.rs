@@ -1,6 +1,6 @@
-//! Fuzz body for the `endpoint` target: [`Endpoint`](crate::Endpoint) parsing.
+//! Fuzz body for the `endpoint` target: [`Endpoint`](aos_cluster::Endpoint) parsing.
 
-use crate::endpoint::Endpoint;
+use aos_cluster::endpoint::Endpoint;
 
 /// Any text must parse or fail without panicking; a parsed endpoint must
 /// display as text that parses back to the same endpoint, and that text must

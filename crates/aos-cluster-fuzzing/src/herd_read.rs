@@ -8,5 +8,5 @@ use std::time::Instant;
 
 /// Runs one input; `base` is the epoch every drawn time is an offset from.
 pub fn herd_read(data: &[u8], base: Instant) {
-    crate::instance::live_each_matches_live(data, base);
+    aos_cluster::instance::live_each_matches_live(data, base);
 }

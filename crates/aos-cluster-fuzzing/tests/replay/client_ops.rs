@@ -1,17 +1,14 @@
 //! Replays the committed `client_ops` fuzz corpus through the fuzz body, and
 //! random op sequences through it as a property (no event sequence panics).
-#![cfg(feature = "fuzzing")]
-
-mod common;
 
 use proptest::prelude::*;
 
 #[test]
 fn corpus_replays_cleanly() {
-    let corpus = common::corpus("client_ops");
+    let corpus = crate::corpus("client_ops");
     assert!(corpus.len() >= 10, "the corpus is too small to mean much");
     for (path, data) in corpus {
-        let outcome = std::panic::catch_unwind(|| aos_cluster::fuzzing::client_ops(&data, common::base()));
+        let outcome = std::panic::catch_unwind(|| aos_cluster_fuzzing::client_ops(&data, crate::base()));
         assert!(outcome.is_ok(), "{} broke an invariant", path.display());
     }
 }
@@ -21,7 +18,7 @@ proptest! {
 
     #[test]
     fn random_op_sequences_keep_the_invariants(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        aos_cluster::fuzzing::client_ops(&data, common::base());
+        aos_cluster_fuzzing::client_ops(&data, crate::base());
     }
 }
 
@@ -41,7 +38,7 @@ fn a_reply_held_at_the_overall_deadline_starts_nothing() {
     let mut config = ClientConfig::with_seeds(vec![at("aos1"), at("aos2")]);
     config.attempt_delay = Some(Duration::from_millis(10));
     config.overall_deadline = Some(Duration::from_millis(100));
-    let t0 = common::base();
+    let t0 = crate::base();
     let mut c = Connector::new(config, t0, 1).expect("valid");
     let drain = |c: &mut Connector| std::iter::from_fn(|| c.poll_action()).collect::<Vec<_>>();
     assert!(matches!(drain(&mut c)[..], [Action::SendHandshake { seed_index: 0, .. }]));

@@ -76,7 +76,7 @@ impl World {
         }
     }
 
-    fn check_list(&self, entries: &[crate::wire::RankedEntry]) {
+    fn check_list(&self, entries: &[aos_cluster::wire::RankedEntry]) {
         assert!(entries.len() <= self.config().max_list_len, "list longer than max_list_len");
         let phase = self.phase.as_ref().expect("ranked lists only at the end of a peer phase");
         let own = self.inst.id();

@@ -1,16 +1,13 @@
 //! Replays the committed `decode` fuzz corpus through the fuzz body on stable.
-#![cfg(feature = "fuzzing")]
 
-mod common;
-
-use aos_cluster::fuzzing::decode::DecodeInput;
 use aos_cluster::wire::{DecodeError, Decoder, Limits};
+use aos_cluster_fuzzing::decode::DecodeInput;
 
 #[test]
 fn decode_corpus_replays_cleanly() {
-    let corpus = common::corpus("decode");
+    let corpus = crate::corpus("decode");
     for (path, data) in &corpus {
-        let outcome = std::panic::catch_unwind(|| aos_cluster::fuzzing::decode(data));
+        let outcome = std::panic::catch_unwind(|| aos_cluster_fuzzing::decode(data));
         assert!(outcome.is_ok(), "corpus file {} broke an invariant", path.display());
     }
 }
@@ -44,7 +41,7 @@ fn the_corpus_reaches_messages_frame_errors_and_both_fatal_errors() {
     // A corpus of only rejected bytes would replay without exercising the
     // re-encoding check, and one without fatal errors would skip the
     // after-the-fatal-error checks; make sure every kind is in it.
-    let corpus = common::corpus("decode");
+    let corpus = crate::corpus("decode");
     let mut seen = Tally::default();
     let mut limits_seen = Vec::new();
     for (_, data) in &corpus {
@@ -74,5 +71,5 @@ fn the_input_layout_is_as_documented() {
     let input = DecodeInput::parse(&[]);
     assert_eq!((input.limits, input.sizes.len(), input.stream.len()), (Limits::default(), 0, 0));
     // Unbounded limits stay usable: the body must not overflow on them.
-    aos_cluster::fuzzing::decode(&[0b1111, 0, 0, 0, 0, 1, 3, 0xff, 0xff, 0xff, 0xff]);
+    aos_cluster_fuzzing::decode(&[0b1111, 0, 0, 0, 0, 1, 3, 0xff, 0xff, 0xff, 0xff]);
 }

@@ -2,7 +2,7 @@
 //! under limits and splits the input chooses.
 //!
 //! Layout of the input (see
-//! [`DecodeInput::parse`](crate::fuzzing::decode::DecodeInput::parse)): a control byte, four
+//! [`DecodeInput::parse`](crate::decode::DecodeInput::parse)): a control byte, four
 //! bytes of limit parameters, up to seven chunk sizes, then the stream. The
 //! stream is fed in chunks whose sizes cycle through the chunk sizes (each
 //! `size + 1`), draining the decoder after every chunk, and again in one
@@ -18,7 +18,7 @@
 //!   `FrameTooLarge`, since short endpoint forms re-encode longer), and that
 //!   frame decodes to the same message.
 
-use crate::wire::{
+use aos_cluster::wire::{
     encode_with_limits, DecodeError, Decoder, EncodeError, Limits, Message, DEFAULT_MAX_FRAME_LEN,
     DEFAULT_MAX_LIST_LEN, HEADER_LEN,
 };

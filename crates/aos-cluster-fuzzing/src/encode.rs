@@ -1,6 +1,6 @@
 //! Fuzz body for the `encode` target: an arbitrary message under arbitrary
 //! limits, both drawn from the input (see
-//! [`EncodeCase::parse`](crate::fuzzing::encode::EncodeCase::parse)). Checked:
+//! [`EncodeCase::parse`](crate::encode::EncodeCase::parse)). Checked:
 //! - encoding succeeds exactly when a decoder with the same limits gives the
 //!   message back from the frame (and nothing more, and `finish()` is `Ok`);
 //! - a refused message leaves the output buffer as it was, and the error is
@@ -9,19 +9,19 @@
 //!   `Oversized`, `ListTooLong`, `DuplicateEntry` and `ConnectedAboveMax`
 //!   are the decoder's own; `ClusterNameTooLong` has no frame at all, and
 //!   what its truncated bytes decode to is never the message;
-//! - [`entries_that_fit`](crate::wire::entries_that_fit) is exact: a ranked list cut to it encodes (unless
+//! - [`entries_that_fit`](aos_cluster::wire::entries_that_fit) is exact: a ranked list cut to it encodes (unless
 //!   it repeats an entry), one more entry does not.
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::endpoint::{Endpoint, MAX_HOST_LEN, MAX_INSTANCE_LEN};
-use crate::wire::{
+use aos_cluster::endpoint::{Endpoint, MAX_HOST_LEN, MAX_INSTANCE_LEN};
+use aos_cluster::wire::{
     encode_with_limits, entries_that_fit, write_frame_unchecked, DecodeError, Decoder, EncodeError,
     HandshakeOutcome, HandshakeReply, HandshakeRequest, Limits, Message, RankedEntry, RankedList,
     RefuseReason, RejectReason, SessionOutcome, SessionReply, SessionRequest, WorkloadQuery, WorkloadReport,
     DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_LIST_LEN, HEADER_LEN, MAX_CLUSTER_NAME_LEN,
 };
-use crate::workload::{InstanceId, Workload};
+use aos_cluster::workload::{InstanceId, Workload};
 
 /// Most entries a generated ranked list holds: enough for maximal hosts to
 /// pass the default frame limit (193 fit), few enough to keep runs fast.
@@ -257,6 +257,7 @@ fn check_case(case: &EncodeCase) {
                 EncodeError::ConnectedAboveMax { connected, max_sessions } => {
                     DecodeError::ConnectedAboveMax { connected, max_sessions }
                 }
+                other => panic!("an encode error this body does not know: {other}"),
             };
             assert_eq!(decoded, Err(expected), "the decoder refuses differently from the encoder");
         }

@@ -12,9 +12,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::instance::ConnectionId;
-use crate::wire::{RankedEntry, RankedList};
-use crate::workload::{rank, Candidate, InstanceId, Workload};
+use aos_cluster::instance::ConnectionId;
+use aos_cluster::wire::{RankedEntry, RankedList};
+use aos_cluster::workload::{rank, Candidate, InstanceId, Workload};
 
 use super::endpoint_of;
 
@@ -85,7 +85,7 @@ impl HerdModel {
     fn share_bucket(&mut self, now: Instant, ttl: Duration) -> usize {
         self.share.retain(|&(start, ..)| start + ttl > now);
         let width = (ttl / 8).max(Duration::from_millis(1));
-        if !self.share.last().is_some_and(|&(start, ..)| start + width > now) {
+        if self.share.last().is_none_or(|&(start, ..)| start + width <= now) {
             self.share.push((now, 0, 0));
         }
         self.share.len() - 1

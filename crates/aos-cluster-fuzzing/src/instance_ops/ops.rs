@@ -44,7 +44,7 @@ impl World {
                     }
                     let waiting = &mut self.waiting;
                     let before = self.pending.len();
-                    self.pending.retain(|r| !waiting.get(r).is_some_and(|w| w.conn == conn));
+                    self.pending.retain(|r| waiting.get(r).is_none_or(|w| w.conn != conn));
                     self.expect.abandoned_handshakes += (before - self.pending.len()) as u64;
                     waiting.retain(|_, w| w.conn != conn);
                     self.herd.closed(conn, self.now);

@@ -1,12 +1,12 @@
 //! Fuzz body `client_ops`: an arbitrary client configuration (timeouts,
 //! staggering, retry policy, overall deadline and cluster name all drawn from
 //! the input) and an arbitrary sequence of replies, failures and time
-//! advances through a [`Connector`](crate::client::Connector), checked after every action against a
+//! advances through a [`Connector`](aos_cluster::client::Connector), checked after every action against a
 //! reference model that predicts:
 //!
 //! - the winning handshake reply: among the valid, non-empty replies
 //!   delivered at one instant before the instant closes, the earliest seed in
-//!   walk order (see the module docs of [`crate::client`] on staggering);
+//!   walk order (see the module docs of [`aos_cluster::client`] on staggering);
 //! - the targets of phase 3 (the winning list cut and without repeats, or the
 //!   answering seed in direct mode) and the `Connected` target;
 //! - the `Close`s: every attempt closed exactly once, never the session's,
@@ -27,15 +27,15 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::client::{Action, AttemptId, AttemptOutcome, Connector, Event, FailReason, Phase, State};
-use crate::config::ClientConfig;
-use crate::endpoint::Endpoint;
-use crate::wire::{
+use aos_cluster::client::{Action, AttemptId, AttemptOutcome, Connector, Event, FailReason, Phase, State};
+use aos_cluster::config::ClientConfig;
+use aos_cluster::endpoint::Endpoint;
+use aos_cluster::wire::{
     HandshakeOutcome, HandshakeReply, RankedEntry, RankedList, RefuseReason, SessionId, SessionOutcome,
     SessionReply,
 };
-use crate::workload::{InstanceId, Workload};
-use crate::RetryPolicy;
+use aos_cluster::workload::{InstanceId, Workload};
+use aos_cluster::RetryPolicy;
 
 /// One host of the shared pool: seeds and ranked entries both pick from it.
 #[derive(Debug, Arbitrary)]
@@ -176,10 +176,11 @@ fn config(setup: &Setup, pool: &[Endpoint]) -> Option<ClientConfig> {
     // A seed list with a repeated target is a configuration error; without
     // the repeats the same input goes on.
     let repeats = picked.iter().enumerate().any(|(i, s)| picked[..i].iter().any(|p| same_target(p, s)));
-    let seed_problem = |p: &crate::config::ConfigProblem| {
+    let seed_problem = |p: &aos_cluster::config::ConfigProblem| {
         matches!(
             p,
-            crate::config::ConfigProblem::EmptySeedList | crate::config::ConfigProblem::DuplicateSeed { .. }
+            aos_cluster::config::ConfigProblem::EmptySeedList
+                | aos_cluster::config::ConfigProblem::DuplicateSeed { .. }
         )
     };
     let refused = config.validate().err().is_some_and(|e| e.problems.iter().any(seed_problem));
@@ -546,7 +547,7 @@ impl Model {
                     self.stage = Stage::Handshaking;
                 }
                 assert!(matches!(self.stage, Stage::Handshaking), "handshake in {:?}", self.stage);
-                assert!(self.seen.last().map_or(true, |last| last < attempt), "attempt ids not fresh");
+                assert!(self.seen.last().is_none_or(|last| last < attempt), "attempt ids not fresh");
                 assert_eq!(request.request_id, attempt.request_id());
                 assert_eq!(request.cluster, self.config.cluster, "the cluster name");
                 assert_eq!(request.load_balance, self.config.load_balance);
@@ -692,6 +693,7 @@ impl Model {
                         assert_eq!(self.round + 1, self.config.retry.max_rounds);
                         self.check_exhausted();
                     }
+                    other => panic!("a failure reason this model does not know: {other:?}"),
                 }
                 self.candidates.clear();
                 self.stage = Stage::Failed;
@@ -705,6 +707,7 @@ impl Model {
                 assert_eq!(*lost, self.session_lost);
                 self.stage = Stage::Closed;
             }
+            other => panic!("an action this model does not know: {other:?}"),
         }
     }
 

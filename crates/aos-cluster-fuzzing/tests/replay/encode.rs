@@ -1,16 +1,13 @@
 //! Replays the committed `encode` fuzz corpus through the fuzz body on stable.
-#![cfg(feature = "fuzzing")]
 
-mod common;
-
-use aos_cluster::fuzzing::encode::EncodeCase;
 use aos_cluster::wire::{encode_with_limits, EncodeError, HandshakeOutcome, Message};
+use aos_cluster_fuzzing::encode::EncodeCase;
 
 #[test]
 fn encode_corpus_replays_cleanly() {
-    let corpus = common::corpus("encode");
+    let corpus = crate::corpus("encode");
     for (path, data) in &corpus {
-        let outcome = std::panic::catch_unwind(|| aos_cluster::fuzzing::encode(data));
+        let outcome = std::panic::catch_unwind(|| aos_cluster_fuzzing::encode(data));
         assert!(outcome.is_ok(), "corpus file {} broke an invariant", path.display());
     }
 }
@@ -22,7 +19,7 @@ fn the_corpus_reaches_every_outcome_of_the_encoder() {
     let mut encoded = 0;
     let mut ranked = 0;
     let mut refused: Vec<&'static str> = Vec::new();
-    for (_, data) in common::corpus("encode") {
+    for (_, data) in crate::corpus("encode") {
         let Ok(case) = EncodeCase::parse(&data) else { continue };
         if let Message::HandshakeReply(reply) = &case.message {
             ranked +=

@@ -121,6 +121,7 @@ impl World {
                     }
                 }
                 Action::Reply { message, .. } => panic!("unexpected reply {message:?}"),
+                other => panic!("an action this model does not know: {other:?}"),
             }
         }
         assert_eq!(opened, None, "SessionOpened must follow the accepting reply");

@@ -1,8 +1,5 @@
 //! Herd control's one-walk read against a look-up per member, over random
 //! bytes (the `herd_read` fuzz body).
-#![cfg(feature = "fuzzing")]
-
-mod common;
 
 use proptest::prelude::*;
 
@@ -11,6 +8,6 @@ proptest! {
 
     #[test]
     fn live_each_is_live_for_each(data in prop::collection::vec(any::<u8>(), 0..1_200)) {
-        aos_cluster::fuzzing::herd_read(&data, common::base());
+        aos_cluster_fuzzing::herd_read(&data, crate::base());
     }
 }

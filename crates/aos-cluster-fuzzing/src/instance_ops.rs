@@ -1,5 +1,5 @@
 //! Fuzz body `instance_ops`: arbitrary events and time advances against one
-//! [`Instance`](crate::instance::Instance), with a simulated cluster around it
+//! [`Instance`](aos_cluster::instance::Instance), with a simulated cluster around it
 //! (registry, peers, clients on many connections) and a reference model that
 //! predicts every output exactly, checked after every step.
 //!
@@ -10,7 +10,7 @@
 //! order of precedence, else accepted and followed at once by
 //! `SessionOpened` on the same connection); which peers a round queries and
 //! whether it asks the registry; every workload report and heartbeat; and
-//! every counter of [`InstanceStats`](crate::instance::InstanceStats).
+//! every counter of [`InstanceStats`](aos_cluster::instance::InstanceStats).
 //! `connected` must equal the number of connections holding a session.
 //!
 //! The same `World` runs the property tests, which build `Op` sequences
@@ -33,16 +33,16 @@ use std::time::{Duration, Instant};
 use arbitrary::{Arbitrary, Unstructured};
 
 use self::model::{expected_reply, predicted, shown, HerdModel, ReplyInput};
-use crate::config::InstanceConfig;
-use crate::endpoint::Endpoint;
-use crate::error::UsageError;
-use crate::instance::{Action, ConnectionId, Event, Instance, InstanceStats};
-use crate::registry::MemberRecord;
-use crate::wire::{
+use aos_cluster::config::InstanceConfig;
+use aos_cluster::endpoint::Endpoint;
+use aos_cluster::error::UsageError;
+use aos_cluster::instance::{Action, ConnectionId, Event, Instance, InstanceStats};
+use aos_cluster::registry::MemberRecord;
+use aos_cluster::wire::{
     HandshakeOutcome, HandshakeRequest, Message, QueryId, RankedEntry, RankedList, RefuseReason,
     RejectReason, SessionId, SessionOutcome, SessionRequest, WorkloadQuery, WorkloadReport,
 };
-use crate::workload::{Candidate, InstanceId, Role, Workload};
+use aos_cluster::workload::{Candidate, InstanceId, Role, Workload};
 
 /// The cluster every simulated member belongs to.
 pub const CLUSTER: &str = "fuzz";
