@@ -7,7 +7,7 @@ use std::time::Duration;
 use aos_cluster::config::{duration, DEFAULT_ATTEMPT_DELAY};
 
 use crate::arrivals::{ArrivalGroup, Flood, Process};
-use crate::dist::SessionLength;
+use crate::dist::{Dist, SessionLength};
 use crate::scenario::{default_return_window, Fault, FaultKind, InstanceGroup, Scenario, Seed};
 
 /// Every built-in scenario family name, in report order.
@@ -240,7 +240,7 @@ impl Scenario {
             .map(|w| ArrivalGroup {
                 start: Duration::from_millis(200) + WAVE_PERIOD * w,
                 process: Process::Burst { count: n, within: Duration::from_millis(100) },
-                session: SessionLength::Constant { value: Duration::from_secs(1) },
+                session: SessionLength::Drawn(Dist::constant(Duration::from_secs(1))),
                 measured: true,
             })
             .collect();
@@ -433,10 +433,10 @@ impl Scenario {
                 ArrivalGroup {
                     start: Duration::from_millis(200),
                     process: Process::Even { count: 1200, within: Duration::from_secs(12) },
-                    session: SessionLength::Uniform {
+                    session: SessionLength::Drawn(Dist::Uniform {
                         min: Duration::from_secs(20),
                         max: Duration::from_secs(40),
-                    },
+                    }),
                     measured: false,
                 },
                 ArrivalGroup {
