@@ -17,8 +17,11 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::net::Ipv6Addr;
-use std::str::FromStr;
 use std::sync::Arc;
+
+mod parse;
+
+use self::parse::{check_host, check_instance};
 
 /// The AX default TCP/IP port of an AOS instance.
 pub const DEFAULT_PORT: u16 = 2712;
@@ -278,106 +281,6 @@ impl fmt::Debug for Endpoint {
     }
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')
-}
-
-fn check_instance(name: &str, text: &dyn Fn() -> String) -> Result<(), EndpointError> {
-    if name.is_empty() {
-        return Err(EndpointError::EmptyInstance(text()));
-    }
-    if name.len() > MAX_INSTANCE_LEN {
-        return Err(EndpointError::TooLong(text()));
-    }
-    match name.chars().find(|&c| !is_name_char(c)) {
-        Some(ch) => Err(EndpointError::StrayCharacter { text: text(), ch }),
-        None => Ok(()),
-    }
-}
-
-/// Checks a host. `ipv6` says it was written in brackets (or, through
-/// [`Endpoint::with_instance`], contains a colon): then it must be a real IPv6
-/// address, so that what `Display` brackets always parses back.
-fn check_host(host: &str, ipv6: bool, text: &dyn Fn() -> String) -> Result<(), EndpointError> {
-    if host.is_empty() {
-        return Err(EndpointError::EmptyHost(text()));
-    }
-    if host.len() > MAX_HOST_LEN {
-        return Err(EndpointError::TooLong(text()));
-    }
-    let allowed =
-        |c: char| if ipv6 { c.is_ascii_hexdigit() || c == ':' || c == '.' } else { is_name_char(c) };
-    if let Some(ch) = host.chars().find(|&c| !allowed(c)) {
-        return Err(EndpointError::StrayCharacter { text: text(), ch });
-    }
-    if ipv6 && host.parse::<Ipv6Addr>().is_err() {
-        return Err(EndpointError::BadIpv6(text()));
-    }
-    Ok(())
-}
-
-fn parse_port(port: &str, text: &dyn Fn() -> String) -> Result<u16, EndpointError> {
-    let bad = || EndpointError::BadPort { text: text(), port: port.to_owned() };
-    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    match port.parse::<u32>() {
-        Ok(p @ 1..=65535) => Ok(p as u16),
-        _ => Err(bad()),
-    }
-}
-
-impl FromStr for Endpoint {
-    type Err = EndpointError;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let s = input.trim();
-        if s.is_empty() {
-            return Err(EndpointError::Empty);
-        }
-        let text = || s.to_owned();
-        let (instance, rest) = match s.split_once('@') {
-            Some((name, rest)) => {
-                check_instance(name, &text)?;
-                (Some(name), rest)
-            }
-            None => (None, s),
-        };
-        if rest.matches('[').count() > 1 || rest.matches(']').count() > 1 {
-            return Err(EndpointError::Brackets(text()));
-        }
-        let (host, port, ipv6) = if let Some(after) = rest.strip_prefix('[') {
-            let (host, tail) = after.split_once(']').ok_or_else(|| EndpointError::Brackets(text()))?;
-            let port = match tail {
-                "" => None,
-                t => Some(t.strip_prefix(':').ok_or_else(|| EndpointError::Brackets(text()))?),
-            };
-            (host, port, true)
-        } else if rest.contains(['[', ']']) {
-            return Err(EndpointError::Brackets(text()));
-        } else {
-            match rest.matches(':').count() {
-                0 => (rest, None, false),
-                1 => {
-                    let (h, p) = rest.split_once(':').unwrap_or((rest, ""));
-                    (h, Some(p), false)
-                }
-                _ => return Err(EndpointError::UnbracketedIpv6(text())),
-            }
-        };
-        let port = match port {
-            Some(p) => parse_port(p, &text)?,
-            None => DEFAULT_PORT,
-        };
-        if ipv6 && !host.is_empty() && !host.contains(':') {
-            // Brackets are for IPv6 addresses only; `[aos1]` is a typo.
-            return Err(EndpointError::Brackets(text()));
-        }
-        check_host(host, ipv6, &text)?;
-        Ok(Endpoint::from_checked(instance, host, port))
-    }
-}
-
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(name) = self.instance() {
@@ -414,111 +317,4 @@ impl<'a> arbitrary::Arbitrary<'a> for Endpoint {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_ax_form_parses() {
-        let e: Endpoint = "aos1".parse().unwrap();
-        assert_eq!((e.instance(), e.host(), e.port()), (None, "aos1", 2712));
-        let e: Endpoint = "AOS01@aos1:2713".parse().unwrap();
-        assert_eq!((e.instance(), e.host(), e.port()), (Some("AOS01"), "aos1", 2713));
-        let e: Endpoint = "AOS01@aos1".parse().unwrap();
-        assert_eq!(e.port(), 2712);
-        let e: Endpoint = "[::1]:2712".parse().unwrap();
-        assert_eq!((e.host(), e.to_string().as_str()), ("::1", "[::1]:2712"));
-        let e: Endpoint = "[fe80::1]".parse().unwrap();
-        assert_eq!(e.port(), DEFAULT_PORT);
-    }
-
-    #[test]
-    fn bad_forms_name_the_text() {
-        for bad in [
-            "",
-            ":2712",
-            "@aos1",
-            "aos1:0",
-            "aos1:65536",
-            "aos1:x",
-            "[::1",
-            "::1]:1",
-            "a b",
-            "::1",
-            "[aos1]:1",
-            "[::1]x",
-        ] {
-            let err = bad.parse::<Endpoint>().unwrap_err();
-            if !bad.is_empty() {
-                assert!(err.to_string().contains(bad.trim()), "{bad:?}: {err}");
-            }
-        }
-    }
-
-    /// What the endpoint was before sharing: the three parts, compared,
-    /// ordered and hashed field by field.
-    fn parts(e: &Endpoint) -> (Option<String>, String, u16) {
-        (e.instance().map(str::to_owned), e.host().to_owned(), e.port())
-    }
-
-    fn hash_of(value: &impl std::hash::Hash) -> u64 {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
-    }
-
-    proptest::proptest! {
-        /// Five bytes decide whether a checked host is IPv6, in every textual
-        /// form: compressed, full with leading zeros, IPv4-embedded.
-        #[test]
-        fn five_bytes_tell_an_ipv6_host(bits: u128, name in "[A-Za-z0-9._-]{1,30}") {
-            let addr = Ipv6Addr::from(bits);
-            let full = addr.segments().map(|s| format!("{s:04x}")).join(":");
-            let embedded = format!("::ffff:{}", std::net::Ipv4Addr::from((bits >> 96) as u32));
-            for host in [addr.to_string(), full, embedded, name] {
-                let e = Endpoint::new(&host, 1).unwrap();
-                proptest::prop_assert_eq!(e.has_ipv6_host(), host.contains(':'), "{}", host);
-            }
-        }
-    }
-
-    #[test]
-    fn clones_share_the_text() {
-        let e: Endpoint = "AOS01@aos1:2713".parse().unwrap();
-        let copy = e.clone();
-        assert!(std::ptr::eq(e.host(), copy.host()));
-        assert!(std::ptr::eq(e.instance().unwrap(), copy.instance().unwrap()));
-        assert_eq!(copy, e);
-    }
-
-    #[test]
-    fn order_equality_and_hash_are_those_of_the_parts() {
-        let texts = [
-            "aos1",
-            "aos1:1",
-            "aos1:65535",
-            "aos10",
-            "aos2:2712",
-            "AOS1",
-            "A@aos1",
-            "A@aos1:1",
-            "B@aos0",
-            "[::1]",
-            "[::1]:1",
-            "10.0.0.7:80",
-            "a-b_c.d@db.example",
-        ];
-        let endpoints: Vec<Endpoint> = texts.iter().map(|t| t.parse().unwrap()).collect();
-        for a in &endpoints {
-            for b in &endpoints {
-                assert_eq!(a.cmp(b), parts(a).cmp(&parts(b)), "{a} vs {b}");
-                assert_eq!(a == b, parts(a) == parts(b), "{a} vs {b}");
-            }
-            // A derive on the fields hashes them in order, as a tuple does.
-            let p = parts(a);
-            assert_eq!(hash_of(a), hash_of(&(p.0.as_deref(), p.1.as_str(), p.2)), "{a}");
-            assert_eq!(
-                format!("{a:?}"),
-                format!("Endpoint {{ instance: {:?}, host: {:?}, port: {} }}", p.0, p.1, p.2)
-            );
-        }
-    }
-}
+mod tests;
