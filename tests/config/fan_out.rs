@@ -1,8 +1,6 @@
 //! The bounded fan-out settings: defaults, TOML and JSON with
 //! human durations, and `validate()`.
 
-#![cfg(feature = "serde")]
-
 use std::time::Duration;
 
 use aos_cluster::config::{
