@@ -95,6 +95,7 @@ class Module:
         self.children = {}  # name -> Module
         self.uses = {}  # name -> (segments, module path they are read from)
         self.globs = []  # (segments, module path)
+        self.items = set()  # names of the items defined at its top level
 
 
 def parse_use_tree(text):
@@ -209,6 +210,11 @@ class Crate:
             if child_path in self.modules:
                 self.modules[parent].children[name] = self.modules[child_path]
 
+        item = r"^(?:pub(?:\([^)]*\))?\s+)?(?:(?:const\s+)?(?:unsafe\s+)?(?:async\s+)?fn|struct|enum|union|trait|type|const|static)\s+(" + IDENT + ")"
+        for m in re.finditer(item, clean, re.M):
+            self.modules[module_at(m.start())].items.add(m.group(1))
+        for m in re.finditer(r"^macro_rules!\s*(" + IDENT + ")", clean, re.M):
+            self.modules[module_at(m.start())].items.add(m.group(1))
         line_of = lambda offset: text.count("\n", 0, offset) + 1  # noqa: E731
         code = list(clean)
         for offset, end, items in use_trees(clean):
@@ -270,21 +276,43 @@ class Crate:
                 pass
             elif seg in self.modules[current].children:
                 current = current + (seg,)
-            elif seg in self.modules[current].uses and (not first or True):
+            elif seg in self.modules[current].uses:
                 target, origin = self.modules[current].uses[seg]
                 if target[-1:] == [seg] and origin == current and tuple(target) == tuple(rest[:len(target)]):
                     return None  # `use seg;` naming an extern crate
-                landed = self.resolve(origin, target, seen)
-                if landed is None:
-                    return None if first else current
-                return self.resolve(landed, rest[1:], seen) if len(rest) > 1 else landed
+                return self.follow(origin, target, rest[1:], seen, current if not first else None)
+            elif seg in self.modules[current].items:
+                return current
             else:
-                # An item defined here, or (first segment) an extern crate,
-                # a type, a local name: nothing of this crate.
+                # Brought in by a glob import, or else (first segment) an
+                # extern crate, a prelude or local name: nothing of this crate.
+                for glob, origin in self.modules[current].globs:
+                    source = self.resolve(origin, glob, seen)
+                    if source is None or source == current:
+                        continue
+                    found = self.modules[source]
+                    if seg in found.children:
+                        return self.resolve(source, rest, seen)
+                    if seg in found.uses:
+                        target, from_ = found.uses[seg]
+                        return self.follow(from_, target, rest[1:], seen, None)
+                    if seg in found.items:
+                        return source
                 return None if first else current
             rest = rest[1:]
             first = False
         return current
+
+    def follow(self, origin, target, rest, seen, fallback):
+        """Where an imported name (`target` read in `origin`) followed by
+        `rest` lands; `fallback` when the import leaves the crate."""
+        landed = self.resolve(origin, target, seen)
+        if landed is None:
+            return fallback
+        if rest:
+            deeper = self.resolve(landed, rest, seen)
+            return landed if deeper is None else deeper
+        return landed
 
 
 def crates():
