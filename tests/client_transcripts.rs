@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use aos_cluster::client::{Action, AttemptOutcome, Connector, Event, FailReason, Malformation, Phase, State};
-use aos_cluster::wire::{HandshakeOutcome, RankedList, RejectReason, SessionId};
+use aos_cluster::wire::{HandshakeOutcome, Message, RankedList, RejectReason, SessionId};
 use aos_cluster::{ClientConfig, RetryPolicy, UsageError};
 use common::client::*;
 
@@ -188,7 +188,9 @@ fn direct_mode_connects_to_the_answering_seed() {
     let mut cfg = config(3);
     cfg.load_balance = false;
     let mut t = Transcript::new(cfg);
-    let Action::SendHandshake { attempt: a0, request, .. } = t.expect(Want::Handshake(0), at(0)) else {
+    let Action::SendHandshake { attempt: a0, message: Message::HandshakeRequest(request), .. } =
+        t.expect(Want::Handshake(0), at(0))
+    else {
         unreachable!()
     };
     assert!(!request.load_balance);
@@ -513,7 +515,7 @@ fn unknown_attempts_are_ignored() {
 /// their attempt; requests and reports are not replies.
 #[test]
 fn messages_become_events_only_when_they_are_replies() {
-    use aos_cluster::wire::{Message, QueryId, SessionRequest, WorkloadQuery};
+    use aos_cluster::wire::{QueryId, SessionRequest, WorkloadQuery};
     let mut t = Transcript::new(config(1));
     let h = t.expect_attempt(Want::Handshake(0), at(0));
     let Event::HandshakeReply { reply, .. } = ranked(h, &[("b", 0, 10)]) else { unreachable!() };
@@ -547,13 +549,17 @@ fn every_session_request_carries_the_credential_and_unauthorized_moves_on() {
     t.c.set_credential(Some(token.clone()));
     let a = t.expect_attempt(Want::Handshake(0), at(0));
     t.event(ranked(a, &[("x", 0, 10), ("y", 1, 10)]), at(10));
-    let Action::SendSessionRequest { attempt: s1, request, .. } = t.expect(Want::Session("x"), at(10)) else {
+    let Action::SendSessionRequest { attempt: s1, message: Message::SessionRequest(request), .. } =
+        t.expect(Want::Session("x"), at(10))
+    else {
         unreachable!()
     };
     assert_eq!(request.credential.as_ref(), Some(&token));
     t.event(rejected(s1, RejectReason::Unauthorized), at(20));
     t.expect(Want::Close(s1), at(20));
-    let Action::SendSessionRequest { request, .. } = t.expect(Want::Session("y"), at(20)) else {
+    let Action::SendSessionRequest { message: Message::SessionRequest(request), .. } =
+        t.expect(Want::Session("y"), at(20))
+    else {
         unreachable!()
     };
     assert_eq!(request.credential, Some(token));

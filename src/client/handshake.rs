@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::log::{AttemptId, AttemptOutcome, Phase};
 use super::targets::{TargetWalk, Targets, KEPT_ENTRIES};
 use super::{Action, Connector, Stage, Timer};
-use crate::wire::{HandshakeOutcome, HandshakeReply, HandshakeRequest, RankedList};
+use crate::wire::{HandshakeOutcome, HandshakeReply, HandshakeRequest, Message, RankedList};
 
 /// The seed walk of one round.
 #[derive(Debug, Default)]
@@ -81,14 +81,14 @@ impl Connector {
         let attempt = self.log.start(self.round, Phase::Handshake, seed_index, &endpoint, now);
         let deadline = now + self.config.handshake_timeout;
         walk.pending.push(PendingHandshake { attempt, walk_pos, seed_index, deadline });
-        let request = HandshakeRequest {
+        let message = Message::HandshakeRequest(HandshakeRequest {
             request_id: attempt.request_id(),
             salt: self.rng.next_u64(),
             load_balance: self.config.load_balance,
             cluster: self.config.cluster.clone(),
-        };
+        });
         self.stats.handshakes += 1;
-        self.actions.push_back(Action::SendHandshake { attempt, seed_index, endpoint, request });
+        self.actions.push_back(Action::SendHandshake { attempt, seed_index, endpoint, message, deadline });
         match self.config.attempt_delay {
             Some(delay) if more => self.timers.set(Timer::Stagger, now + delay),
             _ => self.timers.stop(Timer::Stagger),

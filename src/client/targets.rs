@@ -9,7 +9,7 @@ use super::log::{AttemptId, AttemptOutcome, Phase};
 use super::{Action, Connector, Stage, Timer};
 use crate::endpoint::Endpoint;
 use crate::wire::dedup::{drop_repeats, DedupScratch};
-use crate::wire::{RankedEntry, SessionOutcome, SessionReply, SessionRequest};
+use crate::wire::{Message, RankedEntry, SessionOutcome, SessionReply, SessionRequest};
 use crate::workload::InstanceId;
 
 /// Where phase 3 may go.
@@ -135,11 +135,14 @@ impl Connector {
         let endpoint = endpoint.clone();
         let attempt = self.log.start(self.round, Phase::Session, rank, &endpoint, now);
         walk.attempt = Some(attempt);
-        self.timers.set(Timer::Session, now + self.config.connect_timeout);
+        let deadline = now + self.config.connect_timeout;
+        self.timers.set(Timer::Session, deadline);
         self.stats.session_requests += 1;
-        let request =
-            SessionRequest { request_id: attempt.request_id(), credential: self.credential.clone() };
-        self.actions.push_back(Action::SendSessionRequest { attempt, rank, endpoint, request });
+        let message = Message::SessionRequest(SessionRequest {
+            request_id: attempt.request_id(),
+            credential: self.credential.clone(),
+        });
+        self.actions.push_back(Action::SendSessionRequest { attempt, rank, endpoint, message, deadline });
     }
 
     pub(super) fn on_session_reply(&mut self, attempt: AttemptId, reply: SessionReply, now: Instant) {

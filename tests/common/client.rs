@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use aos_cluster::client::{Action, AttemptId, AttemptOutcome, Connector, Event, Phase};
 use aos_cluster::wire::{
-    HandshakeOutcome, HandshakeReply, RankedEntry, RankedList, RefuseReason, RejectReason, SessionId,
-    SessionOutcome, SessionReply,
+    HandshakeOutcome, HandshakeReply, Message, RankedEntry, RankedList, RefuseReason, RejectReason,
+    SessionId, SessionOutcome, SessionReply,
 };
 use aos_cluster::{ClientConfig, Endpoint, InstanceId, Workload};
 
@@ -392,8 +392,12 @@ impl Invariants {
         assert!(!(starts_attempt && self.connected), "attempt after Connected: {action:?}");
         assert!(!(starts_attempt && self.finished), "attempt after Failed: {action:?}");
         match action {
-            Action::SendHandshake { attempt, seed_index, request, .. } => {
+            Action::SendHandshake { attempt, seed_index, message, deadline, .. } => {
+                let Message::HandshakeRequest(request) = message else {
+                    panic!("a handshake action carries {message:?}")
+                };
                 assert_eq!(request.request_id, attempt.request_id());
+                assert_eq!(*deadline, now + cfg.handshake_timeout, "the handshake's deadline");
                 assert_eq!(request.load_balance, cfg.load_balance);
                 assert!(
                     !self.handshakes_this_round.contains(seed_index),
@@ -421,8 +425,12 @@ impl Invariants {
                 self.handshakes_this_round.push(*seed_index);
                 assert!(self.handshakes_this_round.len() <= cfg.seeds.len());
             }
-            Action::SendSessionRequest { attempt, rank, endpoint, request } => {
+            Action::SendSessionRequest { attempt, rank, endpoint, message, deadline } => {
+                let Message::SessionRequest(request) = message else {
+                    panic!("a session action carries {message:?}")
+                };
                 assert_eq!(request.request_id, attempt.request_id());
+                assert_eq!(*deadline, now + cfg.connect_timeout, "the session request's deadline");
                 assert_eq!(*rank, self.sessions_this_round, "ranked list walked out of order");
                 let winner = c
                     .attempts()

@@ -1,0 +1,113 @@
+//! The async client's session: the byte stream an accepted attempt hands over.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aos_cluster::client::AttemptRecord;
+use aos_cluster::wire::SessionId;
+use aos_cluster::{Endpoint, InstanceId};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::SessionInfo;
+use crate::transport::SessionStream;
+
+/// An open session: the application's byte stream to the instance that
+/// admitted it (SPEC 3.6), read and written with tokio's `AsyncRead` and
+/// `AsyncWrite`. The protocol sends nothing more on it.
+///
+/// The session ends when either side closes the stream: drop the `Session`,
+/// or `shutdown()` it (`AsyncWriteExt::shutdown`, which sends end-of-stream
+/// and lets the instance's last bytes still be read).
+#[derive(Debug)]
+pub struct Session {
+    pub(super) stream: SessionStream,
+    pub(super) info: SessionInfo,
+}
+
+impl Session {
+    /// Everything below in one value.
+    pub fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    /// The instance that admitted the session, when known.
+    pub fn instance(&self) -> Option<InstanceId> {
+        self.info.instance
+    }
+
+    /// Where the session is.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.info.endpoint
+    }
+
+    /// The instance's name for the session.
+    pub fn session_id(&self) -> SessionId {
+        self.info.session_id
+    }
+
+    /// From the start of [`Client::connect`](super::Client::connect) to the accepting reply.
+    pub fn time_to_session(&self) -> Duration {
+        self.info.time_to_session
+    }
+
+    /// The attempt log: every attempt of every round, the accepted one last.
+    pub fn attempts(&self) -> &[AttemptRecord] {
+        &self.info.attempts
+    }
+
+    /// The underlying TCP stream, for socket options and addresses (under
+    /// TLS, reading or writing it directly would break the session).
+    pub fn get_ref(&self) -> &TcpStream {
+        self.stream.get_ref()
+    }
+
+    /// Whether the session runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    /// The stream and the session's details, for callers that want to own
+    /// the stream (the session lasts as long as the stream).
+    pub fn into_parts(self) -> (SessionStream, SessionInfo) {
+        (self.stream, self.info)
+    }
+}
+
+impl AsyncRead for Session {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Session {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
