@@ -21,9 +21,9 @@ pub enum State {
     Backoff,
     /// A session is open.
     Connected,
-    /// The session ended or was lost; [`Connector::reconnect`](super::Connector::reconnect) starts over.
+    /// The session ended or was lost; `Connector::reconnect` starts over.
     Closed,
-    /// Gave up; [`Connector::reconnect`](super::Connector::reconnect) starts over.
+    /// Gave up; `Connector::reconnect` starts over.
     Failed,
 }
 
