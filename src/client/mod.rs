@@ -5,7 +5,8 @@
 //! errors), `event.rs` (inputs, outputs, state), `context.rs` (what every
 //! stage uses: configuration, log, timers, action queue), `handshake.rs`
 //! (phase 1: the seed walk), `targets.rs` (phase 3: the ranked-list walk),
-//! `connector.rs` (the machine contract, moving between the stages).
+//! `round.rs` (the stage of the round and the moves between phases),
+//! `connector.rs` (the machine contract).
 //!
 //! # Driving it
 //!

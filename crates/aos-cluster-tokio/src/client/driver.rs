@@ -181,3 +181,97 @@ fn reply_event(attempt: AttemptId, reply: Result<Message, String>) -> Event {
         Err(reason) => Event::TransportFailed { attempt, reason },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aos_cluster::client::AttemptOutcome;
+    use aos_cluster::wire::{
+        HandshakeOutcome, HandshakeReply, RankedEntry, RankedList, SessionId, SessionOutcome, SessionReply,
+    };
+    use aos_cluster::{InstanceId, Workload};
+
+    use super::*;
+    use crate::client::AllowList;
+
+    /// Records what the driver asked for, in order.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<String>,
+        /// The last attempt started, with its message and deadline.
+        started: Option<(AttemptId, Message, Instant)>,
+    }
+
+    impl AttemptIo for Recorder {
+        fn start(
+            &mut self,
+            attempt: AttemptId,
+            endpoint: Endpoint,
+            message: Message,
+            deadline: Instant,
+        ) -> Result<(), String> {
+            self.calls.push(format!("start {attempt} {endpoint}"));
+            self.started = Some((attempt, message, deadline));
+            Ok(())
+        }
+
+        fn close(&mut self, attempt: AttemptId) {
+            self.calls.push(format!("close {attempt}"));
+        }
+
+        fn keep(&mut self, attempt: AttemptId) {
+            self.calls.push(format!("keep {attempt}"));
+        }
+    }
+
+    fn entry(id: u32, endpoint: &str) -> RankedEntry {
+        let workload = Workload { connected: 0, max_sessions: 10 };
+        RankedEntry { id: InstanceId(id), endpoint: endpoint.parse().unwrap(), workload }
+    }
+
+    /// A refused target never reaches the I/O (no start, no close); the
+    /// winning handshake's transport is closed when the walk ends and the
+    /// accepted one is kept; a report for an attempt never started is moot.
+    #[test]
+    fn dispatch_starts_closes_and_keeps_only_what_the_machine_says() {
+        let config = ClientConfig::with_seeds(vec!["seed:2712".parse().unwrap()]);
+        let options = ClientOptions::new().with_allow_list(AllowList::parse(["10.0.0.0/8"]).unwrap());
+        let mut driver: Driver<'_, &str> = Driver::new(&config, &options, 7).unwrap();
+        let mut io = Recorder::default();
+        assert!(driver.dispatch(&mut io).is_none());
+        let (handshake, message, deadline) = io.started.take().expect("a handshake");
+        assert!(matches!(message, Message::HandshakeRequest(_)), "{message:?}");
+        assert!(deadline > driver.started, "the action's deadline reaches the I/O");
+        let list = RankedList {
+            stale: false,
+            entries: vec![entry(1, "evil.example:2712"), entry(2, "10.0.0.2:2712")],
+        };
+        let reply =
+            HandshakeReply { request_id: handshake.request_id(), outcome: HandshakeOutcome::Ranked(list) };
+        driver.report(handshake, Ok(Message::HandshakeReply(reply)), Some("handshake transport"));
+        assert!(driver.dispatch(&mut io).is_none());
+        let (session, message, _) = io.started.take().expect("a session request");
+        assert!(matches!(message, Message::SessionRequest(_)), "{message:?}");
+        let skipped = driver.machine.attempts()[1].attempt;
+        driver.report(skipped, Err("late".into()), Some("stray transport"));
+        assert_eq!(driver.open.len(), 1, "only the handshake's transport is held");
+        let outcome = SessionOutcome::Accepted { session_id: SessionId(5) };
+        let reply = SessionReply { request_id: session.request_id(), outcome };
+        driver.report(session, Ok(Message::SessionReply(reply)), Some("session transport"));
+        let (stream, info) = driver.dispatch(&mut io).expect("over").expect("a session");
+        assert_eq!(stream, "session transport");
+        assert_eq!(info.instance(), Some(InstanceId(2)));
+        assert_eq!(
+            io.calls,
+            [
+                format!("start {handshake} seed:2712"),
+                format!("start {session} 10.0.0.2:2712"),
+                format!("close {handshake}"),
+                format!("keep {session}"),
+            ]
+        );
+        let outcome = &info.attempts()[1].outcome;
+        let AttemptOutcome::TransportFailed(reason) = outcome else { panic!("{outcome:?}") };
+        assert_eq!(reason, "evil.example:2712 is outside the allow-list; skipped");
+        assert!(driver.open.is_empty() && driver.live.is_empty(), "nothing left behind");
+    }
+}
