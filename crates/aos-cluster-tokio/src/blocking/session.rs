@@ -4,11 +4,6 @@
 use std::io::ErrorKind;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
-
-use aos_cluster::client::AttemptRecord;
-use aos_cluster::wire::SessionId;
-use aos_cluster::{Endpoint, InstanceId};
 
 use super::SessionInfo;
 
@@ -97,35 +92,7 @@ pub struct Session {
 }
 
 impl Session {
-    /// Everything below in one value.
-    pub fn info(&self) -> &SessionInfo {
-        &self.info
-    }
-
-    /// The instance that admitted the session, when known.
-    pub fn instance(&self) -> Option<InstanceId> {
-        self.info.instance()
-    }
-
-    /// Where the session is.
-    pub fn endpoint(&self) -> &Endpoint {
-        self.info.endpoint()
-    }
-
-    /// The instance's name for the session.
-    pub fn session_id(&self) -> SessionId {
-        self.info.session_id()
-    }
-
-    /// From the start of [`Client::connect`](super::Client::connect) to the accepting reply.
-    pub fn time_to_session(&self) -> Duration {
-        self.info.time_to_session()
-    }
-
-    /// The attempt log: every attempt of every round, the accepted one last.
-    pub fn attempts(&self) -> &[AttemptRecord] {
-        self.info.attempts()
-    }
+    crate::client::info::session_info_accessors!();
 
     /// Ends the session: end-of-stream both ways (the instance sees it at once).
     pub fn shutdown(&self) -> io::Result<()> {

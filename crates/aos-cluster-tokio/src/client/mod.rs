@@ -18,7 +18,7 @@
 mod allow;
 pub(crate) mod driver;
 mod error;
-mod info;
+pub(crate) mod info;
 mod options;
 mod session;
 mod tasks;

@@ -3,11 +3,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use aos_cluster::client::AttemptRecord;
-use aos_cluster::wire::SessionId;
-use aos_cluster::{Endpoint, InstanceId};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -28,35 +24,7 @@ pub struct Session {
 }
 
 impl Session {
-    /// Everything below in one value.
-    pub fn info(&self) -> &SessionInfo {
-        &self.info
-    }
-
-    /// The instance that admitted the session, when known.
-    pub fn instance(&self) -> Option<InstanceId> {
-        self.info.instance
-    }
-
-    /// Where the session is.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.info.endpoint
-    }
-
-    /// The instance's name for the session.
-    pub fn session_id(&self) -> SessionId {
-        self.info.session_id
-    }
-
-    /// From the start of [`Client::connect`](super::Client::connect) to the accepting reply.
-    pub fn time_to_session(&self) -> Duration {
-        self.info.time_to_session
-    }
-
-    /// The attempt log: every attempt of every round, the accepted one last.
-    pub fn attempts(&self) -> &[AttemptRecord] {
-        &self.info.attempts
-    }
+    crate::client::info::session_info_accessors!();
 
     /// The underlying TCP stream, for socket options and addresses (under
     /// TLS, reading or writing it directly would break the session).
