@@ -92,7 +92,7 @@ pub struct Session {
 }
 
 impl Session {
-    crate::client::info::session_info_accessors!();
+    crate::client::info::session_accessors!();
 
     /// Ends the session: end-of-stream both ways (the instance sees it at once).
     pub fn shutdown(&self) -> io::Result<()> {
@@ -102,17 +102,6 @@ impl Session {
     /// The underlying TCP stream, for socket options (timeouts) and addresses.
     pub fn get_ref(&self) -> &TcpStream {
         self.stream.get_ref()
-    }
-
-    /// Whether the session runs over TLS.
-    pub fn is_tls(&self) -> bool {
-        self.stream.is_tls()
-    }
-
-    /// The stream and the session's details, for callers that want to own
-    /// the stream (the session lasts as long as the stream).
-    pub fn into_parts(self) -> (SessionStream, SessionInfo) {
-        (self.stream, self.info)
     }
 }
 

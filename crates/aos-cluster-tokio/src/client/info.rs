@@ -45,9 +45,21 @@ impl SessionInfo {
 }
 
 /// The accessors both clients' sessions have: each reads the session's
-/// [`SessionInfo`] (field `info`).
-macro_rules! session_info_accessors {
+/// [`SessionInfo`] (field `info`) or its stream (field `stream`, of the
+/// `SessionStream` type in scope where the macro is used).
+macro_rules! session_accessors {
     () => {
+        /// Whether the session runs over TLS.
+        pub fn is_tls(&self) -> bool {
+            self.stream.is_tls()
+        }
+
+        /// The stream and the session's details, for callers that want to own
+        /// the stream (the session lasts as long as the stream).
+        pub fn into_parts(self) -> (SessionStream, $crate::client::SessionInfo) {
+            (self.stream, self.info)
+        }
+
         /// Everything below in one value.
         pub fn info(&self) -> &$crate::client::SessionInfo {
             &self.info
@@ -79,4 +91,4 @@ macro_rules! session_info_accessors {
         }
     };
 }
-pub(crate) use session_info_accessors;
+pub(crate) use session_accessors;
