@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::context::{Context, Timer};
 use super::event::Action;
-use super::log::{AttemptId, AttemptOutcome, Malformation, Phase};
+use super::log::{AttemptId, AttemptOutcome, Phase};
 use crate::wire::{HandshakeOutcome, HandshakeReply, HandshakeRequest, Message, RankedList};
 
 /// The seed walk of one round. Its buffers are kept between rounds (the
@@ -174,9 +174,7 @@ impl HandshakeWalk {
         now: Instant,
     ) -> Option<Next> {
         let pos = self.pending.iter().position(|p| p.attempt == attempt)?;
-        if reply.request_id != attempt.request_id() {
-            let outcome =
-                AttemptOutcome::Malformed(Malformation::RequestIdMismatch { got: reply.request_id });
+        if let Some(outcome) = attempt.echo_fault(reply.request_id) {
             return self.fail(cx, attempt, outcome, now);
         }
         let list = match reply.outcome {

@@ -17,6 +17,13 @@ impl AttemptId {
     pub const fn request_id(self) -> u64 {
         self.0
     }
+
+    /// A reply must echo its attempt's request id: the outcome of one under
+    /// `request_id` when it does not (malformed), `None` when it does.
+    pub(super) fn echo_fault(self, request_id: u64) -> Option<AttemptOutcome> {
+        (request_id != self.0)
+            .then_some(AttemptOutcome::Malformed(Malformation::RequestIdMismatch { got: request_id }))
+    }
 }
 
 impl fmt::Display for AttemptId {

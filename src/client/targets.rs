@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::context::{Context, Timer};
 use super::event::{Action, Opened};
-use super::log::{AttemptId, AttemptOutcome, Malformation, Phase};
+use super::log::{AttemptId, AttemptOutcome, Phase};
 use crate::config::ClientConfig;
 use crate::endpoint::Endpoint;
 use crate::wire::dedup::{drop_repeats, DedupScratch};
@@ -183,9 +183,7 @@ impl TargetWalk {
         if self.attempt != Some(attempt) {
             return None;
         }
-        if reply.request_id != attempt.request_id() {
-            let outcome =
-                AttemptOutcome::Malformed(Malformation::RequestIdMismatch { got: reply.request_id });
+        if let Some(outcome) = attempt.echo_fault(reply.request_id) {
             return self.fail(cx, attempt, outcome, now);
         }
         let session_id = match reply.outcome {
