@@ -247,22 +247,6 @@ impl SqliteRegistry {
             }
         }
     }
-
-    /// Makes the row of `id` look `age` old by the database's clock, as if
-    /// its owner had stopped heartbeating then. For tests that need an old
-    /// row without waiting. Returns whether the row exists.
-    #[doc(hidden)]
-    pub async fn age_row_for_tests(&self, id: InstanceId, age: Duration) -> Result<bool, RegistryError> {
-        let age_ms = sql_millis(age);
-        self.call(move |c| {
-            c.execute(
-                &format!("UPDATE {MEMBERS_TABLE} SET heartbeat_at = {NOW_MS} - ?2 WHERE id = ?1"),
-                rusqlite::params![id.0, age_ms],
-            )
-        })
-        .await
-        .map(|updated| updated > 0)
-    }
 }
 
 /// Checks that the path still leads to the file `opened` holds; when it does
