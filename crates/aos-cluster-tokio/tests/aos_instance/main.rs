@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_aos-instance");
-/// The longest any wait below may take (a loaded CI machine included).
+/// The longest any wait of these tests may take (a loaded CI machine included).
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running `aos-instance`; killed if the test ends without stopping it.
