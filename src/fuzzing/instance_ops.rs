@@ -35,7 +35,6 @@ use arbitrary::{Arbitrary, Unstructured};
 use self::model::{expected_reply, predicted, shown, HerdModel, ReplyInput};
 use crate::config::InstanceConfig;
 use crate::endpoint::Endpoint;
-use crate::error::UsageError;
 use crate::instance::{Action, ConnectionId, Event, Instance, InstanceStats};
 use crate::registry::MemberRecord;
 use crate::wire::{

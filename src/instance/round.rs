@@ -8,16 +8,58 @@
 //! (`rerank.rs`). A burst of N handshakes therefore costs one registry query
 //! and one round of peer queries, not N of each.
 
+use std::collections::VecDeque;
+use std::mem::size_of;
 use std::time::Instant;
 
 use super::event::{Action, ConnectionId};
-use super::fanout::BoundedPlan;
-use super::herd::Shown;
-use super::snapshot::Snapshot;
-use super::{Instance, Timer};
+use super::fanout::{FanOutControl, Plan};
+use super::herd::{Herd, Shown};
+use super::reply::Ranking;
+use super::snapshot::{CachedMember, Snapshot};
+use super::stats::RoundStats;
+use super::Timer;
+use crate::config::InstanceConfig;
+use crate::endpoint::Endpoint;
 use crate::registry::MemberRecord;
-use crate::wire::{HandshakeOutcome, HandshakeRequest, QueryId, RefuseReason, WorkloadQuery, WorkloadReport};
+use crate::timer::TimerTable;
+use crate::wire::{
+    HandshakeOutcome, HandshakeReply, HandshakeRequest, Message, QueryId, RankedEntry, RankedList,
+    RefuseReason, WorkloadQuery, WorkloadReport,
+};
 use crate::workload::{Candidate, InstanceId, Role};
+
+/// What the query round is handed with each input: the configuration and
+/// the clock, this instance's own live figures (admission's view), the
+/// subsystems it drives, and the machine's outputs.
+pub(super) struct Cx<'a> {
+    pub(super) config: &'a InstanceConfig,
+    pub(super) now: Instant,
+    pub(super) own: Candidate,
+    pub(super) herd: &'a mut Herd,
+    pub(super) fan_out: &'a mut FanOutControl,
+    pub(super) timers: &'a mut TimerTable<3>,
+    pub(super) actions: &'a mut VecDeque<Action>,
+}
+
+impl Cx<'_> {
+    pub(super) fn reply_handshake(&mut self, conn: ConnectionId, request_id: u64, outcome: HandshakeOutcome) {
+        let message = Message::HandshakeReply(HandshakeReply { request_id, outcome });
+        self.actions.push_back(Action::Reply { conn, message });
+    }
+}
+
+/// The query round: the handshakes waiting for it, the round in flight,
+/// the registry snapshot it ranks from, and the query ids it hands out.
+#[derive(Debug)]
+pub(super) struct QueryRound {
+    pub(super) snapshot: Option<Snapshot>,
+    pub(super) phase: Option<Phase>,
+    pub(super) pending: Vec<PendingHandshake>,
+    next_query_id: u64,
+    pub(super) ranking: Ranking,
+    pub(super) stats: RoundStats,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum PeerState {
@@ -34,9 +76,9 @@ pub(super) struct PeerSlot {
     pub(super) state: PeerState,
 }
 
-/// Where a round is.
+/// Where the round in flight is.
 #[derive(Debug)]
-pub(super) enum Round {
+pub(super) enum Phase {
     /// Waiting for the registry.
     Registry { query_id: QueryId },
     /// Waiting for the peers, asked at `asked_at`.
@@ -49,22 +91,7 @@ pub(super) enum Round {
         /// Members not asked, ranked on their registry figures (indices
         /// into the snapshot's members, ascending); empty in a full round.
         unasked: Vec<usize>,
-        /// Members of `unasked` to ask in place of an asked member found
-        /// unreachable, next best last (bounded rounds only).
-        replacements: Vec<usize>,
     },
-}
-
-impl Round {
-    pub(super) fn heap_bytes(&self) -> usize {
-        match self {
-            Round::Peers { peers, unasked, replacements, .. } => {
-                peers.capacity() * std::mem::size_of::<PeerSlot>()
-                    + (unasked.capacity() + replacements.capacity()) * std::mem::size_of::<usize>()
-            }
-            Round::Registry { .. } => 0,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,84 +108,153 @@ pub(super) enum Source {
     Peer(usize),
 }
 
-impl Instance {
-    pub(super) fn on_handshake(&mut self, conn: ConnectionId, request: HandshakeRequest, now: Instant) {
-        self.stats.handshakes += 1;
-        if let Some(wanted) = &request.cluster {
-            if self.config.cluster.as_deref() != Some(wanted.as_str()) {
-                self.stats.refused_wrong_cluster += 1;
-                let outcome = HandshakeOutcome::Refused(RefuseReason::WrongCluster);
-                return self.reply_handshake(conn, request.request_id, outcome);
-            }
-        }
-        if self.config.role == Role::Standalone || !request.load_balance {
-            let outcome = self.direct_outcome();
-            return self.reply_handshake(conn, request.request_id, outcome);
-        }
-        if self.pending.len() >= self.config.limits.max_pending_handshakes {
-            self.stats.refused_busy += 1;
-            let outcome = HandshakeOutcome::Refused(RefuseReason::Busy);
-            return self.reply_handshake(conn, request.request_id, outcome);
-        }
-        self.pending.push(PendingHandshake { conn, request_id: request.request_id, salt: request.salt });
-        if self.round.is_none() {
-            self.start_round(now);
+impl QueryRound {
+    /// No snapshot, nothing in flight; query ids from `first_query_id` on.
+    pub(super) fn new(first_query_id: u64) -> Self {
+        QueryRound {
+            snapshot: None,
+            phase: None,
+            pending: Vec::new(),
+            next_query_id: first_query_id,
+            ranking: Ranking::default(),
+            stats: RoundStats::default(),
         }
     }
 
-    fn start_round(&mut self, now: Instant) {
+    /// Members in the cached snapshot.
+    pub(super) fn cached_members(&self) -> usize {
+        self.snapshot.as_ref().map_or(0, |s| s.members.len())
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        let endpoint_heap = |e: &Endpoint| e.host().len() + e.instance().map_or(0, str::len);
+        let snapshot = self.snapshot.as_ref().map_or(0, |s| {
+            s.members.capacity() * size_of::<CachedMember>()
+                + s.members.iter().map(|m| endpoint_heap(&m.endpoint)).sum::<usize>()
+        });
+        let phase = match &self.phase {
+            Some(Phase::Peers { peers, unasked, .. }) => {
+                peers.capacity() * size_of::<PeerSlot>() + unasked.capacity() * size_of::<usize>()
+            }
+            _ => 0,
+        };
+        snapshot + phase + self.ranking.heap_bytes() + self.pending.capacity() * size_of::<PendingHandshake>()
+    }
+
+    fn next_query_ids(&mut self, count: usize) -> QueryId {
+        let first = self.next_query_id;
+        self.next_query_id = self.next_query_id.wrapping_add(count as u64);
+        QueryId(first)
+    }
+
+    /// A handshake request: refused, answered at once, or waiting for the
+    /// round in flight (started if none).
+    pub(super) fn handshake(&mut self, conn: ConnectionId, request: HandshakeRequest, cx: &mut Cx<'_>) {
+        self.stats.handshakes += 1;
+        if let Some(wanted) = &request.cluster {
+            if cx.config.cluster.as_deref() != Some(wanted.as_str()) {
+                self.stats.refused_wrong_cluster += 1;
+                let outcome = HandshakeOutcome::Refused(RefuseReason::WrongCluster);
+                return cx.reply_handshake(conn, request.request_id, outcome);
+            }
+        }
+        if cx.config.role == Role::Standalone || !request.load_balance {
+            let outcome = self.direct_outcome(cx);
+            return cx.reply_handshake(conn, request.request_id, outcome);
+        }
+        if self.pending.len() >= cx.config.limits.max_pending_handshakes {
+            self.stats.refused_busy += 1;
+            let outcome = HandshakeOutcome::Refused(RefuseReason::Busy);
+            return cx.reply_handshake(conn, request.request_id, outcome);
+        }
+        self.pending.push(PendingHandshake { conn, request_id: request.request_id, salt: request.salt });
+        if self.phase.is_none() {
+            self.start(cx);
+        }
+    }
+
+    /// Standalone or `load_balance: false`: the answering instance is the
+    /// target, itself alone if it can admit by its live figures, else an
+    /// empty list (which the client treats as a refusal).
+    fn direct_outcome(&mut self, cx: &Cx<'_>) -> HandshakeOutcome {
+        self.stats.direct_replies += 1;
+        let own = cx.own;
+        let serves = own.role != Role::LoadBalancerOnly && own.accepting && !own.workload.is_full();
+        let entries = if serves {
+            vec![RankedEntry {
+                id: cx.config.id,
+                endpoint: cx.config.endpoint.clone(),
+                workload: own.workload,
+            }]
+        } else {
+            Vec::new()
+        };
+        HandshakeOutcome::Ranked(RankedList { stale: false, entries })
+    }
+
+    /// Connection `conn` closed: its waiting handshakes are dropped.
+    pub(super) fn abandon(&mut self, conn: ConnectionId) {
+        let before = self.pending.len();
+        self.pending.retain(|p| p.conn != conn);
+        self.stats.abandoned_handshakes += (before - self.pending.len()) as u64;
+    }
+
+    fn start(&mut self, cx: &mut Cx<'_>) {
         self.stats.rounds += 1;
+        let now = cx.now;
         let fresh = self
             .snapshot
             .as_ref()
-            .is_some_and(|s| now.saturating_duration_since(s.received_at) < self.config.snapshot_ttl);
+            .is_some_and(|s| now.saturating_duration_since(s.received_at) < cx.config.snapshot_ttl);
         if fresh {
-            self.query_peers(now, false);
+            self.query_peers(cx, false);
         } else {
             let query_id = self.next_query_ids(1);
             self.stats.registry_queries += 1;
-            let cluster = self.config.cluster.clone().unwrap_or_default();
-            self.actions.push_back(Action::QueryRegistry { query_id, cluster });
-            self.timers.set(Timer::Registry, now + self.config.registry_timeout);
-            self.round = Some(Round::Registry { query_id });
+            let cluster = cx.config.cluster.clone().unwrap_or_default();
+            cx.actions.push_back(Action::QueryRegistry { query_id, cluster });
+            cx.timers.set(Timer::Registry, now + cx.config.registry_timeout);
+            self.phase = Some(Phase::Registry { query_id });
         }
     }
 
-    pub(super) fn on_snapshot(&mut self, query_id: QueryId, members: Vec<MemberRecord>, now: Instant) {
-        if !matches!(self.round, Some(Round::Registry { query_id: q }) if q == query_id) {
+    pub(super) fn on_snapshot(&mut self, query_id: QueryId, members: Vec<MemberRecord>, cx: &mut Cx<'_>) {
+        if !matches!(self.phase, Some(Phase::Registry { query_id: q }) if q == query_id) {
             self.stats.ignored_replies += 1;
             return;
         }
-        self.timers.stop(Timer::Registry);
+        cx.timers.stop(Timer::Registry);
+        let config = cx.config;
         let (snapshot, dropped) = Snapshot::build(
             members,
-            now,
-            (self.config.id, &self.config.endpoint),
-            self.config.member_ttl,
-            self.config.limits.max_members,
+            cx.now,
+            (config.id, &config.endpoint),
+            config.member_ttl,
+            config.limits.max_members,
             self.snapshot.as_ref(),
         );
         self.stats.members_dropped += dropped.over_cap as u64;
         self.snapshot = Some(snapshot);
-        self.query_peers(now, false);
+        self.query_peers(cx, false);
     }
 
-    pub(super) fn on_registry_failed(&mut self, query_id: QueryId, now: Instant) {
-        match self.round {
-            Some(Round::Registry { query_id: q }) if q == query_id => self.on_registry_trouble(now),
+    pub(super) fn on_registry_failed(&mut self, query_id: QueryId, cx: &mut Cx<'_>) {
+        match self.phase {
+            Some(Phase::Registry { query_id: q }) if q == query_id => self.on_registry_trouble(cx),
             _ => self.stats.ignored_replies += 1,
         }
     }
 
-    pub(super) fn on_registry_trouble(&mut self, now: Instant) {
-        self.timers.stop(Timer::Registry);
+    fn on_registry_trouble(&mut self, cx: &mut Cx<'_>) {
+        cx.timers.stop(Timer::Registry);
         self.stats.registry_failures += 1;
         // With the last snapshot if any; with none, only this instance is known.
-        self.query_peers(now, true);
+        self.query_peers(cx, true);
     }
 
-    fn query_peers(&mut self, now: Instant, stale: bool) {
-        let ttl = self.config.member_ttl;
+    fn query_peers(&mut self, cx: &mut Cx<'_>, stale: bool) {
+        let now = cx.now;
+        let ttl = cx.config.member_ttl;
         let mut active = Vec::new();
         if let Some(snapshot) = &self.snapshot {
             let since = now.saturating_duration_since(snapshot.received_at);
@@ -168,11 +264,9 @@ impl Instance {
                 }
             }
         }
-        let BoundedPlan { asked, unasked, replacements } = if self.config.fan_out.is_full_for(active.len()) {
-            BoundedPlan { asked: active, unasked: Vec::new(), replacements: Vec::new() }
-        } else {
-            self.bounded_plan(active, now)
-        };
+        let salt = self.pending.first().map_or(0, |p| p.salt);
+        let Plan { asked, unasked } =
+            cx.fan_out.plan(active, self.snapshot.as_mut(), cx.herd, cx.config, salt, now);
         let peers: Vec<PeerSlot> =
             asked.into_iter().map(|member| PeerSlot { member, state: PeerState::Waiting }).collect();
         let first_query_id = self.next_query_ids(peers.len());
@@ -180,7 +274,7 @@ impl Instance {
             for (k, slot) in peers.iter().enumerate() {
                 let member = &snapshot.members[slot.member];
                 let query_id = QueryId(first_query_id.0.wrapping_add(k as u64));
-                self.actions.push_back(Action::QueryPeer {
+                cx.actions.push_back(Action::QueryPeer {
                     query_id,
                     peer: member.id,
                     endpoint: member.endpoint.clone(),
@@ -190,26 +284,18 @@ impl Instance {
         }
         self.stats.peer_queries += peers.len() as u64;
         let outstanding = peers.len();
-        self.round = Some(Round::Peers {
-            stale,
-            first_query_id,
-            asked_at: now,
-            peers,
-            outstanding,
-            unasked,
-            replacements,
-        });
+        self.phase = Some(Phase::Peers { stale, first_query_id, asked_at: now, peers, outstanding, unasked });
         if outstanding == 0 {
-            self.finish_round(now);
+            self.finish(cx);
         } else {
-            self.timers.set(Timer::Peers, now + self.config.peer_timeout);
+            cx.timers.set(Timer::Peers, now + cx.config.peer_timeout);
         }
     }
 
     /// The waiting peer slot that `query_id` names, if it names `peer`, and
     /// when that round asked.
     fn waiting_slot(&mut self, query_id: QueryId, peer: InstanceId) -> Option<(&mut PeerSlot, Instant)> {
-        let Some(Round::Peers { first_query_id, asked_at, peers, .. }) = &mut self.round else { return None };
+        let Some(Phase::Peers { first_query_id, asked_at, peers, .. }) = &mut self.phase else { return None };
         let index = usize::try_from(query_id.0.wrapping_sub(first_query_id.0)).ok()?;
         let slot = peers.get_mut(index)?;
         let member = self.snapshot.as_ref()?.members.get(slot.member)?;
@@ -221,10 +307,8 @@ impl Instance {
     /// the head of its lists still comes from members that answered (after a
     /// crash the dead members' rows keep their old figures and look best).
     /// Each failure costs one more query, within the round's `peer_timeout`.
-    fn ask_replacement(&mut self) {
-        let Some(Round::Peers { first_query_id, peers, outstanding, unasked, replacements, .. }) =
-            &mut self.round
-        else {
+    fn ask_replacement(&mut self, cx: &mut Cx<'_>) {
+        let Some(Phase::Peers { first_query_id, peers, outstanding, unasked, .. }) = &mut self.phase else {
             return;
         };
         let Some(snapshot) = &self.snapshot else { return };
@@ -235,7 +319,7 @@ impl Instance {
         if query_id.0 != self.next_query_id {
             return;
         }
-        let Some(member) = replacements.pop() else { return };
+        let Some(member) = cx.fan_out.next_replacement() else { return };
         if let Ok(at) = unasked.binary_search(&member) {
             unasked.remove(at);
         }
@@ -243,9 +327,8 @@ impl Instance {
         peers.push(PeerSlot { member, state: PeerState::Waiting });
         *outstanding += 1;
         self.stats.peer_queries += 1;
-        self.stats.replacement_queries += 1;
         let member = &snapshot.members[member];
-        self.actions.push_back(Action::QueryPeer {
+        cx.actions.push_back(Action::QueryPeer {
             query_id,
             peer: member.id,
             endpoint: member.endpoint.clone(),
@@ -253,16 +336,16 @@ impl Instance {
         });
     }
 
-    fn resolve_one(&mut self, now: Instant) {
-        if let Some(Round::Peers { outstanding, .. }) = &mut self.round {
+    fn resolve_one(&mut self, cx: &mut Cx<'_>) {
+        if let Some(Phase::Peers { outstanding, .. }) = &mut self.phase {
             *outstanding -= 1;
             if *outstanding == 0 {
-                self.finish_round(now);
+                self.finish(cx);
             }
         }
     }
 
-    pub(super) fn on_report(&mut self, report: WorkloadReport, now: Instant) {
+    pub(super) fn on_report(&mut self, report: WorkloadReport, cx: &mut Cx<'_>) {
         let Some((slot, asked_at)) = self.waiting_slot(report.query_id, report.id) else {
             self.stats.ignored_replies += 1;
             return;
@@ -272,7 +355,7 @@ impl Instance {
             slot.state = PeerState::Unreachable;
             self.stats.contradictory_reports += 1;
             self.stats.peer_unreachable += 1;
-            self.ask_replacement();
+            self.ask_replacement(cx);
         } else {
             let figures =
                 Candidate { role: report.role, accepting: report.accepting, workload: report.workload };
@@ -283,32 +366,32 @@ impl Instance {
             }
             self.stats.peer_reports += 1;
             let shown = Shown::Report { asked_at };
-            self.herd.cover(report.id, report.workload.connected, shown, self.config.limits.max_members);
+            cx.herd.cover(report.id, report.workload.connected, shown, cx.config.limits.max_members);
         }
-        self.resolve_one(now);
+        self.resolve_one(cx);
     }
 
-    pub(super) fn on_unreachable(&mut self, query_id: QueryId, peer: InstanceId, now: Instant) {
+    pub(super) fn on_unreachable(&mut self, query_id: QueryId, peer: InstanceId, cx: &mut Cx<'_>) {
         let Some((slot, _)) = self.waiting_slot(query_id, peer) else {
             self.stats.ignored_replies += 1;
             return;
         };
         slot.state = PeerState::Unreachable;
         self.stats.peer_unreachable += 1;
-        self.fan_out.unreachable(peer, now, self.config.limits.max_members);
-        self.ask_replacement();
-        self.resolve_one(now);
+        cx.fan_out.unreachable(peer, cx.now, cx.config.limits.max_members);
+        self.ask_replacement(cx);
+        self.resolve_one(cx);
     }
 
-    pub(super) fn on_peer_timeout(&mut self, now: Instant) {
-        if matches!(self.round, Some(Round::Peers { .. })) {
-            self.finish_round(now);
+    pub(super) fn on_peer_timeout(&mut self, cx: &mut Cx<'_>) {
+        if matches!(self.phase, Some(Phase::Peers { .. })) {
+            self.finish(cx);
         }
     }
 
-    pub(super) fn on_registry_timeout(&mut self, now: Instant) {
-        if matches!(self.round, Some(Round::Registry { .. })) {
-            self.on_registry_trouble(now);
+    pub(super) fn on_registry_timeout(&mut self, cx: &mut Cx<'_>) {
+        if matches!(self.phase, Some(Phase::Registry { .. })) {
+            self.on_registry_trouble(cx);
         }
     }
 }

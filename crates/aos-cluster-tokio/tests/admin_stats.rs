@@ -79,7 +79,7 @@ async fn session_rejections_are_counted_per_reason() {
 
     let stats = stats_json(admin).await;
     assert_eq!(stats["sessions"]["rejected"], serde_json::json!({ "full": 1, "draining": 2 }), "{stats}");
-    assert_eq!(stats["instance"]["sessions_rejected"], 3, "{stats}");
+    assert_eq!(stats["instance"]["admission"]["sessions_rejected"], 3, "{stats}");
     let text = get(admin, "/metrics").await;
     assert_eq!(metric(&text, "aos_sessions_rejected_total{reason=\"full\"}"), Some(1.0), "{text}");
     assert_eq!(metric(&text, "aos_sessions_rejected_total{reason=\"draining\"}"), Some(2.0), "{text}");

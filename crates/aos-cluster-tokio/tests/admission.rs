@@ -177,9 +177,9 @@ async fn one_address_cannot_pass_its_cap_however_many_parallel_requests_it_sends
     eventually("the application holds the admitted sessions", || async { server.held() == CAP }).await;
     let s = stats(&server.handle).await;
     assert_eq!(s.workload.connected, CAP as u32, "refused requests never counted");
-    assert_eq!(s.instance.sessions_accepted, CAP as u64);
+    assert_eq!(s.instance.admission.sessions_accepted, CAP as u64);
     assert_eq!(s.sessions.refused_per_address, (PARALLEL - CAP) as u64);
-    assert_eq!(s.instance.rejected_by_policy, (PARALLEL - CAP) as u64);
+    assert_eq!(s.instance.admission.rejected_by_policy, (PARALLEL - CAP) as u64);
 
     // Another address has places of its own.
     let mut other = raw_from(IpAddr::from([127, 0, 0, 2]), addr).await;
@@ -326,9 +326,9 @@ async fn a_flood_of_bad_credentials_never_counts_and_leaves_real_clients_their_s
     assert!(reports > 0);
     let s = stats(&server.handle).await;
     assert_eq!(s.workload.connected, 0);
-    assert_eq!(s.instance.sessions_accepted, 0);
+    assert_eq!(s.instance.admission.sessions_accepted, 0);
     assert_eq!(s.sessions.refused_by_hook, refused as u64);
-    assert_eq!(s.instance.rejected_by_policy, refused as u64);
+    assert_eq!(s.instance.admission.rejected_by_policy, refused as u64);
     assert_eq!(
         s.connections.malformed_frames,
         (FLOOD / 5) as u64,
@@ -371,7 +371,7 @@ async fn a_flood_of_bad_credentials_never_counts_and_leaves_real_clients_their_s
     eventually("the application holds every real session", || async { server.held() == REAL as usize }).await;
     let s = stats(&server.handle).await;
     assert_eq!(s.workload.connected, REAL);
-    assert_eq!(s.instance.sessions_accepted, u64::from(REAL), "no flood request was ever admitted");
+    assert_eq!(s.instance.admission.sessions_accepted, u64::from(REAL), "no flood request was ever admitted");
     drop(sessions);
 }
 
@@ -457,7 +457,10 @@ async fn a_request_without_credential_passes_without_a_hook_and_not_past_one_tha
         SessionOutcome::Accepted { .. }
     ));
     let s = stats(&guarded.handle).await;
-    assert_eq!((s.workload.connected, s.instance.sessions_accepted, s.sessions.refused_by_hook), (1, 1, 1));
+    assert_eq!(
+        (s.workload.connected, s.instance.admission.sessions_accepted, s.sessions.refused_by_hook),
+        (1, 1, 1)
+    );
 }
 
 #[tokio::test]

@@ -155,7 +155,7 @@ async fn a_rogue_seed_with_a_self_signed_certificate_is_refused_and_the_client_c
 
     let rogue_stats = stats(&rogue_handle).await;
     assert_eq!(rogue_stats.sessions.handed_over, 0);
-    assert_eq!(rogue_stats.instance.handshakes, 0, "{rogue_stats:?}");
+    assert_eq!(rogue_stats.instance.round.handshakes, 0, "{rogue_stats:?}");
     assert!(
         rogue_stats.connections.tls_handshake_failures >= 2,
         "the clients hung up on its certificate: {rogue_stats:?}"
@@ -381,7 +381,7 @@ async fn instances_rank_each_other_over_mutual_tls_and_a_rogue_member_is_left_ou
     })
     .await;
     let one_stats = stats(&handle_one).await;
-    assert!(one_stats.peers.dials >= 1 && one_stats.instance.peer_unreachable >= 1, "{one_stats:?}");
+    assert!(one_stats.peers.dials >= 1 && one_stats.instance.round.peer_unreachable >= 1, "{one_stats:?}");
     let two_stats = stats(&handle_two).await;
     assert!(two_stats.instance.workload_queries_answered >= 1, "{two_stats:?}");
     assert_eq!(two_stats.peers.queries_refused, 0);
@@ -389,7 +389,7 @@ async fn instances_rank_each_other_over_mutual_tls_and_a_rogue_member_is_left_ou
     // and got no answer (its client certificate fails their handshake).
     let rogue_stats = stats(&handle_rogue).await;
     assert_eq!(rogue_stats.instance.workload_queries_answered, 0, "{rogue_stats:?}");
-    assert_eq!(rogue_stats.instance.peer_reports, 0, "{rogue_stats:?}");
+    assert_eq!(rogue_stats.instance.round.peer_reports, 0, "{rogue_stats:?}");
 
     // A client session through the cluster never lands on the rogue.
     let config = client_config(&[one.endpoint()]);
@@ -497,7 +497,7 @@ async fn an_allow_list_skips_ranked_entries_outside_it_with_or_without_tls() {
     .expect("a blocking session at instance 1");
     check(session.attempts());
     // Never dialled for a session: instance 2 opened none.
-    assert_eq!(stats(&two_handle).await.instance.sessions_accepted, 0);
+    assert_eq!(stats(&two_handle).await.instance.admission.sessions_accepted, 0);
     // Without the allow-list, the same client goes to instance 2.
     let session =
         Client::with_options(config.clone(), ClientOptions::new()).connect().await.expect("a session");
