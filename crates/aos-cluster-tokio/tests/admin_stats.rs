@@ -197,10 +197,15 @@ async fn stats_json_is_grouped() {
         ("registry", "errors"),
         ("registry", "malformed_rows"),
         ("registry", "snapshot_age_seconds"),
-        ("instance", "handshakes"),
+        ("instance", "round"),
+        ("instance", "fan_out"),
+        ("instance", "herd"),
+        ("instance", "admission"),
+        ("instance", "heartbeats"),
     ] {
         assert!(stats[group].get(field).is_some(), "{group}.{field} missing from {stats}");
     }
+    assert!(stats["instance"]["round"].get("handshakes").is_some(), "instance.round.handshakes missing");
 }
 
 #[cfg(feature = "dev-certs")]
