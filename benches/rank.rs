@@ -16,12 +16,9 @@
 // `criterion_group!` defines an undocumented public function.
 #![allow(missing_docs)]
 
-#[path = "../tests/common/rng.rs"]
-mod rng;
-use rng::Rng;
-
 use std::hint::black_box;
 
+use aos_cluster::rng::Rng;
 use aos_cluster::workload::{rank_into, Candidate, Role, Workload};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 

@@ -94,7 +94,9 @@
 //!
 //! - `serde` (default): (de)serialization of configurations and registry rows.
 //! - `arbitrary`: `Arbitrary` for messages, configurations and events.
-//! - `fuzzing`: the fuzz bodies in `aos_cluster::fuzzing`.
+//! - `test-support`: opens a few internals to the workspace's fuzz bodies
+//!   and reference models (the `aos-cluster-fuzzing` crate); not part of the
+//!   API.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -102,8 +104,6 @@ pub mod client;
 pub mod config;
 pub mod endpoint;
 pub mod error;
-#[cfg(any(fuzzing, feature = "fuzzing"))]
-pub mod fuzzing;
 pub mod instance;
 pub mod registry;
 pub mod rng;

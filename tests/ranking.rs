@@ -1,11 +1,8 @@
 //! Ranking (SPEC.md phase 2, items 4-5) against an independent reference.
 
-#[path = "common/rng.rs"]
-mod rng;
-use rng::Rng;
-
 use std::cmp::Ordering;
 
+use aos_cluster::rng::Rng;
 use aos_cluster::workload::{rank, rank_into, Candidate, Role, Workload};
 use proptest::prelude::*;
 

@@ -23,6 +23,7 @@
 mod clients;
 mod report;
 
+use aos_cluster_tokio::registry::MemberTiming;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -296,7 +297,7 @@ async fn run(
 /// Waits until all `n` instances have a registry row.
 async fn wait_registered(registry: &dyn Registry, n: usize) -> Result<(), Error> {
     loop {
-        if registry.snapshot(Some(CLUSTER), MEMBER_TTL).await?.len() >= n {
+        if registry.snapshot(Some(CLUSTER), MemberTiming::with_ttl(MEMBER_TTL)).await?.len() >= n {
             return Ok(());
         }
         tokio::time::sleep(HEARTBEAT_INTERVAL / 4).await;
@@ -307,7 +308,7 @@ async fn wait_registered(registry: &dyn Registry, n: usize) -> Result<(), Error>
 /// `member_ttl`: from then on no instance counts it as active.
 async fn wait_until_stale(registry: &dyn Registry, id: InstanceId) -> Result<(), Error> {
     loop {
-        let members = registry.snapshot(Some(CLUSTER), MEMBER_TTL).await?;
+        let members = registry.snapshot(Some(CLUSTER), MemberTiming::with_ttl(MEMBER_TTL)).await?;
         match members.iter().find(|m| m.id == id) {
             Some(m) if m.heartbeat_age <= MEMBER_TTL => {
                 tokio::time::sleep(MEMBER_TTL - m.heartbeat_age + Duration::from_millis(10)).await

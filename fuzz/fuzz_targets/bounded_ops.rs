@@ -6,4 +6,4 @@ fn base() -> std::time::Instant {
     std::time::Instant::now()
 }
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| aos_cluster::fuzzing::bounded_ops::bounded_ops(data, base()));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aos_cluster_fuzzing::bounded_ops::bounded_ops(data, base()));

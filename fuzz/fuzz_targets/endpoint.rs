@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| aos_cluster::fuzzing::endpoint(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aos_cluster_fuzzing::endpoint(data));

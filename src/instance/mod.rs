@@ -8,8 +8,11 @@ mod commands;
 mod event;
 mod fanout;
 mod herd;
-#[cfg(any(fuzzing, feature = "fuzzing"))]
-pub(crate) use herd::check::live_each_matches_live;
+/// Test support (feature `test-support`): herd control's one-walk read
+/// against a look-up per member, for the `herd_read` fuzz body.
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub use herd::check::live_each_matches_live;
 mod reply;
 mod rerank;
 mod round;

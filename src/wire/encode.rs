@@ -52,7 +52,7 @@ pub fn encode_with_limits(msg: &Message, limits: &Limits, out: &mut Vec<u8>) -> 
 /// encoder refuses, the decoder refuses too. A cluster name over 255 bytes
 /// has its length byte truncated; a payload over `u32::MAX` bytes its length
 /// field saturated (neither has a valid frame).
-pub(crate) fn write_frame_unchecked(msg: &Message, out: &mut Vec<u8>) {
+pub fn write_frame_unchecked(msg: &Message, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[PROTOCOL_VERSION, message_type(msg), 0, 0, 0, 0]);
     write_payload(msg, out);

@@ -132,8 +132,11 @@ mod limits;
 mod message;
 
 pub use decoder::Decoder;
-#[cfg(any(fuzzing, feature = "fuzzing"))]
-pub(crate) use encode::write_frame_unchecked;
+/// Test support (feature `test-support`): a frame written without the
+/// encoder's checks, for the fuzz bodies to feed the decoder.
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub use encode::write_frame_unchecked;
 pub use encode::{encode, encode_with_limits};
 pub use error::{DecodeError, Duplicate, EncodeError};
 pub use layout::{HEADER_LEN, MAX_CLUSTER_NAME_LEN, MAX_ENDPOINT_TEXT_LEN, PROTOCOL_VERSION};

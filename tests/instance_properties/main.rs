@@ -10,7 +10,6 @@
 //! `connected` equals the connections holding a session, that lists obey the
 //! ranking rules on their own, and that every handshake gets exactly one
 //! reply within `registry_timeout + peer_timeout`.
-#![cfg(feature = "fuzzing")]
 
 mod burst;
 #[path = "../common/mod.rs"]
@@ -20,10 +19,10 @@ mod sessions;
 
 use std::time::Duration;
 
-use aos_cluster::fuzzing::instance_ops::{ClusterChoice, Op, Setup, Timers, World};
 use aos_cluster::instance::{Action, ConnectionId, Event, Instance};
 use aos_cluster::wire::{HandshakeOutcome, Message, QueryId, RejectReason, SessionId};
 use aos_cluster::workload::{rank, Candidate, InstanceId, Role, Workload};
+use aos_cluster_fuzzing::instance_ops::{ClusterChoice, Op, Setup, Timers, World};
 use common::instance::{base, config, handshake, member, report, Harness};
 use proptest::prelude::*;
 

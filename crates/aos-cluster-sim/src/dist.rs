@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::rng::Rng;
 use aos_cluster::config::duration;
@@ -32,11 +33,11 @@ pub enum Dist {
     /// `base` plus an exponential tail of mean `mean_extra` (cut at 20 means,
     /// so one draw cannot stall a run).
     Exponential {
-        /// The floor.
-        #[serde(with = "duration")]
+        /// The floor (zero when not given).
+        #[serde(with = "duration", default)]
         base: Duration,
-        /// Mean of the tail above the floor.
-        #[serde(with = "duration")]
+        /// Mean of the tail above the floor (also read as `mean`).
+        #[serde(with = "duration", alias = "mean")]
         mean_extra: Duration,
     },
 }
@@ -85,46 +86,46 @@ impl Dist {
     }
 }
 
-/// How long a session lasts once connected.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+/// How long a session lasts once connected: forever, or drawn from a
+/// [`Dist`]. Written as the distribution itself (`kind = "constant"`,
+/// `"uniform"`, `"exponential"`) or `kind = "forever"`; an exponential
+/// length's `base` defaults to zero and its mean may be spelled `mean`.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SessionLength {
     /// Never ends within the run (a login storm of long working sessions).
     #[default]
     Forever,
-    /// Always `value`.
-    Constant {
-        /// The length.
-        #[serde(with = "duration")]
-        value: Duration,
-    },
-    /// Uniform in `min..=max`.
-    Uniform {
-        /// Shortest.
-        #[serde(with = "duration")]
-        min: Duration,
-        /// Longest.
-        #[serde(with = "duration")]
-        max: Duration,
-    },
-    /// Exponential with mean `mean` (cut at 20 means).
-    Exponential {
-        /// The mean length.
-        #[serde(with = "duration")]
-        mean: Duration,
-    },
+    /// Drawn from a distribution.
+    #[serde(untagged)]
+    Drawn(Dist),
+}
+
+// By hand rather than derived with an untagged `Drawn`: serde's untagged
+// fallback would replace the distribution's own error ("missing field `max`")
+// with "did not match any variant".
+impl<'de> Deserialize<'de> for SessionLength {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.get("kind").and_then(serde_json::Value::as_str) == Some("forever") {
+            return Ok(SessionLength::Forever);
+        }
+        Dist::deserialize(value).map(SessionLength::Drawn).map_err(|e| {
+            let e = e.to_string();
+            match e.strip_prefix("unknown variant") {
+                Some(_) => D::Error::custom(format!("{e}, or `forever`")),
+                None => D::Error::custom(e),
+            }
+        })
+    }
 }
 
 impl SessionLength {
     /// One draw; `None` for a session that never ends.
     pub fn sample(&self, rng: &mut Rng) -> Option<Duration> {
-        match *self {
+        match self {
             SessionLength::Forever => None,
-            SessionLength::Constant { value } => Some(value),
-            SessionLength::Uniform { min, max } => Some(Dist::Uniform { min, max }.sample(rng)),
-            SessionLength::Exponential { mean } => {
-                Some(Dist::Exponential { base: Duration::ZERO, mean_extra: mean }.sample(rng))
-            }
+            SessionLength::Drawn(dist) => Some(dist.sample(rng)),
         }
     }
 }
@@ -166,6 +167,43 @@ mod tests {
         }
         let mean = total / 10_000;
         assert!(mean > Duration::from_micros(5_900) && mean < Duration::from_micros(6_100), "{mean:?}");
+    }
+
+    #[test]
+    fn session_lengths_read_every_spelling_and_draw_as_their_distribution() {
+        let read = |json: &str| serde_json::from_str::<SessionLength>(json).unwrap();
+        assert_eq!(read(r#"{"kind":"forever"}"#), SessionLength::Forever);
+        assert_eq!(
+            read(r#"{"kind":"constant","value":"2s"}"#),
+            SessionLength::Drawn(Dist::constant(Duration::from_secs(2)))
+        );
+        assert_eq!(
+            read(r#"{"kind":"uniform","min":"1s","max":"3s"}"#),
+            SessionLength::Drawn(Dist::uniform_ms(1000, 3000))
+        );
+        let exponential = Dist::Exponential { base: Duration::ZERO, mean_extra: Duration::from_secs(5) };
+        assert_eq!(read(r#"{"kind":"exponential","mean":"5s"}"#), SessionLength::Drawn(exponential.clone()));
+        assert_eq!(
+            read(r#"{"kind":"exponential","mean_extra":"5s"}"#),
+            SessionLength::Drawn(exponential.clone())
+        );
+        for length in [SessionLength::Forever, SessionLength::Drawn(exponential.clone())] {
+            assert_eq!(read(&serde_json::to_string(&length).unwrap()), length);
+        }
+        for bad in [
+            r#"{"kind":"uniform","min":"1s"}"#,
+            r#"{"kind":"constant","value":"1s","x":1}"#,
+            r#"{"kind":"never"}"#,
+        ] {
+            assert!(serde_json::from_str::<SessionLength>(bad).is_err(), "{bad}");
+        }
+        // The draw is the distribution's, the same stream of numbers.
+        let (mut a, mut b) = (Rng::new(9), Rng::new(9));
+        let length = SessionLength::Drawn(exponential.clone());
+        for _ in 0..100 {
+            assert_eq!(length.sample(&mut a), Some(exponential.sample(&mut b)));
+        }
+        assert_eq!(SessionLength::Forever.sample(&mut a), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 #![allow(missing_docs)]
 #![allow(clippy::disallowed_methods)] // a bench owns its clock
 
+use aos_cluster_tokio::registry::MemberTiming;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -79,7 +80,10 @@ fn snapshot(c: &mut Criterion) {
                     for k in 0..iterations as u32 {
                         churn(&*writer, &cluster, m, first + k, incarnation).await;
                         let started = Instant::now();
-                        let read = reader.snapshot(Some(&cluster), MEMBER_TTL).await.expect("snapshot");
+                        let read = reader
+                            .snapshot(Some(&cluster), MemberTiming::with_ttl(MEMBER_TTL))
+                            .await
+                            .expect("snapshot");
                         timed += started.elapsed();
                         assert_eq!(read.len(), m as usize);
                     }

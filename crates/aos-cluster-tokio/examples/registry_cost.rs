@@ -3,8 +3,10 @@
 //! have), calling the registry as the server does, against a real engine.
 //!
 //! Each member heartbeats every `heartbeat_interval` (5 s) and purges once per
-//! `member_ttl` (30 s): that is an idle instance. Under a login storm every
-//! member also balances, which reads a snapshot once per `snapshot_ttl` (1 s).
+//! `member_ttl` (30 s): that is an idle instance, its figures steady. While
+//! balancing, every member also reads a snapshot once per `snapshot_ttl` (1 s).
+//! In a login storm every member balances and its figures change at every
+//! heartbeat (sessions arrive everywhere at once): the worst case.
 //! The figures: registry requests per member per second, and the engine's CPU
 //! (the processes named `postgres` and `pgbouncer`, or `etcd`, read from
 //! `/proc`; SQLite runs inside this process, whose CPU is shown beside).
@@ -24,12 +26,34 @@ use std::time::{Duration, Instant};
 
 use aos_cluster::registry::Heartbeat;
 use aos_cluster::{Endpoint, InstanceId, Role, Workload};
-use aos_cluster_tokio::registry::{self, Incarnation, Registry};
+use aos_cluster_tokio::registry::{self, Incarnation, MemberTiming, Registry};
 use clap::Parser;
 
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 const MEMBER_TTL: Duration = Duration::from_secs(30);
 const SNAPSHOT_TTL: Duration = Duration::from_secs(1);
+const TIMING: MemberTiming = MemberTiming { member_ttl: MEMBER_TTL, heartbeat_interval: HEARTBEAT_INTERVAL };
+
+/// What the members do during one phase of the measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Heartbeats and purges, figures steady.
+    Idle,
+    /// Also a snapshot per second each, figures steady.
+    Balancing,
+    /// Also a snapshot per second each, and new figures at every heartbeat.
+    LoginStorm,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Balancing => "balancing",
+            Phase::LoginStorm => "login storm",
+        }
+    }
+}
 
 /// Registry cost at M members.
 #[derive(Parser)]
@@ -40,7 +64,7 @@ struct Args {
     /// Cluster sizes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
     members: Vec<u32>,
-    /// Seconds per phase (idle, then storm).
+    /// Seconds per phase (idle, balancing, login storm).
     #[arg(long, default_value_t = 20)]
     seconds: u64,
 }
@@ -85,13 +109,13 @@ fn engine_processes(url: &str) -> &'static [&'static str] {
     }
 }
 
-/// One member: heartbeats, purges, and (`storm`) snapshots on the server's
-/// schedule, each starting at its own offset so the load is spread.
+/// One member: heartbeats, purges, and (unless idle) snapshots on the
+/// server's schedule, each starting at its own offset so the load is spread.
 async fn member(
     registry: Arc<dyn Registry>,
-    heartbeat: Heartbeat,
+    mut heartbeat: Heartbeat,
     incarnation: Incarnation,
-    storm: bool,
+    phase: Phase,
     until: tokio::time::Instant,
     offset: f64,
     tally: Arc<Tally>,
@@ -102,7 +126,7 @@ async fn member(
     let (mut next_heartbeat, mut next_purge, mut next_snapshot) =
         (at(HEARTBEAT_INTERVAL), at(MEMBER_TTL), at(SNAPSHOT_TTL));
     loop {
-        let next = if storm {
+        let next = if phase != Phase::Idle {
             next_heartbeat.min(next_purge).min(next_snapshot)
         } else {
             next_heartbeat.min(next_purge)
@@ -113,13 +137,17 @@ async fn member(
         tokio::time::sleep_until(next).await;
         let ok = if next == next_heartbeat {
             next_heartbeat += HEARTBEAT_INTERVAL;
+            if phase == Phase::LoginStorm {
+                let Workload { connected, max_sessions } = heartbeat.workload;
+                heartbeat.workload = Workload::new((connected + 1) % max_sessions, max_sessions);
+            }
             registry.heartbeat(&heartbeat, incarnation).await.is_ok()
         } else if next == next_purge {
             next_purge += MEMBER_TTL;
             registry.purge(cluster.as_deref(), MEMBER_TTL * 10).await.is_ok()
         } else {
             next_snapshot += SNAPSHOT_TTL;
-            registry.snapshot(cluster.as_deref(), MEMBER_TTL).await.is_ok()
+            registry.snapshot(cluster.as_deref(), TIMING).await.is_ok()
         };
         tally.requests.fetch_add(1, Ordering::Relaxed);
         if !ok {
@@ -160,14 +188,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         // Every member's replica is filled before the measurement starts.
         for (registry, ..) in &members {
-            registry.snapshot(Some(&cluster), MEMBER_TTL).await?;
+            registry.snapshot(Some(&cluster), TIMING).await?;
         }
-        for storm in [false, true] {
+        for phase in [Phase::Idle, Phase::Balancing, Phase::LoginStorm] {
             let tally = Arc::new(Tally::default());
-            let phase = Duration::from_secs(args.seconds);
+            let span = Duration::from_secs(args.seconds);
             let (engine_before, own_before, started) =
                 (cpu_seconds(engine), cpu_seconds(&[]), Instant::now());
-            let until = tokio::time::Instant::now() + phase;
+            let until = tokio::time::Instant::now() + span;
             let mut tasks = tokio::task::JoinSet::new();
             for (i, (registry, heartbeat, incarnation)) in members.iter().enumerate() {
                 let offset = i as f64 / f64::from(m);
@@ -175,7 +203,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Arc::clone(registry),
                     heartbeat.clone(),
                     *incarnation,
-                    storm,
+                    phase,
                     until,
                     offset,
                     Arc::clone(&tally),
@@ -188,7 +216,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let requests = tally.requests.load(Ordering::Relaxed) as f64;
             println!(
                 "| {m} | {} | {:.3} | {} | {} | {own_cpu:.1} |",
-                if storm { "login storm" } else { "idle" },
+                phase.name(),
                 requests / f64::from(m) / wall,
                 tally.failed.load(Ordering::Relaxed),
                 if engine.is_empty() { "-".to_owned() } else { format!("{engine_cpu:.1}") },

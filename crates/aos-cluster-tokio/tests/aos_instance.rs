@@ -2,6 +2,7 @@
 //! registry over loopback, scraped and driven through their admin endpoints
 //! with plain HTTP/1.1 requests, and clients that avoid the drained one.
 
+use aos_cluster_tokio::registry::MemberTiming;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -231,7 +232,7 @@ async fn three_instances_are_scraped_drained_and_shut_down_over_http() {
     assert_eq!(code.code(), Some(0));
     let registry = registry::open(&db).await.unwrap();
     let ids: BTreeSet<InstanceId> = registry
-        .snapshot(Some("ci"), Duration::from_secs(3600))
+        .snapshot(Some("ci"), MemberTiming::with_ttl(Duration::from_secs(3600)))
         .await
         .unwrap()
         .iter()
@@ -254,7 +255,8 @@ async fn three_instances_are_scraped_drained_and_shut_down_over_http() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert_eq!(code.code(), Some(0));
-        let rows = registry.snapshot(Some("ci"), Duration::from_secs(3600)).await.unwrap();
+        let rows =
+            registry.snapshot(Some("ci"), MemberTiming::with_ttl(Duration::from_secs(3600))).await.unwrap();
         assert_eq!(rows.iter().map(|m| m.id).collect::<Vec<_>>(), vec![InstanceId(1)]);
     }
     drop(held);
@@ -553,8 +555,12 @@ async fn sigterm_drains_and_a_second_sigterm_stops_at_once() {
     let mut buf = [0u8; 1];
     let read = timeout(PATIENCE, session.read(&mut buf)).await.expect("the session was closed");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-    let rows =
-        registry::open(&db).await.unwrap().snapshot(Some("ci"), Duration::from_secs(3600)).await.unwrap();
+    let rows = registry::open(&db)
+        .await
+        .unwrap()
+        .snapshot(Some("ci"), MemberTiming::with_ttl(Duration::from_secs(3600)))
+        .await
+        .unwrap();
     assert!(rows.is_empty(), "{rows:?}");
 }
 

@@ -12,6 +12,7 @@
 //! on outcomes (where sessions went, what was refused, what stayed open),
 //! never on how long things took; every wait is a bounded poll.
 
+use aos_cluster_tokio::registry::MemberTiming;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,7 +108,8 @@ impl LocalCluster {
         // member now (a watched replica, etcd's, learns of it a moment
         // later); the first handshake dials the peers.
         eventually("every instance registered", || async {
-            let members = registry.snapshot(Some(CLUSTER), MEMBER_TTL).await.expect("registry");
+            let members =
+                registry.snapshot(Some(CLUSTER), MemberTiming::with_ttl(MEMBER_TTL)).await.expect("registry");
             members.len() == capacities.len()
         })
         .await;
@@ -140,7 +142,11 @@ impl LocalCluster {
     /// Waits until the registry row of `id` is older than `member_ttl`.
     async fn wait_until_stale(&self, id: InstanceId) {
         eventually("the crashed row is stale", || async {
-            let members = self.registry.snapshot(Some(CLUSTER), MEMBER_TTL).await.expect("registry");
+            let members = self
+                .registry
+                .snapshot(Some(CLUSTER), MemberTiming::with_ttl(MEMBER_TTL))
+                .await
+                .expect("registry");
             members.iter().find(|m| m.id == id).is_some_and(|m| m.heartbeat_age > MEMBER_TTL)
         })
         .await;
@@ -346,7 +352,11 @@ async fn on_sqlite_a_graceful_stop_removes_the_row_and_a_crash_leaves_it() {
         };
         cluster.handles[1].crash().await;
         cluster.handles[2].shutdown().await;
-        let rows = cluster.registry.snapshot(Some(CLUSTER), MEMBER_TTL).await.expect("registry");
+        let rows = cluster
+            .registry
+            .snapshot(Some(CLUSTER), MemberTiming::with_ttl(MEMBER_TTL))
+            .await
+            .expect("registry");
         assert_eq!(ids(rows), vec![InstanceId(1), InstanceId(2)]);
         cluster.shutdown().await;
         let rows = cluster_rows(&cluster.registry).await;
@@ -397,7 +407,7 @@ async fn on_etcd_sessions_balance_a_stop_removes_the_key_and_a_crash_lets_it_exp
 }
 
 async fn cluster_rows(registry: &Arc<dyn Registry>) -> Vec<InstanceId> {
-    let rows = registry.snapshot(Some(CLUSTER), MEMBER_TTL).await.expect("registry");
+    let rows = registry.snapshot(Some(CLUSTER), MemberTiming::with_ttl(MEMBER_TTL)).await.expect("registry");
     rows.iter().map(|m| m.id).collect()
 }
 

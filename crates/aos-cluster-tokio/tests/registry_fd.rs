@@ -4,6 +4,7 @@
 
 #![cfg(feature = "sqlite")]
 
+use aos_cluster_tokio::registry::MemberTiming;
 use std::time::Duration;
 
 use aos_cluster::registry::Heartbeat;
@@ -42,8 +43,10 @@ async fn sqlite_out_of_descriptors_is_transient_and_recovers() {
 
     let mut failed = 0;
     for _ in 0..3 {
-        let result =
-            registry.heartbeat(&heartbeat, me).await.and(registry.snapshot(Some("c"), TTL).await.map(drop));
+        let result = registry
+            .heartbeat(&heartbeat, me)
+            .await
+            .and(registry.snapshot(Some("c"), MemberTiming::with_ttl(TTL)).await.map(drop));
         match result {
             Ok(()) => {} // the call needed no new descriptor
             Err(RegistryError::Backend { message, .. }) => {
@@ -60,7 +63,7 @@ async fn sqlite_out_of_descriptors_is_transient_and_recovers() {
 
     drop(hoard);
     registry.heartbeat(&heartbeat, me).await.expect("the same file, the same row: heartbeats again");
-    let read = registry.snapshot(Some("c"), TTL).await.expect("snapshot");
+    let read = registry.snapshot(Some("c"), MemberTiming::with_ttl(TTL)).await.expect("snapshot");
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].id, InstanceId(1));
 }

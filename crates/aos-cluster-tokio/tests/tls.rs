@@ -5,6 +5,7 @@
 
 mod common;
 
+use aos_cluster_tokio::registry::MemberTiming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -541,8 +542,10 @@ async fn the_postgres_registry_connects_with_sslmode_verify_full() {
     };
     let incarnation = Incarnation(0x5151);
     registry.register(&heartbeat, incarnation, Duration::from_secs(30)).await.expect("register over TLS");
-    let members =
-        registry.snapshot(Some("tls-test"), Duration::from_secs(300)).await.expect("snapshot over TLS");
+    let members = registry
+        .snapshot(Some("tls-test"), MemberTiming::with_ttl(Duration::from_secs(300)))
+        .await
+        .expect("snapshot over TLS");
     assert!(members.iter().any(|m| m.id == id), "{members:?}");
     assert!(registry.remove(id, incarnation).await.expect("remove"));
 

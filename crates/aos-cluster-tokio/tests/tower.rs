@@ -4,6 +4,7 @@
 //! garbage on a hyper-served session ends that session and frees its slot.
 //! Every wait is bounded.
 
+use aos_cluster_tokio::registry::MemberTiming;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -125,10 +126,21 @@ async fn dropping_incoming_stops_the_server_and_removes_its_row() {
         let registry = MemoryRegistry::new();
         let incoming = start(&registry, 1, 10).await.incoming();
         let handle = incoming.handle();
-        assert_eq!(registry.snapshot(Some(CLUSTER), Duration::from_secs(30)).await.unwrap().len(), 1);
+        assert_eq!(
+            registry
+                .snapshot(Some(CLUSTER), MemberTiming::with_ttl(Duration::from_secs(30)))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         drop(incoming);
         tokio::time::timeout(PATIENCE, handle.stopped()).await.expect("the server stops");
-        assert!(registry.snapshot(Some(CLUSTER), Duration::from_secs(30)).await.unwrap().is_empty());
+        assert!(registry
+            .snapshot(Some(CLUSTER), MemberTiming::with_ttl(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .is_empty());
     })
     .await;
 }

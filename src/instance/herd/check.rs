@@ -53,7 +53,7 @@ fn herd_after(ops: &[Op], epoch: Instant) -> Herd {
 /// Same counts, same expiries counted, same herd left behind, whether the
 /// walk or the look-ups answer (few ids against full maps take the
 /// look-ups). Panics on a difference.
-pub(crate) fn live_each_matches_live(data: &[u8], epoch: Instant) {
+pub fn live_each_matches_live(data: &[u8], epoch: Instant) {
     let mut u = Unstructured::new(data);
     let Ok(ids) = u.int_in_range(0u32..=u32::MAX) else { return };
     let Ok(at) = u.int_in_range(0u64..=4_499) else { return };

@@ -375,6 +375,6 @@ fn position_from<S>(ids: &[(InstanceId, S)], at: &mut usize, id: InstanceId) -> 
     (ids.get(*at).map(|&(other, _)| other) == Some(id)).then_some(*at)
 }
 
-#[cfg(any(fuzzing, feature = "fuzzing"))]
+#[cfg(feature = "test-support")]
 pub(crate) mod check;
 mod landings;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::process::Process;
 use super::registry::{Counted, RegistryCalls};
-use super::{RealError, RealOptions};
+use super::{Figures, RealError, RealOptions};
 use crate::scenario::Scenario;
 
 /// When instance `index` starts, from the run's start.
@@ -44,15 +44,6 @@ enum Runner {
     },
     /// An `aos-instance` process.
     Process(Process),
-}
-
-/// One instance's figures, as its stats show them.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Figures {
-    pub(super) connected: u32,
-    pub(super) rounds: u64,
-    pub(super) peer_queries: u64,
-    pub(super) peer_silent: u64,
 }
 
 impl Runner {

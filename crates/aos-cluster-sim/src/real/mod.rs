@@ -31,6 +31,15 @@ use crate::metrics::{InstanceLoad, RunData, RunMetrics};
 use crate::scenario::{FaultKind, Scenario};
 use crate::strategy::Strategy;
 
+/// One instance's figures, as its stats show them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Figures {
+    connected: u32,
+    rounds: u64,
+    peer_queries: u64,
+    peer_silent: u64,
+}
+
 /// How to run a scenario for real.
 #[derive(Debug, Clone)]
 pub struct RealOptions {

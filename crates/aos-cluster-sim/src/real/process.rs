@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use super::cluster::Figures;
+use super::Figures;
 
 /// How long a process may take to print where it listens.
 const START_PATIENCE: Duration = Duration::from_secs(30);

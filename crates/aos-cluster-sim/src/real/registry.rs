@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::InstanceId;
-use aos_cluster_tokio::registry::{BoxFuture, Incarnation, Registry, RegistryError};
+use aos_cluster_tokio::registry::{BoxFuture, Incarnation, MemberTiming, Registry, RegistryError};
 
 /// Calls made to the registry, by kind, over every instance of a run.
 #[derive(Debug, Default)]
@@ -94,10 +94,10 @@ impl Registry for Counted {
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        member_ttl: Duration,
+        timing: MemberTiming,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
         Box::pin(async move {
-            let result = self.inner.snapshot(cluster, member_ttl).await;
+            let result = self.inner.snapshot(cluster, timing).await;
             self.count(&self.calls.snapshot, &result);
             result
         })

@@ -9,8 +9,8 @@ use std::time::Duration;
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::InstanceId;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions, WatchResponseStream,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchResponseStream,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{
-    redact_password, role_text, BoxFuture, Incarnation, Registry, RegistryError, RowChecker, StoredRow,
-    CALL_TIMEOUT,
+    redact_password, role_text, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError, RowChecker,
+    StoredRow, CALL_TIMEOUT,
 };
 
 /// The version of the key layout and value format, in the key's path.
@@ -84,8 +84,9 @@ pub(crate) fn lease_ttl(member_ttl: Duration) -> i64 {
 ///
 /// [`register`](Registry::register) grants a lease whose TTL is `member_ttl`
 /// (rounded up to whole seconds, at least one) and writes the key under it.
-/// Each [`heartbeat`](Registry::heartbeat) renews the lease (one keep-alive)
-/// and writes the figures (one transaction): a process that stops heartbeating
+/// Each [`heartbeat`](Registry::heartbeat) renews the lease (one keep-alive on
+/// a stream kept open) and, when they changed, writes the figures (one
+/// transaction): a process that stops heartbeating
 /// (crashed, hung, or cut off) loses its key when its lease expires, by
 /// etcd's clock, with no purge ([`purge`](Registry::purge) deletes nothing).
 ///
@@ -115,16 +116,18 @@ pub(crate) fn lease_ttl(member_ttl: Duration) -> i64 {
 /// [`RegistryError::Backend`] while etcd is unreachable.
 ///
 /// Heartbeat ages in a snapshot are by this process's clock (tokio's): the time
-/// since the replica last saw the key written. Keys found by a (re)read count as
-/// written at that moment. Since a member's key goes when its lease expires,
-/// ages stay below its `member_ttl` plus the watch's delay.
+/// since the replica last saw the key written, at most `heartbeat_interval`
+/// ([`MemberTiming`]: renewals do not reach the watch, so a key that is
+/// still there reads as renewed on time). Keys found by a (re)read count as
+/// written at that moment. A member that stops renewing looks alive until its
+/// lease expires, `member_ttl` later, when its key goes.
 ///
 /// # Cost
 ///
-/// Per instance and heartbeat interval: one lease renewal and one
-/// transaction, whatever the cluster's size; snapshots cost etcd nothing.
-/// Each instance's watch receives every member's writes, so etcd sends
-/// `members` events per heartbeat interval to each instance.
+/// Per instance and heartbeat interval: one lease renewal, and one
+/// transaction when the figures changed, whatever the cluster's size;
+/// snapshots cost etcd nothing. Each instance's watch receives every member's
+/// writes: with steady figures, none.
 ///
 /// The connection is plain HTTP/2 (no TLS in this build): keep etcd on a
 /// private network. etcd's own authentication is used when the URL names a
@@ -166,6 +169,8 @@ struct Shared {
     seen: AtomicI64,
     /// This registry's own last writes, by id.
     owned: Mutex<BTreeMap<InstanceId, Owned>>,
+    /// Each renewed lease's keep-alive stream.
+    keepers: tokio::sync::Mutex<BTreeMap<i64, (LeaseKeeper, LeaseKeepAliveStream)>>,
     /// The last `member_ttl` passed to `register`, for `take_over`'s lease.
     member_ttl: Mutex<Option<Duration>>,
     rows: RowChecker,
@@ -194,6 +199,19 @@ struct Owned {
     incarnation: Incarnation,
     mod_revision: i64,
     lease: i64,
+    /// A digest of the value written: a heartbeat that would write the same
+    /// value again only renews the lease.
+    value_digest: u64,
+}
+
+/// A digest of a key's value, to tell whether a heartbeat changes it.
+fn digest(value: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same value always has the same digest.
+    #[allow(deprecated)]
+    let mut hasher = std::hash::SipHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The value's fields as written.
@@ -412,6 +430,7 @@ impl EtcdRegistry {
             prefix_reads: AtomicU64::new(0),
             seen: AtomicI64::new(0),
             owned: Mutex::new(BTreeMap::new()),
+            keepers: tokio::sync::Mutex::new(BTreeMap::new()),
             member_ttl: Mutex::new(None),
             rows: RowChecker::default(),
         });
@@ -600,8 +619,15 @@ impl Shared {
         }
     }
 
-    fn remember(&self, id: InstanceId, incarnation: Incarnation, mod_revision: i64, lease: i64) {
-        self.owned().insert(id, Owned { incarnation, mod_revision, lease });
+    fn remember(
+        &self,
+        id: InstanceId,
+        incarnation: Incarnation,
+        mod_revision: i64,
+        lease: i64,
+        value: &[u8],
+    ) {
+        self.owned().insert(id, Owned { incarnation, mod_revision, lease, value_digest: digest(value) });
     }
 
     async fn register(
@@ -618,7 +644,7 @@ impl Shared {
         for _ in 0..3 {
             let found = match self.put_if(id, expected, value.clone(), lease).await? {
                 Ok(revision) => {
-                    self.remember(id, incarnation, revision, lease);
+                    self.remember(id, incarnation, revision, lease, &value);
                     return Ok(());
                 }
                 Err(None) => {
@@ -700,11 +726,12 @@ impl Shared {
             _ => Duration::from_secs(30),
         };
         let lease = self.grant(ttl).await?;
-        match self.put_if(id, expected, encode(heartbeat, incarnation), lease).await? {
+        let value = encode(heartbeat, incarnation);
+        match self.put_if(id, expected, value.clone(), lease).await? {
             Ok(revision) => {
                 // The predecessor's lease is left to expire: nobody renews
                 // it, and it may hold other keys (one written by hand).
-                self.remember(id, incarnation, revision, lease);
+                self.remember(id, incarnation, revision, lease, &value);
                 Ok(())
             }
             Err(now) => {
@@ -742,6 +769,7 @@ impl Shared {
             incarnation,
             mod_revision: found.mod_revision(),
             lease: found.lease(),
+            value_digest: digest(found.value()),
         })
     }
 
@@ -754,19 +782,17 @@ impl Shared {
         let Some(mut owned) = self.ours(id, incarnation).await? else {
             return Err(superseded());
         };
-        if owned.lease != 0 {
-            let mut leases = self.client.lease_client();
-            match leases.keep_alive(owned.lease).await {
-                Ok(_) => {}
-                Err(e) if lease_gone(&e) => return Err(superseded()),
-                Err(e) => return Err(self.failed("lease keep-alive", &e)),
-            }
+        if owned.lease != 0 && !self.renew(owned.lease).await? {
+            return Err(superseded());
         }
         let value = encode(heartbeat, incarnation);
+        if digest(&value) == owned.value_digest {
+            return Ok(());
+        }
         for _ in 0..2 {
             match self.put_if(id, owned.mod_revision, value.clone(), owned.lease).await {
                 Ok(Ok(revision)) => {
-                    self.remember(id, incarnation, revision, owned.lease);
+                    self.remember(id, incarnation, revision, owned.lease, &value);
                     return Ok(());
                 }
                 // Our last answer was lost, or another handle of this
@@ -780,6 +806,52 @@ impl Shared {
             }
         }
         Err(self.backend(format!("the key of id {id} kept changing under this incarnation's heartbeat")))
+    }
+
+    /// Renews `lease` once on its keep-alive stream (opened on first use and
+    /// kept: a stream per renewal would cost etcd a stream set-up per member
+    /// and heartbeat); whether the lease still lives.
+    async fn renew(&self, lease: i64) -> Result<bool, RegistryError> {
+        let mut keepers = self.keepers.lock().await;
+        for _ in 0..2 {
+            let answer = match keepers.get_mut(&lease) {
+                Some((keeper, stream)) => match keeper.keep_alive().await {
+                    Ok(()) => stream.message().await,
+                    Err(e) => Err(e),
+                },
+                None => {
+                    let mut leases = self.client.lease_client();
+                    // Opening the stream renews once and reads the answer
+                    // (a lease that is gone is an error here).
+                    match leases.keep_alive(lease).await {
+                        Ok(opened) => {
+                            keepers.insert(lease, opened);
+                            return Ok(true);
+                        }
+                        Err(e) if lease_gone(&e) => return Ok(false),
+                        Err(e) => return Err(self.failed("lease keep-alive", &e)),
+                    }
+                }
+            };
+            match answer {
+                Ok(Some(renewed)) => {
+                    if renewed.ttl() <= 0 {
+                        keepers.remove(&lease);
+                    }
+                    return Ok(renewed.ttl() > 0);
+                }
+                Err(e) if lease_gone(&e) => {
+                    keepers.remove(&lease);
+                    return Ok(false);
+                }
+                // The stream broke (etcd restarted, the connection was
+                // lost): once more on a new one.
+                Ok(None) | Err(_) => {
+                    keepers.remove(&lease);
+                }
+            }
+        }
+        Err(self.backend(format!("lease keep-alive: the stream of lease {lease} broke twice")))
     }
 
     async fn remove(&self, id: InstanceId, incarnation: Incarnation) -> Result<bool, RegistryError> {
@@ -987,15 +1059,22 @@ impl Shared {
     async fn snapshot(
         &self,
         cluster: Option<&str>,
-        member_ttl: Duration,
+        timing: MemberTiming,
     ) -> Result<Vec<MemberRecord>, RegistryError> {
+        let member_ttl = timing.member_ttl;
         let kept = member_ttl.saturating_mul(10);
         let rows: Vec<StoredRow> = if self.replica_caught_up().await {
             let now = Instant::now();
+            // A key lives while its member renews its lease, and its value is
+            // rewritten whenever it changes: a key unchanged for longer than a
+            // heartbeat interval belongs to a member that beats on time, as
+            // far as etcd can tell before the lease expires.
+            let age =
+                |entry: &Entry| now.saturating_duration_since(entry.seen_at).min(timing.heartbeat_interval);
             self.replica()
                 .values()
                 .filter(|entry| entry.parsed.cluster().is_none_or(|of| of == cluster))
-                .map(|entry| entry.parsed.stored_row(now.saturating_duration_since(entry.seen_at)))
+                .map(|entry| entry.parsed.stored_row(age(entry)))
                 .filter(|row| u128::try_from(row.age_micros).unwrap_or(0) <= kept.as_micros())
                 .collect()
         } else {
@@ -1049,9 +1128,9 @@ impl Registry for EtcdRegistry {
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        member_ttl: Duration,
+        timing: MemberTiming,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
-        Box::pin(self.shared.within(self.shared.snapshot(cluster, member_ttl)))
+        Box::pin(self.shared.within(self.shared.snapshot(cluster, timing)))
     }
 
     /// Leases delete a member's key when its owner stops renewing it:

@@ -9,7 +9,7 @@ use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::InstanceId;
 use tokio::time::Instant;
 
-use super::{BoxFuture, Incarnation, Registry, RegistryError};
+use super::{BoxFuture, Incarnation, MemberTiming, Registry, RegistryError};
 
 /// Member rows in this process's memory. Clones share the rows, as two
 /// connections to one database would.
@@ -194,9 +194,9 @@ impl Registry for MemoryRegistry {
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        member_ttl: Duration,
+        timing: MemberTiming,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
-        Box::pin(async move { Ok(self.snapshot_now(cluster, member_ttl)) })
+        Box::pin(async move { Ok(self.snapshot_now(cluster, timing.member_ttl)) })
     }
 
     fn purge<'a>(

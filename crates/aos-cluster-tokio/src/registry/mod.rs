@@ -196,11 +196,13 @@ pub trait Registry: Send + Sync + 'static {
     /// counts in [`malformed_rows`](Registry::malformed_rows), rows that do
     /// not parse or whose heartbeat lies more than `member_ttl` in the
     /// future (such a row would never age out). Backends may answer from a
-    /// replica brought up to date with what changed since their last read.
+    /// replica brought up to date with what changed since their last read,
+    /// and may report a row whose member beats on time as
+    /// `heartbeat_interval` old (see [`MemberTiming`]).
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        member_ttl: Duration,
+        timing: MemberTiming,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>>;
 
     /// Deletes the cluster's rows older than `older_than` (the server passes
@@ -224,6 +226,38 @@ pub trait Registry: Send + Sync + 'static {
         id: InstanceId,
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<bool, RegistryError>>;
+}
+
+/// How the members of a cluster beat, as a snapshot needs to know it.
+///
+/// A heartbeat that changes nothing but the time is the bulk of a
+/// registry's writes, and every member wants every other member's rows: if
+/// each such heartbeat reached every reader, a cluster of M members would move
+/// M x M rows per `heartbeat_interval`. So the backends built for clusters
+/// across machines pass on only rows whose content changed, and rows whose
+/// heartbeat is late; a row that is neither belongs to a member that beat
+/// within the last `heartbeat_interval`, and is reported as that old (an
+/// upper bound on its age: its figures are the ones it last wrote, and a
+/// member writes them whenever they change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberTiming {
+    /// A member is active while its heartbeat is younger than this.
+    pub member_ttl: Duration,
+    /// How often members heartbeat.
+    pub heartbeat_interval: Duration,
+}
+
+impl MemberTiming {
+    /// The timing an instance with `config` beats by.
+    pub fn of(config: &aos_cluster::InstanceConfig) -> MemberTiming {
+        MemberTiming { member_ttl: config.member_ttl, heartbeat_interval: config.heartbeat_interval }
+    }
+
+    /// `member_ttl` with the default ratio of heartbeat interval to it (a
+    /// sixth: 5 s of 30 s).
+    pub fn with_ttl(member_ttl: Duration) -> MemberTiming {
+        MemberTiming { member_ttl, heartbeat_interval: member_ttl / 6 }
+    }
 }
 
 /// Why a registry call failed.
@@ -295,9 +329,8 @@ impl RegistryError {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use std::time::Duration;
-///
-/// use aos_cluster_tokio::{registry, Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
+/// use aos_cluster_tokio::registry::{self, MemberTiming};
+/// use aos_cluster_tokio::{Endpoint, InstanceConfig, InstanceId, Server, ServerConfig};
 ///
 /// // The embedded SQLite registry, here in memory; instances on one machine
 /// // share a file (`sqlite:///var/lib/aos/registry.db`).
@@ -306,10 +339,11 @@ impl RegistryError {
 ///     cluster: Some("demo".into()),
 ///     ..InstanceConfig::new(InstanceId(1), Endpoint::new("127.0.0.1", 1)?, 10)
 /// };
+/// let timing = MemberTiming::of(&instance);
 /// let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse()?, instance), registry.clone()).await?;
 ///
 /// // `bind` wrote the instance's row.
-/// let members = registry.snapshot(Some("demo"), Duration::from_secs(30)).await?;
+/// let members = registry.snapshot(Some("demo"), timing).await?;
 /// assert_eq!(members.len(), 1);
 /// assert_eq!(&members[0].endpoint, server.endpoint());
 ///

@@ -18,16 +18,18 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config};
 
 use super::{
-    redact_password, role_text, BoxFuture, Incarnation, Registry, RegistryError, RowChecker, StoredRow,
-    CALL_TIMEOUT,
+    redact_password, role_text, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError, RowChecker,
+    StoredRow, CALL_TIMEOUT,
 };
 
 /// The member table: the layout of the registry module docs, plus the
-/// columns incremental reads need (`changed_xid`, set by a trigger on every
-/// insert and update, hand-made ones included; `removed`, a graceful stop's
-/// mark, so other readers see it). Its own version: older builds' tables are
-/// left alone.
-pub const TABLE: &str = "aos_members_v2";
+/// columns incremental reads need (`changed_xid`, set by a trigger whenever a
+/// write changes anything but a heartbeat's time moving on, hand-made writes
+/// included; `removed`, a graceful stop's mark, so other readers see it). Its
+/// own version: older builds' tables are left alone. Beside it,
+/// `{TABLE}_gone` holds a tombstone per deleted row (a trigger writes it),
+/// so readers learn of deletions too; the purge clears old tombstones.
+pub const TABLE: &str = "aos_members_v3";
 
 /// Two concurrent first starts must not race to create the table: PostgreSQL's
 /// `CREATE TABLE IF NOT EXISTS` is not safe against itself, so creation holds
@@ -201,8 +203,35 @@ impl PostgresRegistry {
                      );
                      CREATE INDEX {TABLE}_changed ON {TABLE} (changed_xid);
                      CREATE INDEX {TABLE}_heartbeat ON {TABLE} (heartbeat_at);
-                     CREATE FUNCTION {TABLE}_changed() RETURNS trigger LANGUAGE plpgsql AS
-                         'BEGIN NEW.changed_xid := pg_current_xact_id(); RETURN NEW; END';
+                     CREATE TABLE {TABLE}_gone (
+                         id            BIGINT      NOT NULL,
+                         cluster       TEXT,
+                         changed_xid   xid8        NOT NULL DEFAULT pg_current_xact_id(),
+                         gone_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+                     );
+                     CREATE INDEX {TABLE}_gone_changed ON {TABLE}_gone (changed_xid);
+                     CREATE FUNCTION {TABLE}_gone() RETURNS trigger LANGUAGE plpgsql AS $f$
+                     BEGIN
+                         INSERT INTO {TABLE}_gone (id, cluster) VALUES (OLD.id, OLD.cluster);
+                         RETURN OLD;
+                     END $f$;
+                     CREATE TRIGGER {TABLE}_gone AFTER DELETE ON {TABLE}
+                         FOR EACH ROW EXECUTE FUNCTION {TABLE}_gone();
+                     CREATE FUNCTION {TABLE}_changed() RETURNS trigger LANGUAGE plpgsql AS $f$
+                     BEGIN
+                         IF TG_OP = 'UPDATE' AND NEW.changed_xid = OLD.changed_xid
+                            AND (NEW.id, NEW.incarnation, NEW.endpoint, NEW.cluster, NEW.role,
+                                 NEW.accepting, NEW.max_sessions, NEW.connected, NEW.removed)
+                                IS NOT DISTINCT FROM
+                                (OLD.id, OLD.incarnation, OLD.endpoint, OLD.cluster, OLD.role,
+                                 OLD.accepting, OLD.max_sessions, OLD.connected, OLD.removed)
+                            AND NEW.heartbeat_at >= OLD.heartbeat_at AND NEW.heartbeat_at <= now()
+                         THEN
+                             RETURN NEW;
+                         END IF;
+                         NEW.changed_xid := pg_current_xact_id();
+                         RETURN NEW;
+                     END $f$;
                      CREATE TRIGGER {TABLE}_changed BEFORE INSERT OR UPDATE ON {TABLE}
                          FOR EACH ROW EXECUTE FUNCTION {TABLE}_changed();
                  END IF;
@@ -487,7 +516,8 @@ impl PostgresRegistry {
         let mut replicas = self.replicas.lock().await;
         let Some(replica) = replicas.get_mut(&heartbeat.cluster) else { return };
         let id = i64::from(heartbeat.id.0);
-        let (Some(at), Some((row, heartbeat_us))) = (replica.refreshed_at, replica.rows.get_mut(&id)) else {
+        let now_us = replica.refreshed_at.map(|at| replica.db_now_us(at));
+        let (Some(now_us), Some((row, heartbeat_us))) = (now_us, replica.rows.get_mut(&id)) else {
             replica.refreshed_at = None;
             return;
         };
@@ -496,8 +526,7 @@ impl PostgresRegistry {
         row.accepting = heartbeat.accepting;
         row.max_sessions = i64::from(heartbeat.workload.max_sessions);
         row.connected = i64::from(heartbeat.workload.connected);
-        *heartbeat_us =
-            replica.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX));
+        *heartbeat_us = now_us;
     }
 
     fn malformed(&self, e: &tokio_postgres::Error) -> RegistryError {
@@ -505,89 +534,161 @@ impl PostgresRegistry {
     }
 
     /// The cluster's rows from its replica, brought up to date first when
-    /// its last read is older than [`refresh_interval`]: the rows changed
-    /// since that read (all of them on the first, and every `10 x member_ttl`
-    /// to forget rows deleted by hand), in one statement.
+    /// its last read is older than [`refresh_interval`], in one statement:
+    /// the rows changed since that read, the rows deleted since (their
+    /// tombstones), and the rows whose heartbeat is late (older than
+    /// `heartbeat_interval`: a member that stopped, or beats slowly). Every
+    /// other row beat within the last `heartbeat_interval` and reads as that
+    /// old ([`MemberTiming`]).
     async fn refresh(
         &self,
         cluster: Option<&str>,
-        member_ttl: Duration,
+        timing: MemberTiming,
     ) -> Result<Vec<StoredRow>, RegistryError> {
         let mut replicas = self.replicas.lock().await;
-        let key = cluster.map(str::to_owned);
-        let replica = replicas.entry(key).or_default();
-        if let Some(at) = replica.refreshed_at.filter(|at| at.elapsed() < refresh_interval(member_ttl)) {
-            let now_us =
-                replica.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX));
-            return Ok(replica.rows_at(now_us, member_ttl));
+        let replica = replicas.entry(cluster.map(str::to_owned)).or_default();
+        if let Some(at) = replica.refreshed_at.filter(|at| at.elapsed() < refresh_interval(timing)) {
+            return Ok(replica.rows_at(replica.db_now_us(at), timing.member_ttl));
         }
-        let full = replica.read_at.is_none_or(|at| at.elapsed() >= member_ttl.saturating_mul(10));
-        let horizon: i64 = if full { 0 } else { replica.horizon };
+        // Tombstones live `10 x member_ttl` (the purge's horizon): a replica
+        // not read for half that reads everything rather than miss one.
+        let fresh_enough =
+            replica.read_at.is_some_and(|at| at.elapsed() < timing.member_ttl.saturating_mul(5));
+        let horizon = if fresh_enough { replica.horizon } else { 0 };
+        let read = self.read_changes(cluster, horizon, timing).await?;
+        replica.apply(read, timing);
+        Ok(replica.rows_at(replica.now_us, timing.member_ttl))
+    }
+
+    /// One read: the rows changed since `horizon` (every row when it is 0)
+    /// and the cluster's late rows, with the figures that frame them.
+    async fn read_changes(
+        &self,
+        cluster: Option<&str>,
+        horizon: i64,
+        timing: MemberTiming,
+    ) -> Result<ChangeRead, RegistryError> {
         let cluster_param = cluster.map(str::to_owned);
+        let late = sql_seconds(timing.heartbeat_interval);
         let rows = self
             .call(|client| async move {
                 client
                     .query_typed(
                         &format!(
-                            "SELECT h.now_us, h.horizon, m.id, m.endpoint, m.role, m.accepting,
-                                    m.max_sessions, m.connected,
-                                    (EXTRACT(EPOCH FROM m.heartbeat_at) * 1000000)::BIGINT, m.removed
-                             FROM (SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::BIGINT AS now_us,
-                                          (pg_snapshot_xmin(pg_current_snapshot())::text)::BIGINT AS horizon) h
+                            "SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::BIGINT,
+                                    (pg_snapshot_xmin(pg_current_snapshot())::text)::BIGINT,
+                                    (SELECT array_agg(g.id) FROM {TABLE}_gone g
+                                     WHERE g.changed_xid >= ($2::BIGINT)::text::xid8
+                                       AND g.cluster IS NOT DISTINCT FROM $1),
+                                    m.changed_xid >= ($2::BIGINT)::text::xid8,
+                                    m.id, m.endpoint, m.role, m.accepting, m.max_sessions, m.connected,
+                                    (EXTRACT(EPOCH FROM m.heartbeat_at) * 1000000)::BIGINT, m.removed,
+                                    m.heartbeat_at < now() - $3::float8 * INTERVAL '1 second'
+                             FROM (SELECT 1) one
                              LEFT JOIN {TABLE} m
-                               ON m.changed_xid >= ($2::BIGINT)::text::xid8
-                              AND m.cluster IS NOT DISTINCT FROM $1"
+                               ON m.cluster IS NOT DISTINCT FROM $1
+                              AND (m.changed_xid >= ($2::BIGINT)::text::xid8
+                                   OR m.heartbeat_at < now() - $3::float8 * INTERVAL '1 second' AND NOT m.removed)"
                         ),
-                        &[(&cluster_param, Type::TEXT), (&horizon, Type::INT8)],
+                        &[(&cluster_param, Type::TEXT), (&horizon, Type::INT8), (&late, Type::FLOAT8)],
                     )
                     .await
             })
             .await?;
-        if full {
-            replica.rows.clear();
-        }
-        let mut now_us = replica.now_us;
+        let mut read = ChangeRead { full: horizon == 0, ..ChangeRead::default() };
         for row in &rows {
-            now_us = row.try_get(0).map_err(|e| self.malformed(&e))?;
-            replica.horizon = row.try_get(1).map_err(|e| self.malformed(&e))?;
+            read.now_us = row.try_get(0).map_err(|e| self.malformed(&e))?;
+            read.horizon = row.try_get(1).map_err(|e| self.malformed(&e))?;
+            read.gone =
+                row.try_get::<_, Option<Vec<i64>>>(2).map_err(|e| self.malformed(&e))?.unwrap_or_default();
+            // The empty side of the LEFT JOIN: nothing changed, nothing late.
+            let Ok(Some(id)) = row.try_get::<_, Option<i64>>(4) else { continue };
+            let changed: bool = row.try_get(3).map_err(|e| self.malformed(&e))?;
             let mut stored = StoredRow::empty();
-            // The empty side of the LEFT JOIN: nothing changed.
-            let Ok(Some(id)) = row.try_get::<_, Option<i64>>(2) else { continue };
             stored.id = Some(id);
-            stored.endpoint = stored.read("endpoint", row.try_get(3)).unwrap_or_default();
-            stored.role = stored.read("role", row.try_get(4)).unwrap_or_default();
-            stored.accepting = stored.read("accepting", row.try_get(5)).unwrap_or(false);
-            stored.max_sessions = stored.read("max_sessions", row.try_get(6)).unwrap_or(0);
-            stored.connected = stored.read("connected", row.try_get(7)).unwrap_or(0);
-            let heartbeat_us: i64 = stored.read("heartbeat_at", row.try_get(8)).unwrap_or(0);
-            let removed: bool = stored.read("removed", row.try_get(9)).unwrap_or(false);
-            if removed {
-                replica.rows.remove(&id);
-            } else {
-                replica.rows.insert(id, (stored, heartbeat_us));
+            let heartbeat_us: i64 = stored.read("heartbeat_at", row.try_get(10)).unwrap_or(0);
+            if row.try_get::<_, Option<bool>>(12).map_err(|e| self.malformed(&e))? == Some(true) {
+                read.late.push((id, heartbeat_us));
             }
+            if !changed {
+                continue;
+            }
+            stored.endpoint = stored.read("endpoint", row.try_get(5)).unwrap_or_default();
+            stored.role = stored.read("role", row.try_get(6)).unwrap_or_default();
+            stored.accepting = stored.read("accepting", row.try_get(7)).unwrap_or(false);
+            stored.max_sessions = stored.read("max_sessions", row.try_get(8)).unwrap_or(0);
+            stored.connected = stored.read("connected", row.try_get(9)).unwrap_or(0);
+            let removed: bool = stored.read("removed", row.try_get(11)).unwrap_or(false);
+            read.changed.push((id, (!removed).then_some((stored, heartbeat_us))));
         }
-        replica.now_us = now_us;
-        let read_at = tokio::time::Instant::now();
-        replica.refreshed_at = Some(read_at);
-        if full {
-            replica.read_at = Some(read_at);
-        }
-        Ok(replica.rows_at(now_us, member_ttl))
+        Ok(read)
     }
 }
 
-/// How old a replica may be before a snapshot reads what changed:
-/// `member_ttl / 6`, the default `heartbeat_interval` (5 s), since a row
-/// changes at most once per heartbeat. Reading more often finds little new
-/// and costs the engine what every instance's read costs, which at a
-/// thousand instances balancing at once is most of a core; between reads,
-/// ages advance by this process's clock.
-fn refresh_interval(member_ttl: Duration) -> Duration {
-    member_ttl / 6
+/// How old a replica may be before a snapshot reads again: half a
+/// heartbeat interval, so a row that beats on time is never reported older
+/// than one and a half (plus the snapshot's own age), below the default
+/// `max_figure_age` of two. A read returns only what changed and what is
+/// late, so reading this often costs the engine little.
+fn refresh_interval(timing: MemberTiming) -> Duration {
+    timing.heartbeat_interval / 2
+}
+
+/// What one read found.
+#[derive(Debug, Default)]
+struct ChangeRead {
+    /// Whether it read every row (horizon 0).
+    full: bool,
+    /// The database's clock, microseconds since the epoch.
+    now_us: i64,
+    /// The oldest transaction still running: the next read's horizon.
+    horizon: i64,
+    /// Rows deleted since the horizon.
+    gone: Vec<i64>,
+    /// Rows changed since the horizon, `None` for removed ones.
+    changed: Vec<(i64, Option<(StoredRow, i64)>)>,
+    /// Rows whose heartbeat is late, with its time.
+    late: Vec<(i64, i64)>,
 }
 
 impl Replica {
+    /// The database's clock now, reckoned from the last read made `at`.
+    fn db_now_us(&self, at: tokio::time::Instant) -> i64 {
+        self.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX))
+    }
+
+    /// Takes `read` in: changed rows as read, late rows at their time, and
+    /// every other row as `heartbeat_interval` old unless known younger.
+    fn apply(&mut self, read: ChangeRead, timing: MemberTiming) {
+        if read.full {
+            self.rows.clear();
+        }
+        for id in &read.gone {
+            self.rows.remove(id);
+        }
+        for (id, row) in read.changed {
+            match row {
+                Some(row) => self.rows.insert(id, row),
+                None => self.rows.remove(&id),
+            };
+        }
+        let on_time_us = read
+            .now_us
+            .saturating_sub(i64::try_from(timing.heartbeat_interval.as_micros()).unwrap_or(i64::MAX));
+        let late: std::collections::BTreeMap<i64, i64> = read.late.into_iter().collect();
+        for (id, (_, heartbeat_us)) in self.rows.iter_mut() {
+            *heartbeat_us = match late.get(id) {
+                Some(&at) => at,
+                None => (*heartbeat_us).max(on_time_us),
+            };
+        }
+        self.horizon = read.horizon;
+        self.now_us = read.now_us;
+        let now = tokio::time::Instant::now();
+        self.refreshed_at = Some(now);
+        self.read_at = Some(now);
+    }
+
     /// The rows with their ages at `now_us` (database clock), leaving out
     /// those older than `10 x member_ttl`.
     fn rows_at(&self, now_us: i64, member_ttl: Duration) -> Vec<StoredRow> {
@@ -607,7 +708,8 @@ impl Replica {
 #[derive(Debug, Default)]
 struct Replica {
     /// Rows by id, each with its heartbeat time (database clock, microseconds
-    /// since the epoch); removed rows are dropped.
+    /// since the epoch; for a row that beats on time, an upper bound on its
+    /// age); removed rows are dropped.
     rows: std::collections::BTreeMap<i64, (StoredRow, i64)>,
     /// The oldest transaction that was still running at the last read: every
     /// change by it or later is read next time (those before it were all
@@ -615,9 +717,10 @@ struct Replica {
     horizon: i64,
     /// The database's clock at the last read, microseconds since the epoch.
     now_us: i64,
-    /// When the last full read was made (this process's clock).
+    /// When the last read was made (this process's clock).
     read_at: Option<tokio::time::Instant>,
-    /// When the last read of any kind was made (this process's clock).
+    /// The same, but `None` after this process's own writes, so that the
+    /// next snapshot reads at once.
     refreshed_at: Option<tokio::time::Instant>,
 }
 
@@ -686,11 +789,11 @@ impl Registry for PostgresRegistry {
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        member_ttl: Duration,
+        timing: MemberTiming,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
         Box::pin(async move {
-            let rows = self.refresh(cluster, member_ttl).await?;
-            Ok(self.rows.members(&self.shown_url, rows, member_ttl))
+            let rows = self.refresh(cluster, timing).await?;
+            Ok(self.rows.members(&self.shown_url, rows, timing.member_ttl))
         })
     }
 
@@ -707,9 +810,13 @@ impl Registry for PostgresRegistry {
                     client
                         .execute_typed(
                             &format!(
-                                "DELETE FROM {TABLE}
-                             WHERE heartbeat_at < now() - $2::float8 * INTERVAL '1 second'
-                               AND cluster IS NOT DISTINCT FROM $1"
+                                "WITH tombstones AS (
+                                     DELETE FROM {TABLE}_gone
+                                     WHERE gone_at < now() - $2::float8 * INTERVAL '1 second'
+                                 )
+                                 DELETE FROM {TABLE}
+                                 WHERE heartbeat_at < now() - $2::float8 * INTERVAL '1 second'
+                                   AND cluster IS NOT DISTINCT FROM $1"
                             ),
                             &[(&cluster, Type::TEXT), (&older, Type::FLOAT8)],
                         )

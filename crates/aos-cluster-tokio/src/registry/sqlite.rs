@@ -36,8 +36,8 @@ use aos_cluster::InstanceId;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use super::{
-    redact_password, role_text, sql_millis, BoxFuture, Incarnation, Registry, RegistryError, RowChecker,
-    StoredRow, CALL_TIMEOUT, MEMBERS_TABLE,
+    redact_password, role_text, sql_millis, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError,
+    RowChecker, StoredRow, CALL_TIMEOUT, MEMBERS_TABLE,
 };
 
 /// How long an SQLite call waits for another process's write lock. Shorter
@@ -547,10 +547,11 @@ impl Registry for SqliteRegistry {
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        member_ttl: Duration,
+        timing: MemberTiming,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
         Box::pin(async move {
             let owned_cluster = cluster.map(str::to_owned);
+            let member_ttl = timing.member_ttl;
             let kept_ms = sql_millis(member_ttl.saturating_mul(10));
             let rows = self.call(move |c| snapshot_blocking(c, owned_cluster.as_deref(), kept_ms)).await?;
             Ok(self.rows.members(&self.shown_url, rows, member_ttl))

@@ -306,12 +306,10 @@ impl Actor {
         let registry = self.registry.clone();
         let inbox = self.inbox.clone();
         let timeout = self.shared.config.instance.registry_timeout;
-        let member_ttl = self.shared.config.instance.member_ttl;
+        let timing = crate::registry::MemberTiming::of(&self.shared.config.instance);
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let input = match tokio::time::timeout(timeout, registry.snapshot(Some(&cluster), member_ttl))
-                .await
-            {
+            let input = match tokio::time::timeout(timeout, registry.snapshot(Some(&cluster), timing)).await {
                 Ok(Ok(members)) => Input::Snapshot { query_id, members },
                 Ok(Err(e)) => {
                     shared.counters.registry_error("snapshot", e.kind());

@@ -17,7 +17,7 @@ use aos_cluster::wire::{
 };
 use aos_cluster::{Endpoint, InstanceConfig, InstanceId};
 use aos_cluster_tokio::frames::FrameReader;
-use aos_cluster_tokio::registry::{BoxFuture, Incarnation, Registry, RegistryError};
+use aos_cluster_tokio::registry::{BoxFuture, Incarnation, MemberTiming, Registry, RegistryError};
 use aos_cluster_tokio::server::{Server, ServerConfig, ServerHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -161,14 +161,16 @@ impl Registry for MemRegistry {
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
-        member_ttl: Duration,
+        timing: MemberTiming,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
         Box::pin(async move {
             self.check_up()?;
             let rows = self.rows.lock().unwrap();
             let mut members: Vec<MemberRecord> = rows
                 .values()
-                .filter(|r| r.heartbeat.cluster.as_deref() == cluster && r.at.elapsed() < member_ttl * 10)
+                .filter(|r| {
+                    r.heartbeat.cluster.as_deref() == cluster && r.at.elapsed() < timing.member_ttl * 10
+                })
                 .map(|r| MemberRecord {
                     id: r.heartbeat.id,
                     endpoint: r.heartbeat.endpoint.clone(),

@@ -1,0 +1,398 @@
+//! The registry backends against the SPEC "Membership" rules.
+//!
+//! One suite, run against every backend: [`MemoryRegistry`], SQLite (a fresh
+//! file per test in its own temporary directory), PostgreSQL (a fresh
+//! schema per test in the server named by `AOS_TEST_POSTGRES_URL`, which
+//! `.ci/postgres.sh` starts and exports) and etcd (a fresh prefix per test in
+//! the server named by `AOS_TEST_ETCD_URL`, from `.ci/etcd.sh`). Without its
+//! variable a server's half says so on the terminal and runs nothing.
+
+// The harness serves every backend; a build without one leaves parts unused.
+#![cfg_attr(
+    not(all(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports, unused_variables)
+)]
+
+use aos_cluster_tokio::registry::MemberTiming;
+use std::io::Write;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::Duration;
+
+use aos_cluster::registry::{Heartbeat, MemberRecord};
+use aos_cluster::{Endpoint, InstanceId, Role, Workload};
+#[cfg(feature = "postgres")]
+use aos_cluster_tokio::registry::PostgresRegistry;
+#[cfg(feature = "sqlite")]
+use aos_cluster_tokio::registry::SqliteRegistry;
+use aos_cluster_tokio::registry::{self, Incarnation, MemoryRegistry, Registry, RegistryError};
+#[cfg(all(feature = "etcd", aos_etcd))]
+use aos_cluster_tokio::registry::{BoxFuture, EtcdRegistry};
+
+const POSTGRES_URL_VAR: &str = "AOS_TEST_POSTGRES_URL";
+#[cfg(all(feature = "etcd", aos_etcd))]
+const ETCD_URL_VAR: &str = "AOS_TEST_ETCD_URL";
+const TTL: Duration = Duration::from_secs(30);
+const PURGE: Duration = Duration::from_secs(300);
+/// Two incarnations whose top bit is set: their stored `i64` is negative, so
+/// a wrong conversion would show.
+const A: Incarnation = Incarnation(0xdead_beef_0000_0001);
+const B: Incarnation = Incarnation(u64::MAX - 6);
+
+// ---- log capture -------------------------------------------------------------------
+
+/// Every log line of this test binary (one global subscriber: the registries
+/// log from tokio's blocking threads, which a per-thread one would miss).
+/// Tests look for lines naming their own file or row.
+fn logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || LogWriter(logs))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        logs
+    })
+}
+
+struct LogWriter(&'static Mutex<Vec<u8>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logged_lines(needle: &str) -> Vec<String> {
+    let logs = logs().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    String::from_utf8_lossy(&logs).lines().filter(|line| line.contains(needle)).map(str::to_owned).collect()
+}
+
+// ---- the databases -------------------------------------------------------------------
+
+/// One test's database, and ways to reach it: new connections, and writes
+/// behind the registry's back.
+enum TestDb {
+    Memory(MemoryRegistry),
+    #[cfg(feature = "sqlite")]
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresDb),
+    #[cfg(all(feature = "etcd", aos_etcd))]
+    Etcd(Box<EtcdDb>),
+}
+
+#[cfg(all(feature = "etcd", aos_etcd))]
+struct EtcdDb {
+    /// The registry URL: the server's, with a prefix of this test's own.
+    url: String,
+    /// The prefix under which the test's keys live.
+    prefix: String,
+    admin: etcd_client::Client,
+}
+
+#[cfg(feature = "postgres")]
+struct PostgresDb {
+    base_url: String,
+    schema: String,
+    admin: tokio_postgres::Client,
+}
+
+impl TestDb {
+    fn memory() -> TestDb {
+        TestDb::Memory(MemoryRegistry::new())
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("registry.db");
+        TestDb::Sqlite { _dir: dir, path }
+    }
+
+    /// A fresh schema named after the test, or `None` (said once per run on
+    /// the terminal, past the test harness's capture) without a server.
+    #[cfg(feature = "postgres")]
+    async fn postgres(test: &str) -> Option<TestDb> {
+        let Ok(base_url) = std::env::var(POSTGRES_URL_VAR) else {
+            static SAID: Once = Once::new();
+            SAID.call_once(|| {
+                let line = format!("postgres registry tests did not run: {POSTGRES_URL_VAR} is not set\n");
+                drop(std::io::stderr().lock().write_all(line.as_bytes()));
+            });
+            return None;
+        };
+        let (admin, connection) = tokio_postgres::connect(&base_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR}={base_url} is set but unreachable: {e}"));
+        tokio::spawn(connection);
+        let schema = format!("aos_tokio_test_{test}");
+        admin
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"))
+            .await
+            .expect("a fresh schema for the test");
+        Some(TestDb::Postgres(PostgresDb { base_url, schema, admin }))
+    }
+
+    /// A fresh prefix named after the test (and this run), or `None` (said
+    /// once per run) without a server.
+    #[cfg(all(feature = "etcd", aos_etcd))]
+    async fn etcd(test: &str) -> Option<TestDb> {
+        let Ok(base_url) = std::env::var(ETCD_URL_VAR) else {
+            static SAID: Once = Once::new();
+            SAID.call_once(|| {
+                let line = format!("etcd registry tests did not run: {ETCD_URL_VAR} is not set\n");
+                drop(std::io::stderr().lock().write_all(line.as_bytes()));
+            });
+            return None;
+        };
+        let rest = base_url.strip_prefix("etcd://").unwrap_or_else(|| panic!("{ETCD_URL_VAR}={base_url}"));
+        let (hosts, base_prefix) = rest.split_once('/').unwrap_or((rest, "aos-test"));
+        let endpoints: Vec<String> = hosts.split(',').map(|host| format!("http://{host}")).collect();
+        let admin = etcd_client::Client::connect(&endpoints, None)
+            .await
+            .unwrap_or_else(|e| panic!("{ETCD_URL_VAR}={base_url} is set but unreachable: {e}"));
+        let prefix = format!("{}/{test}-{}", base_prefix.trim_end_matches('/'), Incarnation::random());
+        let url = format!("etcd://{hosts}/{prefix}");
+        Some(TestDb::Etcd(Box::new(EtcdDb { url, prefix, admin })))
+    }
+
+    async fn finish(self) {
+        #[cfg(feature = "postgres")]
+        if let TestDb::Postgres(pg) = &self {
+            pg.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", pg.schema)).await.expect("drop schema");
+        }
+        #[cfg(all(feature = "etcd", aos_etcd))]
+        if let TestDb::Etcd(etcd) = self {
+            let mut admin = etcd.admin.clone();
+            let everything = Some(etcd_client::DeleteOptions::new().with_prefix());
+            admin.delete(format!("{}/", etcd.prefix), everything).await.expect("delete the test's prefix");
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            TestDb::Memory(_) => "memory".to_owned(),
+            #[cfg(feature = "sqlite")]
+            TestDb::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
+            // The test's schema first on the search path, and as application
+            // name so the test can find its connections.
+            #[cfg(feature = "postgres")]
+            TestDb::Postgres(pg) => {
+                let separator = if pg.base_url.contains('?') { '&' } else { '?' };
+                format!(
+                    "{}{separator}options=-csearch_path%3D{schema}&application_name={schema}",
+                    pg.base_url,
+                    schema = pg.schema
+                )
+            }
+            #[cfg(all(feature = "etcd", aos_etcd))]
+            TestDb::Etcd(etcd) => etcd.url.clone(),
+        }
+    }
+
+    /// A new connection to the database, behind the trait, opened by URL
+    /// as a program would (memory: a handle on the same rows).
+    async fn connect(&self) -> Arc<dyn Registry> {
+        match self {
+            TestDb::Memory(memory) => Arc::new(memory.clone()),
+            #[cfg(all(feature = "etcd", aos_etcd))]
+            TestDb::Etcd(etcd) => Arc::new(Synced(
+                EtcdRegistry::connect(&etcd.url).await.unwrap_or_else(|e| panic!("open {}: {e}", etcd.url)),
+            )),
+            #[allow(unreachable_patterns)]
+            _ => {
+                let url = self.url();
+                registry::open(&url).await.unwrap_or_else(|e| panic!("open {url}: {e}"))
+            }
+        }
+    }
+
+    /// Makes the row of `id` look `age` old, through a connection of its own.
+    async fn age(&self, id: u32, age: Duration) {
+        let found = match self {
+            TestDb::Memory(memory) => memory.age_row_for_tests(InstanceId(id), age).await,
+            #[cfg(feature = "sqlite")]
+            TestDb::Sqlite { .. } => {
+                SqliteRegistry::open(&self.url())
+                    .await
+                    .expect("open")
+                    .age_row_for_tests(InstanceId(id), age)
+                    .await
+            }
+            #[cfg(feature = "postgres")]
+            TestDb::Postgres(_) => {
+                PostgresRegistry::connect(&self.url())
+                    .await
+                    .expect("connect")
+                    .age_row_for_tests(InstanceId(id), age)
+                    .await
+            }
+            // etcd ages by its own clock, which no one can set back: a key
+            // younger than its lease ages for real; one meant to be older
+            // than its lease is what etcd makes of it, gone with its lease.
+            #[cfg(all(feature = "etcd", aos_etcd))]
+            TestDb::Etcd(etcd) => {
+                let key = format!("{}/members_v1/{id:010}", etcd.prefix);
+                let mut admin = etcd.admin.clone();
+                let found =
+                    admin.get(key, None).await.expect("read the key").kvs().first().map(|kv| kv.lease());
+                match found {
+                    Some(lease) if age >= TTL => {
+                        admin.lease_revoke(lease).await.expect("revoke its lease");
+                        Ok(true)
+                    }
+                    Some(_) => {
+                        tokio::time::sleep(age).await;
+                        Ok(true)
+                    }
+                    None => Ok(false),
+                }
+            }
+        };
+        assert!(found.expect("age the row"), "row {id} exists");
+    }
+
+    /// Runs `sql` on the database directly (SQL backends only).
+    async fn raw(&self, sql: &str) {
+        match self {
+            TestDb::Memory(_) => panic!("the memory registry has no SQL"),
+            #[cfg(all(feature = "etcd", aos_etcd))]
+            TestDb::Etcd(_) => panic!("etcd has no SQL"),
+            #[cfg(feature = "sqlite")]
+            TestDb::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("open the test file directly");
+                conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+                conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            #[cfg(feature = "postgres")]
+            TestDb::Postgres(pg) => pg
+                .admin
+                .batch_execute(&format!("SET search_path = {}; {sql}; RESET search_path", pg.schema))
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+}
+
+fn endpoint(text: &str) -> Endpoint {
+    Endpoint::from_str(text).expect("test endpoint")
+}
+
+fn heartbeat(id: u32, host: &str, connected: u32) -> Heartbeat {
+    Heartbeat {
+        id: InstanceId(id),
+        endpoint: endpoint(&format!("AOS{id:02}@{host}:2712")),
+        cluster: Some("c".to_owned()),
+        role: Role::Serving,
+        accepting: true,
+        workload: Workload::new(connected, 100),
+    }
+}
+
+async fn members(registry: &dyn Registry, cluster: Option<&str>) -> Vec<MemberRecord> {
+    registry.snapshot(cluster, MemberTiming::with_ttl(TTL)).await.expect("snapshot")
+}
+
+fn ids(members: &[MemberRecord]) -> Vec<u32> {
+    members.iter().map(|m| m.id.0).collect()
+}
+
+fn assert_in_use(result: Result<(), RegistryError>, id: u32, older_than: Duration, younger_than: Duration) {
+    match result {
+        Err(RegistryError::IdInUse { id: got, age, .. }) => {
+            assert_eq!(got, InstanceId(id));
+            assert!(
+                older_than <= age && age < younger_than,
+                "age {age:?} not in {older_than:?}..{younger_than:?}"
+            );
+        }
+        other => panic!("expected IdInUse for {id}, got {other:?}"),
+    }
+}
+
+#[cfg(all(feature = "etcd", aos_etcd))]
+mod etcd;
+mod outside;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod quiet;
+mod suite;
+
+use suite::settled_members;
+#[cfg(all(feature = "etcd", aos_etcd))]
+use suite::Synced;
+
+// ---- URLs ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn unknown_urls_are_refused_naming_the_url() {
+    for url in ["mysql://root@localhost/aos", "registry.db", "", "sqlite:/x.db", "postgres:/x", "sqlite://"] {
+        match registry::open(url).await {
+            Err(e @ RegistryError::BadUrl { .. }) => {
+                assert!(e.to_string().contains(&format!("`{url}`")), "{e}");
+                assert!(e.to_string().contains("sqlite://") || e.to_string().contains("sqlite"), "{e}");
+            }
+            other => panic!("{url}: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+#[tokio::test]
+async fn a_postgres_url_without_the_feature_says_which_feature() {
+    match registry::open("postgres://aos:pw@127.0.0.1/aos").await {
+        Err(e @ RegistryError::BadUrl { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("feature `postgres`"), "{message}");
+            assert!(!message.contains(":pw@"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[cfg(not(all(feature = "etcd", aos_etcd)))]
+#[tokio::test]
+async fn an_etcd_url_without_the_feature_says_which_feature() {
+    match registry::open("etcd://aos:pw@127.0.0.1:2379/aos").await {
+        Err(e @ RegistryError::BadUrl { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("feature `etcd`"), "{message}");
+            assert!(!message.contains(":pw@"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn passwords_are_redacted_from_shown_urls() {
+    for (url, shown) in [
+        ("postgres://aos:pw@db:5432/aos", "postgres://aos:***@db:5432/aos"),
+        ("postgres://aos@db/aos", "postgres://aos@db/aos"),
+        ("postgres://a:b:c@db/aos?sslmode=disable", "postgres://a:***@db/aos?sslmode=disable"),
+        ("postgresql://db/aos?user=a&password=pw&x=1", "postgresql://db/aos?user=a&password=***&x=1"),
+        ("sqlite:///var/lib/aos/registry.db", "sqlite:///var/lib/aos/registry.db"),
+        ("postgres://db/a@b", "postgres://db/a@b"),
+        ("etcd://aos:pw@e1:2379,e2:2379/aos", "etcd://aos:***@e1:2379,e2:2379/aos"),
+    ] {
+        assert_eq!(registry::redact_password(url), shown, "{url}");
+    }
+}
+
+#[test]
+fn incarnations_differ_between_starts() {
+    let drawn: std::collections::BTreeSet<u64> = (0..100).map(|_| Incarnation::random().0).collect();
+    assert_eq!(drawn.len(), 100);
+}

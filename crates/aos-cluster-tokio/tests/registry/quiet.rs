@@ -1,0 +1,126 @@
+//! Quiet heartbeats: a heartbeat that changes nothing but the time reaches
+//! no other reader (PostgreSQL: the row's change mark stays; etcd: only the
+//! lease is renewed), yet every reader still tells an on-time member from a
+//! late one.
+
+use super::*;
+
+/// A member beating every 300 ms, active for 3 s.
+#[cfg(feature = "postgres")]
+const FAST: MemberTiming =
+    MemberTiming { member_ttl: Duration::from_secs(3), heartbeat_interval: Duration::from_millis(300) };
+
+#[cfg(feature = "postgres")]
+fn postgres(db: &TestDb) -> &PostgresDb {
+    match db {
+        TestDb::Postgres(pg) => pg,
+        _ => unreachable!("a PostgreSQL test database"),
+    }
+}
+
+/// Row `id`'s change mark (`changed_xid`), as text.
+#[cfg(feature = "postgres")]
+async fn change_mark(pg: &PostgresDb, id: u32) -> String {
+    let sql = format!(
+        "SELECT changed_xid::text FROM {}.{} WHERE id = $1",
+        pg.schema,
+        registry::POSTGRES_MEMBERS_TABLE
+    );
+    pg.admin.query_one(&sql, &[&i64::from(id)]).await.expect("read the change mark").get(0)
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_only_a_heartbeat_that_changes_something_marks_the_row_changed() {
+    let Some(db) = TestDb::postgres("quiet_mark").await else { return };
+    let pg = postgres(&db);
+    let registry = db.connect().await;
+    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+    let mark = change_mark(pg, 1).await;
+    for _ in 0..3 {
+        registry.heartbeat(&heartbeat(1, "h", 0), A).await.expect("heartbeat");
+    }
+    assert_eq!(change_mark(pg, 1).await, mark, "heartbeats that move only the time leave the mark");
+
+    registry.heartbeat(&heartbeat(1, "h", 1), A).await.expect("heartbeat");
+    let busier = change_mark(pg, 1).await;
+    assert_ne!(busier, mark, "new figures mark the row changed");
+
+    // Writes by hand are input from outside: a heartbeat moved back (or
+    // into the future) is a change every reader must see.
+    db.age(1, Duration::from_secs(60)).await;
+    let aged = change_mark(pg, 1).await;
+    assert_ne!(aged, busier, "a heartbeat moved back by hand marks the row");
+    db.raw(&format!("UPDATE {} SET heartbeat_at = now() + INTERVAL '1 hour' WHERE id = 1", db.table())).await;
+    assert_ne!(change_mark(pg, 1).await, aged, "a heartbeat moved ahead by hand marks the row");
+    db.finish().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_on_time_rows_read_as_one_interval_old_and_late_rows_at_their_age() {
+    let Some(db) = TestDb::postgres("quiet_ages").await else { return };
+    let writer = db.connect().await;
+    let reader = db.connect().await;
+    writer.register(&heartbeat(1, "beats", 0), A, FAST.member_ttl).await.expect("register");
+    writer.register(&heartbeat(2, "stops", 0), B, FAST.member_ttl).await.expect("register");
+    let age_of = |read: &[MemberRecord], id: u32| {
+        read.iter()
+            .find(|m| m.id == InstanceId(id))
+            .unwrap_or_else(|| panic!("row {id} in {read:?}"))
+            .heartbeat_age
+    };
+    let read = reader.snapshot(Some("c"), FAST).await.expect("snapshot");
+    assert!(age_of(&read, 2) < Duration::from_millis(300), "{read:?}");
+
+    // Row 1 beats every 100 ms with the same figures; row 2 falls silent.
+    let silent_since = tokio::time::Instant::now();
+    while silent_since.elapsed() < Duration::from_millis(1200) {
+        writer.heartbeat(&heartbeat(1, "beats", 0), A).await.expect("heartbeat");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let read = reader.snapshot(Some("c"), FAST).await.expect("snapshot");
+    let on_time = age_of(&read, 1);
+    assert!(
+        on_time <= FAST.heartbeat_interval + Duration::from_millis(200),
+        "an on-time row read as {on_time:?} old"
+    );
+    let late = age_of(&read, 2);
+    assert!(
+        Duration::from_millis(1100) <= late && late < Duration::from_secs(3),
+        "a row silent for 1.2 s read as {late:?} old"
+    );
+
+    // It beats again: young at the next read.
+    writer.heartbeat(&heartbeat(2, "stops", 0), B).await.expect("heartbeat");
+    tokio::time::sleep(FAST.heartbeat_interval).await;
+    let read = reader.snapshot(Some("c"), FAST).await.expect("snapshot");
+    let again = age_of(&read, 2);
+    assert!(
+        again <= FAST.heartbeat_interval + Duration::from_millis(200),
+        "a row that beat again read as {again:?} old"
+    );
+    db.finish().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_a_row_deleted_by_hand_leaves_every_replica() {
+    let Some(db) = TestDb::postgres("quiet_delete").await else { return };
+    let writer = db.connect().await;
+    let reader = db.connect().await;
+    for id in 1..=3 {
+        writer.register(&heartbeat(id, "h", 0), A, FAST.member_ttl).await.expect("register");
+    }
+    assert_eq!(ids(&reader.snapshot(Some("c"), FAST).await.expect("snapshot")), [1, 2, 3]);
+    // Deleted behind the registry's back: its tombstone tells every reader.
+    db.raw(&format!("DELETE FROM {} WHERE id = 2", db.table())).await;
+    tokio::time::sleep(FAST.heartbeat_interval).await;
+    assert_eq!(ids(&reader.snapshot(Some("c"), FAST).await.expect("snapshot")), [1, 3]);
+    // And a deletion and an insertion between two reads.
+    db.raw(&format!("DELETE FROM {} WHERE id = 3", db.table())).await;
+    writer.register(&heartbeat(4, "h", 0), A, FAST.member_ttl).await.expect("register");
+    tokio::time::sleep(FAST.heartbeat_interval).await;
+    assert_eq!(ids(&reader.snapshot(Some("c"), FAST).await.expect("snapshot")), [1, 4]);
+    db.finish().await;
+}
