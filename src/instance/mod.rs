@@ -13,7 +13,6 @@ mod herd;
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub use herd::check::live_each_matches_live;
-mod reply;
 mod rerank;
 mod round;
 mod share;
@@ -84,7 +83,7 @@ struct Counters {
 /// [`set_saturated`](Self::set_saturated)); inputs (`handle_*`); outputs (`poll_*`).
 ///
 /// Inside, four subsystems each own their state and counters: the query
-/// round (`round.rs`, `reply.rs`: waiting handshakes, the round in flight,
+/// round (`round/`: waiting handshakes, the round in flight,
 /// the registry snapshot), fan-out (`fanout.rs`: whom a round asks), herd
 /// control (`herd/`: reservations and the tie rule) and admission
 /// (`admission.rs`: settings and sessions). The machine passes each what it

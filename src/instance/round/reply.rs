@@ -3,12 +3,12 @@
 //! registry figures), their predicted figures, and one ranked reply per
 //! waiting handshake, herd control reserving each reply's head.
 
-use super::event::ConnectionId;
-use super::rerank::{rank_full, Rerank, TailScratch};
-use super::round::{Cx, PeerState, Phase, QueryRound, Source};
-use super::share::Weight;
-use super::Timer;
+use super::{Cx, PeerState, Phase, QueryRound, Source};
 use crate::config::InstanceConfig;
+use crate::instance::event::ConnectionId;
+use crate::instance::rerank::{rank_full, Rerank, TailScratch};
+use crate::instance::share::Weight;
+use crate::instance::Timer;
 use crate::wire::{entries_that_fit, HandshakeOutcome, Limits, RankedEntry, RankedList};
 use crate::workload::{Candidate, InstanceId};
 
@@ -135,7 +135,7 @@ impl QueryRound {
         // Reuse the buffer, but let a burst's worth of it go.
         let mut pending = pending;
         pending.clear();
-        pending.shrink_to(super::KEPT_CAPACITY);
+        pending.shrink_to(crate::instance::KEPT_CAPACITY);
         if self.pending.is_empty() {
             self.pending = pending;
         }

@@ -8,14 +8,16 @@
 //! (`rerank.rs`). A burst of N handshakes therefore costs one registry query
 //! and one round of peer queries, not N of each.
 
+mod reply;
+
 use std::collections::VecDeque;
 use std::mem::size_of;
 use std::time::Instant;
 
+use self::reply::Ranking;
 use super::event::{Action, ConnectionId};
 use super::fanout::{FanOutControl, Plan};
 use super::herd::{Herd, Shown};
-use super::reply::Ranking;
 use super::snapshot::{CachedMember, Snapshot};
 use super::stats::RoundStats;
 use super::Timer;
@@ -53,11 +55,11 @@ impl Cx<'_> {
 /// the registry snapshot it ranks from, and the query ids it hands out.
 #[derive(Debug)]
 pub(super) struct QueryRound {
-    pub(super) snapshot: Option<Snapshot>,
+    snapshot: Option<Snapshot>,
     pub(super) phase: Option<Phase>,
     pub(super) pending: Vec<PendingHandshake>,
     next_query_id: u64,
-    pub(super) ranking: Ranking,
+    ranking: Ranking,
     pub(super) stats: RoundStats,
 }
 
