@@ -62,8 +62,8 @@
 //!         panic!("the client went idle without a session");
 //!     };
 //!     let (attempt, message) = match action {
-//!         client::Action::SendHandshake { attempt, request, .. } => (attempt, Message::HandshakeRequest(request)),
-//!         client::Action::SendSessionRequest { attempt, request, .. } => (attempt, Message::SessionRequest(request)),
+//!         client::Action::SendHandshake { attempt, message, .. }
+//!         | client::Action::SendSessionRequest { attempt, message, .. } => (attempt, message),
 //!         client::Action::Connected { endpoint, session_id, .. } => break (endpoint, session_id),
 //!         client::Action::Close { .. } => continue, // nothing to close in memory
 //!         other => panic!("unexpected {other:?}"),

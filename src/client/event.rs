@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::log::{AttemptId, ConnectFailure};
 use crate::endpoint::Endpoint;
 use crate::error::UnexpectedMessage;
-use crate::wire::{HandshakeReply, HandshakeRequest, Message, SessionId, SessionReply, SessionRequest};
+use crate::wire::{HandshakeReply, Message, SessionId, SessionReply};
 use crate::workload::InstanceId;
 
 /// What the Connector is doing. Deliberately exhaustive: a driver's
@@ -21,9 +21,9 @@ pub enum State {
     Backoff,
     /// A session is open.
     Connected,
-    /// The session ended or was lost; [`Connector::reconnect`](super::Connector::reconnect) starts over.
+    /// The session ended or was lost; `Connector::reconnect` starts over.
     Closed,
-    /// Gave up; [`Connector::reconnect`](super::Connector::reconnect) starts over.
+    /// Gave up; `Connector::reconnect` starts over.
     Failed,
 }
 
@@ -137,7 +137,8 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Action {
-    /// Open a transport to the seed and send it the handshake.
+    /// Open a transport to the seed and send it `message` (a
+    /// [`Message::HandshakeRequest`]).
     SendHandshake {
         /// The attempt, to report its reply or failure under.
         attempt: AttemptId,
@@ -146,9 +147,13 @@ pub enum Action {
         /// Where to send it.
         endpoint: Endpoint,
         /// The request, ready to encode.
-        request: HandshakeRequest,
+        message: Message,
+        /// When the machine times the attempt out: a driver that must bound
+        /// its own blocking I/O stops waiting then.
+        deadline: Instant,
     },
-    /// Open a transport to the ranked entry and send it the session request.
+    /// Open a transport to the ranked entry and send it `message` (a
+    /// [`Message::SessionRequest`]).
     SendSessionRequest {
         /// The attempt, to report its reply or failure under.
         attempt: AttemptId,
@@ -157,7 +162,10 @@ pub enum Action {
         /// Where to send it.
         endpoint: Endpoint,
         /// The request, ready to encode.
-        request: SessionRequest,
+        message: Message,
+        /// When the machine times the attempt out (see
+        /// [`Action::SendHandshake`]).
+        deadline: Instant,
     },
     /// The attempt is over (whatever its outcome) and its transport is no
     /// longer needed: close it; any late reply is ignored. Emitted exactly

@@ -12,225 +12,228 @@
 
 use std::time::Instant;
 
+use super::context::{Context, Timer};
+use super::event::Action;
 use super::log::{AttemptId, AttemptOutcome, Phase};
-use super::targets::{TargetWalk, Targets, KEPT_ENTRIES};
-use super::{Action, Connector, Stage, Timer};
-use crate::wire::{HandshakeOutcome, HandshakeReply, HandshakeRequest, RankedList};
+use crate::wire::{HandshakeOutcome, HandshakeReply, HandshakeRequest, Message, RankedList};
 
-/// The seed walk of one round.
+/// The seed walk of one round. Its buffers are kept between rounds (the
+/// Connector holds the last walk), so later rounds reuse their capacity.
 #[derive(Debug, Default)]
 pub(super) struct HandshakeWalk {
     /// The walk order: indices into the configured seeds.
-    pub(super) order: Vec<usize>,
+    order: Vec<usize>,
     /// The next position in `order` to start.
-    pub(super) next: usize,
+    next: usize,
     /// Handshakes in flight, each with its own deadline.
-    pub(super) pending: Vec<PendingHandshake>,
-    /// A valid reply waiting for the end of its instant (see the module docs
-    /// on staggering).
-    pub(super) held: Option<HeldReply>,
-}
-
-impl HandshakeWalk {
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.pending.iter().map(|p| p.deadline).min()
-    }
+    pending: Vec<PendingHandshake>,
+    /// A valid reply waiting for the end of its instant (see the module docs).
+    held: Option<HeldReply>,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(super) struct PendingHandshake {
-    pub(super) attempt: AttemptId,
-    pub(super) walk_pos: usize,
+struct PendingHandshake {
+    attempt: AttemptId,
+    walk_pos: usize,
     seed_index: usize,
     deadline: Instant,
 }
 
+/// A valid handshake reply; once decided, the one the round's phase 3 follows.
 #[derive(Debug)]
 pub(super) struct HeldReply {
     pub(super) attempt: AttemptId,
     walk_pos: usize,
-    seed_index: usize,
-    list: RankedList,
+    pub(super) seed_index: usize,
+    pub(super) list: RankedList,
 }
 
-impl Connector {
-    pub(super) fn start_round(&mut self, now: Instant) {
-        self.stats.rounds += 1;
-        let mut walk = self.spare.take_walk();
-        walk.order.extend(0..self.config.seeds.len());
-        if self.config.shuffle_seeds {
-            self.rng.shuffle(&mut walk.order);
+/// Where the walk goes after an input.
+#[derive(Debug)]
+pub(super) enum Next {
+    /// Handshakes are pending or a reply is being decided.
+    Wait,
+    /// This reply won: phase 3 follows it.
+    Won(HeldReply),
+    /// Every seed had its turn and none is pending: the round failed.
+    Exhausted,
+}
+
+impl HandshakeWalk {
+    /// An empty walk with room for `seeds` seeds.
+    pub(super) fn with_capacity(seeds: usize) -> Self {
+        HandshakeWalk {
+            order: Vec::with_capacity(seeds),
+            pending: Vec::with_capacity(seeds),
+            ..Default::default()
         }
-        self.enter(Stage::Handshaking(walk));
-        self.log.reserve(self.config.seeds.len());
-        self.start_next_handshake(now);
     }
 
-    /// Starts the handshake to the next seed in the walk; `false` when every
-    /// seed has had its turn this round.
-    pub(super) fn start_next_handshake(&mut self, now: Instant) -> bool {
-        let Stage::Handshaking(walk) = &mut self.stage else { return false };
-        let Some(&seed_index) = walk.order.get(walk.next) else {
-            self.timers.stop(Timer::Stagger);
-            return false;
-        };
-        let walk_pos = walk.next;
-        walk.next += 1;
-        let more = walk.next < walk.order.len();
-        let endpoint = self.config.seeds[seed_index].clone();
-        let attempt = self.log.start(self.round, Phase::Handshake, seed_index, &endpoint, now);
-        let deadline = now + self.config.handshake_timeout;
-        walk.pending.push(PendingHandshake { attempt, walk_pos, seed_index, deadline });
-        let request = HandshakeRequest {
-            request_id: attempt.request_id(),
-            salt: self.rng.next_u64(),
-            load_balance: self.config.load_balance,
-            cluster: self.config.cluster.clone(),
-        };
-        self.stats.handshakes += 1;
-        self.actions.push_back(Action::SendHandshake { attempt, seed_index, endpoint, request });
-        match self.config.attempt_delay {
-            Some(delay) if more => self.timers.set(Timer::Stagger, now + delay),
-            _ => self.timers.stop(Timer::Stagger),
+    /// Readies the walk for a new round, reusing its buffers: every seed in
+    /// order, or shuffled.
+    pub(super) fn begin(&mut self, cx: &mut Context) {
+        self.order.clear();
+        self.pending.clear();
+        self.next = 0;
+        self.held = None;
+        self.order.extend(0..cx.config.seeds.len());
+        if cx.config.shuffle_seeds {
+            cx.rng.shuffle(&mut self.order);
         }
-        true
     }
 
-    /// The stagger delay passed: the next seed starts while earlier ones
-    /// stay pending, unless a reply is already being decided.
-    pub(super) fn on_stagger(&mut self, now: Instant) {
-        if matches!(&self.stage, Stage::Handshaking(walk) if walk.held.is_none()) {
-            self.start_next_handshake(now);
-        }
+    /// The earliest pending handshake's deadline.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.pending.iter().map(|p| p.deadline).min()
     }
 
     /// The earliest pending handshake whose deadline is at or before `now`.
-    pub(super) fn handshake_due(&self, now: Instant) -> Option<(Instant, AttemptId)> {
-        let Stage::Handshaking(walk) = &self.stage else { return None };
-        walk.pending
+    pub(super) fn due(&self, now: Instant) -> Option<(Instant, AttemptId)> {
+        self.pending
             .iter()
             .filter(|p| p.deadline <= now)
             .min_by_key(|p| p.deadline)
             .map(|p| (p.deadline, p.attempt))
     }
 
-    pub(super) fn pending_position(&self, attempt: AttemptId) -> Option<usize> {
-        let Stage::Handshaking(walk) = &self.stage else { return None };
-        walk.pending.iter().position(|p| p.attempt == attempt)
+    /// Whether `attempt` is a handshake in flight.
+    pub(super) fn is_pending(&self, attempt: AttemptId) -> bool {
+        self.pending.iter().any(|p| p.attempt == attempt)
     }
 
-    /// Removes `attempt` from the pending handshakes; `false` if it is not one.
-    pub(super) fn take_pending(&mut self, attempt: AttemptId) -> bool {
-        let Some(pos) = self.pending_position(attempt) else { return false };
-        if let Stage::Handshaking(walk) = &mut self.stage {
-            walk.pending.swap_remove(pos);
+    /// Starts the handshake to the next seed in the walk; `false` when every
+    /// seed has had its turn this round.
+    pub(super) fn start_next(&mut self, cx: &mut Context, now: Instant) -> bool {
+        let Some(&seed_index) = self.order.get(self.next) else {
+            cx.timers.stop(Timer::Stagger);
+            return false;
+        };
+        let walk_pos = self.next;
+        self.next += 1;
+        let more = self.next < self.order.len();
+        let endpoint = cx.config.seeds[seed_index].clone();
+        let attempt = cx.log.start(cx.round, Phase::Handshake, seed_index, &endpoint, now);
+        let deadline = now + cx.config.handshake_timeout;
+        self.pending.push(PendingHandshake { attempt, walk_pos, seed_index, deadline });
+        let message = Message::HandshakeRequest(HandshakeRequest {
+            request_id: attempt.request_id(),
+            salt: cx.rng.next_u64(),
+            load_balance: cx.config.load_balance,
+            cluster: cx.config.cluster.clone(),
+        });
+        cx.stats.handshakes += 1;
+        cx.actions.push_back(Action::SendHandshake { attempt, seed_index, endpoint, message, deadline });
+        match cx.config.attempt_delay {
+            Some(delay) if more => cx.timers.set(Timer::Stagger, now + delay),
+            _ => cx.timers.stop(Timer::Stagger),
         }
         true
     }
 
-    /// A handshake failed: unless a held reply is being decided, the next
-    /// seed starts at once; with none left and nothing pending, the round
-    /// failed.
-    pub(super) fn after_handshake_failed(&mut self, now: Instant) {
-        self.settle_held(now, false);
-        let Stage::Handshaking(walk) = &self.stage else { return };
-        if walk.held.is_some() {
-            return;
-        }
-        if !self.start_next_handshake(now) && self.pending_count() == 0 {
-            self.round_failed(now);
+    /// The stagger delay passed: the next seed starts while earlier ones
+    /// stay pending, unless a reply is already being decided.
+    pub(super) fn on_stagger(&mut self, cx: &mut Context, now: Instant) {
+        if self.held.is_none() {
+            self.start_next(cx, now);
         }
     }
 
-    fn pending_count(&self) -> usize {
-        match &self.stage {
-            Stage::Handshaking(walk) => walk.pending.len(),
-            _ => 0,
+    /// Ends a pending handshake without success; `None` if `attempt` is not
+    /// one. Unless a held reply is being decided, the next seed starts at
+    /// once; with none left and nothing pending, the round failed.
+    pub(super) fn fail(
+        &mut self,
+        cx: &mut Context,
+        attempt: AttemptId,
+        outcome: AttemptOutcome,
+        now: Instant,
+    ) -> Option<Next> {
+        let pos = self.pending.iter().position(|p| p.attempt == attempt)?;
+        self.pending.swap_remove(pos);
+        cx.finish(attempt, outcome, now);
+        if let Some(won) = self.settle(cx, now, false) {
+            return Some(Next::Won(won));
         }
+        if self.held.is_some() {
+            return Some(Next::Wait);
+        }
+        if !self.start_next(cx, now) && self.pending.is_empty() {
+            return Some(Next::Exhausted);
+        }
+        Some(Next::Wait)
     }
 
-    pub(super) fn on_handshake_reply(&mut self, attempt: AttemptId, reply: HandshakeReply, now: Instant) {
-        if self.pending_position(attempt).is_none() {
-            return self.ignore_or_misfit(attempt, now);
-        }
-        if !self.echoes_request_id(attempt, reply.request_id, now) {
-            return;
+    /// A handshake reply; `None` if `attempt` is not pending. A reply must
+    /// echo its attempt's request id; a refusal or an empty list fails the
+    /// attempt; a ranked list is held until nothing can beat it.
+    pub(super) fn on_reply(
+        &mut self,
+        cx: &mut Context,
+        attempt: AttemptId,
+        reply: HandshakeReply,
+        now: Instant,
+    ) -> Option<Next> {
+        let pos = self.pending.iter().position(|p| p.attempt == attempt)?;
+        if let Some(outcome) = attempt.echo_fault(reply.request_id) {
+            return self.fail(cx, attempt, outcome, now);
         }
         let list = match reply.outcome {
             HandshakeOutcome::Refused(reason) => {
-                return self.fail_attempt(attempt, AttemptOutcome::Refused(reason), now)
+                return self.fail(cx, attempt, AttemptOutcome::Refused(reason), now)
             }
             // In direct mode too (SPEC 1.4): an answering seed that cannot
             // take a session is a refusal, so the walk moves on.
             HandshakeOutcome::Ranked(list) if list.entries.is_empty() => {
-                return self.fail_attempt(attempt, AttemptOutcome::EmptyList, now)
+                return self.fail(cx, attempt, AttemptOutcome::EmptyList, now)
             }
             HandshakeOutcome::Ranked(list) => list,
         };
-        let Stage::Handshaking(walk) = &mut self.stage else { return };
-        let Some(pos) = walk.pending.iter().position(|p| p.attempt == attempt) else { return };
-        let entry = walk.pending.swap_remove(pos);
-        if walk.held.as_ref().is_some_and(|held| held.walk_pos < entry.walk_pos) {
-            return self.finish(attempt, AttemptOutcome::Superseded, now);
+        let entry = self.pending.swap_remove(pos);
+        if self.held.as_ref().is_some_and(|held| held.walk_pos < entry.walk_pos) {
+            cx.finish(attempt, AttemptOutcome::Superseded, now);
+            return Some(Next::Wait);
         }
         let held = HeldReply { attempt, walk_pos: entry.walk_pos, seed_index: entry.seed_index, list };
-        if let Some(beaten) = walk.held.replace(held) {
-            self.finish(beaten.attempt, AttemptOutcome::Superseded, now);
+        if let Some(beaten) = self.held.replace(held) {
+            cx.finish(beaten.attempt, AttemptOutcome::Superseded, now);
         }
-        self.timers.set(Timer::Decide, now);
-        self.settle_held(now, false);
+        cx.timers.set(Timer::Decide, now);
+        Some(self.settle(cx, now, false).map_or(Next::Wait, Next::Won))
     }
 
     /// Decides a held reply once nothing can beat it: at the close of its
     /// instant (`instant_closed`, or any later `now`), or as soon as no seed
     /// earlier in the walk is pending.
-    pub(super) fn settle_held(&mut self, now: Instant, instant_closed: bool) {
-        let Stage::Handshaking(walk) = &mut self.stage else { return };
-        let Some(held) = &walk.held else { return };
-        let decided_at = self.timers.get(Timer::Decide).unwrap_or(now);
-        let unbeatable = !walk.pending.iter().any(|p| p.walk_pos < held.walk_pos);
+    pub(super) fn settle(
+        &mut self,
+        cx: &mut Context,
+        now: Instant,
+        instant_closed: bool,
+    ) -> Option<HeldReply> {
+        let held = self.held.as_ref()?;
+        let decided_at = cx.timers.get(Timer::Decide).unwrap_or(now);
+        let unbeatable = !self.pending.iter().any(|p| p.walk_pos < held.walk_pos);
         if unbeatable || instant_closed || now > decided_at {
-            self.timers.stop(Timer::Decide);
-            if let Some(held) = walk.held.take() {
-                self.win_handshake(held, now);
-            }
+            cx.timers.stop(Timer::Decide);
+            return self.held.take();
+        }
+        None
+    }
+
+    /// Every pending handshake ends as cancelled (another one won, or the
+    /// round was abandoned); the walk keeps its buffers.
+    pub(super) fn cancel_pending(&mut self, cx: &mut Context, now: Instant) {
+        for pending in self.pending.drain(..) {
+            cx.finish(pending.attempt, AttemptOutcome::Cancelled, now);
         }
     }
 
-    fn win_handshake(&mut self, held: HeldReply, now: Instant) {
-        self.timers.stop(Timer::Stagger);
-        if let Stage::Handshaking(walk) = &mut self.stage {
-            let mut pending = std::mem::take(&mut walk.pending);
-            for p in pending.drain(..) {
-                self.finish(p.attempt, AttemptOutcome::Cancelled, now);
-            }
-            if let Stage::Handshaking(walk) = &mut self.stage {
-                walk.pending = pending;
-            }
+    /// The round was abandoned: pending handshakes are cancelled and a held
+    /// reply is superseded.
+    pub(super) fn abandon(&mut self, cx: &mut Context, now: Instant) {
+        self.cancel_pending(cx, now);
+        if let Some(held) = self.held.take() {
+            cx.finish(held.attempt, AttemptOutcome::Superseded, now);
         }
-        let HeldReply { attempt, seed_index, list, .. } = held;
-        let targets = if self.config.load_balance {
-            let stale = list.stale;
-            let mut entries = list.entries;
-            entries.truncate(self.config.max_list_len);
-            self.spare.drop_repeats(&mut entries);
-            self.finish_keeping_transport(
-                attempt,
-                AttemptOutcome::Ranked { entries: entries.len(), stale },
-                now,
-            );
-            Targets::Ranked(entries)
-        } else {
-            let endpoint = self.config.seeds[seed_index].clone();
-            let instance = list.entries.iter().find(|e| e.endpoint.same_target(&endpoint)).map(|e| e.id);
-            self.finish_keeping_transport(attempt, AttemptOutcome::Answered, now);
-            Targets::Direct { endpoint, instance }
-        };
-        // Room for every session attempt of a list up to the kept length, so
-        // the walk's records do not reallocate; a longer walk grows the log
-        // as far as it gets.
-        self.log.reserve(targets.len().min(KEPT_ENTRIES));
-        self.enter(Stage::Connecting(TargetWalk::new(targets, attempt)));
-        self.next_target(now);
     }
 }

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::targets::KEPT_ENTRIES;
 use crate::endpoint::Endpoint;
 use crate::wire::{RefuseReason, RejectReason, SessionId};
 
@@ -17,6 +16,13 @@ impl AttemptId {
     /// The value sent as the request's `request_id`.
     pub const fn request_id(self) -> u64 {
         self.0
+    }
+
+    /// A reply must echo its attempt's request id: the outcome of one under
+    /// `request_id` when it does not (malformed), `None` when it does.
+    pub(super) fn echo_fault(self, request_id: u64) -> Option<AttemptOutcome> {
+        (request_id != self.0)
+            .then_some(AttemptOutcome::Malformed(Malformation::RequestIdMismatch { got: request_id }))
     }
 }
 
@@ -220,11 +226,15 @@ pub(super) struct AttemptLog {
     first_id: u64,
     /// When the effort (first round or reconnect) began.
     start: Instant,
+    /// The records a new effort keeps room for.
+    kept: usize,
 }
 
 impl AttemptLog {
-    pub(super) fn new(now: Instant, capacity: usize) -> Self {
-        AttemptLog { records: Vec::with_capacity(capacity), next_id: 1, first_id: 1, start: now }
+    /// A log with room for `capacity` records, which gives back what a long
+    /// effort grew beyond twice `kept` records when the next effort begins.
+    pub(super) fn new(now: Instant, capacity: usize, kept: usize) -> Self {
+        AttemptLog { records: Vec::with_capacity(capacity), next_id: 1, first_id: 1, start: now, kept }
     }
 
     /// Forgets the previous effort's attempts; ids keep growing, so a late
@@ -233,8 +243,8 @@ impl AttemptLog {
     /// length, which each list reserves again).
     pub(super) fn begin_effort(&mut self, now: Instant) {
         self.records.clear();
-        if self.records.capacity() > 2 * KEPT_ENTRIES {
-            self.records.shrink_to(KEPT_ENTRIES);
+        if self.records.capacity() > 2 * self.kept {
+            self.records.shrink_to(self.kept);
         }
         self.first_id = self.next_id;
         self.start = now;

@@ -3,14 +3,36 @@
 
 use std::time::Instant;
 
-use super::event::Opened;
-use super::handshake::HandshakeWalk;
+use super::context::{Context, Timer};
+use super::event::{Action, Opened};
 use super::log::{AttemptId, AttemptOutcome, Phase};
-use super::{Action, Connector, Stage, Timer};
+use crate::config::ClientConfig;
 use crate::endpoint::Endpoint;
 use crate::wire::dedup::{drop_repeats, DedupScratch};
-use crate::wire::{RankedEntry, SessionOutcome, SessionReply, SessionRequest};
+use crate::wire::{Message, RankedEntry, RankedList, SessionOutcome, SessionReply, SessionRequest};
 use crate::workload::InstanceId;
+
+/// The list length whose buffers a Connector keeps between rounds: above
+/// AX's 99 instances per environment, so rounds at that size reuse them and
+/// allocate nothing, while a client that once received a list of thousands
+/// (a 1 000-instance cluster with a long `max_list_len`) does not hold tens of
+/// kilobytes for the rest of its session.
+pub(super) const KEPT_ENTRIES: usize = 128;
+
+/// The duplicate finder's scratch, kept between rounds. What a long list
+/// grew is given back when its walk ends (see [`KEPT_ENTRIES`]): a connected
+/// client holds its session, not its last list.
+#[derive(Debug, Default)]
+pub(super) struct ListScratch {
+    dedup: DedupScratch,
+}
+
+impl ListScratch {
+    /// A walk is over: keep no more than a list of [`KEPT_ENTRIES`] needs.
+    pub(super) fn release(&mut self) {
+        self.dedup.shrink_to(KEPT_ENTRIES);
+    }
+}
 
 /// Where phase 3 may go.
 #[derive(Debug)]
@@ -22,6 +44,31 @@ pub(super) enum Targets {
 }
 
 impl Targets {
+    /// The targets of the winning handshake reply from seed `seed_index`,
+    /// and the outcome that handshake is logged with. Load balancing: the
+    /// list cut to `max_list_len`, every entry whose target (host and port)
+    /// or instance id appeared earlier dropped (the one duplicate finder the
+    /// decoder uses too). Direct mode: the seed itself.
+    pub(super) fn from_reply(
+        config: &ClientConfig,
+        seed_index: usize,
+        list: RankedList,
+        scratch: &mut ListScratch,
+    ) -> (Targets, AttemptOutcome) {
+        if config.load_balance {
+            let stale = list.stale;
+            let mut entries = list.entries;
+            entries.truncate(config.max_list_len);
+            drop_repeats(&mut entries, &mut scratch.dedup);
+            let outcome = AttemptOutcome::Ranked { entries: entries.len(), stale };
+            (Targets::Ranked(entries), outcome)
+        } else {
+            let endpoint = config.seeds[seed_index].clone();
+            let instance = list.entries.iter().find(|e| e.endpoint.same_target(&endpoint)).map(|e| e.id);
+            (Targets::Direct { endpoint, instance }, AttemptOutcome::Answered)
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         match self {
             Targets::Ranked(entries) => entries.len(),
@@ -37,6 +84,17 @@ impl Targets {
     }
 }
 
+/// Where the walk goes after an input.
+#[derive(Debug)]
+pub(super) enum Walked {
+    /// A session request is in flight.
+    Waiting,
+    /// The list is used up: the round failed.
+    Exhausted,
+    /// The instance accepted: the session.
+    Accepted(Opened),
+}
+
 /// The target walk of one round.
 #[derive(Debug)]
 pub(super) struct TargetWalk {
@@ -44,124 +102,101 @@ pub(super) struct TargetWalk {
     /// The position of the current (or next) session attempt.
     rank: usize,
     /// The session request in flight, if any.
-    pub(super) attempt: Option<AttemptId>,
+    attempt: Option<AttemptId>,
     /// The handshake that produced this walk: its transport stays open until
     /// the walk ends, so the instance that ranked knows the client is still
     /// on its way (its reservation stays) and learns the moment it is not.
-    pub(super) handshake: AttemptId,
+    handshake: AttemptId,
 }
 
 impl TargetWalk {
     pub(super) fn new(targets: Targets, handshake: AttemptId) -> Self {
         TargetWalk { targets, rank: 0, attempt: None, handshake }
     }
-}
 
-/// Buffers of finished stages, so later rounds reuse their capacity instead
-/// of allocating again. What a long list grew is given back when its walk
-/// ends (see [`KEPT_ENTRIES`]): a connected client holds its session, not its
-/// last list.
-#[derive(Debug, Default)]
-pub(super) struct Spare {
-    walk: HandshakeWalk,
-    dedup: DedupScratch,
-}
-
-/// The list length whose buffers a Connector keeps between rounds: above
-/// AX's 99 instances per environment, so rounds at that size reuse them and
-/// allocate nothing, while a client that once received a list of thousands
-/// (a 1 000-instance cluster with a long `max_list_len`) does not hold tens of
-/// kilobytes for the rest of its session.
-pub(super) const KEPT_ENTRIES: usize = 128;
-
-impl Spare {
-    pub(super) fn with_seeds(seeds: usize) -> Self {
-        let mut spare = Spare::default();
-        spare.walk.order.reserve(seeds);
-        spare.walk.pending.reserve(seeds);
-        spare
-    }
-
-    /// An empty walk with the capacity of the last one.
-    pub(super) fn take_walk(&mut self) -> HandshakeWalk {
-        let mut walk = std::mem::take(&mut self.walk);
-        walk.order.clear();
-        walk.pending.clear();
-        walk.next = 0;
-        walk.held = None;
-        walk
-    }
-
-    pub(super) fn keep_walk(&mut self, walk: HandshakeWalk) {
-        self.walk = walk;
-    }
-
-    /// The walk is over: its list (the decoder's buffer, not one of ours)
-    /// goes, and the duplicate finder keeps no more than a list of
-    /// [`KEPT_ENTRIES`] needs.
-    pub(super) fn release_list(&mut self, walk: TargetWalk) {
-        drop(walk);
-        self.dedup.shrink_to(KEPT_ENTRIES);
-    }
-
-    /// Drops every entry whose target (host and port) or instance id
-    /// appeared earlier: the one duplicate finder the decoder uses too.
-    pub(super) fn drop_repeats(&mut self, entries: &mut Vec<RankedEntry>) {
-        drop_repeats(entries, &mut self.dedup);
-    }
-}
-
-impl Connector {
     /// The session request in flight, if any.
-    pub(super) fn session_attempt(&self) -> Option<AttemptId> {
-        match &self.stage {
-            Stage::Connecting(walk) => walk.attempt,
-            _ => None,
-        }
+    pub(super) fn attempt(&self) -> Option<AttemptId> {
+        self.attempt
     }
 
-    /// Sends the session request to the target at the current rank, or ends
-    /// the round when the list is used up.
-    pub(super) fn next_target(&mut self, now: Instant) {
-        let Stage::Connecting(walk) = &mut self.stage else { return };
-        if walk.attempt.take().is_some() {
-            walk.rank += 1;
+    /// The handshake whose list this is (its transport closes when the walk ends).
+    pub(super) fn handshake(&self) -> AttemptId {
+        self.handshake
+    }
+
+    /// The session request in flight, taken out of the walk (the round is
+    /// being abandoned).
+    pub(super) fn take_attempt(&mut self) -> Option<AttemptId> {
+        self.attempt.take()
+    }
+
+    /// Sends the session request to the target at the current rank, or
+    /// reports the list used up.
+    pub(super) fn advance(&mut self, cx: &mut Context, now: Instant) -> Walked {
+        if self.attempt.take().is_some() {
+            self.rank += 1;
         }
-        let rank = walk.rank;
-        let Some((endpoint, _)) = walk.targets.get(rank) else {
-            self.timers.stop(Timer::Session);
-            return self.round_failed(now);
+        let rank = self.rank;
+        let Some((endpoint, _)) = self.targets.get(rank) else {
+            cx.timers.stop(Timer::Session);
+            return Walked::Exhausted;
         };
         let endpoint = endpoint.clone();
-        let attempt = self.log.start(self.round, Phase::Session, rank, &endpoint, now);
-        walk.attempt = Some(attempt);
-        self.timers.set(Timer::Session, now + self.config.connect_timeout);
-        self.stats.session_requests += 1;
-        let request =
-            SessionRequest { request_id: attempt.request_id(), credential: self.credential.clone() };
-        self.actions.push_back(Action::SendSessionRequest { attempt, rank, endpoint, request });
+        let attempt = cx.log.start(cx.round, Phase::Session, rank, &endpoint, now);
+        self.attempt = Some(attempt);
+        let deadline = now + cx.config.connect_timeout;
+        cx.timers.set(Timer::Session, deadline);
+        cx.stats.session_requests += 1;
+        let message = Message::SessionRequest(SessionRequest {
+            request_id: attempt.request_id(),
+            credential: cx.credential.clone(),
+        });
+        cx.actions.push_back(Action::SendSessionRequest { attempt, rank, endpoint, message, deadline });
+        Walked::Waiting
     }
 
-    pub(super) fn on_session_reply(&mut self, attempt: AttemptId, reply: SessionReply, now: Instant) {
-        if self.session_attempt() != Some(attempt) {
-            return self.ignore_or_misfit(attempt, now);
+    /// Ends the session request in flight without success and moves on to
+    /// the next entry; `None` if `attempt` is not that request.
+    pub(super) fn fail(
+        &mut self,
+        cx: &mut Context,
+        attempt: AttemptId,
+        outcome: AttemptOutcome,
+        now: Instant,
+    ) -> Option<Walked> {
+        if self.attempt != Some(attempt) {
+            return None;
         }
-        if !self.echoes_request_id(attempt, reply.request_id, now) {
-            return;
+        cx.finish(attempt, outcome, now);
+        Some(self.advance(cx, now))
+    }
+
+    /// A session reply; `None` if `attempt` is not the request in flight. A
+    /// reply must echo its attempt's request id; a rejection moves on.
+    pub(super) fn on_reply(
+        &mut self,
+        cx: &mut Context,
+        attempt: AttemptId,
+        reply: SessionReply,
+        now: Instant,
+    ) -> Option<Walked> {
+        if self.attempt != Some(attempt) {
+            return None;
+        }
+        if let Some(outcome) = attempt.echo_fault(reply.request_id) {
+            return self.fail(cx, attempt, outcome, now);
         }
         let session_id = match reply.outcome {
             SessionOutcome::Rejected(reason) => {
-                return self.fail_attempt(attempt, AttemptOutcome::Rejected(reason), now)
+                return self.fail(cx, attempt, AttemptOutcome::Rejected(reason), now)
             }
             SessionOutcome::Accepted { session_id } => session_id,
         };
-        let Stage::Connecting(walk) = &self.stage else { return };
-        let Some((endpoint, instance)) = walk.targets.get(walk.rank) else { return };
+        // The request in flight always has its target.
+        let Some((endpoint, instance)) = self.targets.get(self.rank) else { return Some(Walked::Waiting) };
         let endpoint = endpoint.clone();
-        self.finish(attempt, AttemptOutcome::Accepted { session_id }, now);
-        self.timers.stop_all();
-        let session = Opened { attempt, endpoint: endpoint.clone(), instance, session_id, round: self.round };
-        self.enter(Stage::Connected(session));
-        self.actions.push_back(Action::Connected { attempt, endpoint, instance, session_id });
+        cx.finish(attempt, AttemptOutcome::Accepted { session_id }, now);
+        cx.timers.stop_all();
+        Some(Walked::Accepted(Opened { attempt, endpoint, instance, session_id, round: cx.round }))
     }
 }

@@ -129,7 +129,7 @@ async fn registry_errors_are_counted_by_operation_and_kind() {
 
     // Another process takes the row over: `superseded`, once.
     registry.down.store(false, Ordering::Relaxed);
-    registry.steal(InstanceId(3), Incarnation(server.incarnation().0.wrapping_add(1)));
+    registry.steal(InstanceId(3), Incarnation(server.incarnation().0.wrapping_add(1))).await;
     eventually("the takeover is counted", || async {
         stats_json(admin).await["registry"]["errors"]["heartbeat"]["superseded"] == 1
     })

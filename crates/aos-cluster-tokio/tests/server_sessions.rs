@@ -201,7 +201,7 @@ async fn a_superseded_row_is_never_overwritten() {
     let server = bind(server_config(3, 10), &registry).await;
     let handle = server.handle();
     let other = Incarnation(server.incarnation().0.wrapping_add(1));
-    registry.steal(InstanceId(3), other);
+    registry.steal(InstanceId(3), other).await;
     eventually("the server notices", || async { stats(&handle).await.registry.registration_lost }).await;
     // Heartbeats have stopped: the row stays the other process's.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -43,11 +43,9 @@ impl Pair {
 
     fn client_action(&mut self, action: client::Action) {
         match action {
-            client::Action::SendHandshake { attempt, endpoint, request, .. } => {
-                self.dial(attempt, &endpoint, Message::HandshakeRequest(request))
-            }
-            client::Action::SendSessionRequest { attempt, endpoint, request, .. } => {
-                self.dial(attempt, &endpoint, Message::SessionRequest(request))
+            client::Action::SendHandshake { attempt, endpoint, message, .. }
+            | client::Action::SendSessionRequest { attempt, endpoint, message, .. } => {
+                self.dial(attempt, &endpoint, message)
             }
             client::Action::Close { attempt } => {
                 assert!(self.closed.insert(attempt), "{attempt} closed twice");

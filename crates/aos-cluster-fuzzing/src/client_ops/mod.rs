@@ -31,8 +31,8 @@ use aos_cluster::client::{Action, AttemptId, AttemptOutcome, Connector, Event, F
 use aos_cluster::config::ClientConfig;
 use aos_cluster::endpoint::Endpoint;
 use aos_cluster::wire::{
-    HandshakeOutcome, HandshakeReply, RankedEntry, RankedList, RefuseReason, SessionId, SessionOutcome,
-    SessionReply,
+    HandshakeOutcome, HandshakeReply, Message, RankedEntry, RankedList, RefuseReason, SessionId,
+    SessionOutcome, SessionReply,
 };
 use aos_cluster::workload::{InstanceId, Workload};
 use aos_cluster::RetryPolicy;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aos_cluster::client::{self, Connector};
-use aos_cluster::wire::{HandshakeOutcome, Message, RejectReason, SessionId, SessionOutcome};
+use aos_cluster::wire::{HandshakeOutcome, RejectReason, SessionId, SessionOutcome};
 
 use super::network::reschedule;
 use super::state::{derive, ConnKind, Ev, CLIENT};
@@ -113,12 +113,10 @@ impl Simulation {
     fn client_action(&mut self, now: Duration, client: u32, action: client::Action) -> Result<(), SimError> {
         let effort = self.clients[client as usize].effort;
         match action {
-            client::Action::SendHandshake { attempt, endpoint, request, .. } => {
-                let message = Message::HandshakeRequest(request);
+            client::Action::SendHandshake { attempt, endpoint, message, .. } => {
                 self.send_from_client(now, client, effort, attempt, &endpoint, ConnKind::Handshake, message)?;
             }
-            client::Action::SendSessionRequest { attempt, endpoint, request, .. } => {
-                let message = Message::SessionRequest(request);
+            client::Action::SendSessionRequest { attempt, endpoint, message, .. } => {
                 self.send_from_client(now, client, effort, attempt, &endpoint, ConnKind::Session, message)?;
             }
             client::Action::Close { attempt } => {

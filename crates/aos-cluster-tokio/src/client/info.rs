@@ -43,3 +43,52 @@ impl SessionInfo {
         &self.attempts
     }
 }
+
+/// The accessors both clients' sessions have: each reads the session's
+/// [`SessionInfo`] (field `info`) or its stream (field `stream`, of the
+/// `SessionStream` type in scope where the macro is used).
+macro_rules! session_accessors {
+    () => {
+        /// Whether the session runs over TLS.
+        pub fn is_tls(&self) -> bool {
+            self.stream.is_tls()
+        }
+
+        /// The stream and the session's details, for callers that want to own
+        /// the stream (the session lasts as long as the stream).
+        pub fn into_parts(self) -> (SessionStream, $crate::client::SessionInfo) {
+            (self.stream, self.info)
+        }
+
+        /// Everything below in one value.
+        pub fn info(&self) -> &$crate::client::SessionInfo {
+            &self.info
+        }
+
+        /// The instance that admitted the session, when known.
+        pub fn instance(&self) -> Option<aos_cluster::InstanceId> {
+            self.info.instance()
+        }
+
+        /// Where the session is.
+        pub fn endpoint(&self) -> &aos_cluster::Endpoint {
+            self.info.endpoint()
+        }
+
+        /// The instance's name for the session.
+        pub fn session_id(&self) -> aos_cluster::wire::SessionId {
+            self.info.session_id()
+        }
+
+        /// From the start of `connect` to the accepting reply.
+        pub fn time_to_session(&self) -> std::time::Duration {
+            self.info.time_to_session()
+        }
+
+        /// The attempt log: every attempt of every round, the accepted one last.
+        pub fn attempts(&self) -> &[aos_cluster::client::AttemptRecord] {
+            self.info.attempts()
+        }
+    };
+}
+pub(crate) use session_accessors;

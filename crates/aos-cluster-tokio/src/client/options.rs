@@ -61,7 +61,7 @@ impl ClientOptions {
         match self.rng_seed {
             // SplitMix64's increment: distinct, well-spread seeds per connect.
             Some(seed) => seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            None => super::random_seed(),
+            None => random_seed(),
         }
     }
 
@@ -75,10 +75,7 @@ impl ClientOptions {
     /// a ranked entry outside the allow-list (a configured seed is trusted).
     pub(crate) fn refuse_target(&self, config: &ClientConfig, endpoint: &Endpoint) -> Option<String> {
         let list = self.allow_list.as_ref()?;
-        let is_seed = config
-            .seeds
-            .iter()
-            .any(|s| s.port() == endpoint.port() && s.host().eq_ignore_ascii_case(endpoint.host()));
+        let is_seed = config.seeds.iter().any(|seed| seed.same_target(endpoint));
         if is_seed || list.allows(endpoint) {
             return None;
         }
@@ -89,5 +86,36 @@ impl ClientOptions {
     #[cfg(feature = "tls")]
     pub(crate) fn rustls(&self) -> Option<&std::sync::Arc<rustls::ClientConfig>> {
         self.tls.as_ref().map(ClientTls::rustls_config)
+    }
+}
+
+/// A seed for the Connector's salts, shuffles and jitter: std's per-process
+/// random hasher keys over the clock.
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(crate::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_is_trusted_under_any_spelling_of_its_target() {
+        let seeds = vec!["[::1]:2712".parse().unwrap(), "AOS1.example.com:2712".parse().unwrap()];
+        let config = ClientConfig::with_seeds(seeds);
+        let options = ClientOptions::new().with_allow_list(AllowList::parse(["10.0.0.0/8"]).unwrap());
+        for trusted in ["[0:0::1]:2712", "[::1]:2712", "aos1.EXAMPLE.com:2712", "AOS01@aos1.example.com:2712"]
+        {
+            let endpoint: Endpoint = trusted.parse().unwrap();
+            assert_eq!(options.refuse_target(&config, &endpoint), None, "{trusted}");
+        }
+        for refused in ["[::2]:2712", "[::1]:2713", "aos2.example.com:2712"] {
+            let endpoint: Endpoint = refused.parse().unwrap();
+            let reason = options.refuse_target(&config, &endpoint).expect(refused);
+            assert!(reason.ends_with("is outside the allow-list; skipped"), "{reason}");
+        }
+        let allowed: Endpoint = "10.1.2.3:2712".parse().unwrap();
+        assert_eq!(options.refuse_target(&config, &allowed), None);
     }
 }

@@ -27,7 +27,7 @@ struct Row {
     heartbeat: Heartbeat,
     incarnation: Incarnation,
     /// When the row was last written, plus how much older than that it is
-    /// made to look (see [`MemoryRegistry::age_row_for_tests`]); kept apart so
+    /// made to look (see [`MemoryRegistry::set_heartbeat_age`]); kept apart so
     /// no `Instant` arithmetic can underflow.
     written_at: Instant,
     backdated: Duration,
@@ -148,19 +148,23 @@ impl MemoryRegistry {
         }
     }
 
+    /// The row of `id` as stored: its last heartbeat and its owner's
+    /// incarnation.
+    pub fn row(&self, id: InstanceId) -> Option<(Heartbeat, Incarnation)> {
+        self.rows().get(&id).map(|row| (row.heartbeat.clone(), row.incarnation))
+    }
+
     /// Makes the row of `id` look `age` old, as if its owner had stopped
-    /// heartbeating then. For tests that need an old row without waiting.
-    /// Returns whether the row exists.
-    #[doc(hidden)]
-    pub async fn age_row_for_tests(&self, id: InstanceId, age: Duration) -> Result<bool, RegistryError> {
-        Ok(self
-            .rows()
+    /// heartbeating then: a crash, or a row left by one, without waiting.
+    /// Whether the row exists.
+    pub fn set_heartbeat_age(&self, id: InstanceId, age: Duration) -> bool {
+        self.rows()
             .get_mut(&id)
             .map(|row| {
                 row.written_at = Instant::now();
                 row.backdated = age;
             })
-            .is_some())
+            .is_some()
     }
 }
 

@@ -263,27 +263,6 @@ impl PostgresRegistry {
             }
         }
     }
-
-    /// Makes the row of `id` look `age` old by the database's clock, as if
-    /// its owner had stopped heartbeating then. For tests that need an old
-    /// row without waiting. Returns whether the row exists.
-    #[doc(hidden)]
-    pub async fn age_row_for_tests(&self, id: InstanceId, age: Duration) -> Result<bool, RegistryError> {
-        let seconds = sql_seconds(age);
-        self.call(|client| async move {
-            client
-                .execute_typed(
-                    &format!(
-                        "UPDATE {TABLE} SET heartbeat_at = now() - $2::float8 * INTERVAL '1 second'
-                         WHERE id = $1"
-                    ),
-                    &[(&i64::from(id.0), Type::INT8), (&seconds, Type::FLOAT8)],
-                )
-                .await
-        })
-        .await
-        .map(|updated| updated > 0)
-    }
 }
 
 fn needs_tls(mode: &str) -> bool {

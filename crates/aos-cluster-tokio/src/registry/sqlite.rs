@@ -27,6 +27,7 @@
 //! made (out of file descriptors, say) is a transient error, never taken for
 //! a deleted file.
 
+use rusqlite::types::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -247,22 +248,6 @@ impl SqliteRegistry {
             }
         }
     }
-
-    /// Makes the row of `id` look `age` old by the database's clock, as if
-    /// its owner had stopped heartbeating then. For tests that need an old
-    /// row without waiting. Returns whether the row exists.
-    #[doc(hidden)]
-    pub async fn age_row_for_tests(&self, id: InstanceId, age: Duration) -> Result<bool, RegistryError> {
-        let age_ms = sql_millis(age);
-        self.call(move |c| {
-            c.execute(
-                &format!("UPDATE {MEMBERS_TABLE} SET heartbeat_at = {NOW_MS} - ?2 WHERE id = ?1"),
-                rusqlite::params![id.0, age_ms],
-            )
-        })
-        .await
-        .map(|updated| updated > 0)
-    }
 }
 
 /// Checks that the path still leads to the file `opened` holds; when it does
@@ -357,6 +342,21 @@ fn open_blocking(target: Target) -> Result<(Connection, Option<FileWatch>), Stri
     Ok((conn, Some(file)))
 }
 
+/// A heartbeat's row as `?1..?8`: id, incarnation, endpoint, cluster, role,
+/// accepting, max_sessions, connected (the order of the claim's columns).
+fn row_params(hb: &Heartbeat, incarnation: Incarnation) -> [Value; 8] {
+    [
+        Value::Integer(i64::from(hb.id.0)),
+        Value::Integer(incarnation.to_i64()),
+        Value::Text(hb.endpoint.to_string()),
+        hb.cluster.clone().map_or(Value::Null, Value::Text),
+        Value::Text(role_text(hb.role).to_owned()),
+        Value::Integer(i64::from(hb.accepting)),
+        Value::Integer(i64::from(hb.workload.max_sessions)),
+        Value::Integer(i64::from(hb.workload.connected)),
+    ]
+}
+
 /// Claims the row of `hb.id` for `incarnation` when there is none, or the
 /// stored one is ours, or it passes `{when}` (about the stored row and
 /// `excluded`, ours, with `?9` bound to `extra`); else says who holds it.
@@ -382,17 +382,7 @@ fn claim_blocking(
                  heartbeat_at = excluded.heartbeat_at
              WHERE {MEMBERS_TABLE}.incarnation = excluded.incarnation OR {when}"
         ),
-        rusqlite::params![
-            hb.id.0,
-            incarnation.to_i64(),
-            hb.endpoint.to_string(),
-            hb.cluster,
-            role_text(hb.role),
-            hb.accepting,
-            hb.workload.max_sessions,
-            hb.workload.connected,
-            extra,
-        ],
+        rusqlite::params_from_iter(row_params(hb, incarnation).into_iter().chain([Value::Integer(extra)])),
     )?;
     let claim = if claimed > 0 { Claim::Done } else { holder_of(&tx, hb.id)? };
     tx.commit()?;
@@ -524,16 +514,7 @@ impl Registry for SqliteRegistry {
                                  max_sessions = ?7, connected = ?8, heartbeat_at = {NOW_MS}
                              WHERE id = ?1 AND incarnation = ?2"
                         ),
-                        rusqlite::params![
-                            hb.id.0,
-                            incarnation.to_i64(),
-                            hb.endpoint.to_string(),
-                            hb.cluster,
-                            role_text(hb.role),
-                            hb.accepting,
-                            hb.workload.max_sessions,
-                            hb.workload.connected,
-                        ],
+                        rusqlite::params_from_iter(row_params(&hb, incarnation)),
                     )
                 })
                 .await?;

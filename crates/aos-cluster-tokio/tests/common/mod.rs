@@ -1,13 +1,12 @@
-//! Shared by the server tests: an in-memory registry implementing the
-//! `Registry` trait (the real backends are tested on their own), fast
+//! Shared by the server tests: the memory registry with an outage switch
+//! (the real backends are tested on their own), fast
 //! configurations, and a raw protocol client built on `aos_cluster::wire`.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aos_cluster::registry::{Heartbeat, MemberRecord};
@@ -17,7 +16,9 @@ use aos_cluster::wire::{
 };
 use aos_cluster::{Endpoint, InstanceConfig, InstanceId};
 use aos_cluster_tokio::frames::FrameReader;
-use aos_cluster_tokio::registry::{BoxFuture, Incarnation, MemberTiming, Registry, RegistryError};
+use aos_cluster_tokio::registry::{
+    BoxFuture, Incarnation, MemberTiming, MemoryRegistry, Registry, RegistryError,
+};
 use aos_cluster_tokio::server::{Server, ServerConfig, ServerHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -27,17 +28,11 @@ pub const CLUSTER: &str = "test";
 /// Every wait in these tests gives up after this.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
-struct Row {
-    heartbeat: Heartbeat,
-    incarnation: Incarnation,
-    at: Instant,
-}
-
-/// The registry trait over a map, with incarnations as SPEC "Membership"
-/// says, and a switch that makes every call fail (an outage).
+/// The runtime's [`MemoryRegistry`] behind a switch that makes every call
+/// fail (an outage).
 #[derive(Default)]
 pub struct MemRegistry {
-    rows: Mutex<HashMap<InstanceId, Row>>,
+    rows: MemoryRegistry,
     pub down: AtomicBool,
 }
 
@@ -58,16 +53,13 @@ impl MemRegistry {
 
     /// The row of `id` as stored: its heartbeat and owner.
     pub fn row(&self, id: InstanceId) -> Option<(Heartbeat, Incarnation)> {
-        self.rows.lock().unwrap().get(&id).map(|r| (r.heartbeat.clone(), r.incarnation))
+        self.rows.row(id)
     }
 
     /// Another process takes the row of `id` over (as after a stale row).
-    pub fn steal(&self, id: InstanceId, incarnation: Incarnation) {
-        let mut rows = self.rows.lock().unwrap();
-        if let Some(row) = rows.get_mut(&id) {
-            row.incarnation = incarnation;
-            row.at = Instant::now();
-        }
+    pub async fn steal(&self, id: InstanceId, incarnation: Incarnation) {
+        let (heartbeat, owner) = self.rows.row(id).expect("a row to steal");
+        self.rows.take_over(&heartbeat, incarnation, owner).await.expect("taken over");
     }
 }
 
@@ -78,23 +70,10 @@ impl Registry for MemRegistry {
         incarnation: Incarnation,
         member_ttl: Duration,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        Box::pin(async move {
-            self.check_up()?;
-            let mut rows = self.rows.lock().unwrap();
-            if let Some(row) = rows.get(&heartbeat.id) {
-                let age = row.at.elapsed();
-                if row.incarnation != incarnation && age < member_ttl {
-                    return Err(RegistryError::IdInUse {
-                        id: heartbeat.id,
-                        age,
-                        holder: row.incarnation,
-                        endpoint: row.heartbeat.endpoint.to_string(),
-                    });
-                }
-            }
-            rows.insert(heartbeat.id, Row { heartbeat: heartbeat.clone(), incarnation, at: Instant::now() });
-            Ok(())
-        })
+        match self.check_up() {
+            Ok(()) => self.rows.register(heartbeat, incarnation, member_ttl),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     fn heartbeat<'a>(
@@ -102,18 +81,10 @@ impl Registry for MemRegistry {
         heartbeat: &'a Heartbeat,
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        Box::pin(async move {
-            self.check_up()?;
-            let mut rows = self.rows.lock().unwrap();
-            match rows.get_mut(&heartbeat.id) {
-                Some(row) if row.incarnation == incarnation => {
-                    row.heartbeat = heartbeat.clone();
-                    row.at = Instant::now();
-                    Ok(())
-                }
-                _ => Err(RegistryError::Superseded { id: heartbeat.id }),
-            }
-        })
+        match self.check_up() {
+            Ok(()) => self.rows.heartbeat(heartbeat, incarnation),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     fn take_over<'a>(
@@ -122,22 +93,10 @@ impl Registry for MemRegistry {
         incarnation: Incarnation,
         previous: Incarnation,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        Box::pin(async move {
-            self.check_up()?;
-            let mut rows = self.rows.lock().unwrap();
-            if let Some(row) = rows.get(&heartbeat.id) {
-                if row.incarnation != incarnation && row.incarnation != previous {
-                    return Err(RegistryError::IdInUse {
-                        id: heartbeat.id,
-                        age: row.at.elapsed(),
-                        holder: row.incarnation,
-                        endpoint: row.heartbeat.endpoint.to_string(),
-                    });
-                }
-            }
-            rows.insert(heartbeat.id, Row { heartbeat: heartbeat.clone(), incarnation, at: Instant::now() });
-            Ok(())
-        })
+        match self.check_up() {
+            Ok(()) => self.rows.take_over(heartbeat, incarnation, previous),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     fn purge<'a>(
@@ -145,13 +104,10 @@ impl Registry for MemRegistry {
         cluster: Option<&'a str>,
         older_than: Duration,
     ) -> BoxFuture<'a, Result<u64, RegistryError>> {
-        Box::pin(async move {
-            self.check_up()?;
-            let mut rows = self.rows.lock().unwrap();
-            let before = rows.len();
-            rows.retain(|_, r| r.heartbeat.cluster.as_deref() != cluster || r.at.elapsed() < older_than);
-            Ok((before - rows.len()) as u64)
-        })
+        match self.check_up() {
+            Ok(()) => self.rows.purge(cluster, older_than),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     fn malformed_rows(&self) -> u64 {
@@ -163,26 +119,10 @@ impl Registry for MemRegistry {
         cluster: Option<&'a str>,
         timing: MemberTiming,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
-        Box::pin(async move {
-            self.check_up()?;
-            let rows = self.rows.lock().unwrap();
-            let mut members: Vec<MemberRecord> = rows
-                .values()
-                .filter(|r| {
-                    r.heartbeat.cluster.as_deref() == cluster && r.at.elapsed() < timing.member_ttl * 10
-                })
-                .map(|r| MemberRecord {
-                    id: r.heartbeat.id,
-                    endpoint: r.heartbeat.endpoint.clone(),
-                    role: r.heartbeat.role,
-                    accepting: r.heartbeat.accepting,
-                    workload: r.heartbeat.workload,
-                    heartbeat_age: r.at.elapsed(),
-                })
-                .collect();
-            members.sort_by_key(|m| m.id);
-            Ok(members)
-        })
+        match self.check_up() {
+            Ok(()) => self.rows.snapshot(cluster, timing),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     fn remove<'a>(
@@ -190,15 +130,10 @@ impl Registry for MemRegistry {
         id: InstanceId,
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<bool, RegistryError>> {
-        Box::pin(async move {
-            self.check_up()?;
-            let mut rows = self.rows.lock().unwrap();
-            if rows.get(&id).is_some_and(|r| r.incarnation == incarnation) {
-                rows.remove(&id);
-                return Ok(true);
-            }
-            Ok(false)
-        })
+        match self.check_up() {
+            Ok(()) => self.rows.remove(id, incarnation),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }
 

@@ -22,8 +22,6 @@ use std::time::Duration;
 
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::{Endpoint, InstanceId, Role, Workload};
-#[cfg(feature = "postgres")]
-use aos_cluster_tokio::registry::PostgresRegistry;
 #[cfg(feature = "sqlite")]
 use aos_cluster_tokio::registry::SqliteRegistry;
 use aos_cluster_tokio::registry::{self, Incarnation, MemoryRegistry, Registry, RegistryError};
@@ -223,22 +221,31 @@ impl TestDb {
     /// Makes the row of `id` look `age` old, through a connection of its own.
     async fn age(&self, id: u32, age: Duration) {
         let found = match self {
-            TestDb::Memory(memory) => memory.age_row_for_tests(InstanceId(id), age).await,
+            TestDb::Memory(memory) => Ok::<bool, String>(memory.set_heartbeat_age(InstanceId(id), age)),
+            // By the database's clock, as the registry ages rows.
             #[cfg(feature = "sqlite")]
-            TestDb::Sqlite { .. } => {
-                SqliteRegistry::open(&self.url())
-                    .await
-                    .expect("open")
-                    .age_row_for_tests(InstanceId(id), age)
-                    .await
+            TestDb::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("open the test file directly");
+                conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+                let sql = format!(
+                    "UPDATE {} SET heartbeat_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) - ?2 WHERE id = ?1",
+                    registry::MEMBERS_TABLE
+                );
+                let age_ms = i64::try_from(age.as_millis()).expect("an age in range");
+                conn.execute(&sql, rusqlite::params![id, age_ms]).map(|n| n > 0).map_err(|e| e.to_string())
             }
             #[cfg(feature = "postgres")]
-            TestDb::Postgres(_) => {
-                PostgresRegistry::connect(&self.url())
+            TestDb::Postgres(pg) => {
+                let sql = format!(
+                    "UPDATE {}.{} SET heartbeat_at = now() - $2::float8 * INTERVAL '1 second' WHERE id = $1",
+                    pg.schema,
+                    registry::POSTGRES_MEMBERS_TABLE
+                );
+                pg.admin
+                    .execute(&sql, &[&i64::from(id), &age.as_secs_f64()])
                     .await
-                    .expect("connect")
-                    .age_row_for_tests(InstanceId(id), age)
-                    .await
+                    .map(|n| n > 0)
+                    .map_err(|e| e.to_string())
             }
             // etcd ages by its own clock, which no one can set back: a key
             // younger than its lease ages for real; one meant to be older

@@ -11,7 +11,10 @@ impl Model {
             }
         }
         match action {
-            Action::SendHandshake { attempt, seed_index, endpoint, request } => {
+            Action::SendHandshake { attempt, seed_index, endpoint, message, .. } => {
+                let Message::HandshakeRequest(request) = message else {
+                    panic!("a handshake action carries {message:?}")
+                };
                 if let Stage::Backoff { retry_at } = self.stage {
                     assert!(now >= retry_at, "a round started before its backoff ended");
                     assert_eq!(cause, Cause::Timeout, "a round started by an event");
@@ -59,7 +62,10 @@ impl Model {
                 self.last_handshake_start = Some(now);
                 self.seen.push(*attempt);
             }
-            Action::SendSessionRequest { attempt, rank, endpoint, request } => {
+            Action::SendSessionRequest { attempt, rank, endpoint, message, .. } => {
+                let Message::SessionRequest(request) = message else {
+                    panic!("a session action carries {message:?}")
+                };
                 assert_eq!(request.request_id, attempt.request_id());
                 let targets = match std::mem::replace(&mut self.stage, Stage::Failed) {
                     Stage::Handshaking => {
