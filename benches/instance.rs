@@ -210,7 +210,10 @@ fn burst_of(
         }
         assert_eq!(replies, BURST);
         let after = inst.stats();
-        (after.registry_queries - before.registry_queries, after.peer_queries - before.peer_queries)
+        (
+            after.round.registry_queries - before.round.registry_queries,
+            after.round.peer_queries - before.round.peer_queries,
+        )
     };
     {
         // A cold instance: the burst pays for the registry query too.

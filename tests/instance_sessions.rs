@@ -39,8 +39,8 @@ fn one_connection_holds_one_session_and_its_close_ends_it() {
     }
     h.expect_idle();
     assert_eq!(h.inst.connected(), 1, "one session, however many requests");
-    assert_eq!(h.inst.stats().rejected_already_in_session, 1999);
-    assert_eq!(h.inst.stats().sessions_accepted, 1);
+    assert_eq!(h.inst.stats().admission.rejected_already_in_session, 1999);
+    assert_eq!(h.inst.stats().admission.sessions_accepted, 1);
     // Another connection still gets its own session.
     let second = h.accepted(8, 0);
     assert_ne!(first, second);
@@ -51,10 +51,10 @@ fn one_connection_holds_one_session_and_its_close_ends_it() {
     assert_eq!(h.inst.connected(), 1, "a second close changes nothing");
     h.event(Event::ConnectionClosed { conn: ConnectionId(8) });
     assert_eq!(h.inst.connected(), 0);
-    assert_eq!(h.inst.stats().sessions_ended, 2);
+    assert_eq!(h.inst.stats().admission.sessions_ended, 2);
     // The ids are gone: ending them again is ignored, not double counted.
     h.event(Event::SessionEnded { session_id: first });
-    assert_eq!(h.inst.stats().ignored_session_ends, 1);
+    assert_eq!(h.inst.stats().admission.ignored_session_ends, 1);
     h.expect_idle();
 }
 
@@ -112,8 +112,8 @@ fn a_connection_holds_one_reservation() {
         handshake_alone(&mut h, 9, request_id);
     }
     assert_eq!(h.inst.reservations(), 1, "each handshake on conn 9 replaced the last reservation");
-    assert_eq!(h.inst.stats().reservations_made, 50);
-    assert_eq!(h.inst.stats().reservations_replaced, 49);
+    assert_eq!(h.inst.stats().herd.reservations_made, 50);
+    assert_eq!(h.inst.stats().herd.reservations_replaced, 49);
     for conn in 100..110 {
         handshake_alone(&mut h, conn, 0);
     }
@@ -131,7 +131,7 @@ fn unused_reservations_expire_and_are_counted() {
     h.queue.clear();
     // The next ranking purges what expired.
     handshake_alone(&mut h, 50, 0);
-    assert_eq!(h.inst.stats().reservations_expired_unused, 4);
+    assert_eq!(h.inst.stats().herd.reservations_expired_unused, 4);
     assert_eq!(h.inst.reservations(), 1);
 }
 
@@ -239,7 +239,7 @@ fn a_session_after_its_reservation_expired_does_not_consume_it() {
     h.queue.clear();
     h.accepted(2, 0);
     assert_eq!(h.inst.reservations(), 0);
-    assert_eq!(h.inst.stats().reservations_expired_unused, 1);
+    assert_eq!(h.inst.stats().herd.reservations_expired_unused, 1);
 }
 
 #[test]
@@ -318,7 +318,14 @@ fn a_session_denied_by_the_policy_is_answered_and_never_counts() {
     assert_eq!(h.inst.connected(), 0, "a denied request never opens a session");
     assert_eq!(h.inst.workload(), before, "nor moves the workload");
     let stats = h.inst.stats();
-    assert_eq!((stats.rejected_by_policy, stats.sessions_rejected, stats.sessions_accepted), (2, 2, 0));
+    assert_eq!(
+        (
+            stats.admission.rejected_by_policy,
+            stats.admission.sessions_rejected,
+            stats.admission.sessions_accepted
+        ),
+        (2, 2, 0)
+    );
     // The one slot is still free: the same connection, admitted by the
     // policy now, gets it.
     h.accepted(9, 4);

@@ -84,12 +84,12 @@ fn the_seeds_story_over_bytes() {
         ]
     ));
     assert_eq!(connected_to(&pair), (endpoint(3), Some(InstanceId(3))));
-    assert_eq!(pair.nodes[1].machine.stats().peer_unreachable, 1, "instance 1 was asked and refused");
+    assert_eq!(pair.nodes[1].machine.stats().round.peer_unreachable, 1, "instance 1 was asked and refused");
     assert_eq!([pair.nodes[1].machine.connected(), pair.nodes[2].machine.connected()], [2, 1]);
     pair.assert_attempt_transports_closed();
     // The close told the ranking instance its client is no longer on its way.
     let balancer = pair.nodes[1].machine.stats();
-    assert_eq!((balancer.reservations_made, balancer.reservations_released), (1, 1));
+    assert_eq!((balancer.herd.reservations_made, balancer.herd.reservations_released), (1, 1));
     assert_eq!(pair.nodes[1].machine.reservations(), 0);
 
     // The session stays on its connection: a minute of heartbeats and
@@ -117,7 +117,7 @@ fn a_full_head_rejects_and_the_next_entry_admits() {
     pair.start_client(config, 7);
     // While the ranked list is on its way to the client, a rival takes the
     // last seat on the head: admission is the authority, the list advice.
-    pair.drive_until(STEPS, |p| p.nodes[0].machine.stats().ranked_replies == 1);
+    pair.drive_until(STEPS, |p| p.nodes[0].machine.stats().round.ranked_replies == 1);
     let rival = pair.open_raw(1);
     pair.write(rival, &Message::SessionRequest(SessionRequest { request_id: 1, credential: None }));
     pair.drive(STEPS);
@@ -150,7 +150,7 @@ fn crashed_instances_are_skipped_after_timeouts() {
     let start = pair.now;
     pair.start_client(client_config(), 7);
     // Instance 3 heads the list, then crashes before the session request.
-    pair.drive_until(STEPS, |p| p.nodes[1].machine.stats().ranked_replies == 1);
+    pair.drive_until(STEPS, |p| p.nodes[1].machine.stats().round.ranked_replies == 1);
     pair.nodes[2].health = Health::Crashed;
     pair.drive(STEPS);
 
@@ -173,7 +173,7 @@ fn crashed_instances_are_skipped_after_timeouts() {
     let peer_timeout = pair.nodes[1].machine.config().peer_timeout;
     let at = pair.client_log.last().expect("actions").0;
     assert_eq!(at - start, Duration::from_secs(2) + peer_timeout);
-    assert_eq!(pair.nodes[1].machine.stats().peer_silent, 1);
+    assert_eq!(pair.nodes[1].machine.stats().round.peer_silent, 1);
     assert_eq!(pair.nodes[1].machine.connected(), 2);
     pair.assert_attempt_transports_closed();
 }
@@ -211,7 +211,7 @@ fn one_session_per_connection_and_its_close_ends_it() {
         .unwrap();
     pair.drive(STEPS);
     assert_eq!(pair.nodes[node].machine.connected(), 0);
-    assert_eq!(pair.nodes[node].machine.stats().sessions_ended, 1);
+    assert_eq!(pair.nodes[node].machine.stats().admission.sessions_ended, 1);
     assert_eq!(pair.client().state(), State::Closed);
     assert!(matches!(pair.client_actions().last(), Some(Action::SessionClosed { lost: None, .. })));
     let connected: u32 = pair.nodes.iter().map(|n| n.machine.connected()).sum();

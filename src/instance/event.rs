@@ -1,5 +1,4 @@
-//! The Instance's vocabulary: its inputs ([`Event`]), outputs ([`Action`])
-//! and counters ([`InstanceStats`]).
+//! The Instance's vocabulary: its inputs ([`Event`]) and outputs ([`Action`]).
 
 use crate::endpoint::Endpoint;
 use crate::error::UnexpectedMessage;
@@ -15,7 +14,9 @@ use crate::workload::InstanceId;
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ConnectionId(pub u64);
 
-/// One input to an [`Instance`](super::Instance).
+/// One input to an [`Instance`](super::Instance): what clients, peers and
+/// the registry say. What the embedder decides (drain, max sessions,
+/// saturation) is a command method on the instance instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -103,10 +104,6 @@ pub enum Event {
         /// What went wrong, for logs.
         reason: String,
     },
-    /// Admin, as [`Instance::set_accepting`](super::Instance::set_accepting).
-    SetAccepting(bool),
-    /// Admin, as [`Instance::set_max_sessions`](super::Instance::set_max_sessions).
-    SetMaxSessions(u32),
 }
 
 impl Event {
@@ -130,23 +127,6 @@ impl Event {
         match message {
             Message::WorkloadReport(report) => Ok(Event::WorkloadReport { report }),
             other => Err(UnexpectedMessage::new(&other, "a peer link")),
-        }
-    }
-
-    pub(super) fn name(&self) -> &'static str {
-        match self {
-            Event::HandshakeRequest { .. } => "HandshakeRequest",
-            Event::SessionRequest { .. } => "SessionRequest",
-            Event::SessionDenied { .. } => "SessionDenied",
-            Event::SessionEnded { .. } => "SessionEnded",
-            Event::ConnectionClosed { .. } => "ConnectionClosed",
-            Event::WorkloadQuery { .. } => "WorkloadQuery",
-            Event::RegistrySnapshot { .. } => "RegistrySnapshot",
-            Event::RegistryFailed { .. } => "RegistryFailed",
-            Event::WorkloadReport { .. } => "WorkloadReport",
-            Event::PeerUnreachable { .. } => "PeerUnreachable",
-            Event::SetAccepting(_) => "SetAccepting",
-            Event::SetMaxSessions(_) => "SetMaxSessions",
         }
     }
 }
@@ -193,82 +173,4 @@ pub enum Action {
     },
     /// Upsert this row into the registry with the current time.
     PublishHeartbeat(Heartbeat),
-}
-
-/// Counters of what the instance has done, for operators and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[non_exhaustive]
-pub struct InstanceStats {
-    /// Handshake requests received.
-    pub handshakes: u64,
-    /// Handshakes refused with `Busy` (too many waiting).
-    pub refused_busy: u64,
-    /// Handshakes refused with `WrongCluster`.
-    pub refused_wrong_cluster: u64,
-    /// Handshakes answered at once with this instance alone (standalone or
-    /// `load_balance: false`).
-    pub direct_replies: u64,
-    /// Handshakes dropped because their connection closed while waiting.
-    pub abandoned_handshakes: u64,
-    /// Query rounds started.
-    pub rounds: u64,
-    /// Registry queries sent.
-    pub registry_queries: u64,
-    /// Registry queries that failed or timed out.
-    pub registry_failures: u64,
-    /// Ranked replies built from an old snapshot (or none) after registry trouble.
-    pub stale_replies: u64,
-    /// Peer workload queries sent.
-    pub peer_queries: u64,
-    /// Of those, queries a bounded round sent in place of an asked member
-    /// found unreachable.
-    pub replacement_queries: u64,
-    /// Valid peer reports received.
-    pub peer_reports: u64,
-    /// Peers declared unreachable (including contradictory reports).
-    pub peer_unreachable: u64,
-    /// Peers that did not answer within `peer_timeout`.
-    pub peer_silent: u64,
-    /// Peer reports with `connected > max_sessions`, treated as unreachable.
-    pub contradictory_reports: u64,
-    /// Registry or peer answers for unknown, finished or mismatched queries.
-    pub ignored_replies: u64,
-    /// Snapshot rows left out by `limits.max_members`.
-    pub members_dropped: u64,
-    /// Reservations counted by herd control.
-    pub reservations_made: u64,
-    /// Reservations replaced by a newer handshake on the same connection.
-    pub reservations_replaced: u64,
-    /// Reservations that reached `reservation_ttl` without a session landing
-    /// or a fresh report covering them.
-    pub reservations_expired_unused: u64,
-    /// Reservations not counted because `limits.max_reservations` was reached.
-    pub reservations_dropped: u64,
-    /// Reservations ended because their client connection closed: the
-    /// client landed somewhere, gave up, or never meant to come.
-    pub reservations_released: u64,
-    /// Ranked replies sent.
-    pub ranked_replies: u64,
-    /// Sessions admitted.
-    pub sessions_accepted: u64,
-    /// Session requests rejected (every reason).
-    pub sessions_rejected: u64,
-    /// Session requests on a connection that already holds a session.
-    pub rejected_already_in_session: u64,
-    /// Session requests the driver's admission policy refused
-    /// ([`Event::SessionDenied`]): the application's hook said no or did
-    /// not answer in time, or the source address was at its session cap.
-    pub rejected_by_policy: u64,
-    /// Sessions ended.
-    pub sessions_ended: u64,
-    /// Session ends for unknown or already ended sessions.
-    pub ignored_session_ends: u64,
-    /// Heartbeats published.
-    pub heartbeats: u64,
-    /// Workload queries from peers answered.
-    pub workload_queries_answered: u64,
-    /// Calls whose `now` was earlier than one already seen (time is clamped,
-    /// as in the Connector).
-    pub clamped: u64,
 }

@@ -20,7 +20,7 @@
 //! and ranks everyone else on those figures (plus reservations), exactly
 //! like an answered member (a member asked but silent or unreachable is left
 //! out, as in a full round). An asked member found unreachable is replaced
-//! by the next best in that order (`round.rs`), so a round's lists are headed
+//! by the next best in that order, so a round's lists are headed
 //! by members that answered even when the dead look best: a crashed member's
 //! row keeps its old figures, the best in the cluster, until `member_ttl`. A
 //! member found unreachable is then neither asked nor listed by later bounded
@@ -32,8 +32,8 @@
 //!
 //! Bounds: a round sends at most 2k peer queries plus one per stale member
 //! and one per member found unreachable, whatever the cluster's size
-//! (counted in [`InstanceStats::peer_queries`], the replacements also in
-//! [`InstanceStats::replacement_queries`]). A figure not asked live is at
+//! (counted in [`RoundStats::peer_queries`], the replacements also in
+//! [`FanOutStats::replacement_queries`]). A figure not asked live is at
 //! most `max_figure_age` old: its heartbeat's age (below
 //! `heartbeat_interval` while the member beats on time) plus the snapshot's
 //! (below `snapshot_ttl`). A member whose registry figures say full or
@@ -50,39 +50,41 @@
 //! default: [`DEFAULT_FULL_FAN_OUT_UP_TO`].
 //!
 //! [`FanOut::full_up_to`]: crate::config::FanOut::full_up_to
-//! [`InstanceStats::peer_queries`]: super::InstanceStats::peer_queries
-//! [`InstanceStats::replacement_queries`]: super::InstanceStats::replacement_queries
+//! [`FanOutStats::replacement_queries`]: super::FanOutStats::replacement_queries
+//! [`RoundStats::peer_queries`]: super::RoundStats::peer_queries
 //! [`DEFAULT_FULL_FAN_OUT_UP_TO`]: crate::config::DEFAULT_FULL_FAN_OUT_UP_TO
 //! [`FanOut::live`]: crate::config::FanOut::live
 //! [`FanOut::max_figure_age`]: crate::config::FanOut::max_figure_age
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::herd::Shown;
+use super::herd::{Herd, Shown};
 use super::rerank::{rank_full, TailScratch};
-use super::Instance;
+use super::snapshot::Snapshot;
+use super::stats::FanOutStats;
+use crate::config::InstanceConfig;
 use crate::workload::{Candidate, InstanceId};
 
-/// Whom a bounded round asks (snapshot member indices).
-pub(super) struct BoundedPlan {
+/// Whom a round asks (snapshot member indices).
+pub(super) struct Plan {
     /// Asked live at once, ascending.
     pub(super) asked: Vec<usize>,
-    /// Ranked on registry figures, ascending.
+    /// Ranked on registry figures, ascending (empty in a full round).
     pub(super) unasked: Vec<usize>,
-    /// The members of `unasked` in the order they would be asked in place of
-    /// one found unreachable, next best last.
-    pub(super) replacements: Vec<usize>,
 }
 
-/// What bounded rounds keep between rounds.
+/// Whom query rounds ask, and what bounded rounds keep between rounds.
 #[derive(Debug, Default)]
-pub(super) struct FanOutState {
+pub(super) struct FanOutControl {
     /// Members a live query found unreachable, and when: a bounded round
     /// neither asks nor lists them until their registry row shows a
     /// heartbeat after that (a crashed member's row stays active for
     /// `member_ttl`, and its old figures would put it at the head of lists).
     unreachable: BTreeMap<InstanceId, Instant>,
+    /// The round's members not asked, in the order they are asked in place
+    /// of one found unreachable, next best last (bounded rounds only).
+    replacements: Vec<usize>,
     /// Scratch for choosing whom to ask, kept for its capacity.
     sources: Vec<(InstanceId, usize)>,
     reported: Vec<Candidate>,
@@ -91,10 +93,15 @@ pub(super) struct FanOutState {
     order: Vec<usize>,
     live: Vec<u32>,
     /// Candidates for a refresh: (figure age, source index).
-    oldest: Vec<(std::time::Duration, usize)>,
+    oldest: Vec<(Duration, usize)>,
+    stats: FanOutStats,
 }
 
-impl FanOutState {
+impl FanOutControl {
+    pub(super) fn stats(&self) -> &FanOutStats {
+        &self.stats
+    }
+
     /// A live query found `member` unreachable at `at`.
     pub(super) fn unreachable(&mut self, member: InstanceId, at: Instant, max_members: usize) {
         if self.unreachable.len() < max_members || self.unreachable.contains_key(&member) {
@@ -102,90 +109,110 @@ impl FanOutState {
         }
     }
 
-    pub(super) fn heap_bytes(&self) -> usize {
-        use std::mem::size_of;
-        self.unreachable.len() * 2 * (size_of::<InstanceId>() + size_of::<Instant>())
-            + self.sources.capacity() * size_of::<(InstanceId, usize)>()
-            + (self.reported.capacity() + self.predicted.capacity()) * size_of::<Candidate>()
-            + self.scratch.heap_bytes()
-            + self.order.capacity() * size_of::<usize>()
-            + self.live.capacity() * size_of::<u32>()
-            + self.oldest.capacity() * size_of::<(std::time::Duration, usize)>()
+    /// The next member to ask in place of one found unreachable (one of
+    /// the plan's `unasked`), counted as a replacement query.
+    pub(super) fn next_replacement(&mut self) -> Option<usize> {
+        let member = self.replacements.pop()?;
+        self.stats.replacement_queries += 1;
+        Some(member)
     }
-}
 
-impl Instance {
+    /// Whom a round at `now` asks of the `active` members of `snapshot`
+    /// (indices, ascending): every one up to `fan_out.full_up_to`, else a
+    /// bounded few (see the module docs); `salt` is the first waiting
+    /// handshake's.
+    pub(super) fn plan(
+        &mut self,
+        active: Vec<usize>,
+        snapshot: Option<&mut Snapshot>,
+        herd: &mut Herd,
+        config: &InstanceConfig,
+        salt: u64,
+        now: Instant,
+    ) -> Plan {
+        self.replacements.clear();
+        match snapshot {
+            Some(snapshot) if !config.fan_out.is_full_for(active.len()) => {
+                cover_registry_figures(snapshot, herd, config.limits.max_members);
+                self.bounded(active, snapshot, herd, config, salt, now)
+            }
+            _ => Plan { asked: active, unasked: Vec::new() },
+        }
+    }
+
     /// Splits the `active` members (snapshot indices, ascending) of a bounded
     /// round into those asked live and those ranked on registry figures,
     /// both ascending. The ones left out of both are not asked and would not
     /// be listed either: their registry figures say full, draining or not
     /// serving, and are fresh enough to trust.
-    pub(super) fn bounded_plan(&mut self, active: Vec<usize>, now: Instant) -> BoundedPlan {
-        self.cover_registry_figures();
-        let Some(snapshot) = &self.snapshot else {
-            return BoundedPlan { asked: active, unasked: Vec::new(), replacements: Vec::new() };
-        };
-        let max_age = self.config.fan_out.max_figure_age;
+    fn bounded(
+        &mut self,
+        active: Vec<usize>,
+        snapshot: &Snapshot,
+        herd: &mut Herd,
+        config: &InstanceConfig,
+        salt: u64,
+        now: Instant,
+    ) -> Plan {
+        let max_age = config.fan_out.max_figure_age;
         let mut asked = Vec::new();
-        let state = &mut self.fan_out;
-        state.sources.clear();
-        state.reported.clear();
+        self.sources.clear();
+        self.reported.clear();
         for &i in &active {
             let m = &snapshot.members[i];
-            if let Some(&failed_at) = state.unreachable.get(&m.id) {
+            if let Some(&failed_at) = self.unreachable.get(&m.id) {
                 let heartbeat_at = snapshot.received_at.checked_sub(m.heartbeat_age);
                 if heartbeat_at.map_or(true, |at| at <= failed_at) {
                     continue;
                 }
-                state.unreachable.remove(&m.id);
+                self.unreachable.remove(&m.id);
             }
             let contradictory = m.figures.workload.connected > m.figures.workload.max_sessions;
             if contradictory || m.figure_age(now) > max_age {
                 asked.push(i);
             } else {
-                state.sources.push((m.id, i));
-                state.reported.push(m.figures);
+                self.sources.push((m.id, i));
+                self.reported.push(m.figures);
             }
         }
-        state.predicted.clear();
-        state.predicted.extend_from_slice(&state.reported);
-        let herd = self.config.herd_control;
-        if herd {
-            let ttl = self.config.reservation_ttl;
-            self.herd.live_each(&state.sources, now, ttl, &mut self.stats, &mut state.live);
-            for (p, &live) in state.predicted.iter_mut().zip(&state.live) {
-                *p = self.herd.predict(*p, live);
+        self.predicted.clear();
+        self.predicted.extend_from_slice(&self.reported);
+        let herd_control = config.herd_control;
+        if herd_control {
+            herd.live_each(&self.sources, now, config.reservation_ttl, &mut self.live);
+            for (p, &live) in self.predicted.iter_mut().zip(&self.live) {
+                *p = herd.predict(*p, live);
             }
         }
         // The order the round's first reply would have on these figures.
-        let salt = self.pending.first().map_or(0, |p| p.salt);
         rank_full(
-            herd.then_some(&self.herd),
-            &state.sources,
-            &state.reported,
-            &state.predicted,
+            herd_control.then_some(&*herd),
+            &self.sources,
+            &self.reported,
+            &self.predicted,
             salt,
-            &mut state.scratch,
-            &mut state.order,
+            &mut self.scratch,
+            &mut self.order,
         );
-        let live = self.config.fan_out.live.min(state.order.len());
-        let mut chosen = vec![false; state.sources.len()];
-        for &c in &state.order[..live] {
+        let live = config.fan_out.live.min(self.order.len());
+        let mut chosen = vec![false; self.sources.len()];
+        for &c in &self.order[..live] {
             chosen[c] = true;
-            asked.push(state.sources[c].1);
+            asked.push(self.sources[c].1);
         }
         // Refresh: as many again of the members with the oldest figures,
         // once older than a snapshot. Figures miss the sessions that ended
         // since, which only a live answer shows; a member that looks busier
         // than it is would otherwise never be asked, and never chosen,
         // until its next heartbeat.
-        let stale_after = self.config.snapshot_ttl;
-        let oldest = &mut state.oldest;
+        let stale_after = config.snapshot_ttl;
+        let (sources, reported) = (&self.sources, &self.reported);
+        let oldest = &mut self.oldest;
         oldest.clear();
         oldest.extend(
-            (0..state.sources.len())
-                .filter(|&c| !chosen[c] && state.reported[c].is_eligible())
-                .map(|c| (snapshot.members[state.sources[c].1].figure_age(now), c))
+            (0..sources.len())
+                .filter(|&c| !chosen[c] && reported[c].is_eligible())
+                .map(|c| (snapshot.members[sources[c].1].figure_age(now), c))
                 .filter(|&(age, _)| age > stale_after),
         );
         let refresh = live.min(oldest.len());
@@ -193,46 +220,55 @@ impl Instance {
             oldest.select_nth_unstable_by(refresh - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
             for &(_, c) in &oldest[..refresh] {
                 chosen[c] = true;
-                asked.push(state.sources[c].1);
+                asked.push(sources[c].1);
             }
         }
         asked.sort_unstable();
-        let unasked = (0..state.sources.len())
-            .filter(|&c| !chosen[c] && state.reported[c].is_eligible())
-            .map(|c| state.sources[c].1)
+        let unasked = (0..sources.len())
+            .filter(|&c| !chosen[c] && reported[c].is_eligible())
+            .map(|c| sources[c].1)
             .collect();
         // Next best first out (`pop`): all of them are eligible, so listed.
-        let replacements =
-            state.order[live..].iter().rev().filter(|&&c| !chosen[c]).map(|&c| state.sources[c].1).collect();
-        BoundedPlan { asked, unasked, replacements }
+        self.replacements
+            .extend(self.order[live..].iter().rev().filter(|&&c| !chosen[c]).map(|&c| sources[c].1));
+        Plan { asked, unasked }
     }
 
-    /// Once per snapshot: herd control takes each row as a report from the
-    /// member measured at its last heartbeat (received at minus heartbeat
-    /// age) whose `connected` did not rise (why: the comment inside): the
-    /// releases before the heartbeat are shown by the row's figures.
-    fn cover_registry_figures(&mut self) {
-        let Some(snapshot) = &mut self.snapshot else { return };
-        if std::mem::replace(&mut snapshot.covered, true) {
-            return;
+    pub(super) fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.unreachable.len() * 2 * (size_of::<InstanceId>() + size_of::<Instant>())
+            + (self.replacements.capacity() + self.order.capacity()) * size_of::<usize>()
+            + self.sources.capacity() * size_of::<(InstanceId, usize)>()
+            + (self.reported.capacity() + self.predicted.capacity()) * size_of::<Candidate>()
+            + self.scratch.heap_bytes()
+            + self.live.capacity() * size_of::<u32>()
+            + self.oldest.capacity() * size_of::<(Duration, usize)>()
+    }
+}
+
+/// Once per snapshot: herd control takes each row as a report from the
+/// member measured at its last heartbeat (received at minus heartbeat
+/// age) whose `connected` did not rise (why: the comment inside): the
+/// releases before the heartbeat are shown by the row's figures.
+fn cover_registry_figures(snapshot: &mut Snapshot, herd: &mut Herd, max_members: usize) {
+    if std::mem::replace(&mut snapshot.covered, true) {
+        return;
+    }
+    // Figures kept from a live report were settled when it came.
+    for m in snapshot.members.iter().filter(|m| !m.live) {
+        let w = m.figures.workload;
+        let Some(measured_at) = m.figures_at else { continue };
+        if w.connected > w.max_sessions {
+            continue;
         }
-        let max_members = self.config.limits.max_members;
-        // Figures kept from a live report were settled when it came.
-        for m in snapshot.members.iter().filter(|m| !m.live) {
-            let w = m.figures.workload;
-            let Some(measured_at) = m.figures_at else { continue };
-            if w.connected > w.max_sessions {
-                continue;
-            }
-            // Handed over as a report that rose by nothing: herd control counts
-            // a rise as landed sessions that cancel as many reservations,
-            // right for a live report (asked after every reservation was
-            // made) but not for a heartbeat seconds old, whose rise (other
-            // balancers' sessions included) would cancel reservations made
-            // after it and under-predict the members nobody asks. A member
-            // never reported before starts its record at the row's figure.
-            let unchanged = self.herd.last_reported(m.id).unwrap_or(w.connected);
-            self.herd.cover(m.id, unchanged, Shown::Row { measured_at }, max_members);
-        }
+        // Handed over as a report that rose by nothing: herd control counts
+        // a rise as landed sessions that cancel as many reservations,
+        // right for a live report (asked after every reservation was
+        // made) but not for a heartbeat seconds old, whose rise (other
+        // balancers' sessions included) would cancel reservations made
+        // after it and under-predict the members nobody asks. A member
+        // never reported before starts its record at the row's figure.
+        let unchanged = herd.last_reported(m.id).unwrap_or(w.connected);
+        herd.cover(m.id, unchanged, Shown::Row { measured_at }, max_members);
     }
 }

@@ -96,6 +96,18 @@ impl Harness {
         self.drain();
     }
 
+    /// The embedder's "Reject new clients" off (`true`) or on, now; drains.
+    pub fn set_accepting(&mut self, accepting: bool) {
+        self.inst.set_accepting(accepting, self.now);
+        self.drain();
+    }
+
+    /// The embedder changes "Max concurrent sessions" now; drains.
+    pub fn set_max_sessions(&mut self, max: u32) {
+        self.inst.set_max_sessions(max, self.now).expect("a usable max");
+        self.drain();
+    }
+
     /// Moves time forward by `d` and fires due timers.
     pub fn advance(&mut self, d: Duration) {
         self.now += d;

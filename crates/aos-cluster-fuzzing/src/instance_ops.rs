@@ -35,7 +35,6 @@ use arbitrary::{Arbitrary, Unstructured};
 use self::model::{expected_reply, predicted, shown, HerdModel, ReplyInput};
 use aos_cluster::config::InstanceConfig;
 use aos_cluster::endpoint::Endpoint;
-use aos_cluster::error::UsageError;
 use aos_cluster::instance::{Action, ConnectionId, Event, Instance, InstanceStats};
 use aos_cluster::registry::MemberRecord;
 use aos_cluster::wire::{

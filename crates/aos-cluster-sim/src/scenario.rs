@@ -164,9 +164,9 @@ pub enum FaultKind {
     SilentPeerAnswers,
     /// Workload answers are normal again.
     NormalPeerAnswers,
-    /// "Reject new clients": `SetAccepting(false)`.
+    /// "Reject new clients": `Instance::set_accepting(false)`.
     Drain,
-    /// `SetAccepting(true)`.
+    /// `Instance::set_accepting(true)`.
     Undrain,
     /// Changes "Max concurrent sessions".
     SetMaxSessions {

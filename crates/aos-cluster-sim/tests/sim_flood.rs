@@ -52,7 +52,11 @@ fn the_flood_is_hostile_only_and_leaves_the_real_arrivals_alone() {
     assert!(m.hostile_answered as f64 > 0.95 * sent, "{} of {sent} answered", m.hostile_answered);
     // The ranking instance (the first seed) saw every one of them.
     let first = hostile.instance_stats[0].as_ref().expect("instance 0 runs");
-    assert!(first.handshakes >= m.hostile_handshakes, "{} handshakes at the first seed", first.handshakes);
+    assert!(
+        first.round.handshakes >= m.hostile_handshakes,
+        "{} handshakes at the first seed",
+        first.round.handshakes
+    );
     // And every session an instance holds is a real client's.
     let held: u32 = m.utilisation.iter().map(|u| (u * 250.0).round() as u32).sum();
     assert_eq!(held, 1000);
@@ -80,7 +84,7 @@ fn flood_scenarios_read_from_toml_and_reject_bad_targets() {
     assert_eq!((o.metrics.sessions, o.metrics.lost), (12, 0));
     assert!(o.metrics.hostile_handshakes > 0);
     // Targets 1 and 2 only: the first seed (instance 0) saw the real handshakes alone.
-    let handshakes = |i: usize| o.instance_stats[i].as_ref().map_or(0, |s| s.handshakes);
+    let handshakes = |i: usize| o.instance_stats[i].as_ref().map_or(0, |s| s.round.handshakes);
     assert!(handshakes(0) <= 12, "instance 0: {}", handshakes(0));
     assert!(handshakes(1) > 0 && handshakes(2) > 0);
 

@@ -79,7 +79,7 @@ async fn session_rejections_are_counted_per_reason() {
 
     let stats = stats_json(admin).await;
     assert_eq!(stats["sessions"]["rejected"], serde_json::json!({ "full": 1, "draining": 2 }), "{stats}");
-    assert_eq!(stats["instance"]["sessions_rejected"], 3, "{stats}");
+    assert_eq!(stats["instance"]["admission"]["sessions_rejected"], 3, "{stats}");
     let text = get(admin, "/metrics").await;
     assert_eq!(metric(&text, "aos_sessions_rejected_total{reason=\"full\"}"), Some(1.0), "{text}");
     assert_eq!(metric(&text, "aos_sessions_rejected_total{reason=\"draining\"}"), Some(2.0), "{text}");
@@ -197,10 +197,15 @@ async fn stats_json_is_grouped() {
         ("registry", "errors"),
         ("registry", "malformed_rows"),
         ("registry", "snapshot_age_seconds"),
-        ("instance", "handshakes"),
+        ("instance", "round"),
+        ("instance", "fan_out"),
+        ("instance", "herd"),
+        ("instance", "admission"),
+        ("instance", "heartbeats"),
     ] {
         assert!(stats[group].get(field).is_some(), "{group}.{field} missing from {stats}");
     }
+    assert!(stats["instance"]["round"].get("handshakes").is_some(), "instance.round.handshakes missing");
 }
 
 #[cfg(feature = "dev-certs")]

@@ -136,7 +136,7 @@ async fn pipelining_clients_cannot_grow_memory_or_starve_peer_queries() {
     assert!(worst < Duration::from_millis(400), "a workload query took {worst:?} under attack");
     let s = stats(&target_handle).await;
     assert!(s.connections.open >= ATTACKERS, "attackers should still be connected: {s:?}");
-    assert!(s.instance.handshakes >= ATTACKERS as u64, "the attackers were served: {s:?}");
+    assert!(s.instance.round.handshakes >= ATTACKERS as u64, "the attackers were served: {s:?}");
 
     let after = rss();
     if let (Some(before), Some(after)) = (before, after) {
@@ -147,7 +147,7 @@ async fn pipelining_clients_cannot_grow_memory_or_starve_peer_queries() {
             before / 1024,
             after / 1024,
             grown / 1024,
-            s.instance.handshakes
+            s.instance.round.handshakes
         );
         // The whole test process, its 100 attackers' buffers included.
         assert!(grown < BOUND, "memory grew by {} MiB under attack", grown >> 20);

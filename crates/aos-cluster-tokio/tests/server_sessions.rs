@@ -77,7 +77,7 @@ async fn application_bytes_round_trip_both_ways_and_dropping_ends_the_session() 
     drop(client);
     eventually("the session ended", || async { stats(&handle).await.workload.connected == 0 }).await;
     let s = stats(&handle).await;
-    assert_eq!(s.instance.sessions_accepted, 1);
+    assert_eq!(s.instance.admission.sessions_accepted, 1);
     assert_eq!(s.connections.open, 0);
     handle.shutdown().await;
     tokio::time::timeout(PATIENCE, app).await.expect("accept loop ends after shutdown").unwrap();
@@ -120,7 +120,7 @@ async fn many_session_requests_on_one_connection_make_one_session_and_the_rest_a
     assert!(quiet.is_err(), "the protocol wrote again on a session's connection: {quiet:?}");
 
     let s = stats(&handle).await;
-    assert_eq!(s.instance.sessions_accepted, 1);
+    assert_eq!(s.instance.admission.sessions_accepted, 1);
     assert_eq!(s.workload.connected, 1);
     drop(stream);
     eventually("the session ended", || async { stats(&handle).await.workload.connected == 0 }).await;

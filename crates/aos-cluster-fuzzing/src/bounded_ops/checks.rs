@@ -106,9 +106,12 @@ impl World {
             assert!(self.now <= w.arrived + self.bound, "handshake {request_id} waited past the bound");
         }
         let stats = self.inst.stats();
-        assert_eq!(stats.peer_queries, self.peer_queries, "peer_queries = QueryPeer actions");
-        assert!(stats.replacement_queries <= stats.peer_unreachable, "more replacements than failures");
-        assert_eq!(stats.ranked_replies, self.ranked, "ranked_replies = ranked replies seen");
+        assert_eq!(stats.round.peer_queries, self.peer_queries, "peer_queries = QueryPeer actions");
+        assert!(
+            stats.fan_out.replacement_queries <= stats.round.peer_unreachable,
+            "more replacements than failures"
+        );
+        assert_eq!(stats.round.ranked_replies, self.ranked, "ranked_replies = ranked replies seen");
         let footprint = self.inst.memory_footprint();
         assert!(footprint <= self.memory_bound, "memory {footprint} above the bound {}", self.memory_bound);
     }

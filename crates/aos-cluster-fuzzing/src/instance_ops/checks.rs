@@ -26,12 +26,12 @@ impl World {
         assert_eq!(self.inst.reservations(), self.herd.held(), "reservations held");
         assert!(self.inst.reservations() <= self.config().limits.max_reservations);
         let mut expect = self.expect.clone();
-        expect.reservations_made = self.herd.made;
-        expect.reservations_replaced = self.herd.replaced;
-        expect.reservations_expired_unused = self.herd.expired_unused;
-        expect.reservations_dropped = self.herd.dropped;
-        expect.reservations_released = self.herd.released;
-        assert_eq!(self.inst.stats(), &expect, "every counter");
+        expect.herd.reservations_made = self.herd.made;
+        expect.herd.reservations_replaced = self.herd.replaced;
+        expect.herd.reservations_expired_unused = self.herd.expired_unused;
+        expect.herd.reservations_dropped = self.herd.dropped;
+        expect.herd.reservations_released = self.herd.released;
+        assert_eq!(self.inst.stats(), expect, "every counter");
     }
 
     /// Drains and checks every action; returns the heartbeats published.
@@ -148,7 +148,7 @@ impl World {
             return;
         }
         self.round.finished = true;
-        self.expect.peer_silent += self.round.outstanding.len() as u64;
+        self.expect.round.peer_silent += self.round.outstanding.len() as u64;
         if self.config().herd_control {
             let ids: Vec<InstanceId> = self.candidates().iter().map(|&(id, _)| id).collect();
             let (ttl, max_members) = (self.config().reservation_ttl, self.config().limits.max_members);
@@ -196,8 +196,8 @@ impl World {
         let members: Vec<(InstanceId, Candidate, Workload)> =
             candidates.iter().zip(&predicted).map(|(&(id, c), p)| (id, c, p.workload)).collect();
         check_list_rules(&members, list, self.config().max_list_len);
-        self.expect.ranked_replies += 1;
-        self.expect.stale_replies += u64::from(self.round.stale);
+        self.expect.round.ranked_replies += 1;
+        self.expect.round.stale_replies += u64::from(self.round.stale);
         let input = ReplyInput {
             candidates: &candidates,
             herd_control: self.config().herd_control,

@@ -18,20 +18,20 @@ impl World {
                     self.sessions.remove(&id);
                     self.conns.insert(conn, None);
                     self.ended.insert(id);
-                    self.expect.sessions_ended += 1;
+                    self.expect.admission.sessions_ended += 1;
                     self.event(Event::SessionEnded { session_id: id });
                     if twice {
-                        self.expect.ignored_session_ends += 1;
+                        self.expect.admission.ignored_session_ends += 1;
                         self.event(Event::SessionEnded { session_id: id });
                     }
                 } else if let Some(&id) = self.ended.iter().next_back() {
-                    self.expect.ignored_session_ends += 1;
+                    self.expect.admission.ignored_session_ends += 1;
                     self.event(Event::SessionEnded { session_id: id });
                 }
             }
             Op::EndUnknown(id) => {
                 if !self.sessions.contains_key(&id) {
-                    self.expect.ignored_session_ends += 1;
+                    self.expect.admission.ignored_session_ends += 1;
                     self.event(Event::SessionEnded { session_id: id });
                 }
             }
@@ -40,12 +40,12 @@ impl World {
                     if let Some(Some(id)) = self.conns.remove(&conn) {
                         self.sessions.remove(&id);
                         self.ended.insert(id);
-                        self.expect.sessions_ended += 1;
+                        self.expect.admission.sessions_ended += 1;
                     }
                     let waiting = &mut self.waiting;
                     let before = self.pending.len();
                     self.pending.retain(|r| waiting.get(r).is_none_or(|w| w.conn != conn));
-                    self.expect.abandoned_handshakes += (before - self.pending.len()) as u64;
+                    self.expect.round.abandoned_handshakes += (before - self.pending.len()) as u64;
                     waiting.retain(|_, w| w.conn != conn);
                     self.herd.closed(conn, self.now);
                     self.event(Event::ConnectionClosed { conn });
@@ -61,7 +61,7 @@ impl World {
             }
             Op::RegistryStray(query_id) => {
                 if self.registry_query.map(|(q, _)| q) != Some(query_id) {
-                    self.expect.ignored_replies += 1;
+                    self.expect.round.ignored_replies += 1;
                     self.event(Event::RegistrySnapshot { query_id, members: Vec::new() });
                 }
             }
@@ -75,10 +75,10 @@ impl World {
                     if contradictory {
                         workload =
                             Workload::new(workload.max_sessions.saturating_add(1), workload.max_sessions);
-                        self.expect.contradictory_reports += 1;
-                        self.expect.peer_unreachable += 1;
+                        self.expect.round.contradictory_reports += 1;
+                        self.expect.round.peer_unreachable += 1;
                     } else {
-                        self.expect.peer_reports += 1;
+                        self.expect.round.peer_reports += 1;
                         self.round.answers.insert(id, Candidate { role, accepting, workload });
                         let asked_at = self.round.asked_at.expect("queries went out");
                         let max_members = self.config().limits.max_members;
@@ -92,13 +92,13 @@ impl World {
                 let n = usize::from(pick) % self.round.outstanding.len().max(1);
                 if let Some((&query_id, &peer)) = self.round.outstanding.iter().nth(n) {
                     self.round.outstanding.remove(&query_id);
-                    self.expect.peer_unreachable += 1;
+                    self.expect.round.peer_unreachable += 1;
                     self.event(Event::PeerUnreachable { query_id, peer, reason: "reset".to_owned() });
                 }
             }
             Op::StrayReport { query_id, id } => {
                 if !self.round.outstanding.contains_key(&query_id) {
-                    self.expect.ignored_replies += 1;
+                    self.expect.round.ignored_replies += 1;
                     let report = WorkloadReport {
                         query_id,
                         id: InstanceId(u32::from(id)),
@@ -112,7 +112,8 @@ impl World {
             Op::SetAccepting(accepting) => {
                 let changed = accepting != self.admin.accepting;
                 self.admin.accepting = accepting;
-                let heartbeats = self.event(Event::SetAccepting(accepting));
+                self.inst.set_accepting(accepting, self.now);
+                let heartbeats = self.drain();
                 self.expect_heartbeat(changed, heartbeats);
             }
             Op::SetMaxSessions(max) => {
@@ -120,7 +121,9 @@ impl World {
                 if max != 0 {
                     self.admin.max_sessions = u32::from(max);
                 }
-                let heartbeats = self.event(Event::SetMaxSessions(u32::from(max)));
+                let result = self.inst.set_max_sessions(u32::from(max), self.now);
+                assert_eq!(result.is_err(), max == 0, "only a zero max is refused");
+                let heartbeats = self.drain();
                 self.expect_heartbeat(changed, heartbeats);
             }
             Op::SetSaturated(saturated) => {
@@ -181,16 +184,16 @@ impl World {
             ClusterChoice::Ours => Some(CLUSTER.to_owned()),
             ClusterChoice::Other => Some("elsewhere".to_owned()),
         };
-        self.expect.handshakes += 1;
+        self.expect.round.handshakes += 1;
         let wrong_cluster = cluster.as_ref().is_some_and(|c| self.config().cluster.as_ref() != Some(c));
         let expect = if wrong_cluster {
-            self.expect.refused_wrong_cluster += 1;
+            self.expect.round.refused_wrong_cluster += 1;
             Expect::WrongCluster
         } else if !load_balance || self.config().role == Role::Standalone {
-            self.expect.direct_replies += 1;
+            self.expect.round.direct_replies += 1;
             Expect::Direct(self.direct_list())
         } else if self.pending.len() >= self.config().limits.max_pending_handshakes {
-            self.expect.refused_busy += 1;
+            self.expect.round.refused_busy += 1;
             Expect::Busy
         } else {
             self.pending.push_back(request_id);
@@ -205,14 +208,14 @@ impl World {
     }
 
     pub(super) fn start_round(&mut self) {
-        self.expect.rounds += 1;
+        self.expect.round.rounds += 1;
         self.round = RoundView { active: true, ..RoundView::default() };
         let fresh = self.snapshot.as_ref().is_some_and(|(at, _)| self.now - *at < self.config().snapshot_ttl);
         if fresh {
             self.enter_peer_phase(false);
         } else {
             self.round.registry_expected = 1;
-            self.expect.registry_queries += 1;
+            self.expect.round.registry_queries += 1;
         }
     }
 
@@ -228,12 +231,12 @@ impl World {
             }
             None => BTreeSet::new(),
         };
-        self.expect.peer_queries += expected.len() as u64;
+        self.expect.round.peer_queries += expected.len() as u64;
         self.round.expected_peers = Some(expected);
     }
 
     pub(super) fn registry_trouble(&mut self) {
-        self.expect.registry_failures += 1;
+        self.expect.round.registry_failures += 1;
         self.enter_peer_phase(true);
     }
 
@@ -276,7 +279,7 @@ impl World {
             }
         }
         let cap = self.config().limits.max_members;
-        self.expect.members_dropped += kept.len().saturating_sub(cap) as u64;
+        self.expect.round.members_dropped += kept.len().saturating_sub(cap) as u64;
         let kept = kept.into_iter().take(cap).collect();
         self.snapshot = Some((self.now, kept));
         self.enter_peer_phase(false);
@@ -315,12 +318,12 @@ impl World {
         let request_id = self.next_request;
         // SPEC 3.2, 3.5, in the machine's order of precedence.
         let reject = if self.conns.get(&conn).copied().flatten().is_some() {
-            self.expect.rejected_already_in_session += 1;
+            self.expect.admission.rejected_already_in_session += 1;
             self.already_in_session += 1;
             Some(RejectReason::AlreadyInSession)
         } else if denied {
             // Refused before it counts: nothing but the counter changes.
-            self.expect.rejected_by_policy += 1;
+            self.expect.admission.rejected_by_policy += 1;
             Some(RejectReason::Unauthorized)
         } else if self.config().role == Role::LoadBalancerOnly {
             Some(RejectReason::NotServing)
@@ -334,9 +337,9 @@ impl World {
             None
         };
         match reject {
-            Some(_) => self.expect.sessions_rejected += 1,
+            Some(_) => self.expect.admission.sessions_rejected += 1,
             None => {
-                self.expect.sessions_accepted += 1;
+                self.expect.admission.sessions_accepted += 1;
                 let ttl = self.config().reservation_ttl;
                 self.herd.admitted(self.inst.id(), conn, self.now, ttl);
             }

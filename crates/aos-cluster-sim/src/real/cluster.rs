@@ -51,9 +51,9 @@ impl Runner {
         match self {
             Runner::InProcess { handle, .. } => handle.stats().await.ok().map(|s| Figures {
                 connected: s.workload.connected,
-                rounds: s.instance.rounds,
-                peer_queries: s.instance.peer_queries,
-                peer_silent: s.instance.peer_silent,
+                rounds: s.instance.round.rounds,
+                peer_queries: s.instance.round.peer_queries,
+                peer_silent: s.instance.round.peer_silent,
             }),
             Runner::Process(p) => p.figures().await,
         }

@@ -87,9 +87,9 @@ impl Process {
         let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
         Some(Figures {
             connected: u32::try_from(count(&stats["connected"])).ok()?,
-            rounds: count(&stats["instance"]["rounds"]),
-            peer_queries: count(&stats["instance"]["peer_queries"]),
-            peer_silent: count(&stats["instance"]["peer_silent"]),
+            rounds: count(&stats["instance"]["round"]["rounds"]),
+            peer_queries: count(&stats["instance"]["round"]["peer_queries"]),
+            peer_silent: count(&stats["instance"]["round"]["peer_silent"]),
         })
     }
 

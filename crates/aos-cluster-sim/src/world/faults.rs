@@ -14,8 +14,8 @@ impl Simulation {
             FaultKind::Crash { host_down, clients_return, return_within, measure_returns } => {
                 let s = &mut self.instances[inst as usize];
                 if let Some(machine) = s.machine.take() {
-                    self.retired_queries.0 += machine.stats().peer_queries;
-                    self.retired_queries.1 += machine.stats().rounds;
+                    self.retired_queries.0 += machine.stats().round.peer_queries;
+                    self.retired_queries.1 += machine.stats().round.rounds;
                 }
                 s.deadline = None;
                 s.life += 1;

@@ -69,14 +69,14 @@ impl Simulation {
                     .instances
                     .iter()
                     .filter_map(|s| s.machine.as_ref())
-                    .map(|m| m.stats().peer_queries)
+                    .map(|m| m.stats().round.peer_queries)
                     .sum::<u64>(),
             rounds: self.retired_queries.1
                 + self
                     .instances
                     .iter()
                     .filter_map(|s| s.machine.as_ref())
-                    .map(|m| m.stats().rounds)
+                    .map(|m| m.stats().round.rounds)
                     .sum::<u64>(),
             max_peer_queries_in_a_round: self.max_round_queries,
         });

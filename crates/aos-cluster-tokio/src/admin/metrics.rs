@@ -220,17 +220,17 @@ impl Metrics {
         let (c, p, r) = (&stats.connections, &stats.peers, &stats.registry);
         self.connections_open.set(gauge(c.open as u64));
         self.peer_links.set(gauge(p.links as u64));
-        set(&self.handshakes, i.handshakes);
-        set(&self.ranked_replies, i.ranked_replies);
-        set(&self.sessions_admitted, i.sessions_accepted);
+        set(&self.handshakes, i.round.handshakes);
+        set(&self.ranked_replies, i.round.ranked_replies);
+        set(&self.sessions_admitted, i.admission.sessions_accepted);
         for (reason, &count) in &stats.sessions.rejected {
             set_in(&self.sessions_rejected, "reason", reason, count);
         }
-        set(&self.sessions_ended, i.sessions_ended);
-        set_in(&self.handshakes_refused, "reason", "busy", i.refused_busy);
-        set_in(&self.handshakes_refused, "reason", "wrong_cluster", i.refused_wrong_cluster);
-        set(&self.peer_timeouts, i.peer_silent);
-        set(&self.peer_unreachable, i.peer_unreachable);
+        set(&self.sessions_ended, i.admission.sessions_ended);
+        set_in(&self.handshakes_refused, "reason", "busy", i.round.refused_busy);
+        set_in(&self.handshakes_refused, "reason", "wrong_cluster", i.round.refused_wrong_cluster);
+        set(&self.peer_timeouts, i.round.peer_silent);
+        set(&self.peer_unreachable, i.round.peer_unreachable);
         for (operation, kinds) in &r.errors {
             for (kind, &count) in kinds {
                 let labels = vec![("operation", operation.clone()), ("kind", kind.clone())];
@@ -241,9 +241,9 @@ impl Metrics {
         set(&self.tls_handshake_failures, c.tls_handshake_failures);
         set(&self.peer_queries_refused, p.queries_refused);
         self.snapshot_age.set(r.snapshot_age.map_or(-1.0, |d| d.as_secs_f64()));
-        set(&self.stale_replies, i.stale_replies);
-        set(&self.reservations, i.reservations_made);
-        set(&self.reservations_expired_unused, i.reservations_expired_unused);
+        set(&self.stale_replies, i.round.stale_replies);
+        set(&self.reservations, i.herd.reservations_made);
+        set(&self.reservations_expired_unused, i.herd.reservations_expired_unused);
         set_in(&self.connections_refused, "limit", "max_connections", c.refused_at_cap);
         set_in(&self.connections_refused, "limit", "max_connections_per_ip", c.refused_per_ip);
         for (reason, v) in [

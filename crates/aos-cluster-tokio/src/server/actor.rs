@@ -13,7 +13,7 @@ use aos_cluster::wire::{Message, QueryId, SessionId};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant as TokioInstant};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::conn::{stopped, ToConn};
 use super::limits::{Counters, RateLimitedWarning};
@@ -23,7 +23,7 @@ use super::{
     Shared, Stop,
 };
 use crate::now;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::Registry;
 
 pub(super) struct Actor {
     pub machine: Instance,
@@ -236,7 +236,7 @@ impl Actor {
                 registration_lost: c.registration_lost.load(Ordering::Relaxed),
                 snapshot_age: self.last_snapshot.map(|at| now().saturating_duration_since(at)),
             },
-            instance: self.machine.stats().clone(),
+            instance: self.machine.stats(),
         }
     }
 
@@ -326,78 +326,5 @@ impl Actor {
             };
             let _ = inbox.send(input).await;
         });
-    }
-}
-
-/// Keeps this incarnation's row fresh with the latest heartbeat, in order (a
-/// slow write is never overtaken by an older one), and purges the cluster's
-/// long-dead rows once per `member_ttl` (one statement, never in the read
-/// path). A row found gone (a registry file replaced or emptied, a row
-/// deleted by hand) is registered again; stops for good when the row turns
-/// out to belong to another live process: it is theirs now.
-pub(super) async fn publish_heartbeats(
-    registry: Arc<dyn Registry>,
-    shared: Arc<Shared>,
-    mut latest: watch::Receiver<Option<Heartbeat>>,
-) {
-    let timeout = shared.config.instance.registry_timeout;
-    let member_ttl = shared.config.instance.member_ttl;
-    let mut warning = RateLimitedWarning::new(std::time::Duration::from_secs(5));
-    let mut purged_at: Option<tokio::time::Instant> = None;
-    while latest.changed().await.is_ok() {
-        let Some(heartbeat) = latest.borrow_and_update().clone() else { continue };
-        let mut result =
-            tokio::time::timeout(timeout, registry.heartbeat(&heartbeat, shared.incarnation)).await;
-        if let Ok(Err(RegistryError::Superseded { .. })) = result {
-            shared.counters.registry_error("heartbeat", "superseded");
-            let register = registry.register(&heartbeat, shared.incarnation, member_ttl);
-            result = tokio::time::timeout(timeout, register).await;
-            if let Ok(Ok(())) = result {
-                warn!(id = %heartbeat.id, "registry row was gone (file replaced or row deleted); registered again");
-            }
-        }
-        match result {
-            Ok(Ok(())) => {
-                if purged_at.is_none_or(|at| at.elapsed() >= member_ttl) {
-                    purged_at = Some(tokio::time::Instant::now());
-                    let purge = registry.purge(heartbeat.cluster.as_deref(), member_ttl.saturating_mul(10));
-                    match tokio::time::timeout(timeout, purge).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => {
-                            shared.counters.registry_error("purge", e.kind());
-                            warn!(error = %e, "purge of long-dead registry rows failed");
-                        }
-                        Err(_) => shared.counters.registry_error("purge", "timeout"),
-                    }
-                }
-            }
-            Ok(Err(RegistryError::IdInUse { id, endpoint, .. })) => {
-                shared.counters.registry_error("heartbeat", "id_in_use");
-                shared.counters.registration_lost.store(true, Ordering::Relaxed);
-                error!(
-                    %id,
-                    "REGISTRY ROW TAKEN OVER: another process ({endpoint}) now holds instance id {id}; \
-                     this one stops heartbeating and will not overwrite it. Peers will stop ranking this \
-                     instance. Fix the duplicate id and restart."
-                );
-                return;
-            }
-            other => {
-                Counters::bump(&shared.counters.heartbeat_failures);
-                let reason = match other {
-                    Ok(Err(e)) => {
-                        shared.counters.registry_error("heartbeat", e.kind());
-                        e.to_string()
-                    }
-                    _ => {
-                        shared.counters.registry_error("heartbeat", "timeout");
-                        "timed out".to_owned()
-                    }
-                };
-                if let Some(count) = warning.hit() {
-                    warn!(id = %heartbeat.id, %reason, count, "heartbeat not published");
-                }
-            }
-        }
     }
 }

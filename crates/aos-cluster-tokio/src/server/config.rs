@@ -8,7 +8,42 @@ use aos_cluster::config::{duration, MAX_DURATION};
 use aos_cluster::InstanceConfig;
 use serde::{Deserialize, Serialize};
 
-use super::ServerError;
+use super::{AdmissionPolicy, ServerError};
+
+/// What a server adds to its [`ServerConfig`] beyond the protocol: TLS
+/// (feature `tls`) and an admission hook. The default is plain TCP and no
+/// hook, exactly [`Server::bind`](super::Server::bind).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Every inbound connection over TLS; mutual TLS between instances.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ServerTls>,
+    /// The application's say on each session request, before it counts.
+    pub admission: Option<AdmissionPolicy>,
+}
+
+impl ServerOptions {
+    /// Plain TCP.
+    pub fn new() -> Self {
+        ServerOptions::default()
+    }
+
+    /// Every inbound connection over TLS, peer links with mutual TLS.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Asks `policy`'s hook about every session request (see
+    /// [`AdmissionPolicy`]): a request it refuses, or does not answer in
+    /// time, is rejected `Unauthorized` and never counts.
+    pub fn with_admission(mut self, policy: AdmissionPolicy) -> Self {
+        self.admission = Some(policy);
+        self
+    }
+}
 
 /// Everything [`Server::bind`](super::Server::bind) needs. Reads from TOML or
 /// JSON; durations are human strings (`"300ms"`, `"5s"`); only `listen` and

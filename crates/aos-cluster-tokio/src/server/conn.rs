@@ -1,20 +1,18 @@
-//! The listener and the per-connection tasks: accept under the caps, read one
-//! frame at a time under deadlines, hand each to the actor, write its reply,
+//! The per-connection tasks: read one frame at a time under deadlines, hand each to the actor, write its reply,
 //! and hand a connection that became a session to the application.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aos_cluster::instance::{self, ConnectionId};
 use aos_cluster::wire::{Message, RejectReason, SessionId, SessionOutcome, SessionReply, SessionRequest};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::admission::{AdmissionRequest, Outcome, Verdict};
-use super::limits::{ConnSlot, Counters, RateLimitedWarning, Refusal};
+use super::limits::{ConnSlot, Counters};
 use super::stream::AppStream;
 use super::{AcceptInfo, Accepted, Input, Shared, Stop};
 use crate::frames::{write_frame, FrameReader, ReadError, WriteError};
@@ -33,103 +31,18 @@ pub(super) async fn stopped(stop: &mut watch::Receiver<Stop>) {
     let _ = stop.wait_for(|s| *s != Stop::Running).await;
 }
 
-/// Errors that concern one connection, not the listener: accept again at once.
-fn per_connection(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock)
-}
-
-pub(super) async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    inbox: mpsc::Sender<Input>,
-    accepted: mpsc::Sender<Accepted>,
-) {
-    let mut stop = shared.stop.subscribe();
-    let mut next_conn = 0u64;
-    let mut backoff: Option<Duration> = None;
-    let mut warning = RateLimitedWarning::new(Duration::from_secs(5));
-    loop {
-        // While accept is failing, an accept that stays pending for a backoff
-        // period means nothing is failing any more (the kernel reports
-        // EMFILE only for a waiting connection): advertise again then,
-        // without waiting for a client that an unadvertised instance may never get.
-        let calm = async {
-            match backoff {
-                Some(_) => tokio::time::sleep(shared.config.accept_error_backoff).await,
-                None => std::future::pending().await,
-            }
-        };
-        let result = tokio::select! {
-            biased;
-            _ = stopped(&mut stop) => return,
-            result = listener.accept() => result,
-            _ = calm => {
-                backoff = None;
-                shared.limiter.set_accept_failing(false);
-                continue;
-            }
-        };
-        match result {
-            Ok((stream, peer)) => {
-                if backoff.take().is_some() {
-                    shared.limiter.set_accept_failing(false);
-                }
-                match shared.limiter.admit(peer.ip()) {
-                    Ok(slot) => {
-                        next_conn += 1;
-                        let conn = ConnectionId(next_conn);
-                        let task = Connection {
-                            conn,
-                            peer,
-                            shared: shared.clone(),
-                            inbox: inbox.clone(),
-                            accepted: accepted.clone(),
-                        };
-                        tokio::spawn(task.serve(stream, slot));
-                    }
-                    // Refused at once: closing costs the client one round trip,
-                    // where queueing it would cost its whole timeout.
-                    Err(Refusal::AtCap) => Counters::bump(&shared.counters.refused_at_cap),
-                    Err(Refusal::PerIp) => Counters::bump(&shared.counters.refused_per_ip),
-                }
-            }
-            Err(e) if per_connection(&e) => Counters::bump(&shared.counters.accept_errors),
-            Err(e) => {
-                // Out of descriptors or memory: the listener cannot take more
-                // now. Stop advertising, pause, and say so without flooding.
-                Counters::bump(&shared.counters.accept_errors);
-                shared.limiter.set_accept_failing(true);
-                let pause = match backoff {
-                    None => shared.config.accept_error_backoff,
-                    Some(d) => (d * 2).min(shared.config.accept_error_backoff_max),
-                };
-                backoff = Some(pause);
-                if let Some(count) = warning.hit() {
-                    warn!(error = %e, count, ?pause, "accept failed; pausing (saturated, not advertised)");
-                }
-                tokio::select! {
-                    biased;
-                    _ = stopped(&mut stop) => return,
-                    _ = tokio::time::sleep(pause) => {}
-                }
-            }
-        }
-    }
-}
-
 /// How a protocol connection ended.
 enum End {
     Closed,
     Session,
 }
 
-struct Connection {
-    conn: ConnectionId,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    inbox: mpsc::Sender<Input>,
-    accepted: mpsc::Sender<Accepted>,
+pub(super) struct Connection {
+    pub(super) conn: ConnectionId,
+    pub(super) peer: SocketAddr,
+    pub(super) shared: Arc<Shared>,
+    pub(super) inbox: mpsc::Sender<Input>,
+    pub(super) accepted: mpsc::Sender<Accepted>,
 }
 
 impl Connection {
@@ -164,7 +77,7 @@ impl Connection {
         Some(ServerStream::Plain(tcp))
     }
 
-    async fn serve(self, tcp: TcpStream, slot: ConnSlot) {
+    pub(super) async fn serve(self, tcp: TcpStream, slot: ConnSlot) {
         let _ = tcp.set_nodelay(true);
         let mut stop = self.shared.stop.subscribe();
         let Some(mut stream) = self.open(tcp, &mut stop).await else { return };

@@ -60,11 +60,12 @@
 //!
 //! # Inside
 //!
-//! One actor task owns the machine (`actor`); one task per connection reads
-//! one frame at a time under deadlines and writes its reply (`conn`); peer
-//! links carry workload queries (`peer`); a writer keeps the registry row
-//! fresh. Every channel is bounded, so memory is a function of the
-//! configuration (connections x one frame), never of what clients send.
+//! One actor task owns the machine (`actor`); the listener accepts under the
+//! caps (`accept`); one task per connection reads one frame at a time under
+//! deadlines and writes its reply (`conn`); peer links carry workload
+//! queries (`peer`); a writer keeps the registry row fresh (`membership`).
+//! Every channel is bounded, so memory is a function of the configuration
+//! (connections x one frame), never of what clients send.
 //!
 //! # Trust (SPEC "Drivers: trust"; feature `tls`)
 //!
@@ -104,98 +105,47 @@
 //!   heartbeat answered `Superseded` stops this process's heartbeats for
 //!   good (logged as an error) instead of overwriting the other's row.
 
+mod accept;
 mod actor;
 mod admission;
 mod config;
 mod conn;
+mod error;
+mod handle;
+#[cfg(any(feature = "tower", feature = "tonic"))]
+mod incoming;
 mod limits;
+mod membership;
 mod peer;
 mod stats;
 mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use aos_cluster::instance::{self, ConnectionId};
-use aos_cluster::registry::{Heartbeat, MemberRecord};
-use aos_cluster::wire::{self, QueryId, SessionId};
-use aos_cluster::{Endpoint, Instance, Role, UsageError, Workload};
-use tokio::net::{TcpListener, TcpSocket};
+use aos_cluster::registry::MemberRecord;
+use aos_cluster::wire::{self, QueryId};
+use aos_cluster::{Endpoint, Instance, Role};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
-use self::actor::{publish_heartbeats, Actor};
+use self::actor::Actor;
 pub use self::admission::{AdmissionHook, AdmissionPolicy, AdmissionRequest, Verdict};
-pub use self::config::ServerConfig;
+pub use self::config::{ServerConfig, ServerOptions};
+pub use self::error::ServerError;
+#[cfg(feature = "tower")]
+pub use self::incoming::Incoming;
 #[cfg(feature = "admin")]
 pub(crate) use self::limits::snake_case;
 use self::limits::{Counters, Limiter};
+use self::membership::{publish_heartbeats, random_u64, register};
 pub use self::stats::{ConnectionStats, PeerStats, RegistryStats, ServerStats, SessionStats};
-pub use self::stream::AppStream;
-use crate::registry::{Incarnation, Registry, RegistryError};
+pub use self::stream::{AcceptInfo, Accepted, AppStream};
+use crate::registry::{Incarnation, Registry};
 
 /// Inputs queued to the actor (bounded: every sender waits when it is full).
 const INBOX: usize = 1024;
-/// The listener's accept queue: `TcpListener::bind` uses 128, which a burst
-/// of clients overflows, costing each a one-second SYN retransmission.
-const BACKLOG: u32 = 1024;
-
-/// Why the server could not start, or a command failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// The configuration is invalid (every problem listed).
-    #[error("invalid server configuration: {0}")]
-    Config(String),
-    /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Registration failed; `IdInUse` means another live process has this id.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// Registration did not answer within `registry_timeout`.
-    #[error("the registry did not answer the registration in time")]
-    RegistryTimeout,
-    /// The server has stopped.
-    #[error("the server has stopped")]
-    Stopped,
-    /// A graceful stop is draining the server: it does not admit again.
-    #[error("the server is stopping (draining); it does not admit new sessions again")]
-    Stopping,
-    /// The machine refused a command (for example `max_sessions` 0).
-    #[error(transparent)]
-    InvalidArgument(#[from] UsageError),
-}
-
-/// Who an admitted session is.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct AcceptInfo {
-    /// The id the instance handed out.
-    pub session_id: SessionId,
-    /// The client's address.
-    pub peer_addr: SocketAddr,
-    /// The connection's id (as in the server's logs).
-    pub conn: ConnectionId,
-    /// When the session was accepted (the driver's clock).
-    pub accepted_at: Instant,
-}
-
-/// An admitted session: who, and its byte stream for the application.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Accepted {
-    /// Who.
-    pub info: AcceptInfo,
-    /// The connection, positioned at the first application byte.
-    pub stream: AppStream,
-}
 
 /// How the server stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,41 +184,6 @@ impl Shared {
         return self.tls.is_some();
         #[cfg(not(feature = "tls"))]
         false
-    }
-}
-
-/// What a server adds to its [`ServerConfig`] beyond the protocol: TLS
-/// (feature `tls`) and an admission hook. The default is plain TCP and no
-/// hook, exactly [`Server::bind`].
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct ServerOptions {
-    /// Every inbound connection over TLS; mutual TLS between instances.
-    #[cfg(feature = "tls")]
-    pub tls: Option<crate::tls::ServerTls>,
-    /// The application's say on each session request, before it counts.
-    pub admission: Option<AdmissionPolicy>,
-}
-
-impl ServerOptions {
-    /// Plain TCP.
-    pub fn new() -> Self {
-        ServerOptions::default()
-    }
-
-    /// Every inbound connection over TLS, peer links with mutual TLS.
-    #[cfg(feature = "tls")]
-    pub fn with_tls(mut self, tls: crate::tls::ServerTls) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// Asks `policy`'s hook about every session request (see
-    /// [`AdmissionPolicy`]): a request it refuses, or does not answer in
-    /// time, is rejected `Unauthorized` and never counts.
-    pub fn with_admission(mut self, policy: AdmissionPolicy) -> Self {
-        self.admission = Some(policy);
-        self
     }
 }
 
@@ -323,84 +238,11 @@ pub struct ServerHandle {
     done: watch::Receiver<bool>,
 }
 
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // Each RandomState is freshly keyed from the OS's randomness (per process,
-    // then stepped per call): enough for an incarnation, no extra dependency.
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.finish()
-}
-
-/// Claims this instance's registry row. A live row of another incarnation
-/// whose endpoint no longer answers belongs to a process that is gone (a
-/// crash, `kill -9`, a program that returned without stopping its server): it
-/// is taken over at once instead of after `member_ttl`. One that answers is
-/// another live process with this id: the start is refused.
-async fn register(registry: &Arc<dyn Registry>, shared: &Shared) -> Result<(), ServerError> {
-    let instance = &shared.config.instance;
-    let heartbeat = Heartbeat {
-        id: instance.id,
-        endpoint: instance.endpoint.clone(),
-        cluster: instance.cluster.clone(),
-        role: instance.role,
-        accepting: instance.accepting,
-        workload: Workload::new(0, instance.max_sessions),
-    };
-    let timeout = instance.registry_timeout;
-    let register = registry.register(&heartbeat, shared.incarnation, instance.member_ttl);
-    let in_use =
-        match tokio::time::timeout(timeout, register).await.map_err(|_| ServerError::RegistryTimeout)? {
-            Ok(()) => return Ok(()),
-            Err(in_use @ RegistryError::IdInUse { .. }) => in_use,
-            Err(other) => return Err(other.into()),
-        };
-    let RegistryError::IdInUse { holder, endpoint: ref holder_endpoint, .. } = in_use else {
-        return Err(in_use.into());
-    };
-    let Ok(old) = holder_endpoint.parse::<Endpoint>() else {
-        // An endpoint nobody can dial: nothing would ever answer there.
-        return take_over(registry, &heartbeat, shared, holder, holder_endpoint).await;
-    };
-    let deadline = tokio::time::Instant::now() + instance.peer_timeout;
-    if peer::still_answers(&old, shared, deadline).await {
-        return Err(in_use.into());
-    }
-    take_over(registry, &heartbeat, shared, holder, holder_endpoint).await
-}
-
-async fn take_over(
-    registry: &Arc<dyn Registry>,
-    heartbeat: &Heartbeat,
-    shared: &Shared,
-    holder: Incarnation,
-    holder_endpoint: &str,
-) -> Result<(), ServerError> {
-    let take_over = registry.take_over(heartbeat, shared.incarnation, holder);
-    tokio::time::timeout(shared.config.instance.registry_timeout, take_over)
-        .await
-        .map_err(|_| ServerError::RegistryTimeout)??;
-    tracing::warn!(
-        id = %heartbeat.id,
-        previous = %holder,
-        "took over the registry row of instance {}: its previous process at {holder_endpoint} does not answer",
-        heartbeat.id
-    );
-    Ok(())
-}
-
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
-}
-
 impl Server {
     /// Validates `config`, binds its listener (backlog 1024), registers this
     /// process start (a fresh incarnation) and starts serving. A live
     /// registry row with the same id and another incarnation is
-    /// [`RegistryError::IdInUse`]: the server does not start. The [module
+    /// [`RegistryError::IdInUse`](crate::registry::RegistryError::IdInUse): the server does not start. The [module
     /// docs](self) show a server binding and accepting.
     pub async fn bind(config: ServerConfig, registry: Arc<dyn Registry>) -> Result<Server, ServerError> {
         Server::bind_with(config, registry, ServerOptions::default()).await
@@ -419,8 +261,8 @@ impl Server {
         if let Some(policy) = &options.admission {
             policy.validate().map_err(ServerError::Config)?;
         }
-        let listener =
-            listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let listener = accept::listen(config.listen)
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let local_addr =
             listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         if config.listen.port() == 0 {
@@ -457,14 +299,15 @@ impl Server {
             tls: options.tls,
         });
         if registered {
-            register(&registry, &shared).await?;
+            register(&registry, &shared, machine.heartbeat()).await?;
         }
         let (inbox, rx) = mpsc::channel(INBOX);
         let (accepted_tx, accepted) = mpsc::channel(shared.config.accept_queue);
         let (done_tx, done) = watch::channel(false);
         let (heartbeats, heartbeat_task) = if registered {
             let (tx, rx) = watch::channel(None);
-            (Some(tx), Some(tokio::spawn(publish_heartbeats(registry.clone(), shared.clone(), rx))))
+            let writer = publish_heartbeats(registry.clone(), shared.clone(), rx, machine.purge_horizon());
+            (Some(tx), Some(tokio::spawn(writer)))
         } else {
             (None, None)
         };
@@ -482,7 +325,7 @@ impl Server {
             stopping_at: None,
         };
         tokio::spawn(actor.run(rx));
-        tokio::spawn(conn::accept_loop(listener, shared.clone(), inbox.clone(), accepted_tx));
+        tokio::spawn(accept::accept_loop(listener, shared.clone(), inbox.clone(), accepted_tx));
         let instance = &shared.config.instance;
         info!(id = %instance.id, endpoint = %shared.endpoint, %local_addr, max_sessions = instance.max_sessions,
             incarnation = incarnation.0, tls = shared.tls_enabled(), max_sessions_per_ip = ?shared.config.max_sessions_per_ip,
@@ -523,89 +366,6 @@ impl Server {
     }
 }
 
-#[cfg(feature = "tower")]
-impl Server {
-    /// The admitted sessions as a `Stream` (feature `tower`), for servers
-    /// that take one, such as tonic's `serve_with_incoming`. It owns the
-    /// server: take a [`handle`](Self::handle) first to control it, and
-    /// dropping the stream shuts the server down gracefully, as dropping the
-    /// `Server` does.
-    pub fn incoming(self) -> Incoming {
-        let stopped = Box::pin(self.handle.stopped());
-        Incoming { server: self, stopped }
-    }
-}
-
-/// [`Server::accept`] as a `futures_core::Stream` (feature `tower`): each
-/// admitted session's [`AppStream`], ending once the server has stopped.
-/// Never yields an error (the `Result` is what stream consumers such as
-/// tonic's `serve_with_incoming` ask for). As with `accept`, sessions
-/// admitted while nobody polls it wait in a queue of `accept_queue`; beyond
-/// it they are closed.
-#[cfg(feature = "tower")]
-pub struct Incoming {
-    server: Server,
-    stopped: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-}
-
-#[cfg(feature = "tower")]
-impl Incoming {
-    /// A handle to control the server.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
-    }
-
-    /// The address the listener is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    /// The endpoint the instance advertises.
-    pub fn endpoint(&self) -> &Endpoint {
-        self.server.endpoint()
-    }
-}
-
-#[cfg(feature = "tower")]
-impl std::fmt::Debug for Incoming {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Incoming").field("endpoint", self.endpoint()).finish_non_exhaustive()
-    }
-}
-
-#[cfg(feature = "tower")]
-impl futures_core::Stream for Incoming {
-    type Item = Result<AppStream, std::convert::Infallible>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        // As `accept`: sessions already admitted first, then the stop.
-        match this.server.accepted.poll_recv(cx) {
-            Poll::Ready(Some(accepted)) => return Poll::Ready(Some(Ok(accepted.stream))),
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {}
-        }
-        this.stopped.as_mut().poll(cx).map(|()| None)
-    }
-}
-
-#[cfg(feature = "tonic")]
-impl tonic::transport::server::Connected for AppStream {
-    /// The addresses, so tonic's `Request::remote_addr` names the client.
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        tonic::transport::server::TcpConnectInfo {
-            local_addr: self.get_ref().local_addr().ok(),
-            remote_addr: self.peer_addr().ok(),
-        }
-    }
-}
-
 impl Drop for Server {
     fn drop(&mut self) {
         self.handle.shared.stop.send_if_modified(|s| {
@@ -615,98 +375,5 @@ impl Drop for Server {
             }
             running
         });
-    }
-}
-
-impl ServerHandle {
-    async fn send(&self, command: Command) -> Result<(), ServerError> {
-        self.inbox.send(Input::Command(command)).await.map_err(|_| ServerError::Stopped)
-    }
-
-    /// Admit new sessions (`true`) or drain (`false`: "Reject new clients");
-    /// published at once in a heartbeat. [`ServerError::Stopping`] for
-    /// `true` while [`shutdown_graceful`](Self::shutdown_graceful) drains.
-    pub async fn set_accepting(&self, accepting: bool) -> Result<(), ServerError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::SetAccepting(accepting, tx)).await?;
-        rx.await.map_err(|_| ServerError::Stopped)?
-    }
-
-    /// Changes "Max concurrent sessions" (at least 1); existing sessions stay.
-    pub async fn set_max_sessions(&self, max: u32) -> Result<(), ServerError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::SetMaxSessions(max, tx)).await?;
-        rx.await.map_err(|_| ServerError::Stopped)?
-    }
-
-    /// The machine's and the driver's figures.
-    pub async fn stats(&self) -> Result<ServerStats, ServerError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Stats(tx)).await?;
-        rx.await.map_err(|_| ServerError::Stopped)
-    }
-
-    /// The address clients and peers are told.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.shared.endpoint
-    }
-
-    /// Installs the observer of each handshake's time to rank (for metrics).
-    /// One per server: `false` if one was installed already.
-    pub fn set_rank_observer(&self, observer: RankObserver) -> bool {
-        self.shared.rank_observer.set(observer).is_ok()
-    }
-
-    /// Stops gracefully and waits: no new connections, open connections and
-    /// sessions end at once, and this incarnation's registry row is removed.
-    pub async fn shutdown(&self) {
-        self.stop(Stop::Graceful).await
-    }
-
-    /// Stops gracefully after a drain, and waits: new sessions are refused
-    /// at once (`Draining`; the instance advertises `accepting = false`, so
-    /// peers stop ranking it), open sessions keep working until they end by
-    /// themselves or `grace` has passed (at most a year), then whatever is
-    /// left is closed and this incarnation's registry row is removed, as by
-    /// [`shutdown`](Self::shutdown). A [`shutdown`](Self::shutdown) during
-    /// the drain stops at once. While draining, `set_accepting(true)` fails
-    /// with [`ServerError::Stopping`].
-    pub async fn shutdown_graceful(&self, grace: std::time::Duration) {
-        // A server that has stopped, or is stopping, is simply awaited.
-        let _ = self.send(Command::Drain(grace)).await;
-        self.stopped().await
-    }
-
-    /// Completes once the server has fully stopped (its registry row
-    /// removed on a graceful stop), however it was stopped. Independent of
-    /// this handle: it may be awaited from anywhere.
-    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut done = self.done.clone();
-        async move {
-            let _ = done.wait_for(|d| *d).await;
-        }
-    }
-
-    /// Stops as a crashed process would (for tests and fault drills):
-    /// connections drop and heartbeats stop, but the registry row stays
-    /// until it goes stale.
-    pub async fn crash(&self) {
-        self.stop(Stop::Crash).await
-    }
-
-    async fn stop(&self, how: Stop) {
-        self.shared.stop.send_if_modified(|s| {
-            let running = *s == Stop::Running;
-            if running {
-                *s = how;
-            }
-            running
-        });
-        self.stopped().await
-    }
-
-    /// Whether the server has stopped.
-    pub fn is_stopped(&self) -> bool {
-        *self.done.borrow()
     }
 }

@@ -5,7 +5,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Instant;
 
+use aos_cluster::instance::ConnectionId;
+use aos_cluster::wire::SessionId;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -140,4 +143,28 @@ impl AsyncWrite for AppStream {
         ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
         Poll::Ready(Ok(()))
     }
+}
+
+/// Who an admitted session is.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AcceptInfo {
+    /// The id the instance handed out.
+    pub session_id: SessionId,
+    /// The client's address.
+    pub peer_addr: SocketAddr,
+    /// The connection's id (as in the server's logs).
+    pub conn: ConnectionId,
+    /// When the session was accepted (the driver's clock).
+    pub accepted_at: Instant,
+}
+
+/// An admitted session: who, and its byte stream for the application.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Accepted {
+    /// Who.
+    pub info: AcceptInfo,
+    /// The connection, positioned at the first application byte.
+    pub stream: AppStream,
 }

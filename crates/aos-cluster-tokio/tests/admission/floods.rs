@@ -76,9 +76,9 @@ async fn a_flood_of_bad_credentials_never_counts_and_leaves_real_clients_their_s
     assert!(reports > 0);
     let s = stats(&server.handle).await;
     assert_eq!(s.workload.connected, 0);
-    assert_eq!(s.instance.sessions_accepted, 0);
+    assert_eq!(s.instance.admission.sessions_accepted, 0);
     assert_eq!(s.sessions.refused_by_hook, refused as u64);
-    assert_eq!(s.instance.rejected_by_policy, refused as u64);
+    assert_eq!(s.instance.admission.rejected_by_policy, refused as u64);
     assert_eq!(
         s.connections.malformed_frames,
         (FLOOD / 5) as u64,
@@ -121,6 +121,6 @@ async fn a_flood_of_bad_credentials_never_counts_and_leaves_real_clients_their_s
     eventually("the application holds every real session", || async { server.held() == REAL as usize }).await;
     let s = stats(&server.handle).await;
     assert_eq!(s.workload.connected, REAL);
-    assert_eq!(s.instance.sessions_accepted, u64::from(REAL), "no flood request was ever admitted");
+    assert_eq!(s.instance.admission.sessions_accepted, u64::from(REAL), "no flood request was ever admitted");
     drop(sessions);
 }

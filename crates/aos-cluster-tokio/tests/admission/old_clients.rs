@@ -32,5 +32,8 @@ async fn a_request_without_credential_passes_without_a_hook_and_not_past_one_tha
         SessionOutcome::Accepted { .. }
     ));
     let s = stats(&guarded.handle).await;
-    assert_eq!((s.workload.connected, s.instance.sessions_accepted, s.sessions.refused_by_hook), (1, 1, 1));
+    assert_eq!(
+        (s.workload.connected, s.instance.admission.sessions_accepted, s.sessions.refused_by_hook),
+        (1, 1, 1)
+    );
 }

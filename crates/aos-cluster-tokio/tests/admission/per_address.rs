@@ -32,9 +32,9 @@ async fn one_address_cannot_pass_its_cap_however_many_parallel_requests_it_sends
     eventually("the application holds the admitted sessions", || async { server.held() == CAP }).await;
     let s = stats(&server.handle).await;
     assert_eq!(s.workload.connected, CAP as u32, "refused requests never counted");
-    assert_eq!(s.instance.sessions_accepted, CAP as u64);
+    assert_eq!(s.instance.admission.sessions_accepted, CAP as u64);
     assert_eq!(s.sessions.refused_per_address, (PARALLEL - CAP) as u64);
-    assert_eq!(s.instance.rejected_by_policy, (PARALLEL - CAP) as u64);
+    assert_eq!(s.instance.admission.rejected_by_policy, (PARALLEL - CAP) as u64);
 
     // Another address has places of its own.
     let mut other = raw_from(IpAddr::from([127, 0, 0, 2]), addr).await;

@@ -53,8 +53,8 @@ async fn a_closed_first_seed_is_skipped_for_the_next() {
             assert_eq!(endpoints_of(s, Phase::Handshake), vec![dead.clone(), cluster.endpoints[0].clone()]);
             assert!(!endpoints_of(s, Phase::Session).contains(&dead));
         }
-        let first = cluster.handles[0].stats().await.unwrap().instance.handshakes;
-        let second = cluster.handles[1].stats().await.unwrap().instance.handshakes;
+        let first = cluster.handles[0].stats().await.unwrap().instance.round.handshakes;
+        let second = cluster.handles[1].stats().await.unwrap().instance.round.handshakes;
         assert_eq!((first, second), (8, 0), "the second seed ranked every client");
         drop(sessions);
         cluster.shutdown().await;
@@ -103,12 +103,15 @@ async fn a_draining_instance_gets_no_new_session_and_keeps_its_old_ones() {
         assert!(on_two > 0, "the drained instance took sessions before");
         let draining = &cluster.handles[1];
         draining.set_accepting(false).await.expect("running");
-        let accepted_before = draining.stats().await.unwrap().instance.sessions_accepted;
+        let accepted_before = draining.stats().await.unwrap().instance.admission.sessions_accepted;
 
         let late = connect_all(&config, 12, 4, 100).await;
         assert_eq!(count_on(&late, InstanceId(2)), 0);
         let stats = draining.stats().await.unwrap();
-        assert_eq!(stats.instance.sessions_accepted, accepted_before, "no session admitted while draining");
+        assert_eq!(
+            stats.instance.admission.sessions_accepted, accepted_before,
+            "no session admitted while draining"
+        );
         assert_eq!(stats.workload.connected as usize, on_two, "old sessions stay");
         for s in early.iter_mut().filter(|s| s.instance() == Some(InstanceId(2))) {
             round_trip(s, "still served while draining").await;

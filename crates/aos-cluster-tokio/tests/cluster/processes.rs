@@ -97,7 +97,7 @@ async fn instances_in_two_processes_share_one_sqlite_file() {
         assert_eq!((session.instance(), session.endpoint()), (Some(InstanceId(2)), &child_endpoint));
         round_trip(&mut session, "across processes").await;
         drop(session);
-        assert!(parent.stats().await.unwrap().instance.peer_reports >= 1, "the parent asked the child");
+        assert!(parent.stats().await.unwrap().instance.round.peer_reports >= 1, "the parent asked the child");
 
         // Closing its stdin stops the child gracefully: its row goes.
         drop(child.0.stdin.take());

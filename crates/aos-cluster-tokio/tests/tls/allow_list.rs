@@ -53,7 +53,7 @@ async fn an_allow_list_skips_ranked_entries_outside_it_with_or_without_tls() {
     .expect("a blocking session at instance 1");
     check(session.attempts());
     // Never dialled for a session: instance 2 opened none.
-    assert_eq!(stats(&two_handle).await.instance.sessions_accepted, 0);
+    assert_eq!(stats(&two_handle).await.instance.admission.sessions_accepted, 0);
     // Without the allow-list, the same client goes to instance 2.
     let session =
         Client::with_options(config.clone(), ClientOptions::new()).connect().await.expect("a session");

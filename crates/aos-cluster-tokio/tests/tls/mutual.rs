@@ -104,7 +104,7 @@ async fn instances_rank_each_other_over_mutual_tls_and_a_rogue_member_is_left_ou
     })
     .await;
     let one_stats = stats(&handle_one).await;
-    assert!(one_stats.peers.dials >= 1 && one_stats.instance.peer_unreachable >= 1, "{one_stats:?}");
+    assert!(one_stats.peers.dials >= 1 && one_stats.instance.round.peer_unreachable >= 1, "{one_stats:?}");
     let two_stats = stats(&handle_two).await;
     assert!(two_stats.instance.workload_queries_answered >= 1, "{two_stats:?}");
     assert_eq!(two_stats.peers.queries_refused, 0);
@@ -112,7 +112,7 @@ async fn instances_rank_each_other_over_mutual_tls_and_a_rogue_member_is_left_ou
     // and got no answer (its client certificate fails their handshake).
     let rogue_stats = stats(&handle_rogue).await;
     assert_eq!(rogue_stats.instance.workload_queries_answered, 0, "{rogue_stats:?}");
-    assert_eq!(rogue_stats.instance.peer_reports, 0, "{rogue_stats:?}");
+    assert_eq!(rogue_stats.instance.round.peer_reports, 0, "{rogue_stats:?}");
 
     // A client session through the cluster never lands on the rogue.
     let config = client_config(&[one.endpoint()]);

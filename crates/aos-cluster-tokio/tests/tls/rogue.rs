@@ -52,7 +52,7 @@ async fn a_rogue_seed_with_a_self_signed_certificate_is_refused_and_the_client_c
 
     let rogue_stats = stats(&rogue_handle).await;
     assert_eq!(rogue_stats.sessions.handed_over, 0);
-    assert_eq!(rogue_stats.instance.handshakes, 0, "{rogue_stats:?}");
+    assert_eq!(rogue_stats.instance.round.handshakes, 0, "{rogue_stats:?}");
     assert!(
         rogue_stats.connections.tls_handshake_failures >= 2,
         "the clients hung up on its certificate: {rogue_stats:?}"

@@ -20,6 +20,9 @@
 //! The application protocol: the client sends `PING <client> <n>\n`, the
 //! instance answers `PONG <client> <n> from <instance id>\n`.
 
+mod clients;
+mod report;
+
 use aos_cluster_tokio::registry::MemberTiming;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +37,9 @@ use clap::Parser;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+use clients::{client_config, stream_clients};
+use report::{print_table, progress_until};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -187,21 +193,6 @@ fn server_config(id: InstanceId, max_sessions: u32) -> Result<ServerConfig, Erro
     Ok(ServerConfig::new("127.0.0.1:0".parse()?, instance))
 }
 
-fn client_config(seeds: Vec<Endpoint>) -> ClientConfig {
-    // Loopback instances answer in microseconds or not at all.
-    ClientConfig {
-        cluster: Some(CLUSTER.to_owned()),
-        handshake_timeout: Duration::from_secs(2),
-        connect_timeout: Duration::from_secs(2),
-        retry: RetryPolicy {
-            base: Duration::from_millis(50),
-            cap: Duration::from_millis(500),
-            max_rounds: 5,
-        },
-        ..ClientConfig::with_seeds(seeds)
-    }
-}
-
 /// The instance's application: answers every `PING` line with a `PONG` line
 /// until the client leaves (or the server stops, which ends the stream).
 async fn serve_pong(mut server: Server, id: InstanceId, traffic: Arc<Traffic>) {
@@ -301,167 +292,6 @@ async fn run(
         counters.app_errors.load(Ordering::Relaxed)
     );
     Ok(())
-}
-
-/// Starts `count` clients at `args.rate` per second; each exchanges its
-/// requests, then keeps its session until `stop` (counting it lost if the
-/// instance ends it). The task ends when every client has had its exchanges.
-#[allow(clippy::too_many_arguments)]
-fn stream_clients(
-    args: &Args,
-    config: &ClientConfig,
-    options: &ClientOptions,
-    first_seed: u64,
-    count: usize,
-    counters: &Arc<Counters>,
-    placed: &Arc<Mutex<Vec<Option<InstanceId>>>>,
-    stop: &watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let gap = Duration::from_secs_f64(1.0 / args.rate);
-    let requests = args.requests;
-    let (config, options) = (config.clone(), options.clone());
-    let (counters, placed, stop) = (counters.clone(), placed.clone(), stop.clone());
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(gap);
-        let mut outcomes = JoinSet::new();
-        for n in first_seed..first_seed + count as u64 {
-            ticker.tick().await;
-            counters.started.fetch_add(1, Ordering::Relaxed);
-            let (config, options, counters, placed, mut stop) =
-                (config.clone(), options.clone(), counters.clone(), placed.clone(), stop.clone());
-            let (done_tx, done) = tokio::sync::oneshot::channel();
-            tokio::spawn(async move {
-                let session = match aos_cluster_tokio::Client::with_options(
-                    config.clone(),
-                    options.clone().with_rng_seed(n),
-                )
-                .connect()
-                .await
-                {
-                    Ok(session) => session,
-                    Err(e) => {
-                        tracing::info!(error = %e, "client failed");
-                        counters.failed.fetch_add(1, Ordering::Relaxed);
-                        let _ = done_tx.send(());
-                        return;
-                    }
-                };
-                counters.connected.fetch_add(1, Ordering::Relaxed);
-                placed.lock().expect("not poisoned").push(session.instance());
-                let mut session = BufReader::new(session);
-                match exchange(&mut session, n, requests).await {
-                    Ok(()) => counters.exchanges.fetch_add(u64::from(requests), Ordering::Relaxed),
-                    Err(e) => {
-                        tracing::info!(error = %e, "exchange failed");
-                        counters.app_errors.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-                let _ = done_tx.send(());
-                let mut rest = [0u8; 64];
-                tokio::select! {
-                    // The instance has nothing more to say: a read ending means the session ended.
-                    _ = session.read(&mut rest) => { counters.lost.fetch_add(1, Ordering::Relaxed); }
-                    _ = stop.changed() => {}
-                }
-            });
-            outcomes.spawn(done);
-        }
-        while outcomes.join_next().await.is_some() {}
-    })
-}
-
-/// `requests` PING/PONG exchanges on `session`, each reply checked.
-async fn exchange(session: &mut BufReader<Session>, client: u64, requests: u32) -> std::io::Result<()> {
-    let mut line = String::new();
-    for n in 0..requests {
-        session.get_mut().write_all(format!("PING {client} {n}\n").as_bytes()).await?;
-        line.clear();
-        tokio::time::timeout(Duration::from_secs(5), (&mut *session).take(MAX_LINE).read_line(&mut line))
-            .await??;
-        if !line.starts_with(&format!("PONG {client} {n} from ")) {
-            return Err(std::io::Error::other(format!("unexpected reply {line:?}")));
-        }
-    }
-    Ok(())
-}
-
-/// Redraws one progress line (every 100 ms on a terminal, a plain line every
-/// second otherwise) until `wave` ends.
-async fn progress_until(
-    mut wave: tokio::task::JoinHandle<()>,
-    nodes: &[Node],
-    counters: &Counters,
-    total: usize,
-) {
-    let terminal = std::io::stdout().is_terminal();
-    // On a terminal the line is redrawn in place by indicatif; elsewhere it is
-    // printed once a second as plain lines.
-    let bar = terminal.then(|| {
-        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg}") {
-            bar.set_style(style);
-        }
-        bar
-    });
-    let mut tick =
-        tokio::time::interval(if terminal { Duration::from_millis(100) } else { Duration::from_secs(1) });
-    loop {
-        let finished = tokio::select! {
-            _ = &mut wave => true,
-            _ = tick.tick() => false,
-        };
-        let mut per_instance = Vec::new();
-        for (i, node) in nodes.iter().enumerate() {
-            let load = match node.handle.stats().await {
-                Ok(s) => format!("{}/{}", s.workload.connected, s.workload.max_sessions),
-                Err(_) => "down".to_owned(),
-            };
-            per_instance.push(format!("#{} {load}", i + 1));
-        }
-        let line = format!(
-            "  [{:>5}/{total} started] connected {:>5}  failed {:>3}  exchanges {:>6}  | {}",
-            counters.started.load(Ordering::Relaxed),
-            counters.connected.load(Ordering::Relaxed),
-            counters.failed.load(Ordering::Relaxed),
-            counters.exchanges.load(Ordering::Relaxed),
-            per_instance.join("  ")
-        );
-        match &bar {
-            Some(bar) if finished => bar.finish_with_message(line),
-            Some(bar) => bar.set_message(line),
-            None => println!("{line}"),
-        }
-        if finished {
-            return;
-        }
-    }
-}
-
-async fn print_table(nodes: &[Node]) {
-    let mut rows = Vec::new();
-    for node in nodes {
-        rows.push(node.handle.stats().await.ok().map(|s| s.workload));
-    }
-    let total: u32 = rows.iter().flatten().map(|w| w.connected).sum();
-    let capacity: u32 = nodes.iter().map(|n| n.capacity).sum();
-    println!(
-        "\n{:<9} {:>13} {:>7} {:>9} {:>6} {:>9} {:>9} {:>9}",
-        "instance", "connected/max", "share", "cap share", "ratio", "requests", "bytes in", "bytes out"
-    );
-    for (i, (node, workload)) in nodes.iter().zip(&rows).enumerate() {
-        let Some(w) = workload else { continue };
-        println!(
-            "{:<9} {:>13} {:>6.1}% {:>8.1}% {:>6.3} {:>9} {:>9} {:>9}",
-            format!("#{}", i + 1),
-            format!("{}/{}", w.connected, w.max_sessions),
-            100.0 * f64::from(w.connected) / f64::from(total.max(1)),
-            100.0 * f64::from(w.max_sessions) / f64::from(capacity),
-            f64::from(w.connected) / f64::from(w.max_sessions),
-            node.traffic.requests.load(Ordering::Relaxed),
-            node.traffic.bytes_in.load(Ordering::Relaxed),
-            node.traffic.bytes_out.load(Ordering::Relaxed),
-        );
-    }
 }
 
 /// Waits until all `n` instances have a registry row.

@@ -3,24 +3,25 @@
 //! registry figures), their predicted figures, and one ranked reply per
 //! waiting handshake, herd control reserving each reply's head.
 
-use std::time::Instant;
-
-use super::rerank::{rank_full, Rerank, TailScratch};
-use super::round::{PeerState, Round, Source};
-use super::share::Weight;
-use super::{Instance, Timer};
+use super::{Cx, PeerState, Phase, QueryRound, Source};
+use crate::config::InstanceConfig;
+use crate::instance::event::ConnectionId;
+use crate::instance::rerank::{rank_full, Rerank, TailScratch};
+use crate::instance::share::Weight;
+use crate::instance::Timer;
 use crate::wire::{entries_that_fit, HandshakeOutcome, Limits, RankedEntry, RankedList};
 use crate::workload::{Candidate, InstanceId};
 
-impl Instance {
+impl QueryRound {
     /// Answers every waiting handshake from the round's figures.
-    pub(super) fn finish_round(&mut self, now: Instant) {
-        self.timers.stop(Timer::Peers);
-        self.timers.stop(Timer::Registry);
-        let (peers, unasked, stale) = match self.round.take() {
-            Some(Round::Peers { peers, unasked, stale, .. }) => (peers, unasked, stale),
+    pub(super) fn finish(&mut self, cx: &mut Cx<'_>) {
+        let now = cx.now;
+        cx.timers.stop(Timer::Peers);
+        cx.timers.stop(Timer::Registry);
+        let (peers, unasked, stale) = match self.phase.take() {
+            Some(Phase::Peers { peers, unasked, stale, .. }) => (peers, unasked, stale),
             // Not reached: rounds finish only from the peer phase; answer with self alone.
-            Some(Round::Registry { .. }) => (Vec::new(), Vec::new(), true),
+            Some(Phase::Registry { .. }) => (Vec::new(), Vec::new(), true),
             None => return,
         };
         self.stats.peer_silent +=
@@ -30,8 +31,8 @@ impl Instance {
         ranking.reported.clear();
         ranking.sources.clear();
         // Candidates ordered by id, so tie rotation by salt is deterministic.
-        let own_id = self.config.id;
-        let own = self.own_candidate();
+        let own_id = cx.config.id;
+        let own = cx.own;
         let mut own_placed = false;
         if let Some(snapshot) = &self.snapshot {
             // Both lists hold member indices in ascending order (hence id
@@ -67,35 +68,36 @@ impl Instance {
             ranking.sources.push((own_id, Source::Own));
             ranking.reported.push(own);
         }
-        let herd = self.config.herd_control;
+        let herd = cx.config.herd_control;
         ranking.predicted.clear();
         ranking.predicted.extend_from_slice(&ranking.reported);
         if herd {
-            let ttl = self.config.reservation_ttl;
-            self.herd.fix_weight(now, ttl);
-            self.herd.live_each(&ranking.sources, now, ttl, &mut self.stats, &mut ranking.live);
+            let ttl = cx.config.reservation_ttl;
+            cx.herd.fix_weight(now, ttl);
+            cx.herd.live_each(&ranking.sources, now, ttl, &mut ranking.live);
             for ((p, r), &live) in ranking.predicted.iter_mut().zip(&ranking.reported).zip(&ranking.live) {
-                *p = self.herd.predict(*r, live);
+                *p = cx.herd.predict(*r, live);
             }
-            self.herd.forget_departed(&ranking.sources, self.config.limits.max_members);
+            cx.herd.forget_departed(&ranking.sources, cx.config.limits.max_members);
         }
         // One waiting handshake (the usual case below a burst) is one full
         // rank; keeping the order for later replies pays only for several
-        // (the two give the same lists: see `rerank_tests.rs`).
+        // (the two give the same lists: see `rerank/tests.rs`).
         let pending = std::mem::take(&mut self.pending);
         let incremental = pending.len() > 1;
         if incremental {
             let Ranking { sources, reported, predicted, rerank, .. } = &mut ranking;
-            rerank.build(reported, predicted, herd, |i| self.herd.last_headed(sources[i].0));
+            let record = &*cx.herd;
+            rerank.build(reported, predicted, herd, |i| record.last_headed(sources[i].0));
         }
         for handshake in &pending {
             let Ranking { sources, reported, predicted, rerank, list, scratch, .. } = &mut ranking;
             if incremental {
-                rerank.list(reported, predicted, handshake.salt, self.config.max_list_len, list);
+                rerank.list(reported, predicted, handshake.salt, cx.config.max_list_len, list);
             } else {
-                let herd = herd.then_some(&self.herd);
+                let herd = herd.then_some(&*cx.herd);
                 rank_full(herd, sources, reported, predicted, handshake.salt, scratch, list);
-                list.truncate(self.config.max_list_len);
+                list.truncate(cx.config.max_list_len);
             }
             let mut entries: Vec<RankedEntry> = ranking
                 .list
@@ -104,7 +106,7 @@ impl Instance {
                     let (id, source) = ranking.sources[i];
                     let endpoint = match (source, &self.snapshot) {
                         (Source::Peer(m), Some(snapshot)) => snapshot.members[m].endpoint.clone(),
-                        _ => self.config.endpoint.clone(),
+                        _ => cx.config.endpoint.clone(),
                     };
                     // A member predicted full is listed with its reported figures.
                     let predicted = ranking.predicted[i];
@@ -119,75 +121,68 @@ impl Instance {
                 .collect();
             // SPEC 2.7: never more than fits in one frame the client's decoder
             // takes with the default limits (long host names cut the list).
-            entries.truncate(entries_that_fit(&entries, &self.reply_limits()));
+            entries.truncate(entries_that_fit(&entries, &reply_limits(cx.config)));
             if let (true, Some(&head)) = (herd, ranking.list.first()) {
-                self.reserve_head(&mut ranking, head, handshake.conn, now, incremental);
+                reserve_head(cx, &mut ranking, head, handshake.conn, incremental);
             }
             self.stats.ranked_replies += 1;
             if stale {
                 self.stats.stale_replies += 1;
             }
             let outcome = HandshakeOutcome::Ranked(RankedList { stale, entries });
-            self.reply_handshake(handshake.conn, handshake.request_id, outcome);
+            cx.reply_handshake(handshake.conn, handshake.request_id, outcome);
         }
         // Reuse the buffer, but let a burst's worth of it go.
         let mut pending = pending;
         pending.clear();
-        pending.shrink_to(super::KEPT_CAPACITY);
+        pending.shrink_to(crate::instance::KEPT_CAPACITY);
         if self.pending.is_empty() {
             self.pending = pending;
         }
         self.ranking = ranking;
     }
+}
 
-    /// Herd control after a reply headed by candidate `head`: record it, count
-    /// a reservation on it for the client on `conn`, and move the members
-    /// whose predicted figures changed (the head, and the member whose
-    /// reservation this one replaced) to their new places.
-    /// (`incremental`: the kept order is in use this round).
-    fn reserve_head(
-        &mut self,
-        ranking: &mut Ranking,
-        head: usize,
-        conn: super::ConnectionId,
-        now: Instant,
-        incremental: bool,
-    ) {
-        let head_id = ranking.sources[head].0;
+/// Herd control after a reply headed by candidate `head`: record it, count
+/// a reservation on it for the client on `conn`, and move the members
+/// whose predicted figures changed (the head, and the member whose
+/// reservation this one replaced) to their new places.
+/// (`incremental`: the kept order is in use this round).
+fn reserve_head(cx: &mut Cx<'_>, ranking: &mut Ranking, head: usize, conn: ConnectionId, incremental: bool) {
+    let head_id = ranking.sources[head].0;
+    if incremental {
+        ranking.rerank.remove(&ranking.reported, &ranking.predicted, head);
+    }
+    cx.herd.headed(head_id);
+    let ttl = cx.config.reservation_ttl;
+    let limit = cx.config.limits.max_reservations;
+    let (replaced, _) = cx.herd.reserve(conn, head_id, cx.now, ttl, limit);
+    predict(cx, ranking, head);
+    if incremental {
+        ranking.rerank.set_last_headed(head, cx.herd.last_headed(head_id));
+        ranking.rerank.insert(&ranking.reported, &ranking.predicted, head);
+    }
+    if let Some(i) = replaced.and_then(|old| ranking.index_of(old)) {
         if incremental {
-            ranking.rerank.remove(&ranking.reported, &ranking.predicted, head);
+            ranking.rerank.remove(&ranking.reported, &ranking.predicted, i);
         }
-        self.herd.headed(head_id);
-        let ttl = self.config.reservation_ttl;
-        let limit = self.config.limits.max_reservations;
-        let (replaced, _) = self.herd.reserve(conn, head_id, now, ttl, limit, &mut self.stats);
-        self.predict(ranking, head, now);
+        predict(cx, ranking, i);
         if incremental {
-            ranking.rerank.set_last_headed(head, self.herd.last_headed(head_id));
-            ranking.rerank.insert(&ranking.reported, &ranking.predicted, head);
-        }
-        if let Some(i) = replaced.and_then(|old| ranking.index_of(old)) {
-            if incremental {
-                ranking.rerank.remove(&ranking.reported, &ranking.predicted, i);
-            }
-            self.predict(ranking, i, now);
-            if incremental {
-                ranking.rerank.insert(&ranking.reported, &ranking.predicted, i);
-            }
+            ranking.rerank.insert(&ranking.reported, &ranking.predicted, i);
         }
     }
+}
 
-    /// The limits a reply must fit: the wire's default frame, this
-    /// instance's list length.
-    fn reply_limits(&self) -> Limits {
-        Limits::default().with_max_list_len(self.config.max_list_len)
-    }
+/// The limits a reply must fit: the wire's default frame, this
+/// instance's list length.
+fn reply_limits(config: &InstanceConfig) -> Limits {
+    Limits::default().with_max_list_len(config.max_list_len)
+}
 
-    /// Candidate `i`'s predicted figures: reported plus live reservations.
-    fn predict(&mut self, ranking: &mut Ranking, i: usize, now: Instant) {
-        let live = self.herd.live(ranking.sources[i].0, now, self.config.reservation_ttl, &mut self.stats);
-        ranking.predicted[i] = self.herd.predict(ranking.reported[i], live);
-    }
+/// Candidate `i`'s predicted figures: reported plus live reservations.
+fn predict(cx: &mut Cx<'_>, ranking: &mut Ranking, i: usize) {
+    let live = cx.herd.live(ranking.sources[i].0, cx.now, cx.config.reservation_ttl);
+    ranking.predicted[i] = cx.herd.predict(ranking.reported[i], live);
 }
 
 /// The figures of one round's ranking, kept between rounds for their capacity.

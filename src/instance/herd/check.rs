@@ -27,16 +27,16 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
     })
 }
 
-fn herd_after(ops: &[Op], epoch: Instant, stats: &mut InstanceStats) -> Herd {
+fn herd_after(ops: &[Op], epoch: Instant) -> Herd {
     let ttl = Duration::from_secs(1);
     let ms = |at: u64| epoch + Duration::from_millis(at);
     let mut herd = Herd::new(InstanceId(0));
     for op in ops {
         match *op {
             Op::Reserve { c, m, at } => {
-                herd.reserve(ConnectionId(c), InstanceId(m), ms(at), ttl, 1_000, stats);
+                herd.reserve(ConnectionId(c), InstanceId(m), ms(at), ttl, 1_000);
             }
-            Op::Release { c, at } => herd.release(ConnectionId(c), ms(at), stats),
+            Op::Release { c, at } => herd.release(ConnectionId(c), ms(at)),
             Op::Report { m, connected, at } => {
                 let shown = if at % 2 == 0 {
                     Shown::Report { asked_at: ms(at) }
@@ -67,19 +67,18 @@ pub fn live_each_matches_live(data: &[u8], epoch: Instant) {
         (0..32).filter(|i| ids & (1 << i) != 0).map(|i| (InstanceId(i), ())).collect();
     let ttl = Duration::from_secs(1);
     let now = epoch + Duration::from_millis(at);
-    let (mut stats_each, mut stats_one) = (InstanceStats::default(), InstanceStats::default());
-    let mut each = herd_after(&ops, epoch, &mut stats_each);
-    let mut one = herd_after(&ops, epoch, &mut stats_one);
+    let mut each = herd_after(&ops, epoch);
+    let mut one = herd_after(&ops, epoch);
     let mut out = vec![7; 3];
-    each.live_each(&ids, now, ttl, &mut stats_each, &mut out);
-    let expected: Vec<u32> = ids.iter().map(|&(id, _)| one.live(id, now, ttl, &mut stats_one)).collect();
+    each.live_each(&ids, now, ttl, &mut out);
+    let expected: Vec<u32> = ids.iter().map(|&(id, _)| one.live(id, now, ttl)).collect();
     assert_eq!(out, expected, "live counts");
-    assert_eq!(stats_each, stats_one, "stats");
+    assert_eq!(each.stats, one.stats, "stats");
     assert_eq!(each.total(), one.total(), "reservations left");
     assert_eq!((each.by_member.len(), each.unshown.len()), (one.by_member.len(), one.unshown.len()));
     // Every member afterwards, one at a time: nothing left differs.
     for id in 0..32 {
         let id = InstanceId(id);
-        assert_eq!(each.live(id, now, ttl, &mut stats_each), one.live(id, now, ttl, &mut stats_one));
+        assert_eq!(each.live(id, now, ttl), one.live(id, now, ttl));
     }
 }

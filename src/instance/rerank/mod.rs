@@ -254,5 +254,4 @@ fn group_end(sorted: &[usize], start: usize, same: impl Fn(usize, usize) -> bool
 }
 
 #[cfg(test)]
-#[path = "rerank_tests.rs"]
 mod tests;

@@ -4,7 +4,10 @@
 //! one found unreachable), and ranks everyone else on the registry figures,
 //! exactly like answered members.
 
+mod bounds;
+#[path = "../common/mod.rs"]
 mod common;
+mod herd;
 
 use std::time::Duration;
 
@@ -104,7 +107,7 @@ fn a_bounded_round_asks_the_k_best_and_the_stale_and_lists_everyone_in_exact_ord
     let mut want: Vec<u32> = fresh[..8].iter().copied().chain(3..=5).collect();
     want.sort_unstable();
     assert_eq!(peers(&asked), want, "ascending ids, each once");
-    assert_eq!((h.inst.stats().peer_queries, h.inst.stats().rounds), (11, 1));
+    assert_eq!((h.inst.stats().round.peer_queries, h.inst.stats().round.rounds), (11, 1));
     h.expect_idle();
 
     // Live figures differ from the registry's: the asked members rank on
@@ -147,7 +150,10 @@ fn a_silent_or_unreachable_asked_member_is_left_out_the_unasked_stay() {
     assert!(!listed.contains(&silent.1) && !listed.contains(&dead.1), "{listed:?}");
     assert_eq!(listed.len(), 47);
     let stats = h.inst.stats();
-    assert_eq!((stats.peer_silent, stats.peer_queries, stats.replacement_queries), (1, 6, 1));
+    assert_eq!(
+        (stats.round.peer_silent, stats.round.peer_queries, stats.fan_out.replacement_queries),
+        (1, 6, 1)
+    );
 }
 
 /// After a crash the dead members' rows keep their old figures, which look
@@ -183,7 +189,10 @@ fn a_round_replaces_each_unreachable_member_until_k_answer() {
     assert!(dead.iter().all(|id| !list.contains(id)), "{list:?}");
     assert_eq!(list.len(), 49 - 7);
     let stats = h.inst.stats();
-    assert_eq!((stats.peer_queries, stats.replacement_queries, stats.peer_unreachable), (2 + 3 + 7, 7, 7));
+    assert_eq!(
+        (stats.round.peer_queries, stats.fan_out.replacement_queries, stats.round.peer_unreachable),
+        (2 + 3 + 7, 7, 7)
+    );
 }
 
 /// A member found unreachable is neither asked nor listed by later bounded
@@ -272,7 +281,7 @@ fn figures_aged_past_the_limit_by_a_reused_snapshot_are_asked() {
     let asked = round(&mut h, 2, None);
     assert_eq!(asked.len(), 4, "{asked:?}");
     assert!(peers(&asked).contains(&12) && peers(&asked).contains(&13), "{asked:?}");
-    assert_eq!(h.inst.stats().registry_queries, 1);
+    assert_eq!(h.inst.stats().round.registry_queries, 1);
 }
 
 #[test]
@@ -299,184 +308,4 @@ fn the_k_best_are_chosen_by_predicted_figures_so_a_burst_spreads() {
     distinct.sort_unstable();
     distinct.dedup();
     assert_eq!(distinct.len(), 6, "six arrivals, six members: {heads:?} (asked {asked_all:?})");
-}
-
-/// Instance #1 (Serving) takes one reserved session of its own (10 ms),
-/// stops taking sessions, and answers a burst of 4 whose reservations go to
-/// peers; k = 1 over 20 equal peers whose rows were just written (so no
-/// figures are old enough to refresh). Returns the harness 1.1 s later, the
-/// snapshot due again.
-fn four_reservations_on_peers() -> Harness {
-    let rows: Vec<MemberRecord> = (2..=21)
-        .map(|id| MemberRecord { heartbeat_age: Duration::ZERO, ..member(id, Role::Serving, 50, 100) })
-        .collect();
-    let mut c = config(1, Role::Serving, 1000);
-    c.fan_out = FanOut::bounded(1);
-    let mut h = Harness::new(c);
-    h.expect_heartbeat();
-    let asked = round(&mut h, 1, Some(rows));
-    h.event(Event::WorkloadReport { report: report(asked[0].0, asked[0].1, 50, 100) });
-    assert_eq!(ids(&h.expect_ranked(1, 1))[0], 1, "itself at 0/1000 first");
-    h.now += Duration::from_millis(10);
-    h.accepted(1, 2);
-    h.event(Event::SetMaxSessions(1));
-    h.expect_heartbeat();
-    for r in 2..=5u64 {
-        h.event(Event::HandshakeRequest { conn: ConnectionId(r), request: handshake(r, r) });
-    }
-    let (query_id, peer) = match h.next() {
-        Action::QueryPeer { query_id, peer, .. } => (query_id, peer),
-        other => panic!("expected one peer query, got {other:?}"),
-    };
-    h.expect_idle();
-    h.event(Event::WorkloadReport { report: report(query_id, peer.0, 50, 100) });
-    for r in 2..=5u64 {
-        assert_ne!(ids(&h.expect_ranked(r, r))[0], 1);
-    }
-    assert_eq!(h.inst.reservations(), 4);
-    h.advance(Duration::from_millis(1100));
-    h
-}
-
-#[test]
-fn a_new_snapshot_leaves_the_reservations_of_clients_still_on_their_way() {
-    // Rows measured long after the reservations, `connected` risen (other
-    // balancers' clients, or these): nothing says which clients landed, and
-    // their handshake connections are still open, so all four stay
-    // predicted. (Covering reservations by their age under-predicts the
-    // members whose clients land slowest, which in a real cluster under
-    // load is most of them.)
-    for (age, connected) in [(500, 51), (1_150, 60)] {
-        let mut h = four_reservations_on_peers();
-        let rows: Vec<MemberRecord> = (2..=21)
-            .map(|id| MemberRecord {
-                heartbeat_age: Duration::from_millis(age),
-                ..member(id, Role::Serving, connected, 100)
-            })
-            .collect();
-        round(&mut h, 6, Some(rows));
-        assert_eq!(h.inst.reservations(), 4, "rows {age} ms old");
-    }
-}
-
-/// Where rounds are bounded, a client's close releases its reservation but
-/// not the prediction: members ranked on registry figures would look empty
-/// while sessions land on them unseen. The prediction stays until figures
-/// measured after the release arrive.
-#[test]
-fn where_rounds_are_bounded_a_release_waits_for_figures_that_show_it() {
-    // Heartbeats measured now (after the releases) show them; heartbeats
-    // measured before the reservations were made cannot.
-    for (heartbeat_age, still_predicted) in [(Duration::ZERO, 0), (Duration::from_millis(1350), 4)] {
-        let mut h = four_reservations_on_peers();
-        for conn in 2..=5u64 {
-            h.event(Event::ConnectionClosed { conn: ConnectionId(conn) });
-        }
-        // Releases are counted in 100 ms buckets: figures show a bucket once
-        // measured after its end.
-        h.advance(Duration::from_millis(200));
-        assert_eq!(h.inst.reservations(), 0, "no connection holds a reservation");
-        assert_eq!(h.inst.stats().reservations_released, 4);
-        let rows: Vec<MemberRecord> =
-            (2..=21).map(|id| MemberRecord { heartbeat_age, ..member(id, Role::Serving, 50, 100) }).collect();
-        let asked = round(&mut h, 6, Some(rows));
-        for &(query_id, id) in &asked {
-            h.event(Event::WorkloadReport { report: report(query_id, id, 50, 100) });
-        }
-        let list = h.expect_ranked(6, 6);
-        let predicted = list.entries.iter().filter(|e| e.workload.connected == 51).count();
-        assert_eq!(predicted, still_predicted, "rows {heartbeat_age:?} old: {:?}", list.entries);
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
-
-    /// Over random snapshots and answers: a round asks at most k, as many
-    /// again to refresh the oldest figures, the stale members and one
-    /// replacement per member found unreachable, keeps asking
-    /// replacements while fewer than k fresh members answered and any is
-    /// left, and lists exactly the members eligible by the figures it ranks
-    /// them on, none it found unreachable.
-    #[test]
-    fn bounded_rounds_ask_at_most_2k_plus_stale_plus_replacements_and_drop_nobody(
-        rows in prop::collection::vec(
-            (0u32..12, 1u32..12, prop::bool::weighted(0.9), 0u64..16, prop::bool::weighted(0.9)),
-            20..90,
-        ),
-        live in 1usize..12,
-        answers in prop::collection::vec((0u32..12, prop::bool::weighted(0.25)), 90),
-    ) {
-        let members: Vec<MemberRecord> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, &(connected, max, accepting, age, serving))| MemberRecord {
-                accepting,
-                heartbeat_age: Duration::from_secs(age),
-                ..member(
-                    i as u32 + 2,
-                    if serving { Role::Serving } else { Role::LoadBalancerOnly },
-                    connected.min(max + 1), // sometimes contradictory
-                    max,
-                )
-            })
-            .collect();
-        let is_stale = |m: &MemberRecord| m.heartbeat_age > 10 * SEC;
-        let stale = members.iter().filter(|m| m.role == Role::Serving && is_stale(m)).count();
-        let contradictory = members
-            .iter()
-            .filter(|m| m.role == Role::Serving && !is_stale(m))
-            .filter(|m| m.workload.connected > m.workload.max_sessions)
-            .count();
-        let serving = members.iter().filter(|m| m.role == Role::Serving).count();
-        let bounded = serving > FanOut::default().full_up_to;
-        let mut h = balancer(FanOut { live, ..FanOut::default() });
-        let mut waiting = round(&mut h, 1, Some(members.clone()));
-        let mut ranked_on = std::collections::BTreeMap::new();
-        for m in &members {
-            ranked_on.insert(m.id.0, Some((m.role, m.accepting, m.workload)));
-        }
-        let (mut asked, mut failed, mut fresh_answered) = (0usize, 0usize, 0usize);
-        let mut asked_ids = std::collections::BTreeSet::new();
-        while let Some((query_id, id)) = waiting.pop() {
-            let (connected, fails) = answers[asked % answers.len()];
-            asked += 1;
-            asked_ids.insert(id);
-            if fails {
-                unreachable(&mut h, (query_id, id));
-                ranked_on.insert(id, None);
-                failed += 1;
-            } else {
-                let max = rows[id as usize - 2].1;
-                let w = Workload::new(connected.min(max), max);
-                h.event(Event::WorkloadReport { report: report(query_id, id, w.connected, w.max_sessions) });
-                ranked_on.insert(id, Some((Role::Serving, true, w)));
-                let m = &members[id as usize - 2];
-                let fresh = !is_stale(m) && m.workload.connected <= m.workload.max_sessions;
-                fresh_answered += usize::from(fresh);
-            }
-            waiting.extend(queries(&mut h));
-        }
-        if bounded {
-            prop_assert!(asked <= 2 * live + stale + contradictory + failed, "{} asked", asked);
-        } else {
-            prop_assert_eq!(asked, serving, "full fan-out");
-        }
-        prop_assert_eq!(h.inst.stats().peer_queries, asked as u64);
-        if bounded && fresh_answered < live {
-            // Every member eligible by its registry figures was asked, in a
-            // failed one's place if not among the first.
-            for m in &members {
-                let figures = Candidate { role: m.role, accepting: m.accepting, workload: m.workload };
-                prop_assert!(!figures.is_eligible() || asked_ids.contains(&m.id.0), "member {} not asked", m.id.0);
-            }
-        }
-        let listed = ids(&h.expect_ranked(1, 1));
-        for (id, figures) in ranked_on {
-            let eligible = figures.is_some_and(|(role, accepting, workload)| {
-                Candidate { role, accepting, workload }.is_eligible()
-            });
-            prop_assert_eq!(listed.contains(&id), eligible, "member {}", id);
-        }
-    }
 }
