@@ -17,9 +17,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::row::{RowChecker, StoredRow};
 use super::{
-    redact_password, role_text, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError, RowChecker,
-    StoredRow, CALL_TIMEOUT,
+    redact_password, role_text, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError, CALL_TIMEOUT,
 };
 
 /// The version of the key layout and value format, in the key's path.

@@ -17,9 +17,9 @@ use aos_cluster::InstanceId;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config};
 
+use super::row::{RowChecker, StoredRow};
 use super::{
-    redact_password, role_text, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError, RowChecker,
-    StoredRow, CALL_TIMEOUT,
+    redact_password, role_text, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError, CALL_TIMEOUT,
 };
 
 /// The member table: the layout of the registry module docs, plus the

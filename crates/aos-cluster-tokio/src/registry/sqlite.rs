@@ -36,9 +36,10 @@ use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::InstanceId;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
+use super::row::{sql_millis, RowChecker, StoredRow};
 use super::{
-    redact_password, role_text, sql_millis, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError,
-    RowChecker, StoredRow, CALL_TIMEOUT, MEMBERS_TABLE,
+    redact_password, role_text, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError, CALL_TIMEOUT,
+    MEMBERS_TABLE,
 };
 
 /// How long an SQLite call waits for another process's write lock. Shorter
