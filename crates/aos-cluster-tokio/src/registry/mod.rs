@@ -72,32 +72,39 @@
 //! the row and the reason) until it changes or goes away. It never fails the
 //! snapshot.
 
-use std::collections::BTreeSet;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aos_cluster::registry::{Heartbeat, MemberRecord};
-use aos_cluster::{Endpoint, InstanceId, Role, Workload};
+use aos_cluster::InstanceId;
 
 #[cfg(all(feature = "etcd", aos_etcd))]
 mod etcd;
+mod incarnation;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod row;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod timing;
+mod url;
 
 #[cfg(all(feature = "etcd", aos_etcd))]
 pub use etcd::EtcdRegistry;
+pub use incarnation::Incarnation;
 pub use memory::MemoryRegistry;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresRegistry, TABLE as POSTGRES_MEMBERS_TABLE};
+pub use row::{parse_role, role_text};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteRegistry;
+pub use timing::MemberTiming;
+pub use url::redact_password;
+
+use self::url::{url_kind, UrlKind};
 
 /// The SQLite member table's name: prefixed, with the schema version.
 pub const MEMBERS_TABLE: &str = "aos_members_v1";
@@ -110,42 +117,6 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A boxed, sendable future: the registry trait stays object safe
 /// (`Arc<dyn Registry>`) without an extra dependency.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// One process start's name for its registry row: random, so a second
-/// process with the same id is told apart from this one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Incarnation(pub u64);
-
-impl Incarnation {
-    /// A fresh random incarnation, for one process start (or one server
-    /// start within a process).
-    pub fn random() -> Incarnation {
-        // The standard library seeds every `RandomState` from the operating
-        // system's randomness (and varies it per instance), which is all an
-        // incarnation needs: no two starts may pick the same one by accident.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        hasher.write_u32(std::process::id());
-        hasher.write_u64(STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        Incarnation(hasher.finish())
-    }
-
-    /// The value as stored in a database's signed 64-bit column (same bits).
-    pub fn to_i64(self) -> i64 {
-        i64::from_ne_bytes(self.0.to_ne_bytes())
-    }
-
-    /// The incarnation stored as `stored` by [`to_i64`](Self::to_i64).
-    pub fn from_i64(stored: i64) -> Incarnation {
-        Incarnation(u64::from_ne_bytes(stored.to_ne_bytes()))
-    }
-}
-
-impl std::fmt::Display for Incarnation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
 
 /// A registry backend. Every call has its own deadline inside the backend and
 /// never panics.
@@ -226,38 +197,6 @@ pub trait Registry: Send + Sync + 'static {
         id: InstanceId,
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<bool, RegistryError>>;
-}
-
-/// How the members of a cluster beat, as a snapshot needs to know it.
-///
-/// A heartbeat that changes nothing but the time is the bulk of a
-/// registry's writes, and every member wants every other member's rows: if
-/// each such heartbeat reached every reader, a cluster of M members would move
-/// M x M rows per `heartbeat_interval`. So the backends built for clusters
-/// across machines pass on only rows whose content changed, and rows whose
-/// heartbeat is late; a row that is neither belongs to a member that beat
-/// within the last `heartbeat_interval`, and is reported as that old (an
-/// upper bound on its age: its figures are the ones it last wrote, and a
-/// member writes them whenever they change).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemberTiming {
-    /// A member is active while its heartbeat is younger than this.
-    pub member_ttl: Duration,
-    /// How often members heartbeat.
-    pub heartbeat_interval: Duration,
-}
-
-impl MemberTiming {
-    /// The timing an instance with `config` beats by.
-    pub fn of(config: &aos_cluster::InstanceConfig) -> MemberTiming {
-        MemberTiming { member_ttl: config.member_ttl, heartbeat_interval: config.heartbeat_interval }
-    }
-
-    /// `member_ttl` with the default ratio of heartbeat interval to it (a
-    /// sixth: 5 s of 30 s).
-    pub fn with_ttl(member_ttl: Duration) -> MemberTiming {
-        MemberTiming { member_ttl, heartbeat_interval: member_ttl / 6 }
-    }
 }
 
 /// Why a registry call failed.
@@ -367,25 +306,6 @@ pub async fn open(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum UrlKind {
-    Sqlite,
-    Postgres,
-    Etcd,
-}
-
-fn url_kind(url: &str) -> Option<UrlKind> {
-    if url == "sqlite::memory:" || url.starts_with("sqlite://") {
-        Some(UrlKind::Sqlite)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Some(UrlKind::Postgres)
-    } else if url.starts_with("etcd://") {
-        Some(UrlKind::Etcd)
-    } else {
-        None
-    }
-}
-
 #[cfg(feature = "sqlite")]
 async fn open_sqlite(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
     Ok(Arc::new(SqliteRegistry::open(url).await?))
@@ -393,7 +313,7 @@ async fn open_sqlite(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
 
 #[cfg(not(feature = "sqlite"))]
 async fn open_sqlite(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
-    Err(missing_feature(url, "sqlite"))
+    Err(url::missing_feature(url, "sqlite"))
 }
 
 #[cfg(feature = "postgres")]
@@ -403,7 +323,7 @@ async fn open_postgres(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
 
 #[cfg(not(feature = "postgres"))]
 async fn open_postgres(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
-    Err(missing_feature(url, "postgres"))
+    Err(url::missing_feature(url, "postgres"))
 }
 
 #[cfg(all(feature = "etcd", aos_etcd))]
@@ -424,198 +344,4 @@ async fn open_etcd(url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
                  Debian's protobuf-compiler)"
             .to_owned(),
     })
-}
-
-#[allow(dead_code)] // used only by builds without one of the backends
-fn missing_feature(url: &str, feature: &str) -> RegistryError {
-    RegistryError::BadUrl {
-        url: redact_password(url),
-        reason: format!(
-            "this build of aos-cluster-tokio has no {feature} backend; \
-             enable its cargo feature `{feature}`"
-        ),
-    }
-}
-
-/// `url` with the password of `user:password@` and of a `password=` query
-/// parameter replaced by `***`, so errors and logs can name the registry.
-pub fn redact_password(url: &str) -> String {
-    let mut shown = url.to_owned();
-    if let Some(scheme_end) = shown.find("://").map(|i| i + 3) {
-        let authority_end = shown[scheme_end..].find(['/', '?']).map_or(shown.len(), |i| scheme_end + i);
-        if let Some(at) = shown[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) {
-            if let Some(colon) = shown[scheme_end..at].find(':').map(|i| scheme_end + i) {
-                shown.replace_range(colon + 1..at, "***");
-            }
-        }
-    }
-    if let Some(query_start) = shown.find('?') {
-        let (head, query) = shown.split_at(query_start + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        shown = format!("{head}{}", query.join("&"));
-    }
-    shown
-}
-
-/// How a role is stored: the same snake_case names as its serde form.
-pub fn role_text(role: Role) -> &'static str {
-    match role {
-        Role::Serving => "serving",
-        Role::LoadBalancerOnly => "load_balancer_only",
-        Role::Standalone => "standalone",
-        // A role newer than this crate: stored under a name no reader parses,
-        // so the row is skipped rather than misread.
-        _ => "unknown",
-    }
-}
-
-/// The role stored as `text`, if it is one.
-pub fn parse_role(text: &str) -> Option<Role> {
-    [Role::Serving, Role::LoadBalancerOnly, Role::Standalone]
-        .into_iter()
-        .find(|&role| role_text(role) == text)
-}
-
-/// A duration as whole milliseconds for SQL arithmetic, capped far below
-/// overflow (a century), so `now - ttl` stays a valid number.
-#[allow(dead_code)] // not every backend combination uses it
-pub(crate) fn sql_millis(duration: Duration) -> i64 {
-    const CENTURY_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
-    i64::try_from(duration.as_millis().min(CENTURY_MS)).unwrap_or(i64::MAX)
-}
-
-/// A row as stored, before it is checked.
-#[derive(Debug, Clone)]
-pub(crate) struct StoredRow {
-    /// `None` when even the id could not be read.
-    pub(crate) id: Option<i64>,
-    /// The first column that could not be read as its type (a table altered
-    /// by hand, or SQLite's dynamic types): the row is skipped.
-    pub(crate) unreadable: Option<String>,
-    pub(crate) endpoint: String,
-    pub(crate) role: String,
-    pub(crate) accepting: bool,
-    pub(crate) max_sessions: i64,
-    pub(crate) connected: i64,
-    /// Heartbeat age by the database's clock, in microseconds (negative:
-    /// from the future).
-    pub(crate) age_micros: i64,
-}
-
-impl StoredRow {
-    /// A row none of whose columns could be read yet: filled by
-    /// [`StoredRow::read`], column by column.
-    #[allow(dead_code)] // not every backend combination uses it
-    pub(crate) fn empty() -> StoredRow {
-        StoredRow {
-            id: None,
-            unreadable: None,
-            endpoint: String::new(),
-            role: String::new(),
-            accepting: false,
-            max_sessions: 0,
-            connected: 0,
-            age_micros: 0,
-        }
-    }
-
-    /// Stores a column read, or notes the first one that failed.
-    #[allow(dead_code)] // not every backend combination uses it
-    pub(crate) fn read<T, E: std::fmt::Display>(&mut self, column: &str, value: Result<T, E>) -> Option<T> {
-        match value {
-            Ok(value) => Some(value),
-            Err(e) => {
-                if self.unreadable.is_none() {
-                    self.unreadable = Some(format!("column `{column}` cannot be read: {e}"));
-                }
-                None
-            }
-        }
-    }
-
-    fn into_member(self, member_ttl: Duration) -> Result<MemberRecord, String> {
-        if let Some(reason) = self.unreadable {
-            return Err(reason);
-        }
-        let stored_id = self.id.ok_or("no readable id")?;
-        let id = u32::try_from(stored_id).map_err(|_| format!("id {stored_id} is not a u32"))?;
-        let endpoint = Endpoint::from_str(&self.endpoint)
-            .map_err(|e| format!("bad endpoint `{}`: {e}", self.endpoint))?;
-        let role = parse_role(&self.role).ok_or_else(|| format!("unknown role `{}`", self.role))?;
-        let max_sessions = u32::try_from(self.max_sessions)
-            .map_err(|_| format!("max_sessions {} is not a u32", self.max_sessions))?;
-        let connected = u32::try_from(self.connected)
-            .map_err(|_| format!("connected {} is not a u32", self.connected))?;
-        let ahead =
-            Duration::from_micros(self.age_micros.checked_neg().map_or(0, |m| u64::try_from(m).unwrap_or(0)));
-        if ahead > member_ttl {
-            // A clock that stepped back a little reads as age zero; a row
-            // this far ahead was written by hand or by a broken clock and
-            // would never age out.
-            return Err(format!(
-                "its heartbeat is {ahead:?} in the future (more than member_ttl {member_ttl:?})"
-            ));
-        }
-        Ok(MemberRecord {
-            id: InstanceId(id),
-            endpoint,
-            role,
-            accepting: self.accepting,
-            workload: Workload::new(connected, max_sessions),
-            heartbeat_age: Duration::from_micros(u64::try_from(self.age_micros).unwrap_or(0)),
-        })
-    }
-}
-
-/// Turns stored rows into members, skipping (counting and logging) those that
-/// do not parse. Each skipped row is logged when it first shows up (or its
-/// reason changes), not at every snapshot, so a bad row does not flood the
-/// log.
-#[derive(Debug, Default)]
-pub(crate) struct RowChecker {
-    last_skipped: Mutex<BTreeSet<(Option<i64>, String)>>,
-    skipped: std::sync::atomic::AtomicU64,
-}
-
-impl RowChecker {
-    #[allow(dead_code)] // not every backend combination uses it
-    pub(crate) fn members(
-        &self,
-        registry: &str,
-        rows: impl IntoIterator<Item = StoredRow>,
-        member_ttl: Duration,
-    ) -> Vec<MemberRecord> {
-        let rows = rows.into_iter();
-        let mut members = Vec::with_capacity(rows.size_hint().0);
-        let mut skipped = BTreeSet::new();
-        for row in rows {
-            let id = row.id;
-            match row.into_member(member_ttl) {
-                Ok(member) => members.push(member),
-                Err(reason) => {
-                    skipped.insert((id, reason));
-                }
-            }
-        }
-        self.skipped.fetch_add(skipped.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let mut last = self.last_skipped.lock().unwrap_or_else(PoisonError::into_inner);
-        for (id, reason) in skipped.difference(&last) {
-            let shown = id.map_or_else(|| "?".to_owned(), |id| id.to_string());
-            tracing::warn!(registry, row_id = %shown, "registry row id {shown} skipped: {reason}");
-        }
-        *last = skipped;
-        members
-    }
-
-    /// Rows skipped so far, once per snapshot that skipped them.
-    #[allow(dead_code)] // not every backend combination uses it
-    pub(crate) fn skipped(&self) -> u64 {
-        self.skipped.load(std::sync::atomic::Ordering::Relaxed)
-    }
 }

@@ -1,0 +1,283 @@
+//! The registry in PostgreSQL, for clusters that span machines.
+//!
+//! One connection per registry, opened at [`PostgresRegistry::connect`] and
+//! reopened by the first call after it is lost (server restart, network cut,
+//! idle kill). Every call, reconnection included, has a deadline
+//! ([`CALL_TIMEOUT`]); a call that misses it drops the connection, so a hung
+//! one is replaced on the next call. Each rule is one statement, so two
+//! processes racing for one id are decided by the database's row lock.
+
+mod replica;
+mod url;
+mod writes;
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::{Client, Config};
+
+use self::replica::Replica;
+use self::url::{needs_tls, SslParams};
+use super::row::RowChecker;
+use super::{redact_password, BoxFuture, RegistryError, CALL_TIMEOUT};
+
+/// The member table: the layout of the registry module docs, plus the
+/// columns incremental reads need (`changed_xid`, set by a trigger whenever a
+/// write changes anything but a heartbeat's time moving on, hand-made writes
+/// included; `removed`, a graceful stop's mark, so other readers see it). Its
+/// own version: older builds' tables are left alone. Beside it,
+/// `{TABLE}_gone` holds a tombstone per deleted row (a trigger writes it),
+/// so readers learn of deletions too; the purge clears old tombstones.
+pub const TABLE: &str = "aos_members_v3";
+
+/// Two concurrent first starts must not race to create the table: PostgreSQL's
+/// `CREATE TABLE IF NOT EXISTS` is not safe against itself, so creation holds
+/// this transaction-scoped advisory lock ("aos_reg" in ASCII).
+const SCHEMA_LOCK_KEY: i64 = 0x61_6f73_5f72_6567;
+
+/// How a connection is made: without TLS, or with rustls as the URL's
+/// `sslmode` says (feature `tls`).
+type Connector = Arc<dyn Fn(Config) -> BoxFuture<'static, Result<Client, String>> + Send + Sync>;
+
+/// The registry in a PostgreSQL database.
+pub struct PostgresRegistry {
+    shown_url: String,
+    config: Config,
+    connector: Connector,
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    rows: RowChecker,
+    /// Each cluster's rows as last read (incremental reads).
+    replicas: tokio::sync::Mutex<std::collections::BTreeMap<Option<String>, Replica>>,
+}
+
+impl std::fmt::Debug for PostgresRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresRegistry").field("url", &self.shown_url).finish_non_exhaustive()
+    }
+}
+
+/// Seconds as PostgreSQL's `float8`, for `$n * INTERVAL '1 second'`; capped at
+/// a century so the interval stays valid.
+fn sql_seconds(duration: Duration) -> f64 {
+    duration.min(Duration::from_secs(100 * 365 * 24 * 3600)).as_secs_f64()
+}
+
+/// A heartbeat's age by the database's clock, in microseconds.
+const AGE_MICROS: &str = "(EXTRACT(EPOCH FROM now() - heartbeat_at) * 1000000)::BIGINT";
+
+impl PostgresRegistry {
+    /// Connects to the database at `url` (`postgres://` or `postgresql://`,
+    /// with the usual parameters, or `key=value` pairs), creating the table if
+    /// missing.
+    ///
+    /// TLS (feature `tls`, rustls) as libpq's `sslmode` says: `require`
+    /// (encrypted; the chain checked only when `sslrootcert` is given),
+    /// `verify-ca` (chain checked) or `verify-full` (chain and host name
+    /// checked). `sslrootcert=PATH` names the CA (PEM); `sslrootcert=system`,
+    /// or no `sslrootcert` and no `~/.postgresql/root.crt`, uses the platform
+    /// store. `disable`, `allow`, `prefer` and no `sslmode` connect without
+    /// TLS. Without feature `tls`, a mode that needs TLS is
+    /// [`RegistryError::BadUrl`].
+    pub async fn connect(url: &str) -> Result<PostgresRegistry, RegistryError> {
+        let shown_url = redact_password(url);
+        let bad_url = |reason: String| RegistryError::BadUrl { url: shown_url.clone(), reason };
+        let ssl = SslParams::split(url).map_err(bad_url)?;
+        if let Some(mode) = ssl.mode.as_deref().filter(|m| needs_tls(m)) {
+            return PostgresRegistry::connect_tls(&ssl.url, mode, ssl.rootcert.as_deref()).await;
+        }
+        let connector: Connector = Arc::new(|config: Config| {
+            Box::pin(async move {
+                let (client, connection) =
+                    config.connect(tokio_postgres::NoTls).await.map_err(|e| error_text(&e))?;
+                // The connection's end (and its error) shows up as
+                // `Client::is_closed` and as the error of the call in flight;
+                // the next call then reconnects.
+                tokio::spawn(async move { drop(connection.await) });
+                Ok(client)
+            })
+        });
+        PostgresRegistry::connect_with(&ssl.url, connector).await
+    }
+
+    #[cfg(feature = "tls")]
+    async fn connect_tls(
+        url: &str,
+        mode: &str,
+        rootcert: Option<&str>,
+    ) -> Result<PostgresRegistry, RegistryError> {
+        use crate::tls::postgres::{client_config, PgSslMode};
+        let mode = match mode {
+            "require" => PgSslMode::Require,
+            "verify-ca" => PgSslMode::VerifyCa,
+            _ => PgSslMode::VerifyFull,
+        };
+        let tls = client_config(mode, rootcert)
+            .map_err(|reason| RegistryError::BadUrl { url: redact_password(url), reason })?;
+        let make_tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+        let connector: Connector = Arc::new(move |config: Config| {
+            let make_tls = make_tls.clone();
+            Box::pin(async move {
+                let (client, connection) = config.connect(make_tls).await.map_err(|e| error_text(&e))?;
+                tokio::spawn(async move { drop(connection.await) });
+                Ok(client)
+            })
+        });
+        PostgresRegistry::connect_with(url, connector).await
+    }
+
+    #[cfg(not(feature = "tls"))]
+    async fn connect_tls(
+        url: &str,
+        mode: &str,
+        _rootcert: Option<&str>,
+    ) -> Result<PostgresRegistry, RegistryError> {
+        Err(RegistryError::BadUrl {
+            url: redact_password(url),
+            reason: format!("sslmode={mode} needs TLS: build aos-cluster-tokio with the `tls` feature"),
+        })
+    }
+
+    async fn connect_with(url: &str, connector: Connector) -> Result<PostgresRegistry, RegistryError> {
+        let shown_url = redact_password(url);
+        let mut config = Config::from_str(url).map_err(|e| RegistryError::BadUrl {
+            url: shown_url.clone(),
+            reason: format!("not a PostgreSQL connection URL: {}", error_text(&e)),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CALL_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("aos-cluster registry");
+        }
+        let registry = PostgresRegistry {
+            shown_url,
+            config,
+            connector,
+            client: tokio::sync::Mutex::new(None),
+            rows: RowChecker::default(),
+            replicas: Default::default(),
+        };
+        registry.call(|_| async { Ok(()) }).await.map_err(|e| match e {
+            RegistryError::Backend { url, message } => {
+                RegistryError::Backend { url, message: format!("cannot open: {message}") }
+            }
+            other => other,
+        })?;
+        Ok(registry)
+    }
+
+    /// The URL this registry was opened with, password hidden.
+    pub fn url(&self) -> &str {
+        &self.shown_url
+    }
+
+    /// The live client, reconnecting first if the last one's connection has
+    /// closed.
+    async fn client(&self) -> Result<Arc<Client>, String> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref().filter(|client| !client.is_closed()) {
+            return Ok(Arc::clone(client));
+        }
+        *slot = None;
+        let client = (self.connector)(self.config.clone()).await?;
+        // One simple-protocol batch, one implicit transaction: the lock
+        // holds until the end, so racing first starts create things once.
+        client
+            .batch_execute(&format!(
+                "SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY});
+                 DO $$ BEGIN
+                 IF to_regclass('{TABLE}') IS NULL THEN
+                     CREATE TABLE {TABLE} (
+                         id            BIGINT      PRIMARY KEY,
+                         incarnation   BIGINT      NOT NULL,
+                         endpoint      TEXT        NOT NULL,
+                         cluster       TEXT,
+                         role          TEXT        NOT NULL,
+                         accepting     BOOLEAN     NOT NULL,
+                         max_sessions  BIGINT      NOT NULL,
+                         connected     BIGINT      NOT NULL,
+                         heartbeat_at  TIMESTAMPTZ NOT NULL,
+                         removed       BOOLEAN     NOT NULL DEFAULT false,
+                         changed_xid   xid8        NOT NULL DEFAULT pg_current_xact_id()
+                     );
+                     CREATE INDEX {TABLE}_changed ON {TABLE} (changed_xid);
+                     CREATE INDEX {TABLE}_heartbeat ON {TABLE} (heartbeat_at);
+                     CREATE TABLE {TABLE}_gone (
+                         id            BIGINT      NOT NULL,
+                         cluster       TEXT,
+                         changed_xid   xid8        NOT NULL DEFAULT pg_current_xact_id(),
+                         gone_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+                     );
+                     CREATE INDEX {TABLE}_gone_changed ON {TABLE}_gone (changed_xid);
+                     CREATE FUNCTION {TABLE}_gone() RETURNS trigger LANGUAGE plpgsql AS $f$
+                     BEGIN
+                         INSERT INTO {TABLE}_gone (id, cluster) VALUES (OLD.id, OLD.cluster);
+                         RETURN OLD;
+                     END $f$;
+                     CREATE TRIGGER {TABLE}_gone AFTER DELETE ON {TABLE}
+                         FOR EACH ROW EXECUTE FUNCTION {TABLE}_gone();
+                     CREATE FUNCTION {TABLE}_changed() RETURNS trigger LANGUAGE plpgsql AS $f$
+                     BEGIN
+                         IF TG_OP = 'UPDATE' AND NEW.changed_xid = OLD.changed_xid
+                            AND (NEW.id, NEW.incarnation, NEW.endpoint, NEW.cluster, NEW.role,
+                                 NEW.accepting, NEW.max_sessions, NEW.connected, NEW.removed)
+                                IS NOT DISTINCT FROM
+                                (OLD.id, OLD.incarnation, OLD.endpoint, OLD.cluster, OLD.role,
+                                 OLD.accepting, OLD.max_sessions, OLD.connected, OLD.removed)
+                            AND NEW.heartbeat_at >= OLD.heartbeat_at AND NEW.heartbeat_at <= now()
+                         THEN
+                             RETURN NEW;
+                         END IF;
+                         NEW.changed_xid := pg_current_xact_id();
+                         RETURN NEW;
+                     END $f$;
+                     CREATE TRIGGER {TABLE}_changed BEFORE INSERT OR UPDATE ON {TABLE}
+                         FOR EACH ROW EXECUTE FUNCTION {TABLE}_changed();
+                 END IF;
+                 END $$;"
+            ))
+            .await
+            .map_err(|e| format!("cannot create the table {TABLE}: {}", error_text(&e)))?;
+        let client = Arc::new(client);
+        *slot = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    /// Runs `op` with a live client within [`CALL_TIMEOUT`] (reconnection
+    /// included).
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T, RegistryError>
+    where
+        F: FnOnce(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let work = async {
+            let client = self.client().await?;
+            op(client).await.map_err(|e| error_text(&e))
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, work).await {
+            Ok(answer) => answer.map_err(|message| RegistryError::backend(&self.shown_url, message)),
+            Err(_) => {
+                *self.client.lock().await = None;
+                Err(RegistryError::backend(&self.shown_url, format!("no answer within {CALL_TIMEOUT:?}")))
+            }
+        }
+    }
+
+    fn malformed(&self, e: &tokio_postgres::Error) -> RegistryError {
+        RegistryError::backend(&self.shown_url, format!("the table {TABLE} has an unexpected layout: {e}"))
+    }
+}
+
+/// A PostgreSQL error with the server's own message when there is one
+/// (`tokio_postgres::Error`'s `Display` says only "db error").
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {}", db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}

@@ -1,0 +1,233 @@
+//! Incremental reads: each cluster's rows kept as last read, brought up to
+//! date with what changed since.
+
+use std::time::Duration;
+
+use aos_cluster::registry::Heartbeat;
+use tokio_postgres::types::Type;
+
+use super::{sql_seconds, PostgresRegistry, TABLE};
+use crate::registry::row::StoredRow;
+use crate::registry::{role_text, MemberTiming, RegistryError};
+
+impl PostgresRegistry {
+    /// This process reads its own writes: the next snapshot reads what
+    /// changed, whatever the replica's age (writes other than heartbeats are
+    /// rare: a start, a stop, a purge that found something).
+    pub(super) async fn wrote(&self) {
+        for replica in self.replicas.lock().await.values_mut() {
+            replica.refreshed_at = None;
+        }
+    }
+
+    /// A heartbeat rewrites this process's own row: patched into the
+    /// replica in place (its time by the database clock as the replica
+    /// reckons it), so the figures read back are the ones just written
+    /// without a read per heartbeat.
+    pub(super) async fn wrote_own_row(&self, heartbeat: &Heartbeat) {
+        let mut replicas = self.replicas.lock().await;
+        let Some(replica) = replicas.get_mut(&heartbeat.cluster) else { return };
+        let id = i64::from(heartbeat.id.0);
+        let now_us = replica.refreshed_at.map(|at| replica.db_now_us(at));
+        let (Some(now_us), Some((row, heartbeat_us))) = (now_us, replica.rows.get_mut(&id)) else {
+            replica.refreshed_at = None;
+            return;
+        };
+        row.endpoint = heartbeat.endpoint.to_string();
+        row.role = role_text(heartbeat.role).to_owned();
+        row.accepting = heartbeat.accepting;
+        row.max_sessions = i64::from(heartbeat.workload.max_sessions);
+        row.connected = i64::from(heartbeat.workload.connected);
+        *heartbeat_us = now_us;
+    }
+
+    /// The cluster's rows from its replica, brought up to date first when
+    /// its last read is older than [`refresh_interval`], in one statement:
+    /// the rows changed since that read, the rows deleted since (their
+    /// tombstones), and the rows whose heartbeat is late (older than
+    /// `heartbeat_interval`: a member that stopped, or beats slowly). Every
+    /// other row beat within the last `heartbeat_interval` and reads as that
+    /// old ([`MemberTiming`]).
+    pub(super) async fn refresh(
+        &self,
+        cluster: Option<&str>,
+        timing: MemberTiming,
+    ) -> Result<Vec<StoredRow>, RegistryError> {
+        let mut replicas = self.replicas.lock().await;
+        let replica = replicas.entry(cluster.map(str::to_owned)).or_default();
+        if let Some(at) = replica.refreshed_at.filter(|at| at.elapsed() < refresh_interval(timing)) {
+            return Ok(replica.rows_at(replica.db_now_us(at), timing.member_ttl));
+        }
+        // Tombstones live `10 x member_ttl` (the purge's horizon): a replica
+        // not read for half that reads everything rather than miss one.
+        let fresh_enough =
+            replica.read_at.is_some_and(|at| at.elapsed() < timing.member_ttl.saturating_mul(5));
+        let horizon = if fresh_enough { replica.horizon } else { 0 };
+        let read = self.read_changes(cluster, horizon, timing).await?;
+        replica.apply(read, timing);
+        Ok(replica.rows_at(replica.now_us, timing.member_ttl))
+    }
+
+    /// One read: the rows changed since `horizon` (every row when it is 0)
+    /// and the cluster's late rows, with the figures that frame them.
+    async fn read_changes(
+        &self,
+        cluster: Option<&str>,
+        horizon: i64,
+        timing: MemberTiming,
+    ) -> Result<ChangeRead, RegistryError> {
+        let cluster_param = cluster.map(str::to_owned);
+        let late = sql_seconds(timing.heartbeat_interval);
+        let rows = self
+            .call(|client| async move {
+                client
+                    .query_typed(
+                        &format!(
+                            "SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::BIGINT,
+                                    (pg_snapshot_xmin(pg_current_snapshot())::text)::BIGINT,
+                                    (SELECT array_agg(g.id) FROM {TABLE}_gone g
+                                     WHERE g.changed_xid >= ($2::BIGINT)::text::xid8
+                                       AND g.cluster IS NOT DISTINCT FROM $1),
+                                    m.changed_xid >= ($2::BIGINT)::text::xid8,
+                                    m.id, m.endpoint, m.role, m.accepting, m.max_sessions, m.connected,
+                                    (EXTRACT(EPOCH FROM m.heartbeat_at) * 1000000)::BIGINT, m.removed,
+                                    m.heartbeat_at < now() - $3::float8 * INTERVAL '1 second'
+                             FROM (SELECT 1) one
+                             LEFT JOIN {TABLE} m
+                               ON m.cluster IS NOT DISTINCT FROM $1
+                              AND (m.changed_xid >= ($2::BIGINT)::text::xid8
+                                   OR m.heartbeat_at < now() - $3::float8 * INTERVAL '1 second' AND NOT m.removed)"
+                        ),
+                        &[(&cluster_param, Type::TEXT), (&horizon, Type::INT8), (&late, Type::FLOAT8)],
+                    )
+                    .await
+            })
+            .await?;
+        let mut read = ChangeRead { full: horizon == 0, ..ChangeRead::default() };
+        for row in &rows {
+            read.now_us = row.try_get(0).map_err(|e| self.malformed(&e))?;
+            read.horizon = row.try_get(1).map_err(|e| self.malformed(&e))?;
+            read.gone =
+                row.try_get::<_, Option<Vec<i64>>>(2).map_err(|e| self.malformed(&e))?.unwrap_or_default();
+            // The empty side of the LEFT JOIN: nothing changed, nothing late.
+            let Ok(Some(id)) = row.try_get::<_, Option<i64>>(4) else { continue };
+            let changed: bool = row.try_get(3).map_err(|e| self.malformed(&e))?;
+            let mut stored = StoredRow::empty();
+            stored.id = Some(id);
+            let heartbeat_us: i64 = stored.read("heartbeat_at", row.try_get(10)).unwrap_or(0);
+            if row.try_get::<_, Option<bool>>(12).map_err(|e| self.malformed(&e))? == Some(true) {
+                read.late.push((id, heartbeat_us));
+            }
+            if !changed {
+                continue;
+            }
+            stored.endpoint = stored.read("endpoint", row.try_get(5)).unwrap_or_default();
+            stored.role = stored.read("role", row.try_get(6)).unwrap_or_default();
+            stored.accepting = stored.read("accepting", row.try_get(7)).unwrap_or(false);
+            stored.max_sessions = stored.read("max_sessions", row.try_get(8)).unwrap_or(0);
+            stored.connected = stored.read("connected", row.try_get(9)).unwrap_or(0);
+            let removed: bool = stored.read("removed", row.try_get(11)).unwrap_or(false);
+            read.changed.push((id, (!removed).then_some((stored, heartbeat_us))));
+        }
+        Ok(read)
+    }
+}
+
+/// How old a replica may be before a snapshot reads again: half a
+/// heartbeat interval, so a row that beats on time is never reported older
+/// than one and a half (plus the snapshot's own age), below the default
+/// `max_figure_age` of two. A read returns only what changed and what is
+/// late, so reading this often costs the engine little.
+fn refresh_interval(timing: MemberTiming) -> Duration {
+    timing.heartbeat_interval / 2
+}
+
+/// What one read found.
+#[derive(Debug, Default)]
+struct ChangeRead {
+    /// Whether it read every row (horizon 0).
+    full: bool,
+    /// The database's clock, microseconds since the epoch.
+    now_us: i64,
+    /// The oldest transaction still running: the next read's horizon.
+    horizon: i64,
+    /// Rows deleted since the horizon.
+    gone: Vec<i64>,
+    /// Rows changed since the horizon, `None` for removed ones.
+    changed: Vec<(i64, Option<(StoredRow, i64)>)>,
+    /// Rows whose heartbeat is late, with its time.
+    late: Vec<(i64, i64)>,
+}
+
+impl Replica {
+    /// The database's clock now, reckoned from the last read made `at`.
+    fn db_now_us(&self, at: tokio::time::Instant) -> i64 {
+        self.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX))
+    }
+
+    /// Takes `read` in: changed rows as read, late rows at their time, and
+    /// every other row as `heartbeat_interval` old unless known younger.
+    fn apply(&mut self, read: ChangeRead, timing: MemberTiming) {
+        if read.full {
+            self.rows.clear();
+        }
+        for id in &read.gone {
+            self.rows.remove(id);
+        }
+        for (id, row) in read.changed {
+            match row {
+                Some(row) => self.rows.insert(id, row),
+                None => self.rows.remove(&id),
+            };
+        }
+        let on_time_us = read
+            .now_us
+            .saturating_sub(i64::try_from(timing.heartbeat_interval.as_micros()).unwrap_or(i64::MAX));
+        let late: std::collections::BTreeMap<i64, i64> = read.late.into_iter().collect();
+        for (id, (_, heartbeat_us)) in self.rows.iter_mut() {
+            *heartbeat_us = match late.get(id) {
+                Some(&at) => at,
+                None => (*heartbeat_us).max(on_time_us),
+            };
+        }
+        self.horizon = read.horizon;
+        self.now_us = read.now_us;
+        let now = tokio::time::Instant::now();
+        self.refreshed_at = Some(now);
+        self.read_at = Some(now);
+    }
+
+    /// The rows with their ages at `now_us` (database clock), leaving out
+    /// those older than `10 x member_ttl`.
+    fn rows_at(&self, now_us: i64, member_ttl: Duration) -> Vec<StoredRow> {
+        let kept = i64::try_from(member_ttl.saturating_mul(10).as_micros()).unwrap_or(i64::MAX);
+        self.rows
+            .values()
+            .map(|(stored, heartbeat_us)| StoredRow {
+                age_micros: now_us.saturating_sub(*heartbeat_us),
+                ..stored.clone()
+            })
+            .filter(|row| row.age_micros <= kept)
+            .collect()
+    }
+}
+
+/// One cluster's rows as last read, kept up to date by incremental reads.
+#[derive(Debug, Default)]
+pub(super) struct Replica {
+    /// Rows by id, each with its heartbeat time (database clock, microseconds
+    /// since the epoch; for a row that beats on time, an upper bound on its
+    /// age); removed rows are dropped.
+    rows: std::collections::BTreeMap<i64, (StoredRow, i64)>,
+    /// The oldest transaction that was still running at the last read: every
+    /// change by it or later is read next time (those before it were all
+    /// committed, and read).
+    horizon: i64,
+    /// The database's clock at the last read, microseconds since the epoch.
+    now_us: i64,
+    /// When the last read was made (this process's clock).
+    read_at: Option<tokio::time::Instant>,
+    /// The same, but `None` after this process's own writes, so that the
+    /// next snapshot reads at once.
+    refreshed_at: Option<tokio::time::Instant>,
+}

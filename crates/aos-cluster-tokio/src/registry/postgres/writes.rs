@@ -1,0 +1,266 @@
+//! The writes: claims, heartbeats, removal and the purge, one statement
+//! each, and the [`Registry`] impl that issues them.
+
+use std::time::Duration;
+
+use aos_cluster::registry::{Heartbeat, MemberRecord};
+use aos_cluster::InstanceId;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::{sql_seconds, PostgresRegistry, AGE_MICROS, TABLE};
+use crate::registry::{role_text, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError};
+
+/// The columns a heartbeat writes, bound as `$1..$8` by [`row_params`].
+const ROW_COLUMNS: &str = "id, incarnation, endpoint, cluster, role, accepting, max_sessions, connected";
+
+/// A heartbeat's row as `$1..$8` (see [`ROW_COLUMNS`]).
+struct RowValues {
+    id: i64,
+    incarnation: i64,
+    endpoint: String,
+    cluster: Option<String>,
+    role: &'static str,
+    accepting: bool,
+    max_sessions: i64,
+    connected: i64,
+}
+
+impl RowValues {
+    fn new(hb: &Heartbeat, incarnation: Incarnation) -> RowValues {
+        RowValues {
+            id: i64::from(hb.id.0),
+            incarnation: incarnation.to_i64(),
+            endpoint: hb.endpoint.to_string(),
+            cluster: hb.cluster.clone(),
+            role: role_text(hb.role),
+            accepting: hb.accepting,
+            max_sessions: i64::from(hb.workload.max_sessions),
+            connected: i64::from(hb.workload.connected),
+        }
+    }
+
+    /// Every statement here goes out with its parameters' types, unnamed, in
+    /// one round trip (`query_typed`): nothing prepared lives on a
+    /// connection, which PgBouncer in transaction mode may hand to another
+    /// client between two statements.
+    fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        vec![
+            (&self.id, Type::INT8),
+            (&self.incarnation, Type::INT8),
+            (&self.endpoint, Type::TEXT),
+            (&self.cluster, Type::TEXT),
+            (&self.role, Type::TEXT),
+            (&self.accepting, Type::BOOL),
+            (&self.max_sessions, Type::INT8),
+            (&self.connected, Type::INT8),
+        ]
+    }
+}
+
+/// Claims the row `$1..$8` when the stored one passes `{when}` (about `m`,
+/// the stored row, and `EXCLUDED`, ours); then says whether it did and who
+/// holds the row. The CTE's outer SELECT reads the table as it was when the
+/// statement began: the row that refused the claim. A row committed by a
+/// racing claim after that moment is not in that view (it comes back empty);
+/// the next try sees it.
+fn claim_statement(when: &str) -> String {
+    format!(
+        "WITH claim AS (
+             INSERT INTO {TABLE} AS m ({ROW_COLUMNS}, heartbeat_at, removed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), false)
+             ON CONFLICT (id) DO UPDATE SET
+                 incarnation = EXCLUDED.incarnation, endpoint = EXCLUDED.endpoint,
+                 cluster = EXCLUDED.cluster, role = EXCLUDED.role,
+                 accepting = EXCLUDED.accepting, max_sessions = EXCLUDED.max_sessions,
+                 connected = EXCLUDED.connected, heartbeat_at = EXCLUDED.heartbeat_at,
+                 removed = false
+             WHERE m.removed OR m.incarnation = EXCLUDED.incarnation OR {when}
+             RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM claim), h.age, h.incarnation, h.endpoint
+         FROM (SELECT 1) one
+         LEFT JOIN (SELECT {AGE_MICROS} AS age, incarnation, endpoint FROM {TABLE} WHERE id = $1) h ON true"
+    )
+}
+
+impl PostgresRegistry {
+    /// Runs a claim ([`claim_statement`]) with `extra` as `$9`, retrying the
+    /// race described there.
+    async fn claim(
+        &self,
+        statement: &str,
+        hb: &Heartbeat,
+        incarnation: Incarnation,
+        extra: (&(dyn ToSql + Sync), Type),
+    ) -> Result<(), RegistryError> {
+        let values = RowValues::new(hb, incarnation);
+        for _ in 0..3 {
+            let mut params = values.params();
+            params.push(extra.clone());
+            let row =
+                self.call(|client| async move { client.query_typed_one(statement, &params).await }).await?;
+            let claimed: i64 = row.try_get(0).map_err(|e| self.malformed(&e))?;
+            if claimed > 0 {
+                return Ok(());
+            }
+            let age: Option<i64> = row.try_get(1).map_err(|e| self.malformed(&e))?;
+            if let Some(age_micros) = age {
+                let holder: i64 = row.try_get(2).map_err(|e| self.malformed(&e))?;
+                let endpoint: String = row.try_get(3).map_err(|e| self.malformed(&e))?;
+                return Err(RegistryError::IdInUse {
+                    id: hb.id,
+                    age: Duration::from_micros(u64::try_from(age_micros).unwrap_or(0)),
+                    holder: Incarnation::from_i64(holder),
+                    endpoint,
+                });
+            }
+        }
+        // Three racing claims in a row: someone else holds it right now.
+        Err(RegistryError::IdInUse {
+            id: hb.id,
+            age: Duration::ZERO,
+            holder: incarnation,
+            endpoint: String::new(),
+        })
+    }
+}
+
+impl Registry for PostgresRegistry {
+    fn register<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+        member_ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let ttl = sql_seconds(member_ttl);
+            let statement = claim_statement("m.heartbeat_at <= now() - $9::float8 * INTERVAL '1 second'");
+            self.claim(&statement, heartbeat, incarnation, (&ttl, Type::FLOAT8)).await?;
+            self.wrote().await;
+            Ok(())
+        })
+    }
+
+    fn take_over<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+        previous: Incarnation,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let previous = previous.to_i64();
+            let statement = claim_statement("m.incarnation = $9::BIGINT");
+            self.claim(&statement, heartbeat, incarnation, (&previous, Type::INT8)).await?;
+            self.wrote().await;
+            Ok(())
+        })
+    }
+
+    fn heartbeat<'a>(
+        &'a self,
+        heartbeat: &'a Heartbeat,
+        incarnation: Incarnation,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let values = RowValues::new(heartbeat, incarnation);
+            let params = values.params();
+            let updated = self
+                .call(|client| async move {
+                    client
+                        .execute_typed(
+                            &format!(
+                                "UPDATE {TABLE} SET
+                                     endpoint = $3, cluster = $4, role = $5, accepting = $6,
+                                     max_sessions = $7, connected = $8, heartbeat_at = now()
+                                 WHERE id = $1 AND incarnation = $2 AND NOT removed"
+                            ),
+                            &params,
+                        )
+                        .await
+                })
+                .await?;
+            if updated == 0 {
+                return Err(RegistryError::Superseded { id: heartbeat.id });
+            }
+            self.wrote_own_row(heartbeat).await;
+            Ok(())
+        })
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        cluster: Option<&'a str>,
+        timing: MemberTiming,
+    ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
+        Box::pin(async move {
+            let rows = self.refresh(cluster, timing).await?;
+            Ok(self.rows.members(&self.shown_url, rows, timing.member_ttl))
+        })
+    }
+
+    fn purge<'a>(
+        &'a self,
+        cluster: Option<&'a str>,
+        older_than: Duration,
+    ) -> BoxFuture<'a, Result<u64, RegistryError>> {
+        Box::pin(async move {
+            let older = sql_seconds(older_than);
+            let cluster = cluster.map(str::to_owned);
+            let purged = self
+                .call(|client| async move {
+                    client
+                        .execute_typed(
+                            &format!(
+                                "WITH tombstones AS (
+                                     DELETE FROM {TABLE}_gone
+                                     WHERE gone_at < now() - $2::float8 * INTERVAL '1 second'
+                                 )
+                                 DELETE FROM {TABLE}
+                                 WHERE heartbeat_at < now() - $2::float8 * INTERVAL '1 second'
+                                   AND cluster IS NOT DISTINCT FROM $1"
+                            ),
+                            &[(&cluster, Type::TEXT), (&older, Type::FLOAT8)],
+                        )
+                        .await
+                })
+                .await?;
+            if purged > 0 {
+                self.wrote().await;
+            }
+            Ok(purged)
+        })
+    }
+
+    fn malformed_rows(&self) -> u64 {
+        self.rows.skipped()
+    }
+
+    fn remove<'a>(
+        &'a self,
+        id: InstanceId,
+        incarnation: Incarnation,
+    ) -> BoxFuture<'a, Result<bool, RegistryError>> {
+        Box::pin(async move {
+            let (id, incarnation) = (i64::from(id.0), incarnation.to_i64());
+            // Marked, not deleted: other instances' incremental reads see
+            // the mark; the purge deletes it later.
+            let removed = self
+                .call(|client| async move {
+                    client
+                        .execute_typed(
+                            &format!(
+                                "UPDATE {TABLE} SET removed = true
+                             WHERE id = $1 AND incarnation = $2 AND NOT removed"
+                            ),
+                            &[(&id, Type::INT8), (&incarnation, Type::INT8)],
+                        )
+                        .await
+                })
+                .await?;
+            if removed > 0 {
+                self.wrote().await;
+            }
+            Ok(removed > 0)
+        })
+    }
+}
