@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use etcd_client::{LeaseKeepAliveStream, LeaseKeeper};
+use tokio::time::Instant;
+
 use super::{error_text, RegistryError, Shared, CALL_TIMEOUT};
 
 /// etcd's largest lease TTL, in seconds.
@@ -52,15 +55,19 @@ impl Shared {
         Ok(Some(Duration::from_secs(u64::try_from(age).unwrap_or(0))))
     }
 
-    /// Renews `lease` once on its keep-alive stream (opened on first use and
+    /// Renews `lease` on its keep-alive stream (opened on first use and
     /// kept: a stream per renewal would cost etcd a stream set-up per member
-    /// and heartbeat); whether the lease still lives.
-    pub(super) async fn renew(&self, lease: i64) -> Result<bool, RegistryError> {
+    /// and heartbeat), unless it was renewed less than `every` ago; whether
+    /// the lease still lives (as of its last renewal).
+    pub(super) async fn renew(&self, lease: i64, every: Duration) -> Result<bool, RegistryError> {
         let mut keepers = self.keepers.lock().await;
+        if keepers.get(&lease).is_some_and(|kept| kept.renewed_at.elapsed() < every) {
+            return Ok(true);
+        }
         for _ in 0..2 {
             let answer = match keepers.get_mut(&lease) {
-                Some((keeper, stream)) => match keeper.keep_alive().await {
-                    Ok(()) => stream.message().await,
+                Some(kept) => match kept.keeper.keep_alive().await {
+                    Ok(()) => kept.stream.message().await,
                     Err(e) => Err(e),
                 },
                 None => {
@@ -68,8 +75,8 @@ impl Shared {
                     // Opening the stream renews once and reads the answer
                     // (a lease that is gone is an error here).
                     match leases.keep_alive(lease).await {
-                        Ok(opened) => {
-                            keepers.insert(lease, opened);
+                        Ok((keeper, stream)) => {
+                            keepers.insert(lease, Kept { keeper, stream, renewed_at: Instant::now() });
                             return Ok(true);
                         }
                         Err(e) if lease_gone(&e) => return Ok(false),
@@ -79,8 +86,9 @@ impl Shared {
             };
             match answer {
                 Ok(Some(renewed)) => {
-                    if renewed.ttl() <= 0 {
-                        keepers.remove(&lease);
+                    match keepers.get_mut(&lease) {
+                        Some(kept) if renewed.ttl() > 0 => kept.renewed_at = Instant::now(),
+                        _ => drop(keepers.remove(&lease)),
                     }
                     return Ok(renewed.ttl() > 0);
                 }
@@ -97,6 +105,13 @@ impl Shared {
         }
         Err(self.backend(format!("lease keep-alive: the stream of lease {lease} broke twice")))
     }
+}
+
+/// A lease's kept keep-alive stream and when it last renewed the lease.
+pub(super) struct Kept {
+    keeper: LeaseKeeper,
+    stream: LeaseKeepAliveStream,
+    renewed_at: Instant,
 }
 
 #[cfg(test)]

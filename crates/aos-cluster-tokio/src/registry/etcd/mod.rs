@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::InstanceId;
-use etcd_client::{Client, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper};
+use etcd_client::{Client, ConnectOptions, GetOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -54,9 +54,10 @@ const MEMBERS_DIR: &str = "members_v1";
 ///
 /// [`register`](Registry::register) grants a lease whose TTL is `member_ttl`
 /// (rounded up to whole seconds, at least one) and writes the key under it.
-/// Each [`heartbeat`](Registry::heartbeat) renews the lease (one keep-alive on
-/// a stream kept open) and, when they changed, writes the figures (one
-/// transaction): a process that stops heartbeating
+/// A [`heartbeat`](Registry::heartbeat) renews the lease when its last renewal
+/// is a third of the TTL old (one keep-alive on a stream kept open) and, when
+/// they changed, writes the figures (one transaction): a process that stops
+/// heartbeating
 /// (crashed, hung, or cut off) loses its key when its lease expires, by
 /// etcd's clock, with no purge ([`purge`](Registry::purge) deletes nothing).
 ///
@@ -94,8 +95,9 @@ const MEMBERS_DIR: &str = "members_v1";
 ///
 /// # Cost
 ///
-/// Per instance and heartbeat interval: one lease renewal, and one
-/// transaction when the figures changed, whatever the cluster's size;
+/// Per instance: a lease renewal per third of `member_ttl`, and per
+/// heartbeat interval one transaction when the figures changed, whatever the
+/// cluster's size;
 /// snapshots cost etcd nothing. Each instance's watch receives every member's
 /// writes: with steady figures, none.
 ///
@@ -140,7 +142,7 @@ struct Shared {
     /// This registry's own last writes, by id.
     owned: Mutex<BTreeMap<InstanceId, Owned>>,
     /// Each renewed lease's keep-alive stream.
-    keepers: tokio::sync::Mutex<BTreeMap<i64, (LeaseKeeper, LeaseKeepAliveStream)>>,
+    keepers: tokio::sync::Mutex<BTreeMap<i64, lease::Kept>>,
     /// The last `member_ttl` passed to `register`, for `take_over`'s lease.
     member_ttl: Mutex<Option<Duration>>,
     rows: RowChecker,

@@ -247,7 +247,14 @@ impl Shared {
         let Some(mut owned) = self.ours(id, incarnation).await? else {
             return Err(superseded());
         };
-        if owned.lease != 0 && !self.renew(owned.lease).await? {
+        // The lease, not the value, says the member lives: renewed three
+        // times per TTL, whatever the heartbeat interval.
+        let every = self
+            .member_ttl
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map_or(Duration::ZERO, |ttl| ttl / 3);
+        if owned.lease != 0 && !self.renew(owned.lease, every).await? {
             return Err(superseded());
         }
         let value = encode(heartbeat, incarnation);

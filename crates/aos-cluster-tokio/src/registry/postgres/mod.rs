@@ -201,9 +201,8 @@ impl PostgresRegistry {
                          heartbeat_at  TIMESTAMPTZ NOT NULL,
                          removed       BOOLEAN     NOT NULL DEFAULT false,
                          changed_xid   xid8        NOT NULL DEFAULT pg_current_xact_id()
-                     );
+                     ) WITH (fillfactor = 50);
                      CREATE INDEX {TABLE}_changed ON {TABLE} (changed_xid);
-                     CREATE INDEX {TABLE}_heartbeat ON {TABLE} (heartbeat_at);
                      CREATE TABLE {TABLE}_gone (
                          id            BIGINT      NOT NULL,
                          cluster       TEXT,
@@ -211,30 +210,30 @@ impl PostgresRegistry {
                          gone_at       TIMESTAMPTZ NOT NULL DEFAULT now()
                      );
                      CREATE INDEX {TABLE}_gone_changed ON {TABLE}_gone (changed_xid);
-                     CREATE FUNCTION {TABLE}_gone() RETURNS trigger LANGUAGE plpgsql AS $f$
+                     CREATE OR REPLACE FUNCTION {TABLE}_gone() RETURNS trigger LANGUAGE plpgsql AS $f$
                      BEGIN
                          INSERT INTO {TABLE}_gone (id, cluster) VALUES (OLD.id, OLD.cluster);
                          RETURN OLD;
                      END $f$;
                      CREATE TRIGGER {TABLE}_gone AFTER DELETE ON {TABLE}
                          FOR EACH ROW EXECUTE FUNCTION {TABLE}_gone();
-                     CREATE FUNCTION {TABLE}_changed() RETURNS trigger LANGUAGE plpgsql AS $f$
+                     CREATE OR REPLACE FUNCTION {TABLE}_changed() RETURNS trigger LANGUAGE plpgsql AS $f$
                      BEGIN
-                         IF TG_OP = 'UPDATE' AND NEW.changed_xid = OLD.changed_xid
-                            AND (NEW.id, NEW.incarnation, NEW.endpoint, NEW.cluster, NEW.role,
-                                 NEW.accepting, NEW.max_sessions, NEW.connected, NEW.removed)
-                                IS NOT DISTINCT FROM
-                                (OLD.id, OLD.incarnation, OLD.endpoint, OLD.cluster, OLD.role,
-                                 OLD.accepting, OLD.max_sessions, OLD.connected, OLD.removed)
-                            AND NEW.heartbeat_at >= OLD.heartbeat_at AND NEW.heartbeat_at <= now()
-                         THEN
-                             RETURN NEW;
-                         END IF;
                          NEW.changed_xid := pg_current_xact_id();
                          RETURN NEW;
                      END $f$;
-                     CREATE TRIGGER {TABLE}_changed BEFORE INSERT OR UPDATE ON {TABLE}
+                     CREATE TRIGGER {TABLE}_inserted BEFORE INSERT ON {TABLE}
                          FOR EACH ROW EXECUTE FUNCTION {TABLE}_changed();
+                     CREATE TRIGGER {TABLE}_updated BEFORE UPDATE ON {TABLE}
+                         FOR EACH ROW
+                         WHEN (NEW.changed_xid <> OLD.changed_xid
+                               OR (NEW.id, NEW.incarnation, NEW.endpoint, NEW.cluster, NEW.role,
+                                   NEW.accepting, NEW.max_sessions, NEW.connected, NEW.removed)
+                                  IS DISTINCT FROM
+                                  (OLD.id, OLD.incarnation, OLD.endpoint, OLD.cluster, OLD.role,
+                                   OLD.accepting, OLD.max_sessions, OLD.connected, OLD.removed)
+                               OR NEW.heartbeat_at < OLD.heartbeat_at OR NEW.heartbeat_at > now())
+                         EXECUTE FUNCTION {TABLE}_changed();
                  END IF;
                  END $$;"
             ))
