@@ -39,15 +39,18 @@
 //! );
 //! ```
 //!
-//! PostgreSQL's (`POSTGRES_MEMBERS_TABLE`, `aos_members_v2`) adds what its
-//! incremental reads need: `changed_xid`, the transaction that last wrote the
-//! row (set by a trigger), and `removed`, a graceful stop's mark. A snapshot
-//! there reads only the rows changed since its last read, so a cluster of M
-//! instances reads what changed, not M rows per instance per second.
+//! PostgreSQL's (`POSTGRES_MEMBERS_TABLE`, `aos_members_v3`) adds what its
+//! incremental reads need: `changed_xid`, the transaction that last changed
+//! the row (set by a trigger; a heartbeat that moves only the time leaves
+//! it), and `removed`, a graceful stop's mark; beside it `aos_members_v3_gone`
+//! keeps a tombstone per deleted row. A snapshot there reads only the rows
+//! changed or deleted since its last read and the rows whose heartbeat is
+//! late, so a cluster of M instances reads what changed, not M rows per
+//! instance per second.
 //!
 //! etcd holds one key per instance id under the URL's prefix, the same fields
 //! as a versioned JSON value, and no heartbeat time: the key lives under a
-//! lease that each heartbeat renews (see [`EtcdRegistry`]).
+//! lease that heartbeats renew (see `EtcdRegistry`).
 //!
 //! # Time
 //!
