@@ -124,3 +124,53 @@ async fn postgres_a_row_deleted_by_hand_leaves_every_replica() {
     assert_eq!(ids(&reader.snapshot(Some("c"), FAST).await.expect("snapshot")), [1, 4]);
     db.finish().await;
 }
+
+#[cfg(all(feature = "etcd", aos_etcd))]
+/// A heartbeat that changes nothing but the time renews the lease on the
+/// stream kept open and writes nothing: the key keeps its revision, so no
+/// watch receives an event. New figures are written. A key that is still
+/// there reads as at most one heartbeat interval old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_with_the_same_figures_only_renews_the_lease() {
+    let Some(db) = TestDb::etcd("quiet").await else { return };
+    let TestDb::Etcd(etcd) = &db else { unreachable!("an etcd test database") };
+    let key = format!("{}/members_v1/{:010}", etcd.prefix, 1);
+    let mut admin = etcd.admin.clone();
+    let reader = etcd.admin.clone();
+    let stored = || {
+        let mut admin = reader.clone();
+        let key = key.clone();
+        async move {
+            let read = admin.get(key, None).await.expect("read the key");
+            let found = read.kvs().first().expect("the key exists");
+            (found.mod_revision(), found.lease())
+        }
+    };
+    let registry = EtcdRegistry::connect(&db.url()).await.expect("open");
+    registry.register(&heartbeat(1, "h", 0), A, TTL).await.expect("register");
+    let (revision, lease) = stored().await;
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let before = admin.lease_time_to_live(lease, None).await.expect("lease TTL").ttl();
+    for _ in 0..3 {
+        registry.heartbeat(&heartbeat(1, "h", 0), A).await.expect("heartbeat");
+    }
+    let after = admin.lease_time_to_live(lease, None).await.expect("lease TTL").ttl();
+    assert!(after > before, "the heartbeats renewed the lease ({before} s left before, {after} s after)");
+    assert_eq!(stored().await.0, revision, "the value was not rewritten");
+    let timing = registry::MemberTiming { member_ttl: TTL, heartbeat_interval: Duration::from_millis(500) };
+    let read = registry.snapshot(Some("c"), timing).await.expect("snapshot");
+    assert_eq!(ids(&read), [1]);
+    assert!(read[0].heartbeat_age <= timing.heartbeat_interval, "read as {:?} old", read[0].heartbeat_age);
+
+    registry.heartbeat(&heartbeat(1, "h", 4), A).await.expect("heartbeat");
+    assert!(stored().await.0 > revision, "new figures are written");
+    // The lease revoked behind its back: the next heartbeat that writes (or
+    // renews: three times per TTL) is superseded.
+    admin.lease_revoke(lease).await.expect("revoke");
+    match registry.heartbeat(&heartbeat(1, "h", 5), A).await {
+        Err(RegistryError::Superseded { .. }) => {}
+        other => panic!("expected Superseded after the lease went, got {other:?}"),
+    }
+    db.finish().await;
+}
