@@ -115,7 +115,7 @@ impl MemoryRegistry {
 
     fn snapshot_now(&self, cluster: Option<&str>, member_ttl: Duration) -> Vec<MemberRecord> {
         let now = Instant::now();
-        let kept = member_ttl.saturating_mul(10);
+        let kept = crate::registry::timing::purge_horizon(member_ttl);
         self.rows()
             .values()
             .filter(|row| row.heartbeat.cluster.as_deref() == cluster && row.age(now) <= kept)

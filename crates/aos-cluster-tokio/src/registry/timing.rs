@@ -33,3 +33,10 @@ impl MemberTiming {
         MemberTiming { member_ttl, heartbeat_interval: member_ttl / 6 }
     }
 }
+
+/// Rows older than this are left out of snapshots (and purged): the
+/// machine's [`PURGE_AFTER_MEMBER_TTLS`](aos_cluster::instance::PURGE_AFTER_MEMBER_TTLS)
+/// times `member_ttl`.
+pub(crate) fn purge_horizon(member_ttl: Duration) -> Duration {
+    member_ttl.saturating_mul(aos_cluster::instance::PURGE_AFTER_MEMBER_TTLS)
+}

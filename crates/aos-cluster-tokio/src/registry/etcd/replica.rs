@@ -206,7 +206,7 @@ impl Shared {
         timing: MemberTiming,
     ) -> Result<Vec<MemberRecord>, RegistryError> {
         let member_ttl = timing.member_ttl;
-        let kept = member_ttl.saturating_mul(10);
+        let kept = crate::registry::timing::purge_horizon(member_ttl);
         let rows: Vec<StoredRow> = if self.replica_caught_up().await {
             let now = Instant::now();
             // A key lives while its member renews its lease, and its value is

@@ -58,10 +58,11 @@ impl PostgresRegistry {
         if let Some(at) = replica.refreshed_at.filter(|at| at.elapsed() < refresh_interval(timing)) {
             return Ok(replica.rows_at(replica.db_now_us(at), timing.member_ttl));
         }
-        // Tombstones live `10 x member_ttl` (the purge's horizon): a replica
+        // Tombstones live as long as the purge horizon: a replica
         // not read for half that reads everything rather than miss one.
-        let fresh_enough =
-            replica.read_at.is_some_and(|at| at.elapsed() < timing.member_ttl.saturating_mul(5));
+        let fresh_enough = replica
+            .read_at
+            .is_some_and(|at| at.elapsed() < crate::registry::timing::purge_horizon(timing.member_ttl) / 2);
         let horizon = if fresh_enough { replica.horizon } else { 0 };
         let read = self.read_changes(cluster, horizon, timing).await?;
         replica.apply(read, timing);
@@ -200,7 +201,8 @@ impl Replica {
     /// The rows with their ages at `now_us` (database clock), leaving out
     /// those older than `10 x member_ttl`.
     fn rows_at(&self, now_us: i64, member_ttl: Duration) -> Vec<StoredRow> {
-        let kept = i64::try_from(member_ttl.saturating_mul(10).as_micros()).unwrap_or(i64::MAX);
+        let kept =
+            i64::try_from(crate::registry::timing::purge_horizon(member_ttl).as_micros()).unwrap_or(i64::MAX);
         self.rows
             .values()
             .map(|(stored, heartbeat_us)| StoredRow {

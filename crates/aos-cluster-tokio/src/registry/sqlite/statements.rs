@@ -221,7 +221,7 @@ impl Registry for SqliteRegistry {
         Box::pin(async move {
             let owned_cluster = cluster.map(str::to_owned);
             let member_ttl = timing.member_ttl;
-            let kept_ms = sql_millis(member_ttl.saturating_mul(10));
+            let kept_ms = sql_millis(crate::registry::timing::purge_horizon(member_ttl));
             let rows = self.call(move |c| snapshot_blocking(c, owned_cluster.as_deref(), kept_ms)).await?;
             Ok(self.rows.members(&self.shown_url, rows, member_ttl))
         })
