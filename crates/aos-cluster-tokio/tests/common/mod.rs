@@ -51,6 +51,17 @@ impl MemRegistry {
         Ok(())
     }
 
+    /// `call` on the rows, or the outage's error while the registry is down.
+    fn gate<'a, T: Send + 'a>(
+        &self,
+        call: impl FnOnce() -> BoxFuture<'a, Result<T, RegistryError>>,
+    ) -> BoxFuture<'a, Result<T, RegistryError>> {
+        match self.check_up() {
+            Ok(()) => call(),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
     /// The row of `id` as stored: its heartbeat and owner.
     pub fn row(&self, id: InstanceId) -> Option<(Heartbeat, Incarnation)> {
         self.rows.row(id)
@@ -70,10 +81,7 @@ impl Registry for MemRegistry {
         incarnation: Incarnation,
         member_ttl: Duration,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        match self.check_up() {
-            Ok(()) => self.rows.register(heartbeat, incarnation, member_ttl),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        self.gate(|| self.rows.register(heartbeat, incarnation, member_ttl))
     }
 
     fn heartbeat<'a>(
@@ -81,10 +89,7 @@ impl Registry for MemRegistry {
         heartbeat: &'a Heartbeat,
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        match self.check_up() {
-            Ok(()) => self.rows.heartbeat(heartbeat, incarnation),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        self.gate(|| self.rows.heartbeat(heartbeat, incarnation))
     }
 
     fn take_over<'a>(
@@ -93,10 +98,7 @@ impl Registry for MemRegistry {
         incarnation: Incarnation,
         previous: Incarnation,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        match self.check_up() {
-            Ok(()) => self.rows.take_over(heartbeat, incarnation, previous),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        self.gate(|| self.rows.take_over(heartbeat, incarnation, previous))
     }
 
     fn purge<'a>(
@@ -104,10 +106,7 @@ impl Registry for MemRegistry {
         cluster: Option<&'a str>,
         older_than: Duration,
     ) -> BoxFuture<'a, Result<u64, RegistryError>> {
-        match self.check_up() {
-            Ok(()) => self.rows.purge(cluster, older_than),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        self.gate(|| self.rows.purge(cluster, older_than))
     }
 
     fn malformed_rows(&self) -> u64 {
@@ -119,10 +118,7 @@ impl Registry for MemRegistry {
         cluster: Option<&'a str>,
         timing: MemberTiming,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
-        match self.check_up() {
-            Ok(()) => self.rows.snapshot(cluster, timing),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        self.gate(|| self.rows.snapshot(cluster, timing))
     }
 
     fn remove<'a>(
@@ -130,10 +126,7 @@ impl Registry for MemRegistry {
         id: InstanceId,
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<bool, RegistryError>> {
-        match self.check_up() {
-            Ok(()) => self.rows.remove(id, incarnation),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        self.gate(|| self.rows.remove(id, incarnation))
     }
 }
 

@@ -29,9 +29,9 @@ pub(super) struct Parsed {
 /// A digest of a key's value, to tell whether a heartbeat changes it.
 pub(super) fn digest(value: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
-    // SipHash with fixed keys: the same value always has the same digest.
-    #[allow(deprecated)]
-    let mut hasher = std::hash::SipHasher::new();
+    // `DefaultHasher::new` always starts from the same keys, so the same
+    // value always has the same digest.
+    let mut hasher = std::hash::DefaultHasher::new();
     value.hash(&mut hasher);
     hasher.finish()
 }
