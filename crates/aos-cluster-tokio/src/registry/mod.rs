@@ -61,7 +61,8 @@
 //! as if it came from the future (the database clock stepped back) reads as
 //! age zero, never negative. etcd's leases expire by etcd's clock; its
 //! snapshots' ages are the time since the instance's own replica saw the key
-//! written.
+//! written, on the member's beat schedule once that is longer than an
+//! interval ([`MemberTiming::on_time_age`]).
 //!
 //! # Rows that do not parse
 //!
@@ -171,8 +172,8 @@ pub trait Registry: Send + Sync + 'static {
     /// not parse or whose heartbeat lies more than `member_ttl` in the
     /// future (such a row would never age out). Backends may answer from a
     /// replica brought up to date with what changed since their last read,
-    /// and may report a row whose member beats on time as
-    /// `heartbeat_interval` old (see [`MemberTiming`]).
+    /// and report a row whose member beats on time younger than one
+    /// `heartbeat_interval`, on its beat schedule (see [`MemberTiming`]).
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,
@@ -182,7 +183,9 @@ pub trait Registry: Send + Sync + 'static {
     /// Deletes the cluster's rows older than `older_than` (the server passes
     /// `10 x member_ttl`, once per `member_ttl`), in one idempotent statement;
     /// the number deleted. Backends whose rows expire by themselves (etcd
-    /// leases) delete nothing.
+    /// leases) delete nothing; backends that keep a replica (PostgreSQL) skip
+    /// the statement while their last read, recent enough, saw no row that
+    /// old.
     fn purge<'a>(
         &'a self,
         cluster: Option<&'a str>,

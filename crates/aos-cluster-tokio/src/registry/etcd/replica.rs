@@ -213,8 +213,7 @@ impl Shared {
             // rewritten whenever it changes: a key unchanged for longer than a
             // heartbeat interval belongs to a member that beats on time, as
             // far as etcd can tell before the lease expires.
-            let age =
-                |entry: &Entry| now.saturating_duration_since(entry.seen_at).min(timing.heartbeat_interval);
+            let age = |entry: &Entry| timing.on_time_age(now.saturating_duration_since(entry.seen_at));
             self.replica()
                 .values()
                 .filter(|entry| entry.parsed.cluster().is_none_or(|of| of == cluster))

@@ -10,6 +10,7 @@ use etcd_client::{Compare, CompareOp, KeyValue, PutOptions, Txn, TxnOp, TxnOpRes
 
 use super::value::{check, digest, encode};
 use super::{Incarnation, Owned, RegistryError, Shared};
+use crate::registry::MemberTiming;
 
 impl Shared {
     /// The key of `id` as etcd holds it now.
@@ -253,7 +254,7 @@ impl Shared {
             .member_ttl
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .map_or(Duration::ZERO, |ttl| ttl / 3);
+            .map_or(Duration::ZERO, |ttl| MemberTiming::with_ttl(ttl).quiet_renewal());
         if owned.lease != 0 && !self.renew(owned.lease, every).await? {
             return Err(superseded());
         }

@@ -6,6 +6,13 @@
 //! ([`CALL_TIMEOUT`]); a call that misses it drops the connection, so a hung
 //! one is replaced on the next call. Each rule is one statement, so two
 //! processes racing for one id are decided by the database's row lock.
+//!
+//! What a member costs the database per `heartbeat_interval`, whatever the
+//! cluster's size: at most one heartbeat (a heartbeat whose figures this
+//! handle last wrote is written only once per
+//! [`MemberTiming::quiet_renewal`](super::MemberTiming::quiet_renewal)) and,
+//! while it balances, one read of what changed; a purge per `member_ttl`
+//! only when its last read saw a row old enough.
 
 mod replica;
 mod url;
@@ -20,6 +27,7 @@ use tokio_postgres::{Client, Config};
 
 use self::replica::Replica;
 use self::url::{needs_tls, SslParams};
+use self::writes::RowValues;
 use super::row::RowChecker;
 use super::{redact_password, BoxFuture, RegistryError, CALL_TIMEOUT};
 
@@ -50,6 +58,11 @@ pub struct PostgresRegistry {
     rows: RowChecker,
     /// Each cluster's rows as last read (incremental reads).
     replicas: tokio::sync::Mutex<std::collections::BTreeMap<Option<String>, Replica>>,
+    /// The `member_ttl` of the last register: how often a quiet heartbeat
+    /// is written.
+    member_ttl: std::sync::Mutex<Option<Duration>>,
+    /// The row each member of this handle last wrote, and when.
+    written: std::sync::Mutex<std::collections::BTreeMap<i64, (RowValues, tokio::time::Instant)>>,
 }
 
 impl std::fmt::Debug for PostgresRegistry {
@@ -158,6 +171,8 @@ impl PostgresRegistry {
             client: tokio::sync::Mutex::new(None),
             rows: RowChecker::default(),
             replicas: Default::default(),
+            member_ttl: std::sync::Mutex::new(None),
+            written: Default::default(),
         };
         registry.call(|_| async { Ok(()) }).await.map_err(|e| match e {
             RegistryError::Backend { url, message } => {

@@ -29,25 +29,27 @@ impl PostgresRegistry {
         let Some(replica) = replicas.get_mut(&heartbeat.cluster) else { return };
         let id = i64::from(heartbeat.id.0);
         let now_us = replica.refreshed_at.map(|at| replica.db_now_us(at));
-        let (Some(now_us), Some((row, heartbeat_us))) = (now_us, replica.rows.get_mut(&id)) else {
+        let (Some(now_us), Some(known)) = (now_us, replica.rows.get_mut(&id)) else {
             replica.refreshed_at = None;
             return;
         };
+        let row = &mut known.row;
         row.endpoint = heartbeat.endpoint.to_string();
         row.role = role_text(heartbeat.role).to_owned();
         row.accepting = heartbeat.accepting;
         row.max_sessions = i64::from(heartbeat.workload.max_sessions);
         row.connected = i64::from(heartbeat.workload.connected);
-        *heartbeat_us = now_us;
+        known.beat_us = now_us;
+        known.late = false;
     }
 
     /// The cluster's rows from its replica, brought up to date first when
     /// its last read is older than [`refresh_interval`], in one statement:
     /// the rows changed since that read, the rows deleted since (their
     /// tombstones), and the rows whose heartbeat is late (older than
-    /// `heartbeat_interval`: a member that stopped, or beats slowly). Every
-    /// other row beat within the last `heartbeat_interval` and reads as that
-    /// old ([`MemberTiming`]).
+    /// [`MemberTiming::late_after`]: a member that stopped, or beats slowly).
+    /// Every other row is on time and reads younger than one
+    /// `heartbeat_interval` ([`MemberTiming`]).
     pub(super) async fn refresh(
         &self,
         cluster: Option<&str>,
@@ -56,17 +58,12 @@ impl PostgresRegistry {
         let mut replicas = self.replicas.lock().await;
         let replica = replicas.entry(cluster.map(str::to_owned)).or_default();
         if let Some(at) = replica.refreshed_at.filter(|at| at.elapsed() < refresh_interval(timing)) {
-            return Ok(replica.rows_at(replica.db_now_us(at), timing.member_ttl));
+            return Ok(replica.rows_at(replica.db_now_us(at), timing));
         }
-        // Tombstones live as long as the purge horizon: a replica
-        // not read for half that reads everything rather than miss one.
-        let fresh_enough = replica
-            .read_at
-            .is_some_and(|at| at.elapsed() < crate::registry::timing::purge_horizon(timing.member_ttl) / 2);
-        let horizon = if fresh_enough { replica.horizon } else { 0 };
+        let horizon = replica.next_horizon(timing);
         let read = self.read_changes(cluster, horizon, timing).await?;
-        replica.apply(read, timing);
-        Ok(replica.rows_at(replica.now_us, timing.member_ttl))
+        replica.apply(read);
+        Ok(replica.rows_at(replica.now_us, timing))
     }
 
     /// One read: the rows changed since `horizon` (every row when it is 0)
@@ -78,7 +75,7 @@ impl PostgresRegistry {
         timing: MemberTiming,
     ) -> Result<ChangeRead, RegistryError> {
         let cluster_param = cluster.map(str::to_owned);
-        let late = sql_seconds(timing.heartbeat_interval);
+        let late = sql_seconds(timing.late_after());
         let rows = self
             .call(|client| async move {
                 client
@@ -128,19 +125,30 @@ impl PostgresRegistry {
             stored.max_sessions = stored.read("max_sessions", row.try_get(8)).unwrap_or(0);
             stored.connected = stored.read("connected", row.try_get(9)).unwrap_or(0);
             let removed: bool = stored.read("removed", row.try_get(11)).unwrap_or(false);
-            read.changed.push((id, (!removed).then_some((stored, heartbeat_us))));
+            read.changed.push((
+                id,
+                if removed { Change::Removed(heartbeat_us) } else { Change::Row(stored, heartbeat_us) },
+            ));
         }
         Ok(read)
     }
 }
 
-/// How old a replica may be before a snapshot reads again: half a
-/// heartbeat interval, so a row that beats on time is never reported older
-/// than one and a half (plus the snapshot's own age), below the default
-/// `max_figure_age` of two. A read returns only what changed and what is
-/// late, so reading this often costs the engine little.
+/// How old a replica may be before a snapshot reads again: one heartbeat
+/// interval, the one incremental read per interval. Figures that changed are
+/// written at the member's next heartbeat and read within the next interval.
 fn refresh_interval(timing: MemberTiming) -> Duration {
-    timing.heartbeat_interval / 2
+    timing.heartbeat_interval
+}
+
+/// A row a read found changed, with its heartbeat's time (database clock,
+/// microseconds since the epoch).
+#[derive(Debug)]
+enum Change {
+    /// Written: its figures.
+    Row(StoredRow, i64),
+    /// Removed by a graceful stop, waiting for the purge.
+    Removed(i64),
 }
 
 /// What one read found.
@@ -154,8 +162,8 @@ struct ChangeRead {
     horizon: i64,
     /// Rows deleted since the horizon.
     gone: Vec<i64>,
-    /// Rows changed since the horizon, `None` for removed ones.
-    changed: Vec<(i64, Option<(StoredRow, i64)>)>,
+    /// Rows changed since the horizon.
+    changed: Vec<(i64, Change)>,
     /// Rows whose heartbeat is late, with its time.
     late: Vec<(i64, i64)>,
 }
@@ -166,29 +174,40 @@ impl Replica {
         self.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX))
     }
 
-    /// Takes `read` in: changed rows as read, late rows at their time, and
-    /// every other row as `heartbeat_interval` old unless known younger.
-    fn apply(&mut self, read: ChangeRead, timing: MemberTiming) {
+    /// Takes `read` in: changed rows as read, late rows marked late at their
+    /// heartbeat's time, every other row on time.
+    fn apply(&mut self, read: ChangeRead) {
         if read.full {
             self.rows.clear();
+            self.removed.clear();
         }
         for id in &read.gone {
             self.rows.remove(id);
+            self.removed.remove(id);
+        }
+        if !read.gone.is_empty() {
+            self.tombstones_seen.push(read.now_us);
         }
         for (id, row) in read.changed {
             match row {
-                Some(row) => self.rows.insert(id, row),
-                None => self.rows.remove(&id),
-            };
+                Change::Row(row, beat_us) => {
+                    self.removed.remove(&id);
+                    self.rows.insert(id, Known { row, beat_us, late: false });
+                }
+                Change::Removed(beat_us) => {
+                    self.rows.remove(&id);
+                    self.removed.insert(id, beat_us);
+                }
+            }
         }
-        let on_time_us = read
-            .now_us
-            .saturating_sub(i64::try_from(timing.heartbeat_interval.as_micros()).unwrap_or(i64::MAX));
         let late: std::collections::BTreeMap<i64, i64> = read.late.into_iter().collect();
-        for (id, (_, heartbeat_us)) in self.rows.iter_mut() {
-            *heartbeat_us = match late.get(id) {
-                Some(&at) => at,
-                None => (*heartbeat_us).max(on_time_us),
+        for (id, known) in self.rows.iter_mut() {
+            known.late = match late.get(id) {
+                Some(&at) => {
+                    known.beat_us = at;
+                    true
+                }
+                None => false,
             };
         }
         self.horizon = read.horizon;
@@ -198,29 +217,94 @@ impl Replica {
         self.read_at = Some(now);
     }
 
+    /// Whether a purge of rows older than `older_than` may find something:
+    /// unless this replica, read recently, knows of no late row, removed row
+    /// or tombstone that old. Members purge once per `member_ttl` each, so
+    /// most purges would find nothing, and each costs a scan of the table.
+    pub(super) fn purge_may_find(&self, older_than: Duration) -> bool {
+        let Some(at) = self.read_at.filter(|at| at.elapsed() < older_than / 2) else { return true };
+        let due = self.db_now_us(at).saturating_sub(micros(older_than));
+        self.rows.values().any(|known| known.late && known.beat_us <= due)
+            || self.removed.values().any(|&beat_us| beat_us <= due)
+            || self.tombstones_seen.iter().any(|&seen_us| seen_us <= due)
+    }
+
+    /// A purge of rows older than `older_than` ran: the tombstones it
+    /// deleted need no other.
+    pub(super) fn purged(&mut self, older_than: Duration) {
+        if let Some(at) = self.read_at {
+            let due = self.db_now_us(at).saturating_sub(micros(older_than));
+            self.tombstones_seen.retain(|&seen_us| seen_us > due);
+        }
+    }
+
+    /// The horizon of the next read: the last one's, or 0 (read
+    /// everything) when tombstones may have been purged since (they live as
+    /// long as the purge horizon: a replica not read for half that reads
+    /// everything rather than miss one).
+    fn next_horizon(&self, timing: MemberTiming) -> i64 {
+        let fresh_enough = self
+            .read_at
+            .is_some_and(|at| at.elapsed() < crate::registry::timing::purge_horizon(timing.member_ttl) / 2);
+        if fresh_enough {
+            self.horizon
+        } else {
+            0
+        }
+    }
+
     /// The rows with their ages at `now_us` (database clock), leaving out
-    /// those older than `10 x member_ttl`.
-    fn rows_at(&self, now_us: i64, member_ttl: Duration) -> Vec<StoredRow> {
-        let kept =
-            i64::try_from(crate::registry::timing::purge_horizon(member_ttl).as_micros()).unwrap_or(i64::MAX);
+    /// those older than the purge horizon.
+    fn rows_at(&self, now_us: i64, timing: MemberTiming) -> Vec<StoredRow> {
+        let kept = micros(crate::registry::timing::purge_horizon(timing.member_ttl));
         self.rows
             .values()
-            .map(|(stored, heartbeat_us)| StoredRow {
-                age_micros: now_us.saturating_sub(*heartbeat_us),
-                ..stored.clone()
-            })
+            .map(|known| StoredRow { age_micros: known.age_us(now_us, timing), ..known.row.clone() })
             .filter(|row| row.age_micros <= kept)
             .collect()
+    }
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// One row as the replica knows it.
+#[derive(Debug)]
+struct Known {
+    row: StoredRow,
+    /// The heartbeat time last read for it (database clock, microseconds
+    /// since the epoch): the write that last changed it, or the heartbeat a
+    /// read found late.
+    beat_us: i64,
+    /// Whether the last read found its heartbeat late.
+    late: bool,
+}
+
+impl Known {
+    /// Its age at `now_us`: a late row's is the time since its heartbeat; an
+    /// on-time row's, [`MemberTiming::on_time_age`]. A heartbeat in the
+    /// future keeps its negative age: the snapshot's checks judge it.
+    fn age_us(&self, now_us: i64, timing: MemberTiming) -> i64 {
+        let since = now_us.saturating_sub(self.beat_us);
+        match u64::try_from(since) {
+            Ok(since) if !self.late => micros(timing.on_time_age(Duration::from_micros(since))),
+            _ => since,
+        }
     }
 }
 
 /// One cluster's rows as last read, kept up to date by incremental reads.
 #[derive(Debug, Default)]
 pub(super) struct Replica {
-    /// Rows by id, each with its heartbeat time (database clock, microseconds
-    /// since the epoch; for a row that beats on time, an upper bound on its
-    /// age); removed rows are dropped.
-    rows: std::collections::BTreeMap<i64, (StoredRow, i64)>,
+    /// Rows by id; removed rows are dropped.
+    rows: std::collections::BTreeMap<i64, Known>,
+    /// Rows removed by a graceful stop and not yet purged: id, heartbeat's
+    /// time.
+    removed: std::collections::BTreeMap<i64, i64>,
+    /// When reads (database clock) found tombstones, which a purge deletes
+    /// once they are as old as its horizon.
+    tombstones_seen: Vec<i64>,
     /// The oldest transaction that was still running at the last read: every
     /// change by it or later is read next time (those before it were all
     /// committed, and read).

@@ -1,6 +1,7 @@
 //! The writes: claims, heartbeats, removal and the purge, one statement
 //! each, and the [`Registry`] impl that issues them.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use aos_cluster::registry::{Heartbeat, MemberRecord};
@@ -14,7 +15,8 @@ use crate::registry::{role_text, BoxFuture, Incarnation, MemberTiming, Registry,
 const ROW_COLUMNS: &str = "id, incarnation, endpoint, cluster, role, accepting, max_sessions, connected";
 
 /// A heartbeat's row as `$1..$8` (see [`ROW_COLUMNS`]).
-struct RowValues {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RowValues {
     id: i64,
     incarnation: i64,
     endpoint: String,
@@ -84,6 +86,33 @@ fn claim_statement(when: &str) -> String {
 }
 
 impl PostgresRegistry {
+    /// Whether a heartbeat of `values` may go unwritten: this handle wrote
+    /// the very same row less than nine tenths of a quiet renewal ago (the
+    /// beat after that writes, so a row that beats on time is never older
+    /// than [`MemberTiming::late_after`]). Its own row's figures, its
+    /// incarnation and whether it is still there are what the database last
+    /// said: a row taken over meanwhile shows as `Superseded` at the next
+    /// write, at most a quiet renewal later, as etcd shows a revoked lease.
+    fn quiet(&self, values: &RowValues) -> bool {
+        let Some(member_ttl) = *self.member_ttl.lock().unwrap_or_else(PoisonError::into_inner) else {
+            return false;
+        };
+        let every = MemberTiming::with_ttl(member_ttl).quiet_renewal().mul_f64(0.9);
+        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        written.get(&values.id).is_some_and(|(last, at)| last == values && at.elapsed() < every)
+    }
+
+    /// Notes that the row `values` was just written.
+    fn remember(&self, values: RowValues) {
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        written.insert(values.id, (values, tokio::time::Instant::now()));
+    }
+
+    /// Forgets what was written for row `id`: its next heartbeat writes.
+    fn forget(&self, id: i64) {
+        self.written.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
+
     /// Runs a claim ([`claim_statement`]) with `extra` as `$9`, retrying the
     /// race described there.
     async fn claim(
@@ -101,6 +130,7 @@ impl PostgresRegistry {
                 self.call(|client| async move { client.query_typed_one(statement, &params).await }).await?;
             let claimed: i64 = row.try_get(0).map_err(|e| self.malformed(&e))?;
             if claimed > 0 {
+                self.remember(values.clone());
                 return Ok(());
             }
             let age: Option<i64> = row.try_get(1).map_err(|e| self.malformed(&e))?;
@@ -133,6 +163,7 @@ impl Registry for PostgresRegistry {
         member_ttl: Duration,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
+            *self.member_ttl.lock().unwrap_or_else(PoisonError::into_inner) = Some(member_ttl);
             let ttl = sql_seconds(member_ttl);
             let statement = claim_statement("m.heartbeat_at <= now() - $9::float8 * INTERVAL '1 second'");
             self.claim(&statement, heartbeat, incarnation, (&ttl, Type::FLOAT8)).await?;
@@ -163,6 +194,11 @@ impl Registry for PostgresRegistry {
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
             let values = RowValues::new(heartbeat, incarnation);
+            if self.quiet(&values) {
+                self.wrote_own_row(heartbeat).await;
+                return Ok(());
+            }
+            self.forget(values.id);
             let params = values.params();
             let updated = self
                 .call(|client| async move {
@@ -182,6 +218,7 @@ impl Registry for PostgresRegistry {
             if updated == 0 {
                 return Err(RegistryError::Superseded { id: heartbeat.id });
             }
+            self.remember(values.clone());
             self.wrote_own_row(heartbeat).await;
             Ok(())
         })
@@ -204,8 +241,13 @@ impl Registry for PostgresRegistry {
         older_than: Duration,
     ) -> BoxFuture<'a, Result<u64, RegistryError>> {
         Box::pin(async move {
+            let key = cluster.map(str::to_owned);
+            if self.replicas.lock().await.get(&key).is_some_and(|replica| !replica.purge_may_find(older_than))
+            {
+                return Ok(0);
+            }
             let older = sql_seconds(older_than);
-            let cluster = cluster.map(str::to_owned);
+            let cluster = key.clone();
             let purged = self
                 .call(|client| async move {
                     client
@@ -224,6 +266,9 @@ impl Registry for PostgresRegistry {
                         .await
                 })
                 .await?;
+            if let Some(replica) = self.replicas.lock().await.get_mut(&key) {
+                replica.purged(older_than);
+            }
             if purged > 0 {
                 self.wrote().await;
             }
@@ -242,6 +287,7 @@ impl Registry for PostgresRegistry {
     ) -> BoxFuture<'a, Result<bool, RegistryError>> {
         Box::pin(async move {
             let (id, incarnation) = (i64::from(id.0), incarnation.to_i64());
+            self.forget(id);
             // Marked, not deleted: other instances' incremental reads see
             // the mark; the purge deletes it later.
             let removed = self
