@@ -1,6 +1,6 @@
 //! What a balancing instance's snapshot costs at M members with the
 //! PostgreSQL backend (answered from its replica, which reads only the rows
-//! changed since its last read, at most once per half `heartbeat_interval`) against a
+//! changed since its last read, at most once per `heartbeat_interval`) against a
 //! full read of the cluster's rows, side by side in the same run, on the same
 //! table.
 //!
