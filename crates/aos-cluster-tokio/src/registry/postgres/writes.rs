@@ -87,8 +87,10 @@ fn claim_statement(when: &str) -> String {
 
 impl PostgresRegistry {
     /// Whether a heartbeat of `values` may go unwritten: this handle wrote
-    /// the very same row less than nine tenths of a quiet renewal ago (the
-    /// beat after that writes, so a row that beats on time is never older
+    /// the very same row less than nine tenths of a quiet renewal ago (a
+    /// tenth of slack, so the beat that falls due at the renewal writes even
+    /// when its timer fires a little early; a later beat writes at the
+    /// latest one interval after, so a row that beats on time is never older
     /// than [`MemberTiming::late_after`]). Its own row's figures, its
     /// incarnation and whether it is still there are what the database last
     /// said: a row taken over meanwhile shows as `Superseded` at the next
