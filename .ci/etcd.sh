@@ -11,6 +11,12 @@
 # ports picked at random among free ones), keeps its data under $AOS_ETCD_DIR (default
 # ${TMPDIR:-/tmp}/aos-cluster-etcd) and is stopped by its recorded process id only. Idempotent:
 # a server this script started and that still answers is reused. The data is disposable.
+#
+# With AOS_ETCD_TLS=1 the server also listens with TLS on a third port, with a throwaway CA, a
+# server certificate for 127.0.0.1 and a client certificate (generated now by `.ci/certs.sh`
+# under $AOS_ETCD_DIR/tls); that port checks
+# client certificates (`--client-cert-auth`). AOS_TEST_ETCD_TLS_URL is exported too: the same
+# prefix with `?cacert=...&cert=...&key=...`. The plain port and AOS_TEST_ETCD_URL are unchanged.
 
 aos_etcd_say() { echo "etcd.sh: $*" >&2; }
 
@@ -70,7 +76,7 @@ aos_etcd_stop() {
 
 aos_etcd_main() {
   local base="${AOS_ETCD_DIR:-${TMPDIR:-/tmp}/aos-cluster-etcd}"
-  local port="" peer attempt candidate
+  local port="" peer attempt candidate tls_port="" client_urls
 
   if [ "${1:-}" = stop ]; then
     aos_etcd_stop "$base"
@@ -82,7 +88,10 @@ aos_etcd_main() {
 
   if [ -f "$base/port" ]; then
     port="$(cat "$base/port")"
-    if aos_etcd_healthy "$port"; then
+    tls_port="$(cat "$base/tls_port" 2>/dev/null)"
+    if [ "${AOS_ETCD_TLS:-0}" = 1 ] && [ -z "$tls_port" ]; then
+      port=""
+    elif aos_etcd_healthy "$port"; then
       aos_etcd_say "reusing the server on 127.0.0.1:$port"
     else
       port=""
@@ -92,15 +101,28 @@ aos_etcd_main() {
   if [ -z "$port" ]; then
     aos_etcd_stop "$base"
     mkdir -p "$base" || return 1
+    local tls_flags=()
+    if [ "${AOS_ETCD_TLS:-0}" = 1 ]; then
+      bash "$(dirname "${BASH_SOURCE[0]}")/certs.sh" "$base/tls" "aos-cluster CI etcd CA" server client || return 1
+      tls_flags=(--cert-file "$base/tls/server.pem" --key-file "$base/tls/server.key"
+        --client-cert-auth --trusted-ca-file "$base/tls/ca.pem")
+    fi
     for attempt in 1 2 3 4 5; do
       candidate=$((23790 + RANDOM % 10000))
       peer=$((candidate + 1))
       aos_etcd_port_is_free "$candidate" && aos_etcd_port_is_free "$peer" || continue
+      client_urls="http://127.0.0.1:$candidate"
+      tls_port=""
+      if [ "${#tls_flags[@]}" -gt 0 ]; then
+        tls_port=$((candidate + 2))
+        aos_etcd_port_is_free "$tls_port" || continue
+        client_urls="$client_urls,https://127.0.0.1:$tls_port"
+      fi
       rm -rf "$base/data"
       # setsid: the server outlives this shell (CI stops it through `stop`).
       setsid etcd --name aos-ci --data-dir "$base/data" \
-        --listen-client-urls "http://127.0.0.1:$candidate" \
-        --advertise-client-urls "http://127.0.0.1:$candidate" \
+        --listen-client-urls "$client_urls" \
+        --advertise-client-urls "$client_urls" "${tls_flags[@]}" \
         --listen-peer-urls "http://127.0.0.1:$peer" \
         --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
         --initial-cluster "aos-ci=http://127.0.0.1:$peer" \
@@ -125,11 +147,17 @@ aos_etcd_main() {
       return 1
     fi
     echo "$port" >"$base/port"
+    [ -n "$tls_port" ] && echo "$tls_port" >"$base/tls_port"
     aos_etcd_say "started etcd $(etcd --version 2>/dev/null | awk 'NR == 1 {print $3}') on 127.0.0.1:$port (data in $base)"
   fi
 
   export AOS_TEST_ETCD_URL="etcd://127.0.0.1:$port/aos-test"
   aos_etcd_say "AOS_TEST_ETCD_URL=$AOS_TEST_ETCD_URL"
+  if [ -n "$tls_port" ]; then
+    local tls="$base/tls"
+    export AOS_TEST_ETCD_TLS_URL="etcd://127.0.0.1:$tls_port/aos-test?cacert=$tls/ca.pem&cert=$tls/client.pem&key=$tls/client.key"
+    aos_etcd_say "AOS_TEST_ETCD_TLS_URL=$AOS_TEST_ETCD_TLS_URL"
+  fi
 }
 
 aos_etcd_main "$@"
@@ -139,6 +167,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   # Executed rather than sourced: hand the variable over as text.
   if [ "$aos_etcd_status" -eq 0 ] && [ "${1:-}" != stop ]; then
     echo "export AOS_TEST_ETCD_URL=$AOS_TEST_ETCD_URL"
+    [ -n "${AOS_TEST_ETCD_TLS_URL:-}" ] && echo "export AOS_TEST_ETCD_TLS_URL='$AOS_TEST_ETCD_TLS_URL'"
   fi
   exit "$aos_etcd_status"
 fi

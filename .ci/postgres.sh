@@ -52,37 +52,6 @@ aos_pg_port_is_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# Writes a throwaway CA and a server certificate for 127.0.0.1/localhost into $1 (2 days valid).
-aos_pg_make_certs() {
-  local dir="$1"
-  if ! command -v openssl >/dev/null 2>&1; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-      aos_pg_say "AOS_PG_TLS=1 needs the openssl command (and cannot install it)"
-      return 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq openssl >/dev/null || return 1
-  fi
-  mkdir -p "$dir" || return 1
-  (
-    cd "$dir" || exit 1
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-      -subj "/CN=aos-cluster CI PostgreSQL CA" -keyout ca.key -out ca.pem \
-      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" &&
-      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -subj "/CN=127.0.0.1" -keyout server.key -out server.csr &&
-      printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
-        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >server.ext &&
-      openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-        -extfile server.ext -out server.pem &&
-      rm -f ca.key server.csr server.ext ca.srl &&
-      chmod 600 server.key
-  ) >"$dir.log" 2>&1 || {
-    aos_pg_say "generating the TLS certificate failed:"
-    cat "$dir.log" >&2
-    return 1
-  }
-}
 
 aos_pg_stop() {
   local base="$1" bin
@@ -142,7 +111,7 @@ aos_pg_main() {
     aos_pg_stop "$base"
     mkdir -p "$base/socket" || return 1
     if [ "$want_tls" = 1 ]; then
-      aos_pg_make_certs "$base/tls" || return 1
+      bash "$(dirname "${BASH_SOURCE[0]}")/certs.sh" "$base/tls" "aos-cluster CI PostgreSQL CA" server || return 1
       tls_opts="-c ssl=on -c ssl_cert_file=$base/tls/server.pem -c ssl_key_file=$base/tls/server.key"
     fi
     if [ "$(id -u)" -eq 0 ]; then
@@ -192,7 +161,7 @@ aos_pg_main() {
 
 aos_pg_main "$@"
 aos_pg_status=$?
-unset -f aos_pg_say aos_pg_bindir aos_pg_as_owner aos_pg_port_is_free aos_pg_make_certs aos_pg_stop aos_pg_main
+unset -f aos_pg_say aos_pg_bindir aos_pg_as_owner aos_pg_port_is_free aos_pg_stop aos_pg_main
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   # Executed rather than sourced: hand the variable over as text.
   if [ "$aos_pg_status" -eq 0 ] && [ "${1:-}" != stop ]; then

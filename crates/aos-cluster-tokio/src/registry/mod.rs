@@ -13,7 +13,7 @@
 //! | `sqlite:///absolute/path.db`   | [`SqliteRegistry`], an absolute path                          |
 //! | `sqlite::memory:`              | [`SqliteRegistry`] in memory, private to that one registry    |
 //! | `postgres://user@host:port/db` | [`PostgresRegistry`] (also `postgresql://`; feature `postgres`) |
-//! | `etcd://host:2379[,host:2379...]/prefix` | [`EtcdRegistry`]: keys under `prefix` (default `aos-cluster`), membership by lease, a watched replica (feature `etcd`) |
+//! | `etcd://host:2379[,host:2379...]/prefix` | [`EtcdRegistry`]: keys under `prefix` (default `aos-cluster`), membership by lease, a watched replica (feature `etcd`); `?cacert=CA.pem[&cert=C.pem&key=C.key]` for TLS (feature `tls`) |
 //!
 //! [`MemoryRegistry`] (no database, no URL) follows the same rules for tests
 //! and simulations of the runtime.

@@ -332,6 +332,8 @@ fn assert_in_use(result: Result<(), RegistryError>, id: u32, older_than: Duratio
 
 #[cfg(all(feature = "etcd", aos_etcd))]
 mod etcd;
+#[cfg(all(feature = "etcd", feature = "tls", aos_etcd))]
+mod etcd_tls;
 mod outside;
 #[cfg(feature = "postgres")]
 mod postgres;

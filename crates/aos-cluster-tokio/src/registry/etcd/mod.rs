@@ -101,9 +101,13 @@ const MEMBERS_DIR: &str = "members_v1";
 /// snapshots cost etcd nothing. Each instance's watch receives every member's
 /// writes: with steady figures, none.
 ///
-/// The connection is plain HTTP/2 (no TLS in this build): keep etcd on a
-/// private network. etcd's own authentication is used when the URL names a
-/// user (`etcd://USER:PASSWORD@HOST:PORT/PREFIX`).
+/// TLS (feature `tls`, rustls) when the URL names etcd's CA:
+/// `etcd://HOST:PORT/PREFIX?cacert=CA.pem`, plus `&cert=CLIENT.pem&key=CLIENT.key`
+/// where etcd checks client certificates (`--client-cert-auth`); etcd's
+/// certificate must name the host as the URL does. Without `cacert` the
+/// connection is plain HTTP/2: keep etcd on a private network. etcd's own
+/// authentication is used when the URL names a user
+/// (`etcd://USER:PASSWORD@HOST:PORT/PREFIX`).
 pub struct EtcdRegistry {
     shared: Arc<Shared>,
     follower: JoinHandle<()>,
@@ -175,6 +179,25 @@ fn error_text(e: &etcd_client::Error) -> String {
     }
 }
 
+/// `options` with TLS as `tls` names it: the files read now, so a missing or
+/// unreadable one is a bad URL, not a failing connection.
+#[cfg(feature = "tls")]
+fn with_tls(options: ConnectOptions, tls: &url::EtcdTls) -> Result<ConnectOptions, String> {
+    use etcd_client::{Certificate, Identity, TlsOptions};
+    let read =
+        |what: &str, path: &str| std::fs::read(path).map_err(|e| format!("cannot read {what} {path}: {e}"));
+    let mut config = TlsOptions::new().ca_certificate(Certificate::from_pem(read("the CA", &tls.cacert)?));
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(Identity::from_pem(read("the certificate", cert)?, read("the key", key)?));
+    }
+    Ok(options.with_tls(config))
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_tls(_options: ConnectOptions, _tls: &url::EtcdTls) -> Result<ConnectOptions, String> {
+    Err("`cacert` asks for TLS to etcd: build aos-cluster-tokio with the `tls` feature".to_owned())
+}
+
 impl EtcdRegistry {
     /// Connects to etcd at `url` (`etcd://HOST:PORT[,HOST:PORT...]/PREFIX`,
     /// optionally `etcd://USER:PASSWORD@HOST:PORT/PREFIX` for etcd's own
@@ -192,6 +215,10 @@ impl EtcdRegistry {
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
         if let Some((name, password)) = &parsed.user {
             options = options.with_user(name.clone(), password.clone());
+        }
+        if let Some(tls) = &parsed.tls {
+            options = with_tls(options, tls)
+                .map_err(|reason| RegistryError::BadUrl { url: shown_url.clone(), reason })?;
         }
         let cannot_open =
             |message: String| RegistryError::backend(&shown_url, format!("cannot open: {message}"));
