@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use aos_cluster::registry::Heartbeat;
 use aos_cluster::InstanceId;
-use aos_cluster_tokio::registry::{self, EtcdRegistry, Registry, RegistryError, CALL_TIMEOUT};
+use aos_cluster_tokio::registry::{self, EtcdRegistry, MemberTiming, Registry, RegistryError, CALL_TIMEOUT};
 use tokio::time::Instant;
 
-use super::{heartbeat, ids, TestDb, A, B, TTL};
+use super::{heartbeat, ids, members, TestDb, A, B, TTL};
 
 async fn open(db: &TestDb) -> EtcdRegistry {
     EtcdRegistry::connect(&db.url()).await.unwrap_or_else(|e| panic!("open {}: {e}", db.url()))
@@ -54,20 +54,14 @@ async fn a_member_that_stops_heartbeating_disappears_when_its_lease_expires() {
     let crashed_at = Instant::now();
     watcher.sync().await.expect("sync");
     assert_eq!(
-        ids(&watcher
-            .snapshot(Some("c"), aos_cluster_tokio::registry::MemberTiming::with_ttl(short))
-            .await
-            .expect("snapshot")),
+        ids(&watcher.snapshot(Some("c"), MemberTiming::with_ttl(short)).await.expect("snapshot")),
         [1, 2]
     );
     let reads = watcher.prefix_reads();
 
     let gone = eventually(Duration::from_secs(15), "the crashed member's key expires", || async {
         alive.heartbeat(&heartbeat(2, "alive", 1), B).await.expect("the live member heartbeats");
-        let read = watcher
-            .snapshot(Some("c"), aos_cluster_tokio::registry::MemberTiming::with_ttl(short))
-            .await
-            .expect("snapshot");
+        let read = watcher.snapshot(Some("c"), MemberTiming::with_ttl(short)).await.expect("snapshot");
         (ids(&read) == [2]).then_some(crashed_at.elapsed())
     })
     .await;
@@ -76,10 +70,7 @@ async fn a_member_that_stops_heartbeating_disappears_when_its_lease_expires() {
     // Nothing for a purge to do: the lease did it.
     assert_eq!(watcher.purge(Some("c"), Duration::ZERO).await.expect("purge"), 0);
     // The live member's lease was renewed by its heartbeats all along.
-    let read = watcher
-        .snapshot(Some("c"), aos_cluster_tokio::registry::MemberTiming::with_ttl(short))
-        .await
-        .expect("snapshot");
+    let read = watcher.snapshot(Some("c"), MemberTiming::with_ttl(short)).await.expect("snapshot");
     assert_eq!(read[0].workload.connected, 1);
     db.finish().await;
 }
@@ -92,18 +83,9 @@ async fn the_replica_sees_another_handles_writes_without_reading() {
     let reader = open(&db).await;
     let writer = open(&db).await;
     live(&reader).await;
-    assert!(reader
-        .snapshot(Some("c"), aos_cluster_tokio::registry::MemberTiming::with_ttl(TTL))
-        .await
-        .expect("snapshot")
-        .is_empty());
+    assert!(members(&reader, Some("c")).await.is_empty());
     let reads = reader.prefix_reads();
-    let snapshot = || async {
-        reader
-            .snapshot(Some("c"), aos_cluster_tokio::registry::MemberTiming::with_ttl(TTL))
-            .await
-            .expect("snapshot")
-    };
+    let snapshot = || async { members(&reader, Some("c")).await };
 
     writer.register(&heartbeat(7, "w", 0), A, TTL).await.expect("register");
     let read = eventually(Duration::from_secs(5), "the new key", || async {
@@ -164,7 +146,7 @@ async fn values_written_by_hand_are_skipped_counted_and_hold_no_id() {
     let before = registry.malformed_rows();
     for _ in 0..3 {
         let read = registry
-            .snapshot(Some("c"), aos_cluster_tokio::registry::MemberTiming::with_ttl(TTL))
+            .snapshot(Some("c"), MemberTiming::with_ttl(TTL))
             .await
             .expect("bad values do not fail the snapshot");
         assert_eq!(ids(&read), [3000, 3005]);
@@ -184,10 +166,7 @@ async fn values_written_by_hand_are_skipped_counted_and_hold_no_id() {
     // A value nobody can read holds no id: a starting process claims it.
     registry.register(&heartbeat(3001, "h", 0), B, TTL).await.expect("claims the unreadable key");
     registry.sync().await.expect("sync");
-    let read = registry
-        .snapshot(Some("c"), aos_cluster_tokio::registry::MemberTiming::with_ttl(TTL))
-        .await
-        .expect("snapshot");
+    let read = members(&registry, Some("c")).await;
     assert_eq!(ids(&read), [3000, 3001, 3005]);
     db.finish().await;
 }
@@ -215,24 +194,7 @@ async fn an_unreachable_etcd_fails_the_open_on_time_without_showing_the_password
 /// within its deadline instead of hanging.
 #[tokio::test]
 async fn a_silent_etcd_fails_the_open_on_time() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
-    let started = Instant::now();
-    let result = registry::open(&format!("etcd://127.0.0.1:{port}/p")).await;
-    let took = started.elapsed();
-    silent.abort();
-    match result {
-        Err(RegistryError::Backend { message, .. }) => {
-            assert!(message.starts_with("cannot open"), "{message}")
-        }
-        other => panic!("expected an open error, got {:?}", other.map(|_| ())),
-    }
+    let took = super::open_fails_against_a_silent_server(|port| format!("etcd://127.0.0.1:{port}/p")).await;
     assert!(took < CALL_TIMEOUT + Duration::from_secs(2), "failed after {took:?}");
 }
 
@@ -311,13 +273,7 @@ async fn etcd_stopped_fails_calls_on_time_and_restarted_recovers_by_itself() {
     let hb: Heartbeat = heartbeat(1, "h", 0);
     registry.register(&hb, A, TTL).await.expect("register");
     live(&registry).await;
-    assert_eq!(
-        ids(&registry
-            .snapshot(Some("c"), aos_cluster_tokio::registry::MemberTiming::with_ttl(TTL))
-            .await
-            .expect("snapshot")),
-        [1]
-    );
+    assert_eq!(ids(&members(&registry, Some("c")).await), [1]);
 
     server.stop();
     let started = Instant::now();
@@ -326,8 +282,7 @@ async fn etcd_stopped_fails_calls_on_time_and_restarted_recovers_by_itself() {
     assert!(started.elapsed() < CALL_TIMEOUT + Duration::from_secs(1), "took {:?}", started.elapsed());
     eventually(Duration::from_secs(30), "snapshots fail once the watch is broken", || async {
         let started = Instant::now();
-        let result =
-            registry.snapshot(Some("c"), aos_cluster_tokio::registry::MemberTiming::with_ttl(TTL)).await;
+        let result = registry.snapshot(Some("c"), MemberTiming::with_ttl(TTL)).await;
         assert!(started.elapsed() < CALL_TIMEOUT + Duration::from_secs(1), "took {:?}", started.elapsed());
         match result {
             Err(RegistryError::Backend { .. }) => Some(()),
@@ -347,13 +302,7 @@ async fn etcd_stopped_fails_calls_on_time_and_restarted_recovers_by_itself() {
     })
     .await;
     live(&registry).await;
-    assert_eq!(
-        ids(&registry
-            .snapshot(Some("c"), aos_cluster_tokio::registry::MemberTiming::with_ttl(TTL))
-            .await
-            .expect("snapshot")),
-        [1]
-    );
+    assert_eq!(ids(&members(&registry, Some("c")).await), [1]);
     assert!(registry.remove(InstanceId(1), A).await.expect("remove"), "still its own key");
     assert!(B != A);
 }

@@ -313,6 +313,32 @@ async fn members(registry: &dyn Registry, cluster: Option<&str>) -> Vec<MemberRe
     registry.snapshot(cluster, MemberTiming::with_ttl(TTL)).await.expect("snapshot")
 }
 
+/// Opens the registry at `url(port)` against a server on `port` that accepts
+/// connections and never answers: asserts that the open fails as "cannot
+/// open", and says how long that took.
+#[cfg(any(feature = "postgres", all(feature = "etcd", aos_etcd)))]
+async fn open_fails_against_a_silent_server(url: impl FnOnce(u16) -> String) -> Duration {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let result = registry::open(&url(port)).await;
+    let took = started.elapsed();
+    silent.abort();
+    match result {
+        Err(RegistryError::Backend { message, .. }) => {
+            assert!(message.starts_with("cannot open"), "{message}")
+        }
+        other => panic!("expected an open error, got {:?}", other.map(|_| ())),
+    }
+    took
+}
+
 fn ids(members: &[MemberRecord]) -> Vec<u32> {
     members.iter().map(|m| m.id.0).collect()
 }

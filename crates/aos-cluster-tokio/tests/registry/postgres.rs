@@ -69,24 +69,9 @@ async fn unreachable_postgres_fails_at_start_without_showing_the_password() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn a_silent_postgres_server_fails_the_open_on_time() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
-    let started = tokio::time::Instant::now();
-    let result = registry::open(&format!("postgres://aos@127.0.0.1:{port}/aos")).await;
-    let took = started.elapsed();
-    silent.abort();
-    match result {
-        Err(RegistryError::Backend { message, .. }) => {
-            assert!(message.starts_with("cannot open"), "{message}")
-        }
-        other => panic!("expected an open error, got {:?}", other.map(|_| ())),
-    }
+    let took =
+        super::open_fails_against_a_silent_server(|port| format!("postgres://aos@127.0.0.1:{port}/aos"))
+            .await;
     assert!(Duration::from_secs(4) < took && took < Duration::from_secs(8), "failed after {took:?}");
 }
 

@@ -18,15 +18,27 @@ fn postgres(db: &TestDb) -> &PostgresDb {
     }
 }
 
-/// Row `id`'s change mark (`changed_xid`), as text.
+/// Row `id`'s `column` as the database holds it, as text.
 #[cfg(feature = "postgres")]
-async fn change_mark(pg: &PostgresDb, id: u32) -> String {
+async fn stored(pg: &PostgresDb, id: u32, column: &str) -> String {
     let sql = format!(
-        "SELECT changed_xid::text FROM {}.{} WHERE id = $1",
+        "SELECT {column}::text FROM {}.{} WHERE id = $1",
         pg.schema,
         registry::POSTGRES_MEMBERS_TABLE
     );
-    pg.admin.query_one(&sql, &[&i64::from(id)]).await.expect("read the change mark").get(0)
+    pg.admin.query_one(&sql, &[&i64::from(id)]).await.unwrap_or_else(|e| panic!("read {column}: {e}")).get(0)
+}
+
+/// Row `id`'s change mark.
+#[cfg(feature = "postgres")]
+async fn change_mark(pg: &PostgresDb, id: u32) -> String {
+    stored(pg, id, "changed_xid").await
+}
+
+/// Row `id`'s heartbeat time.
+#[cfg(feature = "postgres")]
+async fn stored_heartbeat(pg: &PostgresDb, id: u32) -> String {
+    stored(pg, id, "heartbeat_at").await
 }
 
 #[cfg(feature = "postgres")]
@@ -54,17 +66,6 @@ async fn postgres_only_a_heartbeat_that_changes_something_marks_the_row_changed(
     db.raw(&format!("UPDATE {} SET heartbeat_at = now() + INTERVAL '1 hour' WHERE id = 1", db.table())).await;
     assert_ne!(change_mark(pg, 1).await, aged, "a heartbeat moved ahead by hand marks the row");
     db.finish().await;
-}
-
-/// Row `id`'s heartbeat time as the database holds it, as text.
-#[cfg(feature = "postgres")]
-async fn stored_heartbeat(pg: &PostgresDb, id: u32) -> String {
-    let sql = format!(
-        "SELECT heartbeat_at::text FROM {}.{} WHERE id = $1",
-        pg.schema,
-        registry::POSTGRES_MEMBERS_TABLE
-    );
-    pg.admin.query_one(&sql, &[&i64::from(id)]).await.expect("read the heartbeat").get(0)
 }
 
 /// A heartbeat with the figures last written is written once per quiet

@@ -171,7 +171,7 @@ struct ChangeRead {
 impl Replica {
     /// The database's clock now, reckoned from the last read made `at`.
     fn db_now_us(&self, at: tokio::time::Instant) -> i64 {
-        self.now_us.saturating_add(i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX))
+        self.now_us.saturating_add(micros(at.elapsed()))
     }
 
     /// Takes `read` in: changed rows as read, late rows marked late at their
