@@ -42,10 +42,10 @@
 //! PostgreSQL's (`POSTGRES_MEMBERS_TABLE`, `aos_members_v3`) adds what its
 //! incremental reads need: `changed_xid`, the transaction that last changed
 //! the row (set by a trigger; a heartbeat that moves only the time leaves
-//! it), and `removed`, a graceful stop's mark; beside it `aos_members_v3_gone`
-//! keeps a tombstone per deleted row. A snapshot there reads only the rows
-//! changed or deleted since its last read and the rows whose heartbeat is
-//! late, so a cluster of M instances reads what changed, not M rows per
+//! it), `removed`, a graceful stop's mark (a deletion by hand becomes one
+//! too), and `late`, the mark members sweeping in turn set on a row whose
+//! heartbeat is late. A snapshot there reads only the rows changed since its
+//! last read, so a cluster of M instances reads what changed, not M rows per
 //! instance per second.
 //!
 //! etcd holds one key per instance id under the URL's prefix, the same fields
@@ -183,9 +183,10 @@ pub trait Registry: Send + Sync + 'static {
     /// Deletes the cluster's rows older than `older_than` (the server passes
     /// `10 x member_ttl`, once per `member_ttl`), in one idempotent statement;
     /// the number deleted. Backends whose rows expire by themselves (etcd
-    /// leases) delete nothing; backends that keep a replica (PostgreSQL) skip
-    /// the statement while their last read, recent enough, saw no row that
-    /// old.
+    /// leases) delete nothing; backends that keep a replica (PostgreSQL) run
+    /// the statement only when they have read the cluster and their replica
+    /// knows a row that old or is too old to tell (an instance that never
+    /// balanced leaves the purge to those that do).
     fn purge<'a>(
         &'a self,
         cluster: Option<&'a str>,

@@ -11,7 +11,8 @@ use std::time::Duration;
 /// across machines write such a heartbeat only once per
 /// [`quiet_renewal`](MemberTiming::quiet_renewal) (PostgreSQL) or only renew
 /// a lease (etcd), and pass on only rows whose content changed, and rows
-/// whose heartbeat is late ([`late_after`](MemberTiming::late_after)). A row
+/// whose heartbeat is late ([`late_after`](MemberTiming::late_after): etcd
+/// when the lease expires, PostgreSQL when a member's sweep marks it). A row
 /// that is neither belongs to a member that beats on time with the figures it
 /// last wrote (a member writes them whenever they change), and is reported
 /// younger than one `heartbeat_interval`: the time since its last beat on

@@ -360,6 +360,8 @@ fn assert_in_use(result: Result<(), RegistryError>, id: u32, older_than: Duratio
 mod etcd;
 #[cfg(all(feature = "etcd", feature = "tls", aos_etcd))]
 mod etcd_tls;
+#[cfg(feature = "postgres")]
+mod late;
 mod outside;
 #[cfg(feature = "postgres")]
 mod postgres;

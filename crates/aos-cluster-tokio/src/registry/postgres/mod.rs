@@ -12,9 +12,15 @@
 //! handle last wrote is written only once per
 //! [`MemberTiming::quiet_renewal`](super::MemberTiming::quiet_renewal)) and,
 //! while it balances, one read of what changed; a purge per `member_ttl`
-//! only when its last read saw a row old enough.
+//! only when its last read saw a row old enough. Finding late rows scans the
+//! cluster's rows, so members take turns: the cluster sweeps for them about
+//! [`SWEEPS_PER_INTERVAL`](sweep::SWEEPS_PER_INTERVAL) times per interval
+//! whatever its size, and marks what it finds, which every reader then reads
+//! as a change.
 
 mod replica;
+mod schema;
+mod sweep;
 mod url;
 mod writes;
 
@@ -34,16 +40,13 @@ use super::{redact_password, BoxFuture, RegistryError, CALL_TIMEOUT};
 /// The member table: the layout of the registry module docs, plus the
 /// columns incremental reads need (`changed_xid`, set by a trigger whenever a
 /// write changes anything but a heartbeat's time moving on, hand-made writes
-/// included; `removed`, a graceful stop's mark, so other readers see it). Its
-/// own version: older builds' tables are left alone. Beside it,
-/// `{TABLE}_gone` holds a tombstone per deleted row (a trigger writes it),
-/// so readers learn of deletions too; the purge clears old tombstones.
+/// included; `removed`, a graceful stop's mark, so other readers see it, which
+/// a deletion by hand also becomes; `late`, set by a
+/// [sweep](PostgresRegistry::sweep_if_due) on a row whose heartbeat is late
+/// and cleared by the row's next heartbeat, each a change). See
+/// [`schema::create_or_upgrade`]. Its own version: older builds' tables are
+/// left alone.
 pub const TABLE: &str = "aos_members_v3";
-
-/// Two concurrent first starts must not race to create the table: PostgreSQL's
-/// `CREATE TABLE IF NOT EXISTS` is not safe against itself, so creation holds
-/// this transaction-scoped advisory lock ("aos_reg" in ASCII).
-const SCHEMA_LOCK_KEY: i64 = 0x61_6f73_5f72_6567;
 
 /// How a connection is made: without TLS, or with rustls as the URL's
 /// `sslmode` says (feature `tls`).
@@ -63,6 +66,8 @@ pub struct PostgresRegistry {
     member_ttl: std::sync::Mutex<Option<Duration>>,
     /// The row each member of this handle last wrote, and when.
     written: std::sync::Mutex<std::collections::BTreeMap<i64, (RowValues, tokio::time::Instant)>>,
+    /// When this handle next sweeps each cluster for late rows.
+    sweeps: std::sync::Mutex<std::collections::BTreeMap<Option<String>, tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for PostgresRegistry {
@@ -173,6 +178,7 @@ impl PostgresRegistry {
             replicas: Default::default(),
             member_ttl: std::sync::Mutex::new(None),
             written: Default::default(),
+            sweeps: Default::default(),
         };
         registry.call(|_| async { Ok(()) }).await.map_err(|e| match e {
             RegistryError::Backend { url, message } => {
@@ -200,58 +206,7 @@ impl PostgresRegistry {
         // One simple-protocol batch, one implicit transaction: the lock
         // holds until the end, so racing first starts create things once.
         client
-            .batch_execute(&format!(
-                "SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY});
-                 DO $$ BEGIN
-                 IF to_regclass('{TABLE}') IS NULL THEN
-                     CREATE TABLE {TABLE} (
-                         id            BIGINT      PRIMARY KEY,
-                         incarnation   BIGINT      NOT NULL,
-                         endpoint      TEXT        NOT NULL,
-                         cluster       TEXT,
-                         role          TEXT        NOT NULL,
-                         accepting     BOOLEAN     NOT NULL,
-                         max_sessions  BIGINT      NOT NULL,
-                         connected     BIGINT      NOT NULL,
-                         heartbeat_at  TIMESTAMPTZ NOT NULL,
-                         removed       BOOLEAN     NOT NULL DEFAULT false,
-                         changed_xid   xid8        NOT NULL DEFAULT pg_current_xact_id()
-                     ) WITH (fillfactor = 50);
-                     CREATE INDEX {TABLE}_changed ON {TABLE} (changed_xid);
-                     CREATE TABLE {TABLE}_gone (
-                         id            BIGINT      NOT NULL,
-                         cluster       TEXT,
-                         changed_xid   xid8        NOT NULL DEFAULT pg_current_xact_id(),
-                         gone_at       TIMESTAMPTZ NOT NULL DEFAULT now()
-                     );
-                     CREATE INDEX {TABLE}_gone_changed ON {TABLE}_gone (changed_xid);
-                     CREATE OR REPLACE FUNCTION {TABLE}_gone() RETURNS trigger LANGUAGE plpgsql AS $f$
-                     BEGIN
-                         INSERT INTO {TABLE}_gone (id, cluster) VALUES (OLD.id, OLD.cluster);
-                         RETURN OLD;
-                     END $f$;
-                     CREATE TRIGGER {TABLE}_gone AFTER DELETE ON {TABLE}
-                         FOR EACH ROW EXECUTE FUNCTION {TABLE}_gone();
-                     CREATE OR REPLACE FUNCTION {TABLE}_changed() RETURNS trigger LANGUAGE plpgsql AS $f$
-                     BEGIN
-                         NEW.changed_xid := pg_current_xact_id();
-                         RETURN NEW;
-                     END $f$;
-                     CREATE TRIGGER {TABLE}_inserted BEFORE INSERT ON {TABLE}
-                         FOR EACH ROW EXECUTE FUNCTION {TABLE}_changed();
-                     CREATE TRIGGER {TABLE}_updated BEFORE UPDATE ON {TABLE}
-                         FOR EACH ROW
-                         WHEN (NEW.changed_xid <> OLD.changed_xid
-                               OR (NEW.id, NEW.incarnation, NEW.endpoint, NEW.cluster, NEW.role,
-                                   NEW.accepting, NEW.max_sessions, NEW.connected, NEW.removed)
-                                  IS DISTINCT FROM
-                                  (OLD.id, OLD.incarnation, OLD.endpoint, OLD.cluster, OLD.role,
-                                   OLD.accepting, OLD.max_sessions, OLD.connected, OLD.removed)
-                               OR NEW.heartbeat_at < OLD.heartbeat_at OR NEW.heartbeat_at > now())
-                         EXECUTE FUNCTION {TABLE}_changed();
-                 END IF;
-                 END $$;"
-            ))
+            .batch_execute(&schema::create_or_upgrade())
             .await
             .map_err(|e| format!("cannot create the table {TABLE}: {}", error_text(&e)))?;
         let client = Arc::new(client);

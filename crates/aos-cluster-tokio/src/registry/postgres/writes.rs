@@ -8,6 +8,7 @@ use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::InstanceId;
 use tokio_postgres::types::{ToSql, Type};
 
+use super::schema::PURGING;
 use super::{sql_seconds, PostgresRegistry, AGE_MICROS, TABLE};
 use crate::registry::{role_text, BoxFuture, Incarnation, MemberTiming, Registry, RegistryError};
 
@@ -60,8 +61,8 @@ impl RowValues {
 }
 
 /// Claims the row `$1..$8` when the stored one passes `{when}` (about `m`,
-/// the stored row, and `EXCLUDED`, ours); then says whether it did and who
-/// holds the row. The CTE's outer SELECT reads the table as it was when the
+/// the stored row, and `EXCLUDED`, ours); then says whether it did, who
+/// holds the row, and how many members of the cluster were on time. The CTE's outer SELECT reads the table as it was when the
 /// statement began: the row that refused the claim. A row committed by a
 /// racing claim after that moment is not in that view (it comes back empty);
 /// the next try sees it.
@@ -79,7 +80,8 @@ fn claim_statement(when: &str) -> String {
              WHERE m.removed OR m.incarnation = EXCLUDED.incarnation OR {when}
              RETURNING 1
          )
-         SELECT (SELECT count(*) FROM claim), h.age, h.incarnation, h.endpoint
+         SELECT (SELECT count(*) FROM claim), h.age, h.incarnation, h.endpoint,
+                (SELECT count(*) FROM {TABLE} WHERE cluster IS NOT DISTINCT FROM $4 AND NOT late AND NOT removed)
          FROM (SELECT 1) one
          LEFT JOIN (SELECT {AGE_MICROS} AS age, incarnation, endpoint FROM {TABLE} WHERE id = $1) h ON true"
     )
@@ -96,12 +98,17 @@ impl PostgresRegistry {
     /// said: a row taken over meanwhile shows as `Superseded` at the next
     /// write, at most a quiet renewal later, as etcd shows a revoked lease.
     fn quiet(&self, values: &RowValues) -> bool {
-        let Some(member_ttl) = *self.member_ttl.lock().unwrap_or_else(PoisonError::into_inner) else {
-            return false;
-        };
-        let every = MemberTiming::with_ttl(member_ttl).quiet_renewal().mul_f64(0.9);
+        let Some(timing) = self.beat_timing() else { return false };
+        let every = timing.quiet_renewal().mul_f64(0.9);
         let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
         written.get(&values.id).is_some_and(|(last, at)| last == values && at.elapsed() < every)
+    }
+
+    /// How this handle's members beat: the `member_ttl` of the last
+    /// register, with the default interval (the calls that write do not
+    /// carry the interval).
+    fn beat_timing(&self) -> Option<MemberTiming> {
+        self.member_ttl.lock().unwrap_or_else(PoisonError::into_inner).map(MemberTiming::with_ttl)
     }
 
     /// Notes that the row `values` was just written.
@@ -116,7 +123,8 @@ impl PostgresRegistry {
     }
 
     /// Runs a claim ([`claim_statement`]) with `extra` as `$9`, retrying the
-    /// race described there.
+    /// race described there; then schedules this handle's first sweep of
+    /// the cluster.
     async fn claim(
         &self,
         statement: &str,
@@ -133,6 +141,10 @@ impl PostgresRegistry {
             let claimed: i64 = row.try_get(0).map_err(|e| self.malformed(&e))?;
             if claimed > 0 {
                 self.remember(values.clone());
+                let on_time: i64 = row.try_get(4).map_err(|e| self.malformed(&e))?;
+                if let Some(timing) = self.beat_timing() {
+                    self.schedule_first_sweep(&hb.cluster, u64::try_from(on_time).unwrap_or(0) + 1, timing);
+                }
                 return Ok(());
             }
             let age: Option<i64> = row.try_get(1).map_err(|e| self.malformed(&e))?;
@@ -196,6 +208,9 @@ impl Registry for PostgresRegistry {
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
             let values = RowValues::new(heartbeat, incarnation);
+            if let Some(timing) = self.beat_timing() {
+                self.sweep_if_due(&heartbeat.cluster, timing).await;
+            }
             if self.quiet(&values) {
                 self.wrote_own_row(heartbeat).await;
                 return Ok(());
@@ -244,7 +259,7 @@ impl Registry for PostgresRegistry {
     ) -> BoxFuture<'a, Result<u64, RegistryError>> {
         Box::pin(async move {
             let key = cluster.map(str::to_owned);
-            if self.replicas.lock().await.get(&key).is_some_and(|replica| !replica.purge_may_find(older_than))
+            if !self.replicas.lock().await.get(&key).is_some_and(|replica| replica.purge_may_find(older_than))
             {
                 return Ok(0);
             }
@@ -255,13 +270,10 @@ impl Registry for PostgresRegistry {
                     client
                         .execute_typed(
                             &format!(
-                                "WITH tombstones AS (
-                                     DELETE FROM {TABLE}_gone
-                                     WHERE gone_at < now() - $2::float8 * INTERVAL '1 second'
-                                 )
-                                 DELETE FROM {TABLE}
+                                "DELETE FROM {TABLE}
                                  WHERE heartbeat_at < now() - $2::float8 * INTERVAL '1 second'
-                                   AND cluster IS NOT DISTINCT FROM $1"
+                                   AND cluster IS NOT DISTINCT FROM $1
+                                   AND (SELECT set_config('{PURGING}', 'on', true)) = 'on'"
                             ),
                             &[(&cluster, Type::TEXT), (&older, Type::FLOAT8)],
                         )
