@@ -70,8 +70,8 @@ fn load(name: &str) -> Result<Vec<Scenario>, String> {
 }
 
 const HEADER: &str = "| scenario | side | sessions/clients | busiest/mean | admitted b/m | spread (pts) | \
-                      tts p50 / p99 (ms) | attempts/session | peer queries/round | left out late/round | \
-                      registry calls/s | wall (s) |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
+                      tts p50 / p99 (ms) | attempts/session | rounds | peer queries/round | \
+                      left out late/round | registry calls/s | wall (s) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 fn row(name: &str, side: &str, m: &RunMetrics, extra: Option<&RealReport>, wall: f64) -> String {
     let (late, registry) = match extra {
@@ -82,7 +82,7 @@ fn row(name: &str, side: &str, m: &RunMetrics, extra: Option<&RealReport>, wall:
         None => ("-".into(), "-".into()),
     };
     format!(
-        "| {name} | {side} | {}/{} | {:.3} | {:.3} | {:.1} | {:.0} / {:.0} | {:.2} | {:.2} | {late} | {registry} | {wall:.1} |",
+        "| {name} | {side} | {}/{} | {:.3} | {:.3} | {:.1} | {:.0} / {:.0} | {:.2} | {} | {:.2} | {late} | {registry} | {wall:.1} |",
         m.sessions,
         m.clients,
         m.busiest_over_mean,
@@ -91,6 +91,7 @@ fn row(name: &str, side: &str, m: &RunMetrics, extra: Option<&RealReport>, wall:
         m.time_to_session_p50_ms,
         m.time_to_session_p99_ms,
         m.attempts_per_session,
+        m.rounds,
         m.peer_queries_per_round,
     )
 }

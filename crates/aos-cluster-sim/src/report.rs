@@ -97,6 +97,7 @@ mod tests {
             end_of_arrivals_ms: 1000.0,
             utilisation: vec![],
             steps: 5,
+            rounds: 3,
             peer_queries_per_round: 7.0,
             max_peer_queries_in_a_round: 7,
             events_per_session: 12.0,

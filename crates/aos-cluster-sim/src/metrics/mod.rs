@@ -114,6 +114,10 @@ pub struct RunMetrics {
     pub utilisation: Vec<f64>,
     /// Events processed.
     pub steps: u64,
+    /// Query rounds started, over every instance (crashed processes
+    /// included): concurrent handshakes share one, so a slower round serves
+    /// more of them.
+    pub rounds: u64,
     /// Peer workload queries per query round, over every instance
     /// (`InstanceStats::peer_queries / rounds`, crashed processes included).
     pub peer_queries_per_round: f64,
@@ -256,6 +260,7 @@ impl RunMetrics {
             end_of_arrivals_ms: ms(data.end_of_arrivals),
             utilisation,
             steps: data.steps,
+            rounds: data.rounds,
             peer_queries_per_round: if data.rounds == 0 {
                 0.0
             } else {
