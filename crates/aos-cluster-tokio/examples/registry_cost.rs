@@ -76,15 +76,19 @@ struct Tally {
 }
 
 /// CPU seconds used so far by the processes whose name is one of `names`
-/// (all of this machine's), or by this process when `names` is empty.
+/// (all of this machine's), or by this process when `names` is empty. Each
+/// process counts with its children that have ended: a PostgreSQL backend
+/// that exits during a phase (PgBouncer closing an idle server connection)
+/// would otherwise take its whole life's CPU out of the sum.
 fn cpu_seconds(names: &[&str]) -> f64 {
     let ticks_per_second = 100.0; // USER_HZ on Linux
     let read = |pid: &str| -> Option<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let after_name = &stat[stat.rfind(')')? + 2..];
         let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let (utime, stime): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
-        Some((utime + stime) / ticks_per_second)
+        // utime, stime, cutime, cstime.
+        let ticks = fields.get(11..15)?.iter().map(|f| f.parse::<f64>().ok()).sum::<Option<f64>>()?;
+        Some(ticks / ticks_per_second)
     };
     if names.is_empty() {
         return read("self").unwrap_or(0.0);
