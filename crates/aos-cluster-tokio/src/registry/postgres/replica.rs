@@ -320,3 +320,7 @@ pub(super) struct Replica {
     /// next snapshot reads at once.
     refreshed_at: Option<Instant>,
 }
+
+#[cfg(test)]
+#[path = "replica_model.rs"]
+mod model;
