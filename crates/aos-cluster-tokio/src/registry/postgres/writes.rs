@@ -62,10 +62,11 @@ impl RowValues {
 
 /// Claims the row `$1..$8` when the stored one passes `{when}` (about `m`,
 /// the stored row, and `EXCLUDED`, ours); then says whether it did, who
-/// holds the row, and how many members of the cluster were on time. The CTE's outer SELECT reads the table as it was when the
-/// statement began: the row that refused the claim. A row committed by a
-/// racing claim after that moment is not in that view (it comes back empty);
-/// the next try sees it.
+/// holds the row, and how many members of the cluster were on time. The
+/// CTE's outer SELECT reads the table as it was when the statement began:
+/// the row that refused the claim. A row committed by a racing claim after
+/// that moment is not in that view (it comes back empty); the next try sees
+/// it.
 fn claim_statement(when: &str) -> String {
     format!(
         "WITH claim AS (
