@@ -41,11 +41,11 @@ use super::{redact_password, BoxFuture, RegistryError, CALL_TIMEOUT};
 /// columns incremental reads need (`changed_xid`, set by a trigger whenever a
 /// write changes anything but a heartbeat's time moving on, hand-made writes
 /// included; `removed`, a graceful stop's mark, so other readers see it, which
-/// a deletion by hand also becomes; `late`, set by a
-/// [sweep](PostgresRegistry::sweep_if_due) on a row whose heartbeat is late
-/// and cleared by the row's next heartbeat, each a change). See
-/// [`schema::create_or_upgrade`]. Its own version: older builds' tables are
-/// left alone.
+/// a deletion by hand also becomes; `late`, set by the members' sweeps on a
+/// row whose heartbeat is late and cleared by the row's next heartbeat, each
+/// a change). The name carries the layout's version, so tables of older,
+/// incompatible layouts are left alone; this layout's table from before
+/// `late` existed is brought up to date in place at connection.
 pub const TABLE: &str = "aos_members_v3";
 
 /// How a connection is made: without TLS, or with rustls as the URL's
