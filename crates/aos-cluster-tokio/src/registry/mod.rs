@@ -184,9 +184,9 @@ pub trait Registry: Send + Sync + 'static {
     /// `10 x member_ttl`, once per `member_ttl`), in one idempotent statement;
     /// the number deleted. Backends whose rows expire by themselves (etcd
     /// leases) delete nothing; backends that keep a replica (PostgreSQL) run
-    /// the statement only when they have read the cluster and their replica
-    /// knows a row that old or is too old to tell (an instance that never
-    /// balanced leaves the purge to those that do).
+    /// the statement only when their replica, read recently, knows a row
+    /// that old, or, with no recent read to judge by (an instance that does
+    /// not balance), at most once per half of `older_than`.
     fn purge<'a>(
         &'a self,
         cluster: Option<&'a str>,

@@ -252,3 +252,29 @@ async fn postgres_a_purge_deletes_the_old_rows_its_replica_knows() {
     writer.register(&heartbeat(3, "h", 0), B, TTL).await.expect("the purged id is free");
     db.finish().await;
 }
+
+/// A handle that has not read the cluster cannot judge what a purge would
+/// find: its first purge runs (the real-cluster harness clears an earlier
+/// run's rows so, with a fresh handle), the next within half the horizon is
+/// skipped.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_a_purge_without_a_read_runs_once_per_half_horizon() {
+    let Some(db) = TestDb::postgres("quiet_blind_purge").await else { return };
+    let writer = db.connect().await;
+    for id in 1..=3 {
+        writer.register(&heartbeat(id, "h", 0), A, TTL).await.expect("register");
+    }
+    db.age(1, PURGE + Duration::from_secs(1)).await;
+    db.age(2, PURGE + Duration::from_secs(1)).await;
+    let blind = db.connect().await;
+    assert_eq!(blind.purge(Some("c"), PURGE).await.expect("purge"), 2, "no read to judge by: it runs");
+    db.age(3, PURGE + Duration::from_secs(1)).await;
+    assert_eq!(blind.purge(Some("c"), PURGE).await.expect("purge"), 0, "skipped within half the horizon");
+    assert_eq!(
+        db.connect().await.purge(Some("c"), Duration::ZERO).await.expect("purge"),
+        1,
+        "a fresh handle's"
+    );
+    db.finish().await;
+}

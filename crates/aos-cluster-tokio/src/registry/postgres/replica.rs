@@ -217,19 +217,28 @@ impl Replica {
         Some(self.db_now_us()?.saturating_sub(micros(older_than)))
     }
 
-    /// Whether a purge of rows older than `older_than` may find something:
-    /// unless this replica, read recently, knows of no late or removed row
-    /// that old. Members purge once per `member_ttl` each, so most purges
-    /// would find nothing, and each costs a scan of the table.
+    /// Whether a purge of rows older than `older_than` may find something.
+    /// Members purge once per `member_ttl` each, so most purges would find
+    /// nothing, and each costs a scan of the table: a replica read within
+    /// half of `older_than` says yes only when it knows a late or removed
+    /// row that old; one that cannot tell (a member that does not balance
+    /// reads nothing) says yes once per half of `older_than`.
     pub(super) fn purge_may_find(&self, older_than: Duration) -> bool {
-        let Some(due) = self.purge_due_us(older_than) else { return true };
-        self.rows.values().any(|known| known.late && known.beat_us <= due)
-            || self.removed.values().any(|&beat_us| beat_us <= due)
+        match self.purge_due_us(older_than) {
+            Some(due) => {
+                self.rows.values().any(|known| known.late && known.beat_us <= due)
+                    || self.removed.values().any(|&beat_us| beat_us <= due)
+            }
+            None => self.blind_purge_at.is_none_or(|at| at.elapsed() >= older_than / 2),
+        }
     }
 
     /// A purge of rows older than `older_than` ran: the rows it deleted are
     /// forgotten (other readers' replicas forget them at their own purge).
     pub(super) fn purged(&mut self, older_than: Duration) {
+        if self.purge_due_us(older_than).is_none() {
+            self.blind_purge_at = Some(Instant::now());
+        }
         if let Some(due) = self.purge_due_us(older_than) {
             self.rows.retain(|_, known| !(known.late && known.beat_us <= due));
             self.removed.retain(|_, &mut beat_us| beat_us > due);
@@ -319,6 +328,8 @@ pub(super) struct Replica {
     /// The same, but `None` after this process's own writes, so that the
     /// next snapshot reads at once.
     refreshed_at: Option<Instant>,
+    /// When this handle last purged without a recent read to judge by.
+    blind_purge_at: Option<Instant>,
 }
 
 #[cfg(test)]

@@ -260,8 +260,9 @@ impl Registry for PostgresRegistry {
     ) -> BoxFuture<'a, Result<u64, RegistryError>> {
         Box::pin(async move {
             let key = cluster.map(str::to_owned);
-            if !self.replicas.lock().await.get(&key).is_some_and(|replica| replica.purge_may_find(older_than))
-            {
+            let may_find =
+                self.replicas.lock().await.entry(key.clone()).or_default().purge_may_find(older_than);
+            if !may_find {
                 return Ok(0);
             }
             let older = sql_seconds(older_than);
