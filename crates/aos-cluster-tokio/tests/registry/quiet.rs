@@ -165,6 +165,13 @@ async fn postgres_a_row_deleted_by_hand_leaves_every_replica() {
     // mark, a change every reader reads; the purge deletes the row later.
     db.raw(&format!("DELETE FROM {} WHERE id = 2", db.table())).await;
     assert_eq!(stored(postgres(&db), 2, "removed").await, "true");
+    // A truncation would skip that: refused, naming what to do instead.
+    let truncate = postgres(&db).admin.batch_execute(&format!("TRUNCATE {}", db.table())).await;
+    let refused = truncate.expect_err("TRUNCATE is refused");
+    assert!(
+        refused.as_db_error().is_some_and(|e| e.message().contains("DELETE the rows instead")),
+        "{refused}"
+    );
     tokio::time::sleep(FAST.heartbeat_interval).await;
     assert_eq!(ids(&reader.snapshot(Some("c"), FAST).await.expect("snapshot")), [1, 3]);
     // And a deletion and an insertion between two reads.

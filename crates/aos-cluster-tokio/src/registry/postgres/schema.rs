@@ -25,7 +25,9 @@ pub(super) const PURGING: &str = "aos_cluster.purging";
 /// - a deletion other than the purge's (by hand) becomes a removed mark,
 ///   which every reader reads as a change; the purge later deletes the row.
 ///   A deletion cannot be seen by reading what is still there, and this
-///   keeps the incremental read to one table.
+///   keeps the incremental read to one table;
+/// - `TRUNCATE` is refused: it skips row triggers, so instances would go on
+///   listing the rows it took.
 pub(super) fn create_or_upgrade() -> String {
     format!(
         "SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY});
@@ -91,6 +93,15 @@ pub(super) fn create_or_upgrade() -> String {
              DROP TRIGGER IF EXISTS {TABLE}_deleted ON {TABLE};
              CREATE TRIGGER {TABLE}_deleted BEFORE DELETE ON {TABLE}
                  FOR EACH ROW EXECUTE FUNCTION {TABLE}_deleted();
+             CREATE OR REPLACE FUNCTION {TABLE}_truncated() RETURNS trigger LANGUAGE plpgsql AS $f$
+             BEGIN
+                 RAISE EXCEPTION 'TRUNCATE of {TABLE} is refused: DELETE the rows instead'
+                     USING HINT = 'a deleted row becomes a removed mark every instance reads; '
+                                  'truncated rows would stay listed by every instance';
+             END $f$;
+             DROP TRIGGER IF EXISTS {TABLE}_truncated ON {TABLE};
+             CREATE TRIGGER {TABLE}_truncated BEFORE TRUNCATE ON {TABLE}
+                 FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_truncated();
          END IF;
          END $$;"
     )
