@@ -168,6 +168,43 @@ impl PostgresRegistry {
             endpoint: String::new(),
         })
     }
+
+    /// A heartbeat's write: none while quiet ([`PostgresRegistry::quiet`]),
+    /// else one statement; `Superseded` when the row is no longer ours.
+    async fn write_heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+        incarnation: Incarnation,
+    ) -> Result<(), RegistryError> {
+        let values = RowValues::new(heartbeat, incarnation);
+        if self.quiet(&values) {
+            self.wrote_own_row(heartbeat).await;
+            return Ok(());
+        }
+        self.forget(values.id);
+        let params = values.params();
+        let updated = self
+            .call(|client| async move {
+                client
+                    .execute_typed(
+                        &format!(
+                            "UPDATE {TABLE} SET
+                                 endpoint = $3, cluster = $4, role = $5, accepting = $6,
+                                 max_sessions = $7, connected = $8, heartbeat_at = now()
+                             WHERE id = $1 AND incarnation = $2 AND NOT removed"
+                        ),
+                        &params,
+                    )
+                    .await
+            })
+            .await?;
+        if updated == 0 {
+            return Err(RegistryError::Superseded { id: heartbeat.id });
+        }
+        self.remember(values.clone());
+        self.wrote_own_row(heartbeat).await;
+        Ok(())
+    }
 }
 
 impl Registry for PostgresRegistry {
@@ -208,36 +245,12 @@ impl Registry for PostgresRegistry {
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
-            let values = RowValues::new(heartbeat, incarnation);
+            self.write_heartbeat(heartbeat, incarnation).await?;
+            // After the write: a slow sweep cannot hold a heartbeat back (at
+            // worst the caller's deadline fires once the row is written).
             if let Some(timing) = self.beat_timing() {
                 self.sweep_if_due(&heartbeat.cluster, timing).await;
             }
-            if self.quiet(&values) {
-                self.wrote_own_row(heartbeat).await;
-                return Ok(());
-            }
-            self.forget(values.id);
-            let params = values.params();
-            let updated = self
-                .call(|client| async move {
-                    client
-                        .execute_typed(
-                            &format!(
-                                "UPDATE {TABLE} SET
-                                     endpoint = $3, cluster = $4, role = $5, accepting = $6,
-                                     max_sessions = $7, connected = $8, heartbeat_at = now()
-                                 WHERE id = $1 AND incarnation = $2 AND NOT removed"
-                            ),
-                            &params,
-                        )
-                        .await
-                })
-                .await?;
-            if updated == 0 {
-                return Err(RegistryError::Superseded { id: heartbeat.id });
-            }
-            self.remember(values.clone());
-            self.wrote_own_row(heartbeat).await;
             Ok(())
         })
     }
