@@ -64,6 +64,41 @@ async fn unreachable_postgres_fails_at_start_without_showing_the_password() {
     }
 }
 
+/// A server at its connection limit (a role limited to none stands in for
+/// `max_connections`: the same SQLSTATE, 53300) fails the open with an
+/// error that names the way past it.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_at_its_connection_limit_fails_the_open_naming_pgbouncer() {
+    let Some(db) = TestDb::postgres("connection_limit").await else { return };
+    let TestDb::Postgres(pg) = &db else { unreachable!() };
+    let role = "aos_tokio_test_no_connections";
+    pg.admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN CONNECTION LIMIT 0;"))
+        .await
+        .expect("a role that may not connect");
+    let config = tokio_postgres::Config::from_str(&pg.base_url).expect("the test server's URL");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        other => panic!("the test server is reached over TCP, not {other:?}"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let dbname = config.get_dbname().unwrap_or("postgres");
+    let url = format!("postgres://{role}@{host}:{port}/{dbname}");
+    let opened = registry::open(&url).await;
+    pg.admin.batch_execute(&format!("DROP ROLE {role}")).await.expect("drop the role");
+    match opened {
+        Err(e @ RegistryError::Backend { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("cannot open"), "{message}");
+            assert!(message.contains("too many connections"), "{message}");
+            assert!(message.contains("PgBouncer in `pool_mode = transaction`"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    db.finish().await;
+}
+
 /// A server that accepts the connection and never answers: opening fails
 /// within its deadline instead of hanging.
 #[cfg(feature = "postgres")]

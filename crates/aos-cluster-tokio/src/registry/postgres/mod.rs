@@ -243,6 +243,14 @@ impl PostgresRegistry {
 /// (`tokio_postgres::Error`'s `Display` says only "db error").
 fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
+        // Each instance holds a connection of its own, so a cluster larger
+        // than the server's limit fails here at every start past it: say
+        // what lifts the limit.
+        Some(db) if *db.code() == tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS => format!(
+            "{e}: {} (every instance holds one connection: past the server's limit, \
+             connect the instances through PgBouncer in `pool_mode = transaction`)",
+            db.message()
+        ),
         Some(db) => format!("{e}: {}", db.message()),
         None => match std::error::Error::source(e) {
             Some(source) => format!("{e}: {source}"),
