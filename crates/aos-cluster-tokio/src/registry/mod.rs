@@ -59,10 +59,10 @@
 //! [`Registry::register`], the purge) is computed by that same clock. So
 //! instances whose clocks disagree still agree on ages. A heartbeat that looks
 //! as if it came from the future (the database clock stepped back) reads as
-//! age zero, never negative. etcd's leases expire by etcd's clock; its
-//! snapshots' ages are the time since the instance's own replica saw the key
-//! written, on the member's beat schedule once that is longer than an
-//! interval ([`MemberTiming::on_time_age`]).
+//! age zero, never negative. etcd's leases expire by etcd's clock, and it
+//! keeps no time of a write: its snapshots report every live key one
+//! `heartbeat_interval` old, as old as a member's figures may be while it
+//! beats on time.
 //!
 //! # Rows that do not parse
 //!
@@ -172,8 +172,8 @@ pub trait Registry: Send + Sync + 'static {
     /// not parse or whose heartbeat lies more than `member_ttl` in the
     /// future (such a row would never age out). Backends may answer from a
     /// replica brought up to date with what changed since their last read,
-    /// and report a row whose member beats on time younger than one
-    /// `heartbeat_interval`, on its beat schedule (see [`MemberTiming`]).
+    /// and report a row whose member beats on time at most one
+    /// `heartbeat_interval` old (see [`MemberTiming`]).
     fn snapshot<'a>(
         &'a self,
         cluster: Option<&'a str>,

@@ -15,8 +15,11 @@ use std::time::Duration;
 /// when the lease expires, PostgreSQL when a member's sweep marks it). A row
 /// that is neither belongs to a member that beats on time with the figures it
 /// last wrote (a member writes them whenever they change), and is reported
-/// younger than one `heartbeat_interval`: the time since its last beat on
-/// the schedule its last written heartbeat set.
+/// at most one `heartbeat_interval` old: PostgreSQL, whose heartbeat times
+/// come from the database's clock, reports the time since the member's last
+/// beat on the schedule its last written heartbeat set
+/// ([`on_time_age`](MemberTiming::on_time_age)); etcd, which keeps no time of
+/// a write, one interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberTiming {
     /// A member is active while its heartbeat is younger than this.

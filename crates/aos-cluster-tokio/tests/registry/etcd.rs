@@ -94,7 +94,9 @@ async fn the_replica_sees_another_handles_writes_without_reading() {
     })
     .await;
     assert_eq!(ids(&read), [7]);
-    assert!(read[0].heartbeat_age < Duration::from_secs(1), "{:?}", read[0].heartbeat_age);
+    // etcd keeps no time of a write: a live key reads as old as its figures
+    // may be while its member beats on time, however fresh.
+    assert_eq!(read[0].heartbeat_age, MemberTiming::with_ttl(TTL).heartbeat_interval);
 
     writer.heartbeat(&heartbeat(7, "w", 5), A).await.expect("heartbeat");
     eventually(Duration::from_secs(5), "the new figures", || async {

@@ -17,7 +17,6 @@ use aos_cluster::InstanceId;
 use etcd_client::{Client, ConnectOptions, GetOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use self::url::EtcdUrl;
 use self::value::Parsed;
@@ -155,7 +154,6 @@ struct Shared {
 /// A key as the replica holds it: parsed once, when it changes.
 struct Entry {
     mod_revision: i64,
-    seen_at: Instant,
     parsed: Parsed,
 }
 

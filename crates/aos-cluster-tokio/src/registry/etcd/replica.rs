@@ -61,21 +61,15 @@ impl Shared {
             Err(_) => return format!("read: no answer within {CALL_TIMEOUT:?}"),
         };
         let revision = answer.header().map_or(0, |header| header.revision());
-        let now = Instant::now();
         {
             let mut replica = self.replica();
             let mut fresh = BTreeMap::new();
             for found in answer.take_kvs() {
                 let key = found.key().to_vec();
-                // A key unchanged since the last read keeps the time it was
-                // seen written.
+                // A key unchanged since the last read is not parsed again.
                 let entry = match replica.remove(&key) {
                     Some(entry) if entry.mod_revision == found.mod_revision() => entry,
-                    _ => Entry {
-                        mod_revision: found.mod_revision(),
-                        seen_at: now,
-                        parsed: check(&self.members, &found),
-                    },
+                    _ => Entry { mod_revision: found.mod_revision(), parsed: check(&self.members, &found) },
                 };
                 fresh.insert(key, entry);
             }
@@ -125,7 +119,6 @@ impl Shared {
             if message.events().is_empty() {
                 continue;
             }
-            let now = Instant::now();
             {
                 let mut replica = self.replica();
                 for event in message.events() {
@@ -134,7 +127,7 @@ impl Shared {
                     match event.event_type() {
                         etcd_client::EventType::Put => {
                             let parsed = check(&self.members, found);
-                            let entry = Entry { mod_revision: found.mod_revision(), seen_at: now, parsed };
+                            let entry = Entry { mod_revision: found.mod_revision(), parsed };
                             replica.insert(found.key().to_vec(), entry);
                         }
                         etcd_client::EventType::Delete => {
@@ -208,16 +201,23 @@ impl Shared {
         let member_ttl = timing.member_ttl;
         let kept = crate::registry::timing::purge_horizon(member_ttl);
         let rows: Vec<StoredRow> = if self.replica_caught_up().await {
-            let now = Instant::now();
-            // A key lives while its member renews its lease, and its value is
-            // rewritten whenever it changes: a key unchanged for longer than a
-            // heartbeat interval belongs to a member that beats on time, as
-            // far as etcd can tell before the lease expires.
-            let age = |entry: &Entry| timing.on_time_age(now.saturating_duration_since(entry.seen_at));
+            // A key lives while its member renews its lease, and its member
+            // rewrites it at the beat that changes its figures: the figures
+            // held here were the member's own one interval ago at the latest
+            // (a later write would have arrived by now). etcd keeps no time
+            // of a write, and the time the watch delivered one says when the
+            // figures were measured only up to the delivery's delay: read
+            // as younger, a member's figures could outrank an instance's
+            // newer live report of it, and cover that instance's
+            // reservations on the member before their clients have landed.
+            // Measured: 300 instances as processes on etcd, 6 000 clients
+            // within a second, ages by delivery time put up to 25 sessions on
+            // one instance against a mean of 20; one interval, 20 on each.
+            let age = timing.heartbeat_interval;
             self.replica()
                 .values()
                 .filter(|entry| entry.parsed.cluster().is_none_or(|of| of == cluster))
-                .map(|entry| entry.parsed.stored_row(age(entry)))
+                .map(|entry| entry.parsed.stored_row(age))
                 .filter(|row| u128::try_from(row.age_micros).unwrap_or(0) <= kept.as_micros())
                 .collect()
         } else {
