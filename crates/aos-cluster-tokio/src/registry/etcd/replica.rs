@@ -199,26 +199,18 @@ impl Shared {
         timing: MemberTiming,
     ) -> Result<Vec<MemberRecord>, RegistryError> {
         let member_ttl = timing.member_ttl;
-        let kept = crate::registry::timing::purge_horizon(member_ttl);
+        // etcd keeps no time of a write, and when a value arrived says when
+        // its figures were measured only up to the delivery's delay. A key
+        // lives while its member renews its lease, and the member rewrites
+        // it at the beat that changes its figures, so the figures held were
+        // its own one interval ago at the latest: read as younger, they could
+        // outrank an instance's newer live report of the member.
+        let age = timing.heartbeat_interval;
         let rows: Vec<StoredRow> = if self.replica_caught_up().await {
-            // A key lives while its member renews its lease, and its member
-            // rewrites it at the beat that changes its figures: the figures
-            // held here were the member's own one interval ago at the latest
-            // (a later write would have arrived by now). etcd keeps no time
-            // of a write, and the time the watch delivered one says when the
-            // figures were measured only up to the delivery's delay: read
-            // as younger, a member's figures could outrank an instance's
-            // newer live report of it, and cover that instance's
-            // reservations on the member before their clients have landed.
-            // Measured: 300 instances as processes on etcd, 6 000 clients
-            // within a second, ages by delivery time put up to 25 sessions on
-            // one instance against a mean of 20; one interval, 20 on each.
-            let age = timing.heartbeat_interval;
             self.replica()
                 .values()
                 .filter(|entry| entry.parsed.cluster().is_none_or(|of| of == cluster))
                 .map(|entry| entry.parsed.stored_row(age))
-                .filter(|row| u128::try_from(row.age_micros).unwrap_or(0) <= kept.as_micros())
                 .collect()
         } else {
             let mut kv = self.client.kv_client().max_decoding_message_size(MAX_PREFIX_READ);
@@ -234,7 +226,7 @@ impl Shared {
                 .iter()
                 .map(|found| check(&self.members, found))
                 .filter(|parsed| parsed.cluster().is_none_or(|of| of == cluster))
-                .map(|parsed| parsed.stored_row(Duration::ZERO))
+                .map(|parsed| parsed.stored_row(age))
                 .collect()
         };
         Ok(self.rows.members(&self.shown_url, rows, member_ttl))
