@@ -30,11 +30,69 @@ where
     }
 }
 
+/// Asks for snapshots (which start the replica) until the replica follows.
 async fn live(registry: &EtcdRegistry) {
     eventually(Duration::from_secs(5), "the replica follows etcd", || async {
+        let _asked = registry.snapshot(Some("c"), MemberTiming::with_ttl(TTL)).await;
         registry.replica_is_live().then_some(())
     })
     .await;
+}
+
+/// Only a registry whose snapshots are asked for watches etcd: one that
+/// only writes (a serving-only instance) follows nothing; the first
+/// snapshot reads the prefix and starts the replica, which then brings
+/// other handles' writes with no read, stops once no snapshot has used it
+/// for the snapshots' `member_ttl`, and starts again with the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replica_follows_etcd_only_while_snapshots_are_asked_for() {
+    let Some(db) = TestDb::etcd("wanted").await else { return };
+    let timing = MemberTiming::with_ttl(Duration::from_secs(1));
+    let server = open(&db).await;
+    let balancer = open(&db).await;
+    server.register(&heartbeat(1, "s", 0), A, TTL).await.expect("register");
+    for connected in 1..=3 {
+        server.heartbeat(&heartbeat(1, "s", connected), A).await.expect("heartbeat");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!server.replica_is_live() && !balancer.replica_is_live(), "nobody asked for a snapshot");
+    assert_eq!(server.prefix_reads() + balancer.prefix_reads(), 0);
+
+    let connected = |read: &[aos_cluster::registry::MemberRecord]| read.first().map(|m| m.workload.connected);
+    let read = balancer.snapshot(Some("c"), timing).await.expect("the first snapshot");
+    assert_eq!(connected(&read), Some(3), "the first snapshot reads etcd itself");
+    eventually(Duration::from_secs(5), "the replica follows", || async {
+        balancer.snapshot(Some("c"), timing).await.expect("snapshot");
+        balancer.replica_is_live().then_some(())
+    })
+    .await;
+    let reads = balancer.prefix_reads();
+    server.heartbeat(&heartbeat(1, "s", 4), A).await.expect("heartbeat");
+    let last_wanted = eventually(Duration::from_secs(5), "the new figures", || async {
+        let asked_at = Instant::now();
+        let read = balancer.snapshot(Some("c"), timing).await.expect("snapshot");
+        (connected(&read) == Some(4)).then_some(asked_at)
+    })
+    .await;
+    assert_eq!(balancer.prefix_reads(), reads, "the figures came through the watch");
+    assert!(!server.replica_is_live(), "the writer still watches nothing");
+
+    eventually(Duration::from_secs(5), "the unused replica stops", || async {
+        (!balancer.replica_is_live()).then_some(())
+    })
+    .await;
+    assert!(
+        last_wanted.elapsed() >= timing.member_ttl,
+        "stopped {:?} after its last use",
+        last_wanted.elapsed()
+    );
+    server.heartbeat(&heartbeat(1, "s", 5), A).await.expect("heartbeat");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!balancer.replica_is_live(), "a write does not start it again");
+    let read = balancer.snapshot(Some("c"), timing).await.expect("snapshot");
+    assert_eq!(connected(&read), Some(5), "the next snapshot sees the latest figures");
+    live(&balancer).await;
+    db.finish().await;
 }
 
 /// A process that stops heartbeating without `remove` (crashed: its

@@ -1,5 +1,6 @@
 //! The registry in etcd: see [`EtcdRegistry`].
 
+mod follower;
 mod lease;
 mod replica;
 mod url;
@@ -16,7 +17,6 @@ use aos_cluster::registry::{Heartbeat, MemberRecord};
 use aos_cluster::InstanceId;
 use etcd_client::{Client, ConnectOptions, GetOptions};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use self::url::EtcdUrl;
 use self::value::Parsed;
@@ -73,32 +73,36 @@ const MEMBERS_DIR: &str = "members_v1";
 ///
 /// # The replica
 ///
-/// Each registry keeps a replica of every key under `<prefix>/members_v1/`: one
-/// prefix read (at revision R), then a watch from R + 1 that applies every
-/// change. A snapshot is answered from it with no round trip, once it has
-/// caught up with the newest revision this registry has itself written or
-/// read (so a registry always sees its own writes at once; other processes'
-/// writes arrive through the watch, milliseconds later; [`EtcdRegistry::sync`]
-/// waits for everything committed so far). When the watch breaks
-/// (etcd restarted, the connection lost, the history compacted) the replica
-/// reads everything again and watches anew, with a growing pause between tries;
-/// meanwhile snapshots read the prefix directly, and fail with
-/// [`RegistryError::Backend`] while etcd is unreachable.
+/// A registry whose snapshots are asked for keeps a replica of every key
+/// under `<prefix>/members_v1/`: one prefix read (at revision R), then a watch
+/// from R + 1 that applies every change. A snapshot is answered from it with
+/// no round trip, once it has caught up with the newest revision this
+/// registry has itself written or read (so a registry always sees its own
+/// writes at once; other processes' writes arrive through the watch,
+/// milliseconds later; [`EtcdRegistry::sync`] waits for everything committed
+/// so far). The first snapshot starts the replica and reads the prefix
+/// itself; a replica no snapshot has used for the last snapshot's
+/// `member_ttl` stops following (its watch cancelled, its keys dropped), and
+/// the next snapshot starts it again. An instance that only serves, never
+/// balancing, watches nothing. When the watch breaks (etcd restarted, the
+/// connection lost, the history compacted) the replica reads everything again
+/// and watches anew, with a growing pause between tries; meanwhile snapshots
+/// read the prefix directly, and fail with [`RegistryError::Backend`] while
+/// etcd is unreachable.
 ///
-/// Heartbeat ages in a snapshot are by this process's clock (tokio's): the time
-/// since the replica last saw the key written, at most `heartbeat_interval`
-/// ([`MemberTiming`]: renewals do not reach the watch, so a key that is
-/// still there reads as renewed on time). Keys found by a (re)read count as
-/// written at that moment. A member that stops renewing looks alive until its
-/// lease expires, `member_ttl` later, when its key goes.
+/// etcd keeps no time of a write, so a snapshot reports every live key one
+/// `heartbeat_interval` old ([`MemberTiming`]): the most a member's figures
+/// may be while it beats on time (it writes them at the beat that changes
+/// them, and renewals do not reach the watch). A member that stops renewing
+/// looks alive until its lease expires, `member_ttl` later, when its key goes.
 ///
 /// # Cost
 ///
 /// Per instance: a lease renewal per third of `member_ttl`, and per
 /// heartbeat interval one transaction when the figures changed, whatever the
-/// cluster's size;
-/// snapshots cost etcd nothing. Each instance's watch receives every member's
-/// writes: with steady figures, none.
+/// cluster's size; snapshots cost etcd nothing once the replica follows.
+/// Each balancing instance's watch receives every member's writes (with
+/// steady figures, none); a serving-only instance's, none.
 ///
 /// TLS (feature `tls`, rustls) when the URL names etcd's CA:
 /// `etcd://HOST:PORT/PREFIX?cacert=CA.pem`, plus `&cert=CLIENT.pem&key=CLIENT.key`
@@ -109,7 +113,6 @@ const MEMBERS_DIR: &str = "members_v1";
 /// (`etcd://USER:PASSWORD@HOST:PORT/PREFIX`).
 pub struct EtcdRegistry {
     shared: Arc<Shared>,
-    follower: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for EtcdRegistry {
@@ -122,7 +125,10 @@ impl Drop for EtcdRegistry {
     fn drop(&mut self) {
         // The leases are left to expire: a registry dropped without
         // `remove` is a process gone without a goodbye.
-        self.follower.abort();
+        let follower = self.shared.follower().take_task();
+        if let Some(task) = follower {
+            task.abort();
+        }
     }
 }
 
@@ -136,6 +142,8 @@ struct Shared {
     /// broken.
     replica_state: watch::Sender<Option<i64>>,
     replica: Mutex<BTreeMap<Vec<u8>, Entry>>,
+    /// The task that keeps the replica, while snapshots want it.
+    follower: Mutex<follower::Follower>,
     /// Whole-prefix reads so far (replica loads and snapshots that read).
     prefix_reads: AtomicU64,
     /// The newest revision of a key under the prefix that this registry has
@@ -199,8 +207,8 @@ fn with_tls(_options: ConnectOptions, _tls: &url::EtcdTls) -> Result<ConnectOpti
 impl EtcdRegistry {
     /// Connects to etcd at `url` (`etcd://HOST:PORT[,HOST:PORT...]/PREFIX`,
     /// optionally `etcd://USER:PASSWORD@HOST:PORT/PREFIX` for etcd's own
-    /// authentication; no prefix means `aos-cluster`), checks that it answers,
-    /// and starts following its member keys.
+    /// authentication; no prefix means `aos-cluster`) and checks that it
+    /// answers. It follows the member keys once a snapshot is asked for.
     pub async fn connect(url: &str) -> Result<EtcdRegistry, RegistryError> {
         let shown_url = redact_password(url);
         let parsed =
@@ -234,6 +242,7 @@ impl EtcdRegistry {
             members: format!("{}/{MEMBERS_DIR}/", parsed.prefix),
             replica_state,
             replica: Mutex::new(BTreeMap::new()),
+            follower: Mutex::new(follower::Follower::new()),
             prefix_reads: AtomicU64::new(0),
             seen: AtomicI64::new(0),
             owned: Mutex::new(BTreeMap::new()),
@@ -249,8 +258,7 @@ impl EtcdRegistry {
             Ok(Err(e)) => return Err(cannot_open(error_text(&e))),
             Err(_) => return Err(cannot_open(format!("no answer within {CALL_TIMEOUT:?}"))),
         }
-        let follower = tokio::spawn(Arc::clone(&shared).follow());
-        Ok(EtcdRegistry { shared, follower })
+        Ok(EtcdRegistry { shared })
     }
 
     /// The URL this registry was opened with, password hidden.
@@ -259,7 +267,8 @@ impl EtcdRegistry {
     }
 
     /// Whether the replica follows etcd right now (snapshots then cost no
-    /// round trip).
+    /// round trip): from shortly after the first snapshot until snapshots
+    /// stop coming for their `member_ttl`.
     pub fn replica_is_live(&self) -> bool {
         self.shared.replica_state.borrow().is_some()
     }
@@ -286,6 +295,7 @@ impl EtcdRegistry {
     /// broken watch); fails with [`RegistryError::Backend`] when etcd does not
     /// answer or the replica does not follow within [`CALL_TIMEOUT`].
     pub async fn sync(&self) -> Result<(), RegistryError> {
+        self.shared.want_replica(None);
         self.shared.within(self.shared.sync()).await
     }
 }
@@ -360,7 +370,10 @@ impl Registry for EtcdRegistry {
         cluster: Option<&'a str>,
         timing: MemberTiming,
     ) -> BoxFuture<'a, Result<Vec<MemberRecord>, RegistryError>> {
-        Box::pin(self.shared.within(self.shared.snapshot(cluster, timing)))
+        Box::pin(async move {
+            self.shared.want_replica(Some(timing.member_ttl));
+            self.shared.within(self.shared.snapshot(cluster, timing)).await
+        })
     }
 
     /// Leases delete a member's key when its owner stops renewing it:

@@ -27,14 +27,14 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
 impl Shared {
-    /// Follows etcd for as long as the registry lives: read, watch, and
-    /// again after every break.
+    /// Follows etcd while snapshots want the replica (`follower.rs`): read,
+    /// watch, and again after every break.
     pub(super) async fn follow(self: Arc<Self>) {
         let mut pause = RETRY_FIRST;
         let mut last_error = String::new();
         loop {
             let started = Instant::now();
-            let error = self.follow_once().await;
+            let Err(error) = self.follow_once().await else { return };
             self.replica_state.send_replace(None);
             if error != last_error {
                 tracing::warn!(registry = %self.shown_url, "registry watch broken, reading again: {error}");
@@ -46,19 +46,24 @@ impl Shared {
                 last_error.clear();
             }
             tokio::time::sleep(pause).await;
+            if self.unwanted() {
+                return;
+            }
             pause = (pause * 2).min(RETRY_MAX);
         }
     }
 
-    /// One read and the watch that follows it, until it breaks (the reason).
-    async fn follow_once(&self) -> String {
+    /// One read and the watch that follows it, until it breaks (`Err`, the
+    /// reason) or the replica is no longer wanted (`Ok`: stopped, the
+    /// replica emptied).
+    async fn follow_once(&self) -> Result<(), String> {
         let mut kv = self.client.kv_client().max_decoding_message_size(MAX_PREFIX_READ);
         self.prefix_reads.fetch_add(1, Ordering::Relaxed);
         let read = kv.get(self.members.clone(), Some(GetOptions::new().with_prefix()));
         let mut answer = match tokio::time::timeout(CALL_TIMEOUT, read).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return format!("read: {}", error_text(&e)),
-            Err(_) => return format!("read: no answer within {CALL_TIMEOUT:?}"),
+            Ok(Err(e)) => return Err(format!("read: {}", error_text(&e))),
+            Err(_) => return Err(format!("read: no answer within {CALL_TIMEOUT:?}")),
         };
         let revision = answer.header().map_or(0, |header| header.revision());
         {
@@ -84,29 +89,35 @@ impl Shared {
         .await
         {
             Ok(Ok(stream)) => stream.split(),
-            Ok(Err(e)) => return format!("watch: {}", error_text(&e)),
-            Err(_) => return format!("watch: no answer within {CALL_TIMEOUT:?}"),
+            Ok(Err(e)) => return Err(format!("watch: {}", error_text(&e))),
+            Err(_) => return Err(format!("watch: no answer within {CALL_TIMEOUT:?}")),
         };
         self.apply(&mut stream, revision).await
     }
 
     /// Applies the watch's changes to the replica until the watch breaks
-    /// (the reason).
-    async fn apply(&self, stream: &mut WatchResponseStream, revision: i64) -> String {
+    /// (`Err`, the reason) or the replica is no longer wanted (`Ok`; the
+    /// stream, dropped, cancels the watch).
+    async fn apply(&self, stream: &mut WatchResponseStream, revision: i64) -> Result<(), String> {
         let mut applied = revision;
         let mut created = false;
         loop {
-            let message = match stream.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) => return "the watch stream ended".to_owned(),
-                Err(e) => return format!("watch: {}", error_text(&e)),
+            let message = match tokio::time::timeout_at(self.wanted_until(), stream.message()).await {
+                Ok(Ok(Some(message))) => message,
+                Ok(Ok(None)) => return Err("the watch stream ended".to_owned()),
+                Ok(Err(e)) => return Err(format!("watch: {}", error_text(&e))),
+                Err(_) if self.unwanted() => return Ok(()),
+                Err(_) => continue,
             };
+            if self.unwanted() {
+                return Ok(());
+            }
             if message.canceled() || message.compact_revision() != 0 {
-                return format!(
+                return Err(format!(
                     "watch cancelled by etcd (compacted at revision {}): {}",
                     message.compact_revision(),
                     message.cancel_reason()
-                );
+                ));
             }
             if !created {
                 // The watch exists: the replica follows from here on.
