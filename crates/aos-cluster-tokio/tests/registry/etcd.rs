@@ -47,9 +47,9 @@ async fn live(registry: &EtcdRegistry) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replica_follows_etcd_only_while_snapshots_are_asked_for() {
     let Some(db) = TestDb::etcd("wanted").await else { return };
-    let timing = MemberTiming::with_ttl(Duration::from_secs(1));
+    let timing = MemberTiming::with_ttl(Duration::from_secs(2));
     let server = open(&db).await;
-    let balancer = open(&db).await;
+    let balancer = std::sync::Arc::new(open(&db).await);
     server.register(&heartbeat(1, "s", 0), A, TTL).await.expect("register");
     for connected in 1..=3 {
         server.heartbeat(&heartbeat(1, "s", connected), A).await.expect("heartbeat");
@@ -59,14 +59,22 @@ async fn the_replica_follows_etcd_only_while_snapshots_are_asked_for() {
     assert_eq!(server.prefix_reads() + balancer.prefix_reads(), 0);
 
     let connected = |read: &[aos_cluster::registry::MemberRecord]| read.first().map(|m| m.workload.connected);
-    let read = balancer.snapshot(Some("c"), timing).await.expect("the first snapshot");
-    assert_eq!(connected(&read), Some(3), "the first snapshot reads etcd itself");
-    eventually(Duration::from_secs(5), "the replica follows", || async {
-        balancer.snapshot(Some("c"), timing).await.expect("snapshot");
+    // Twenty first snapshots at once start one follower: each reads etcd
+    // itself, and the follower loads the replica once.
+    let mut first = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let balancer = std::sync::Arc::clone(&balancer);
+        first.spawn(async move { balancer.snapshot(Some("c"), timing).await.expect("a first snapshot") });
+    }
+    while let Some(read) = first.join_next().await {
+        assert_eq!(connected(&read.expect("joined")), Some(3), "a first snapshot reads etcd itself");
+    }
+    eventually(timing.member_ttl, "the replica follows", || async {
         balancer.replica_is_live().then_some(())
     })
     .await;
     let reads = balancer.prefix_reads();
+    assert_eq!(reads, 21, "twenty snapshots and one load of the replica");
     server.heartbeat(&heartbeat(1, "s", 4), A).await.expect("heartbeat");
     let last_wanted = eventually(Duration::from_secs(5), "the new figures", || async {
         let asked_at = Instant::now();
