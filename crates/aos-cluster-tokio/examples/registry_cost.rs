@@ -4,8 +4,9 @@
 //!
 //! Each member heartbeats every `heartbeat_interval` (5 s) and purges once per
 //! `member_ttl` (30 s): that is an idle instance, its figures steady. While
-//! balancing, every member also reads a snapshot once per `snapshot_ttl` (1 s).
-//! In a login storm every member balances and its figures change at every
+//! balancing, every member (or the `--balancers` first: the seeds clients
+//! handshake with) also reads a snapshot once per `snapshot_ttl` (1 s). In a
+//! login storm they balance and every member's figures change at every
 //! heartbeat (sessions arrive everywhere at once): the worst case.
 //! The figures: registry requests per member per second, and the engine's CPU
 //! (the processes named `postgres` and `pgbouncer`, or `etcd`, read from
@@ -55,6 +56,15 @@ impl Phase {
     }
 }
 
+/// What one member does in a phase.
+#[derive(Debug, Clone, Copy)]
+struct Duty {
+    /// It balances: a snapshot per `snapshot_ttl`.
+    reads_snapshots: bool,
+    /// Its figures change at every heartbeat.
+    changes_figures: bool,
+}
+
 /// Registry cost at M members.
 #[derive(Parser)]
 struct Args {
@@ -67,6 +77,13 @@ struct Args {
     /// Seconds per phase (idle, balancing, login storm).
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// How many members balance (read snapshots) while balancing and in the
+    /// login storm: the instances clients handshake with. Clients walk their
+    /// seed list in order and handshake with the first that answers, so
+    /// these are the seeds the clients are configured with first. Every
+    /// member when not given: the worst case.
+    #[arg(long)]
+    balancers: Option<u32>,
 }
 
 #[derive(Default)]
@@ -119,7 +136,7 @@ async fn member(
     registry: Arc<dyn Registry>,
     mut heartbeat: Heartbeat,
     incarnation: Incarnation,
-    phase: Phase,
+    duty: Duty,
     until: tokio::time::Instant,
     offset: f64,
     tally: Arc<Tally>,
@@ -130,7 +147,7 @@ async fn member(
     let (mut next_heartbeat, mut next_purge, mut next_snapshot) =
         (at(HEARTBEAT_INTERVAL), at(MEMBER_TTL), at(SNAPSHOT_TTL));
     loop {
-        let next = if phase != Phase::Idle {
+        let next = if duty.reads_snapshots {
             next_heartbeat.min(next_purge).min(next_snapshot)
         } else {
             next_heartbeat.min(next_purge)
@@ -141,7 +158,7 @@ async fn member(
         tokio::time::sleep_until(next).await;
         let ok = if next == next_heartbeat {
             next_heartbeat += HEARTBEAT_INTERVAL;
-            if phase == Phase::LoginStorm {
+            if duty.changes_figures {
                 let Workload { connected, max_sessions } = heartbeat.workload;
                 heartbeat.workload = Workload::new((connected + 1) % max_sessions, max_sessions);
             }
@@ -165,6 +182,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let engine = engine_processes(&args.registry);
     println!("registry: {}", registry::redact_password(&args.registry));
+    if let Some(balancers) = args.balancers {
+        println!("balancing: the first {balancers} members");
+    }
     println!(
         "engine CPU: {}",
         if engine.is_empty() { "in this process (SQLite)".to_owned() } else { engine.join(" + ") }
@@ -190,8 +210,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             registry.register(&heartbeat, incarnation, MEMBER_TTL).await?;
             members.push((registry, heartbeat, incarnation));
         }
-        // Every member's replica is filled before the measurement starts.
-        for (registry, ..) in &members {
+        // Every balancer's replica is filled before the measurement starts.
+        for (registry, ..) in members.iter().take(args.balancers.map_or(usize::MAX, |b| b as usize)) {
             registry.snapshot(Some(&cluster), TIMING).await?;
         }
         for phase in [Phase::Idle, Phase::Balancing, Phase::LoginStorm] {
@@ -207,7 +227,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Arc::clone(registry),
                     heartbeat.clone(),
                     *incarnation,
-                    phase,
+                    Duty {
+                        reads_snapshots: phase != Phase::Idle
+                            && args.balancers.is_none_or(|balancers| (i as u64) < u64::from(balancers)),
+                        changes_figures: phase == Phase::LoginStorm,
+                    },
                     until,
                     offset,
                     Arc::clone(&tally),
