@@ -130,7 +130,7 @@ fn engine_processes(url: &str) -> &'static [&'static str] {
     }
 }
 
-/// One member: heartbeats, purges, and (unless idle) snapshots on the
+/// One member: heartbeats, purges, and (while it balances) snapshots on the
 /// server's schedule, each starting at its own offset so the load is spread.
 async fn member(
     registry: Arc<dyn Registry>,
