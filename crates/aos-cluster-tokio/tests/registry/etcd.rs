@@ -30,60 +30,56 @@ where
     }
 }
 
-/// Asks for snapshots (which start the replica) until the replica follows.
 async fn live(registry: &EtcdRegistry) {
     eventually(Duration::from_secs(5), "the replica follows etcd", || async {
-        let _asked = registry.snapshot(Some("c"), MemberTiming::with_ttl(TTL)).await;
         registry.replica_is_live().then_some(())
     })
     .await;
 }
 
-/// Only a registry whose snapshots are asked for watches etcd: one that
-/// only writes (a serving-only instance) follows nothing; the first
-/// snapshot reads the prefix and starts the replica, which then brings
-/// other handles' writes with no read, stops once no snapshot has used it
-/// for the snapshots' `member_ttl`, and starts again with the next one.
+/// A registry follows etcd from its open and then only while snapshots use
+/// its replica: one that only writes (a serving-only instance) stops
+/// following 2 s after its open; a balancer's replica brings other
+/// handles' writes with no read, stops once no snapshot has used it for the
+/// snapshots' `member_ttl`, and the next snapshots start one follower.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_replica_follows_etcd_only_while_snapshots_are_asked_for() {
+async fn the_replica_follows_etcd_only_while_snapshots_use_it() {
     let Some(db) = TestDb::etcd("wanted").await else { return };
     let timing = MemberTiming::with_ttl(Duration::from_secs(2));
+    let opened = Instant::now();
     let server = open(&db).await;
     let balancer = std::sync::Arc::new(open(&db).await);
+    eventually(Duration::from_secs(5), "both follow from their open", || async {
+        (server.replica_is_live() && balancer.replica_is_live()).then_some(())
+    })
+    .await;
     server.register(&heartbeat(1, "s", 0), A, TTL).await.expect("register");
     for connected in 1..=3 {
         server.heartbeat(&heartbeat(1, "s", connected), A).await.expect("heartbeat");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!server.replica_is_live() && !balancer.replica_is_live(), "nobody asked for a snapshot");
-    assert_eq!(server.prefix_reads() + balancer.prefix_reads(), 0);
-
     let connected = |read: &[aos_cluster::registry::MemberRecord]| read.first().map(|m| m.workload.connected);
-    // Twenty first snapshots at once start one follower: each reads etcd
-    // itself, and the follower loads the replica once.
-    let mut first = tokio::task::JoinSet::new();
-    for _ in 0..20 {
+    let figures = |expected: u32| {
         let balancer = std::sync::Arc::clone(&balancer);
-        first.spawn(async move { balancer.snapshot(Some("c"), timing).await.expect("a first snapshot") });
-    }
-    while let Some(read) = first.join_next().await {
-        assert_eq!(connected(&read.expect("joined")), Some(3), "a first snapshot reads etcd itself");
-    }
-    eventually(timing.member_ttl, "the replica follows", || async {
-        balancer.replica_is_live().then_some(())
-    })
-    .await;
+        async move {
+            let asked_at = Instant::now();
+            let read = balancer.snapshot(Some("c"), timing).await.expect("snapshot");
+            (connected(&read) == Some(expected)).then_some(asked_at)
+        }
+    };
+    eventually(Duration::from_secs(5), "the figures", || figures(3)).await;
+    live(&balancer).await;
     let reads = balancer.prefix_reads();
-    assert_eq!(reads, 21, "twenty snapshots and one load of the replica");
-    server.heartbeat(&heartbeat(1, "s", 4), A).await.expect("heartbeat");
-    let last_wanted = eventually(Duration::from_secs(5), "the new figures", || async {
-        let asked_at = Instant::now();
-        let read = balancer.snapshot(Some("c"), timing).await.expect("snapshot");
-        (connected(&read) == Some(4)).then_some(asked_at)
+
+    eventually(Duration::from_secs(15), "the writer stops following", || async {
+        balancer.snapshot(Some("c"), timing).await.expect("snapshot");
+        (!server.replica_is_live()).then_some(())
     })
     .await;
-    assert_eq!(balancer.prefix_reads(), reads, "the figures came through the watch");
-    assert!(!server.replica_is_live(), "the writer still watches nothing");
+    assert!(opened.elapsed() >= Duration::from_secs(2), "stopped {:?} after its open", opened.elapsed());
+    assert!(balancer.replica_is_live(), "a replica in use follows on");
+    server.heartbeat(&heartbeat(1, "s", 4), A).await.expect("heartbeat");
+    let last_wanted = eventually(Duration::from_secs(5), "the new figures", || figures(4)).await;
+    assert_eq!(balancer.prefix_reads(), reads, "every change came through the watch");
 
     eventually(Duration::from_secs(5), "the unused replica stops", || async {
         (!balancer.replica_is_live()).then_some(())
@@ -97,9 +93,21 @@ async fn the_replica_follows_etcd_only_while_snapshots_are_asked_for() {
     server.heartbeat(&heartbeat(1, "s", 5), A).await.expect("heartbeat");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!balancer.replica_is_live(), "a write does not start it again");
-    let read = balancer.snapshot(Some("c"), timing).await.expect("snapshot");
-    assert_eq!(connected(&read), Some(5), "the next snapshot sees the latest figures");
-    live(&balancer).await;
+    // Twenty snapshots at once: each reads etcd itself, and they start one
+    // follower, which loads the replica once.
+    let mut next = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let balancer = std::sync::Arc::clone(&balancer);
+        next.spawn(async move { balancer.snapshot(Some("c"), timing).await.expect("a snapshot") });
+    }
+    while let Some(read) = next.join_next().await {
+        assert_eq!(connected(&read.expect("joined")), Some(5), "the latest figures, read from etcd");
+    }
+    eventually(timing.member_ttl, "the replica follows again", || async {
+        balancer.replica_is_live().then_some(())
+    })
+    .await;
+    assert_eq!(balancer.prefix_reads(), reads + 21, "twenty snapshots and one load of the replica");
     db.finish().await;
 }
 

@@ -1,13 +1,13 @@
-//! When the replica follows etcd: only while snapshots are asked for.
+//! When the replica follows etcd: from the registry's open, and then only
+//! while snapshots are asked for.
 //!
 //! Every member write reaches every watch, so a watch costs its process
 //! (woken for each event) and etcd (one message per event and watch) in
 //! proportion to the cluster's writes. Only an instance that balances reads
 //! snapshots; most instances of a cluster only serve (clients handshake with
-//! the few seeds they are configured with). So the watch starts with the
-//! first snapshot and stops once snapshots stop coming, and a serving-only
-//! instance watches nothing, as a SQL member that does not balance reads
-//! nothing.
+//! the first of the seeds they are configured with). So a replica that no
+//! snapshot uses stops following, and a serving-only instance soon watches
+//! nothing, as a SQL member that does not balance reads nothing.
 
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -17,10 +17,11 @@ use tokio::time::Instant;
 
 use super::Shared;
 
-/// How long an unused replica keeps following before any snapshot has told
-/// it the cluster's `member_ttl` (a [`super::EtcdRegistry::sync`] first):
-/// the default `member_ttl`.
-const KEEP_BEFORE_TIMING: Duration = Duration::from_secs(30);
+/// How long a replica follows from the registry's open, or from a
+/// [`super::EtcdRegistry::sync`], before any snapshot has told it the
+/// cluster's `member_ttl`: a registry follows as soon as it is opened, and
+/// a serving-only instance stops watching within seconds of its start.
+const BEFORE_FIRST_SNAPSHOT: Duration = Duration::from_secs(2);
 
 /// The follower task and what keeps it running.
 pub(super) struct Follower {
@@ -36,7 +37,7 @@ pub(super) struct Follower {
 
 impl Follower {
     pub(super) fn new() -> Follower {
-        Follower { task: None, wanted_at: Instant::now(), keep_for: KEEP_BEFORE_TIMING }
+        Follower { task: None, wanted_at: Instant::now(), keep_for: BEFORE_FIRST_SNAPSHOT }
     }
 
     /// The follower task, taken (to abort it when the registry closes).

@@ -80,11 +80,12 @@ const MEMBERS_DIR: &str = "members_v1";
 /// registry has itself written or read (so a registry always sees its own
 /// writes at once; other processes' writes arrive through the watch,
 /// milliseconds later; [`EtcdRegistry::sync`] waits for everything committed
-/// so far). The first snapshot starts the replica and reads the prefix
-/// itself; a replica no snapshot has used for the last snapshot's
-/// `member_ttl` stops following (its watch cancelled, its keys dropped), and
-/// the next snapshot starts it again. An instance that only serves, never
-/// balancing, watches nothing. When the watch breaks (etcd restarted, the
+/// so far). The replica follows from the open for as long as snapshots use
+/// it: one that no snapshot has used for the last snapshot's `member_ttl`
+/// (2 s before the first snapshot) stops following (its watch cancelled,
+/// its keys dropped), and the next snapshot, which reads the prefix itself,
+/// starts it again. An instance that only serves, never balancing, soon
+/// watches nothing. When the watch breaks (etcd restarted, the
 /// connection lost, the history compacted) the replica reads everything again
 /// and watches anew, with a growing pause between tries; meanwhile snapshots
 /// read the prefix directly, and fail with [`RegistryError::Backend`] while
@@ -207,8 +208,9 @@ fn with_tls(_options: ConnectOptions, _tls: &url::EtcdTls) -> Result<ConnectOpti
 impl EtcdRegistry {
     /// Connects to etcd at `url` (`etcd://HOST:PORT[,HOST:PORT...]/PREFIX`,
     /// optionally `etcd://USER:PASSWORD@HOST:PORT/PREFIX` for etcd's own
-    /// authentication; no prefix means `aos-cluster`) and checks that it
-    /// answers. It follows the member keys once a snapshot is asked for.
+    /// authentication; no prefix means `aos-cluster`), checks that it answers,
+    /// and starts following its member keys (for as long as the type's docs
+    /// say: "The replica").
     pub async fn connect(url: &str) -> Result<EtcdRegistry, RegistryError> {
         let shown_url = redact_password(url);
         let parsed =
@@ -258,6 +260,7 @@ impl EtcdRegistry {
             Ok(Err(e)) => return Err(cannot_open(error_text(&e))),
             Err(_) => return Err(cannot_open(format!("no answer within {CALL_TIMEOUT:?}"))),
         }
+        shared.want_replica(None);
         Ok(EtcdRegistry { shared })
     }
 
@@ -267,8 +270,8 @@ impl EtcdRegistry {
     }
 
     /// Whether the replica follows etcd right now (snapshots then cost no
-    /// round trip): from shortly after the first snapshot until snapshots
-    /// stop coming for their `member_ttl`.
+    /// round trip): from shortly after the open, for as long as snapshots
+    /// use it (see "The replica" in the type's docs).
     pub fn replica_is_live(&self) -> bool {
         self.shared.replica_state.borrow().is_some()
     }
