@@ -6,6 +6,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../log_capture/mod.rs"]
+mod log_capture;
 
 mod floods;
 mod hooks;
@@ -15,10 +17,9 @@ mod old_clients;
 mod per_address;
 
 use std::any::Any;
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aos_cluster::wire::{Credential, Limits, Message, RejectReason, SessionOutcome, SessionRequest};
@@ -34,37 +35,13 @@ use tokio::time::Instant;
 
 // ---- helpers -------------------------------------------------------------------------
 
-/// Every log line of this test binary (one global subscriber).
+/// Every log line of this test binary at WARN or above.
 fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || LogWriter(logs))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
-        logs
-    })
-}
-
-struct LogWriter(&'static Mutex<Vec<u8>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    log_capture::capture(tracing::Level::WARN)
 }
 
 fn logged_lines(needle: &str) -> Vec<String> {
-    let logs = logs().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    String::from_utf8_lossy(&logs).lines().filter(|line| line.contains(needle)).map(str::to_owned).collect()
+    log_capture::lines_containing(logs(), needle)
 }
 
 /// A server whose application keeps every session it is given, until the

@@ -17,7 +17,7 @@ use aos_cluster_tokio::registry::MemberTiming;
 use std::io::Write;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use aos_cluster::registry::{Heartbeat, MemberRecord};
@@ -40,39 +40,13 @@ const B: Incarnation = Incarnation(u64::MAX - 6);
 
 // ---- log capture -------------------------------------------------------------------
 
-/// Every log line of this test binary (one global subscriber: the registries
-/// log from tokio's blocking threads, which a per-thread one would miss).
-/// Tests look for lines naming their own file or row.
+/// Every log line of this test binary at INFO or above.
 fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || LogWriter(logs))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
-        logs
-    })
-}
-
-struct LogWriter(&'static Mutex<Vec<u8>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    log_capture::capture(tracing::Level::INFO)
 }
 
 fn logged_lines(needle: &str) -> Vec<String> {
-    let logs = logs().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    String::from_utf8_lossy(&logs).lines().filter(|line| line.contains(needle)).map(str::to_owned).collect()
+    log_capture::lines_containing(logs(), needle)
 }
 
 // ---- the databases -------------------------------------------------------------------
@@ -362,6 +336,8 @@ mod etcd;
 mod etcd_tls;
 #[cfg(feature = "postgres")]
 mod late;
+#[path = "../log_capture/mod.rs"]
+mod log_capture;
 mod outside;
 #[cfg(feature = "postgres")]
 mod postgres;
