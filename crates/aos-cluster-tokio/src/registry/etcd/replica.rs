@@ -102,6 +102,8 @@ impl Shared {
         let mut applied = revision;
         let mut created = false;
         loop {
+            // A timeout loses no message: `message` polls the stream's own
+            // buffer, so the next call takes up where this one stopped.
             let message = match tokio::time::timeout_at(self.wanted_until(), stream.message()).await {
                 Ok(Ok(Some(message))) => message,
                 Ok(Ok(None)) => return Err("the watch stream ended".to_owned()),
