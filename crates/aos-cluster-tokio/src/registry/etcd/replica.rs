@@ -103,17 +103,20 @@ impl Shared {
         let mut created = false;
         loop {
             // A timeout loses no message: `message` polls the stream's own
-            // buffer, so the next call takes up where this one stopped.
-            let message = match tokio::time::timeout_at(self.wanted_until(), stream.message()).await {
+            // buffer, so the next call takes up where this one stopped. A
+            // stream that always has a message ready never times out, so the
+            // deadline is checked after a message too.
+            let until = self.wanted_until();
+            let next = tokio::time::timeout_at(until, stream.message()).await;
+            if Instant::now() >= until && self.unwanted() {
+                return Ok(());
+            }
+            let message = match next {
                 Ok(Ok(Some(message))) => message,
                 Ok(Ok(None)) => return Err("the watch stream ended".to_owned()),
                 Ok(Err(e)) => return Err(format!("watch: {}", error_text(&e))),
-                Err(_) if self.unwanted() => return Ok(()),
                 Err(_) => continue,
             };
-            if self.unwanted() {
-                return Ok(());
-            }
             if message.canceled() || message.compact_revision() != 0 {
                 return Err(format!(
                     "watch cancelled by etcd (compacted at revision {}): {}",
