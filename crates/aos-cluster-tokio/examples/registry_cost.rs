@@ -210,8 +210,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             registry.register(&heartbeat, incarnation, MEMBER_TTL).await?;
             members.push((registry, heartbeat, incarnation));
         }
+        let balances = |i: usize| args.balancers.is_none_or(|balancers| i < balancers as usize);
         // Every balancer's replica is filled before the measurement starts.
-        for (registry, ..) in members.iter().take(args.balancers.map_or(usize::MAX, |b| b as usize)) {
+        for (_, (registry, ..)) in members.iter().enumerate().filter(|&(i, _)| balances(i)) {
             registry.snapshot(Some(&cluster), TIMING).await?;
         }
         for phase in [Phase::Idle, Phase::Balancing, Phase::LoginStorm] {
@@ -228,8 +229,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     heartbeat.clone(),
                     *incarnation,
                     Duty {
-                        reads_snapshots: phase != Phase::Idle
-                            && args.balancers.is_none_or(|balancers| (i as u64) < u64::from(balancers)),
+                        reads_snapshots: phase != Phase::Idle && balances(i),
                         changes_figures: phase == Phase::LoginStorm,
                     },
                     until,
