@@ -229,3 +229,54 @@ async fn drain_and_max_sessions_commands_reach_the_machine_and_the_registry() {
     })
     .await;
 }
+
+/// While sessions arrive at every beat the row's figures move in steps of a
+/// sixteenth of capacity (each a registry write that every balancer reads);
+/// the beat after they stop publishes them exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_figures_reach_the_row_in_steps_and_settled_ones_exactly() {
+    const SESSIONS: u32 = 60;
+    let registry = MemRegistry::new();
+    // Steps of 20 sessions; two sessions per 100 ms beat.
+    let server = bind(server_config(5, 320), &registry).await;
+    let (addr, handle) = (server.local_addr(), server.handle());
+    let app = serve_echo(server);
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let observer = tokio::spawn({
+        let (registry, watching) = (registry.clone(), watching.clone());
+        async move {
+            let mut shown: Vec<u32> = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                let connected = registry.row(InstanceId(5)).map(|(row, _)| row.workload.connected);
+                if let Some(connected) = connected.filter(|&c| shown.last() != Some(&c)) {
+                    shown.push(connected);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            shown
+        }
+    });
+
+    let mut clients = Vec::new();
+    for request in 0..SESSIONS {
+        let mut client = RawClient::connect(addr).await;
+        assert!(matches!(client.session(u64::from(request)).await.outcome, SessionOutcome::Accepted { .. }));
+        clients.push(client);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eventually("the row shows every session", || async {
+        registry.row(InstanceId(5)).is_some_and(|(row, _)| row.workload.connected == SESSIONS)
+    })
+    .await;
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let shown = observer.await.unwrap();
+    // One figure per beat would show some 30 values; steps show the first
+    // session, a step every ten beats, and the settled figure (plus one
+    // settled figure per pause of a beat in the arrivals on a busy machine).
+    assert!(shown.len() <= 12, "the row showed {} figures: {shown:?}", shown.len());
+    assert!(shown.windows(2).all(|pair| pair[0] < pair[1]), "figures only grew: {shown:?}");
+    assert_eq!(shown.last(), Some(&SESSIONS));
+    drop(clients);
+    handle.shutdown().await;
+    app.await.unwrap();
+}

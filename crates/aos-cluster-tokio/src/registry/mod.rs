@@ -93,6 +93,7 @@ mod postgres;
 mod row;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod steps;
 mod timing;
 mod url;
 
@@ -105,6 +106,7 @@ pub use postgres::{PostgresRegistry, TABLE as POSTGRES_MEMBERS_TABLE};
 pub use row::{parse_role, role_text};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteRegistry;
+pub use steps::{figure_step, FigureSteps, FIGURE_STEPS};
 pub use timing::MemberTiming;
 pub use url::redact_password;
 

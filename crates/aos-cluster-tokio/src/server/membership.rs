@@ -12,7 +12,7 @@ use tracing::{error, warn};
 
 use super::limits::{Counters, RateLimitedWarning};
 use super::{peer, ServerError, Shared};
-use crate::registry::{Incarnation, Registry, RegistryError};
+use crate::registry::{FigureSteps, Incarnation, Registry, RegistryError};
 
 /// A random `u64` for an incarnation or a machine's seed.
 pub(super) fn random_u64() -> u64 {
@@ -93,18 +93,37 @@ pub(super) async fn publish_heartbeats(
     let member_ttl = shared.config.instance.member_ttl;
     let mut warning = RateLimitedWarning::new(std::time::Duration::from_secs(5));
     let mut purged_at: Option<tokio::time::Instant> = None;
+    // What the row holds, as far as this writer knows: nothing yet (the
+    // registration's figures may be older than the first beat's).
+    let mut steps: Option<FigureSteps> = None;
     while latest.changed().await.is_ok() {
         let Some(heartbeat) = latest.borrow_and_update().clone() else { continue };
-        let mut result =
-            tokio::time::timeout(timeout, registry.heartbeat(&heartbeat, shared.incarnation)).await;
+        let live = heartbeat.workload;
+        let publishes = steps.is_none_or(|steps| steps.publishes(live));
+        let shown = match steps {
+            Some(steps) if !publishes => Heartbeat { workload: steps.published(), ..heartbeat.clone() },
+            _ => heartbeat.clone(),
+        };
+        let mut result = tokio::time::timeout(timeout, registry.heartbeat(&shown, shared.incarnation)).await;
+        let mut registered = false;
         if let Ok(Err(RegistryError::Superseded { .. })) = result {
             shared.counters.registry_error("heartbeat", "superseded");
             let register = registry.register(&heartbeat, shared.incarnation, member_ttl);
             result = tokio::time::timeout(timeout, register).await;
+            registered = true;
             if let Ok(Ok(())) = result {
                 warn!(id = %heartbeat.id, "registry row was gone (file replaced or row deleted); registered again");
             }
         }
+        steps = match (steps, &result) {
+            (Some(mut steps), Ok(Ok(()))) if !registered => {
+                steps.beat(live, publishes);
+                Some(steps)
+            }
+            (_, Ok(Ok(()))) => Some(FigureSteps::new(live)),
+            // Failed or timed out: what the row holds is not known.
+            _ => None,
+        };
         match result {
             Ok(Ok(())) => {
                 if purged_at.is_none_or(|at| at.elapsed() >= member_ttl) {
