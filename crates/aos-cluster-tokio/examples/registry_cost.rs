@@ -6,8 +6,13 @@
 //! `member_ttl` (30 s): that is an idle instance, its figures steady. While
 //! balancing, every member (or the `--balancers` first: the seeds clients
 //! handshake with) also reads a snapshot once per `snapshot_ttl` (1 s). In a
-//! login storm they balance and every member's figures change at every
-//! heartbeat (sessions arrive everywhere at once): the worst case.
+//! login storm they balance and every member's live figures grow by a
+//! session at every heartbeat (sessions arrive everywhere at once; 200
+//! logins a second at 1 000 members), which its heartbeats publish as the
+//! server's writer does: in steps while they move ([`FigureSteps`]).
+//! Every member heartbeats once before the first phase, so what is measured
+//! is the steady state (etcd opens a member's keep-alive stream at its first
+//! renewal).
 //! The figures: registry requests per member per second, and the engine's CPU
 //! (the processes named `postgres` and `pgbouncer`, or `etcd`, read from
 //! `/proc`; SQLite runs inside this process, whose CPU is shown beside).
@@ -27,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use aos_cluster::registry::Heartbeat;
 use aos_cluster::{Endpoint, InstanceId, Role, Workload};
-use aos_cluster_tokio::registry::{self, Incarnation, MemberTiming, Registry};
+use aos_cluster_tokio::registry::{self, FigureSteps, Incarnation, MemberTiming, Registry};
 use clap::Parser;
 
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -42,7 +47,7 @@ enum Phase {
     Idle,
     /// Also a snapshot per second each, figures steady.
     Balancing,
-    /// Also a snapshot per second each, and new figures at every heartbeat.
+    /// Also a snapshot per second each, and figures that grow at every heartbeat.
     LoginStorm,
 }
 
@@ -146,6 +151,9 @@ async fn member(
     let at = |period: Duration| start + period.mul_f64(offset);
     let (mut next_heartbeat, mut next_purge, mut next_snapshot) =
         (at(HEARTBEAT_INTERVAL), at(MEMBER_TTL), at(SNAPSHOT_TTL));
+    // What this member's row shows, published as the server's writer does.
+    let mut steps = FigureSteps::new(heartbeat.workload);
+    let mut live = heartbeat.workload;
     loop {
         let next = if duty.reads_snapshots {
             next_heartbeat.min(next_purge).min(next_snapshot)
@@ -159,9 +167,12 @@ async fn member(
         let ok = if next == next_heartbeat {
             next_heartbeat += HEARTBEAT_INTERVAL;
             if duty.changes_figures {
-                let Workload { connected, max_sessions } = heartbeat.workload;
-                heartbeat.workload = Workload::new((connected + 1) % max_sessions, max_sessions);
+                let Workload { connected, max_sessions } = live;
+                live = Workload::new((connected + 1) % max_sessions, max_sessions);
             }
+            let publishes = steps.publishes(live);
+            steps.beat(live, publishes);
+            heartbeat.workload = steps.published();
             registry.heartbeat(&heartbeat, incarnation).await.is_ok()
         } else if next == next_purge {
             next_purge += MEMBER_TTL;
@@ -214,6 +225,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Every balancer's replica is filled before the measurement starts.
         for (_, (registry, ..)) in members.iter().enumerate().filter(|&(i, _)| balances(i)) {
             registry.snapshot(Some(&cluster), TIMING).await?;
+        }
+        for (registry, heartbeat, incarnation) in &members {
+            registry.heartbeat(heartbeat, *incarnation).await?;
         }
         for phase in [Phase::Idle, Phase::Balancing, Phase::LoginStorm] {
             let tally = Arc::new(Tally::default());
