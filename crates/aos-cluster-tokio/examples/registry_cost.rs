@@ -9,7 +9,8 @@
 //! login storm they balance and every member's live figures grow by a
 //! session at every heartbeat (sessions arrive everywhere at once; 200
 //! logins a second at 1 000 members), which its heartbeats publish as the
-//! server's writer does: in steps while they move ([`FigureSteps`]).
+//! server's writer does: in steps while they move ([`FigureSteps`]). The
+//! same storm with every change written runs just before it, as its baseline.
 //! Every member heartbeats once before the first phase, so what is measured
 //! is the steady state (etcd opens a member's keep-alive stream at its first
 //! renewal).
@@ -47,7 +48,10 @@ enum Phase {
     Idle,
     /// Also a snapshot per second each, figures steady.
     Balancing,
-    /// Also a snapshot per second each, and figures that grow at every heartbeat.
+    /// Also a snapshot per second each, figures that grow at every
+    /// heartbeat, and every change written: the baseline of the next.
+    LoginStormEveryChange,
+    /// The same storm, published as the server's writer does.
     LoginStorm,
 }
 
@@ -56,9 +60,28 @@ impl Phase {
         match self {
             Phase::Idle => "idle",
             Phase::Balancing => "balancing",
+            Phase::LoginStormEveryChange => "login storm, every change written (baseline)",
             Phase::LoginStorm => "login storm",
         }
     }
+
+    fn figures(self) -> Figures {
+        match self {
+            Phase::Idle | Phase::Balancing => Figures::Steady,
+            Phase::LoginStormEveryChange => Figures::GrowEveryChangeWritten,
+            Phase::LoginStorm => Figures::GrowInSteps,
+        }
+    }
+}
+
+/// How a member's figures move, and what its heartbeats publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Figures {
+    Steady,
+    /// One more session at every heartbeat, every change written.
+    GrowEveryChangeWritten,
+    /// One more session at every heartbeat, published in steps ([`FigureSteps`]).
+    GrowInSteps,
 }
 
 /// What one member does in a phase.
@@ -66,8 +89,7 @@ impl Phase {
 struct Duty {
     /// It balances: a snapshot per `snapshot_ttl`.
     reads_snapshots: bool,
-    /// Its figures change at every heartbeat.
-    changes_figures: bool,
+    figures: Figures,
 }
 
 /// Registry cost at M members.
@@ -79,8 +101,9 @@ struct Args {
     /// Cluster sizes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
     members: Vec<u32>,
-    /// Seconds per phase (idle, balancing, login storm).
-    #[arg(long, default_value_t = 20)]
+    /// Seconds per phase (idle, balancing, the two login storms). A storm
+    /// publishes a step every sixth beat: 30 s covers one.
+    #[arg(long, default_value_t = 30)]
     seconds: u64,
     /// How many members balance (read snapshots) while balancing and in the
     /// login storm: the instances clients handshake with. Clients walk their
@@ -166,11 +189,11 @@ async fn member(
         tokio::time::sleep_until(next).await;
         let ok = if next == next_heartbeat {
             next_heartbeat += HEARTBEAT_INTERVAL;
-            if duty.changes_figures {
+            if duty.figures != Figures::Steady {
                 let Workload { connected, max_sessions } = live;
                 live = Workload::new((connected + 1) % max_sessions, max_sessions);
             }
-            let publishes = steps.publishes(live);
+            let publishes = duty.figures == Figures::GrowEveryChangeWritten || steps.publishes(live);
             steps.beat(live, publishes);
             heartbeat.workload = steps.published();
             registry.heartbeat(&heartbeat, incarnation).await.is_ok()
@@ -229,7 +252,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (registry, heartbeat, incarnation) in &members {
             registry.heartbeat(heartbeat, *incarnation).await?;
         }
-        for phase in [Phase::Idle, Phase::Balancing, Phase::LoginStorm] {
+        for phase in [Phase::Idle, Phase::Balancing, Phase::LoginStormEveryChange, Phase::LoginStorm] {
             let tally = Arc::new(Tally::default());
             let span = Duration::from_secs(args.seconds);
             let (engine_before, own_before, started) =
@@ -242,10 +265,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Arc::clone(registry),
                     heartbeat.clone(),
                     *incarnation,
-                    Duty {
-                        reads_snapshots: phase != Phase::Idle && balances(i),
-                        changes_figures: phase == Phase::LoginStorm,
-                    },
+                    Duty { reads_snapshots: phase != Phase::Idle && balances(i), figures: phase.figures() },
                     until,
                     offset,
                     Arc::clone(&tally),
