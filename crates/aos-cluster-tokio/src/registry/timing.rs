@@ -41,8 +41,9 @@ impl MemberTiming {
     }
 
     /// How often a member whose figures do not change still writes its
-    /// heartbeat (or renews its lease): a third of `member_ttl`, so two
-    /// writes may be lost before it stops being active.
+    /// heartbeat row: a third of `member_ttl`, so two writes may be lost
+    /// before it stops being active. (An etcd lease, which no reader sees
+    /// renewed, is renewed by the spacing of the beats instead.)
     pub fn quiet_renewal(&self) -> Duration {
         self.member_ttl / 3
     }

@@ -223,7 +223,7 @@ async fn a_heartbeat_with_the_same_figures_only_renews_the_lease() {
     registry.heartbeat(&heartbeat(1, "h", 4), A).await.expect("heartbeat");
     assert!(stored().await.0 > revision, "new figures are written");
     // The lease revoked behind its back: the next heartbeat that writes (or
-    // renews: three times per TTL) is superseded.
+    // renews) is superseded.
     admin.lease_revoke(lease).await.expect("revoke");
     match registry.heartbeat(&heartbeat(1, "h", 5), A).await {
         Err(RegistryError::Superseded { .. }) => {}

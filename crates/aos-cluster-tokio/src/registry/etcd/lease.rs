@@ -55,14 +55,23 @@ impl Shared {
         Ok(Some(Duration::from_secs(u64::try_from(age).unwrap_or(0))))
     }
 
-    /// Renews `lease` on its keep-alive stream (opened on first use and
-    /// kept: a stream per renewal would cost etcd a stream set-up per member
-    /// and heartbeat), unless it was renewed less than `every` ago; whether
-    /// the lease still lives (as of its last renewal).
-    pub(super) async fn renew(&self, lease: i64, every: Duration) -> Result<bool, RegistryError> {
+    /// A beat of the member holding `lease` (of TTL `member_ttl`; zero when
+    /// not known): renews the lease on its keep-alive stream (opened on
+    /// first use and kept: a stream per renewal would cost etcd a stream
+    /// set-up per member and heartbeat) unless [`renewal_due`] says it can
+    /// wait; whether the lease still lives (as of its last renewal).
+    pub(super) async fn renew(&self, lease: i64, member_ttl: Duration) -> Result<bool, RegistryError> {
         let mut keepers = self.keepers.lock().await;
-        if keepers.get(&lease).is_some_and(|kept| kept.renewed_at.elapsed() < every) {
-            return Ok(true);
+        if let Some(kept) = keepers.get_mut(&lease) {
+            let now = Instant::now();
+            let spacing = now.saturating_duration_since(kept.beat_at);
+            // The longer of the last two spacings: one early beat (a drain,
+            // a new capacity) does not make the next one look close.
+            let expected = spacing.max(kept.spacing);
+            (kept.beat_at, kept.spacing) = (now, spacing);
+            if !renewal_due(now.saturating_duration_since(kept.renewed_at), expected, member_ttl) {
+                return Ok(true);
+            }
         }
         for _ in 0..2 {
             let answer = match keepers.get_mut(&lease) {
@@ -76,7 +85,15 @@ impl Shared {
                     // (a lease that is gone is an error here).
                     match leases.keep_alive(lease).await {
                         Ok((keeper, stream)) => {
-                            keepers.insert(lease, Kept { keeper, stream, renewed_at: Instant::now() });
+                            let now = Instant::now();
+                            let kept = Kept {
+                                keeper,
+                                stream,
+                                renewed_at: now,
+                                beat_at: now,
+                                spacing: Duration::ZERO,
+                            };
+                            keepers.insert(lease, kept);
                             return Ok(true);
                         }
                         Err(e) if lease_gone(&e) => return Ok(false),
@@ -107,16 +124,46 @@ impl Shared {
     }
 }
 
-/// A lease's kept keep-alive stream and when it last renewed the lease.
+/// Whether a beat `since_renewal` after the lease's last renewal renews
+/// it, beats coming `beat_spacing` apart: unless three more beats still fit
+/// in the `member_ttl` the renewal bought. The beat that skips leaves the
+/// next beat to renew, and should that fail, the one after it, both before
+/// the lease expires. With the defaults (30 s, a beat every 5 s) a lease is
+/// renewed every 20 s; with beats a third of `member_ttl` apart or slower,
+/// at every beat.
+pub(super) fn renewal_due(since_renewal: Duration, beat_spacing: Duration, member_ttl: Duration) -> bool {
+    since_renewal.saturating_add(beat_spacing.saturating_mul(3)) > member_ttl
+}
+
+/// A lease's kept keep-alive stream, when it last renewed the lease, and
+/// when its member's last beat came and how long after the one before.
 pub(super) struct Kept {
     keeper: LeaseKeeper,
     stream: LeaseKeepAliveStream,
     renewed_at: Instant,
+    beat_at: Instant,
+    spacing: Duration,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_is_renewed_while_fewer_than_three_beats_fit_in_what_is_left() {
+        let s = Duration::from_secs;
+        // Defaults: a beat every 5 s, 30 s: renewed at the beat 20 s after.
+        let due: Vec<u64> =
+            (1..=6).map(|beat| beat * 5).filter(|&e| renewal_due(s(e), s(5), s(30))).collect();
+        assert_eq!(due.first(), Some(&20));
+        // Beats 12 s apart: at every beat, so a failed renewal is retried in time.
+        assert!(renewal_due(s(12), s(12), s(30)));
+        // An unknown TTL (zero): always.
+        assert!(renewal_due(s(1), s(1), Duration::ZERO));
+        // Just renewed, beats far apart within the TTL: not yet.
+        assert!(!renewal_due(Duration::ZERO, s(10), s(30)));
+        assert!(renewal_due(Duration::from_millis(1), s(10), s(30)));
+    }
 
     #[test]
     fn lease_ttls_are_whole_seconds_rounded_up_at_least_one() {

@@ -53,12 +53,13 @@ const MEMBERS_DIR: &str = "members_v1";
 ///
 /// [`register`](Registry::register) grants a lease whose TTL is `member_ttl`
 /// (rounded up to whole seconds, at least one) and writes the key under it.
-/// A [`heartbeat`](Registry::heartbeat) renews the lease when its last renewal
-/// is a third of the TTL old (one keep-alive on a stream kept open) and, when
-/// they changed, writes the figures (one transaction): a process that stops
-/// heartbeating
-/// (crashed, hung, or cut off) loses its key when its lease expires, by
-/// etcd's clock, with no purge ([`purge`](Registry::purge) deletes nothing).
+/// A [`heartbeat`](Registry::heartbeat) renews the lease (one keep-alive on a
+/// stream kept open) unless three more beats, spaced as the last ones, still
+/// fit in what its last renewal bought (every 20 s with the defaults), and,
+/// when they changed, writes the figures (one transaction): a process that
+/// stops heartbeating (crashed, hung, or cut off) loses its key when its
+/// lease expires, by etcd's clock, with no purge ([`purge`](Registry::purge)
+/// deletes nothing).
 ///
 /// # Fencing
 ///
@@ -99,7 +100,7 @@ const MEMBERS_DIR: &str = "members_v1";
 ///
 /// # Cost
 ///
-/// Per instance: a lease renewal per third of `member_ttl`, and per
+/// Per instance: a lease renewal per `member_ttl` less three beats, and per
 /// heartbeat interval one transaction when the figures changed (the
 /// server's writer publishes figures that move at every beat in steps:
 /// [`FigureSteps`](super::FigureSteps)), whatever the cluster's size; snapshots cost etcd nothing once the replica follows.

@@ -10,7 +10,6 @@ use etcd_client::{Compare, CompareOp, KeyValue, PutOptions, Txn, TxnOp, TxnOpRes
 
 use super::value::{check, digest, encode};
 use super::{Incarnation, Owned, RegistryError, Shared};
-use crate::registry::MemberTiming;
 
 impl Shared {
     /// The key of `id` as etcd holds it now.
@@ -248,14 +247,9 @@ impl Shared {
         let Some(mut owned) = self.ours(id, incarnation).await? else {
             return Err(superseded());
         };
-        // The lease, not the value, says the member lives: renewed three
-        // times per TTL, whatever the heartbeat interval.
-        let every = self
-            .member_ttl
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map_or(Duration::ZERO, |ttl| MemberTiming::with_ttl(ttl).quiet_renewal());
-        if owned.lease != 0 && !self.renew(owned.lease, every).await? {
+        // The lease, not the value, says the member lives.
+        let member_ttl = self.member_ttl.lock().unwrap_or_else(PoisonError::into_inner).unwrap_or_default();
+        if owned.lease != 0 && !self.renew(owned.lease, member_ttl).await? {
             return Err(superseded());
         }
         let value = encode(heartbeat, incarnation);
