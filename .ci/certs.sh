@@ -30,8 +30,12 @@ mkdir -p "$dir" || exit 1
   for who in "$@"; do
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -subj "/CN=aos-cluster CI $who" -keyout "$who.key" -out "$who.csr" || exit 1
+    # etcd's gRPC gateway dials etcd's own TLS port with the server's certificate as its client
+    # certificate: a server certificate is for client authentication too.
+    usage="${who}Auth"
+    [ "$who" = server ] && usage="serverAuth,clientAuth"
     printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
-      "keyUsage=critical,digitalSignature" "extendedKeyUsage=${who}Auth" >"$who.ext"
+      "keyUsage=critical,digitalSignature" "extendedKeyUsage=$usage" >"$who.ext"
     openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
       -extfile "$who.ext" -out "$who.pem" || exit 1
     chmod 600 "$who.key"
