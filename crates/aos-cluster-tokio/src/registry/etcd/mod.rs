@@ -103,7 +103,8 @@ const MEMBERS_DIR: &str = "members_v1";
 /// Per instance: a lease renewal per `member_ttl` less three beats, and per
 /// heartbeat interval one transaction when the figures changed (the
 /// server's writer publishes figures that move at every beat in steps:
-/// [`FigureSteps`](super::FigureSteps)), whatever the cluster's size; snapshots cost etcd nothing once the replica follows.
+/// [`FigureSteps`](super::FigureSteps)), whatever the cluster's size;
+/// snapshots cost etcd nothing once the replica follows.
 /// Each balancing instance's watch receives every member's writes (with
 /// steady figures, none); a serving-only instance's, none.
 ///
