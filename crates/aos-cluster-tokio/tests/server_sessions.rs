@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aos_cluster::wire::{Message, SessionOutcome};
@@ -241,12 +243,12 @@ async fn moving_figures_reach_the_row_in_steps_and_settled_ones_exactly() {
     let server = bind(server_config(5, 320), &registry).await;
     let (addr, handle) = (server.local_addr(), server.handle());
     let app = serve_echo(server);
-    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watching = Arc::new(AtomicBool::new(true));
     let observer = tokio::spawn({
         let (registry, watching) = (registry.clone(), watching.clone());
         async move {
             let mut shown: Vec<u32> = Vec::new();
-            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+            while watching.load(Ordering::Relaxed) {
                 let connected = registry.row(InstanceId(5)).map(|(row, _)| row.workload.connected);
                 if let Some(connected) = connected.filter(|&c| shown.last() != Some(&c)) {
                     shown.push(connected);
@@ -268,7 +270,7 @@ async fn moving_figures_reach_the_row_in_steps_and_settled_ones_exactly() {
         registry.row(InstanceId(5)).is_some_and(|(row, _)| row.workload.connected == SESSIONS)
     })
     .await;
-    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    watching.store(false, Ordering::Relaxed);
     let shown = observer.await.unwrap();
     // One figure per beat would show some 30 values; steps show the first
     // session, a step every ten beats, and the settled figure (plus one
